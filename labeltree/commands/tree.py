@@ -1,0 +1,53 @@
+"""`labeltree tree` and `labeltree validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import LabeltreeError
+from ..hierarchy import load_hierarchy
+from ..taxonomy import load_taxonomy
+from ..treeview import render_tree
+from ..yamlio import load_yaml
+
+
+@click.command("tree")
+@click.argument("hierarchy", default="cityscapes+vistas+gtsdb")
+@click.option("--color/--no-color", default=None, help="Colour swatches (default: when the terminal has them).")
+def tree_cmd(hierarchy: str, color: bool | None) -> None:
+    """Print a tree with each node's classifier and the dataset classes mapped to it.
+
+    \b
+    Example:
+      labeltree tree cityscapes+vistas
+    """
+    h = load_hierarchy(hierarchy)
+    use_color = color if color is not None else click.get_text_stream("stdout").isatty()
+    click.echo(render_tree(h, color=use_color))
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate_cmd(files: tuple[Path, ...]) -> None:
+    """Validate taxonomy and tree files; exit status 2 at the first bad one.
+
+    \b
+    Example:
+      labeltree validate taxonomies/*.yaml taxonomies/hierarchies/*.yaml
+    """
+    for f in files:
+        data = load_yaml(f, "taxonomy or tree")
+        if isinstance(data, dict) and "tree" in data:
+            h = load_hierarchy(f)
+            click.echo(f"ok  {f}: tree '{h.name}', {len(h.classifiers)} classifiers "
+                       f"({'/'.join(str(len(c.children)) for c in h.classifiers)}), {len(h.leaves)} leaves")
+        elif isinstance(data, dict) and "classes" in data:
+            t = load_taxonomy(f)
+            click.echo(f"ok  {f}: taxonomy '{t.name}' {t.version}, {len(t.classes)} classes, {t.annotation}")
+        else:
+            raise LabeltreeError("neither a taxonomy (has 'classes') nor a tree file (has 'tree')", f)
+
+
+COMMANDS = [tree_cmd, validate_cmd]

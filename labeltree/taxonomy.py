@@ -1,0 +1,221 @@
+"""Dataset taxonomies: one YAML file per dataset version, validated with pydantic on load.
+
+A taxonomy says which classes a dataset has (id, name, colour, ...), whether it is annotated
+densely or with boxes, how ids are stored on disk and which ids carry no class. Everything else
+(lookup tables, classifiers, evaluation sets) is derived from these files and the tree file.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import LabeltreeError
+from .resources import taxonomy_dir
+from .yamlio import load_yaml, read_text_file
+
+Shape = Literal["circle", "triangle", "inverted-triangle", "octagon", "diamond"]
+DTYPE_MAX = {"uint8": 255, "uint16": 65535}
+
+
+def normalise_name(name: str) -> str:
+    """'Traffic Sign (Front)', 'traffic-sign--front' -> 'traffic sign front' (for cross-dataset matching)."""
+    return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
+
+
+class ClassDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    name: str = Field(min_length=1)
+    color: tuple[int, int, int]
+    readable: str | None = None
+    category: str | None = None
+    category_id: int | None = None
+    train_id: int | None = None
+    has_instances: bool = False
+    ignore_in_eval: bool = False
+    shape: Shape | None = None
+    synonyms: list[str] = Field(default_factory=list)
+
+    @field_validator("color", mode="before")
+    @classmethod
+    def _rgb(cls, v: object) -> object:
+        if not isinstance(v, (list, tuple)) or len(v) != 3:
+            raise ValueError(f"colour must be an RGB triple like [128, 64, 128], got {v!r}")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v):
+            raise ValueError(f"colour components must be integers 0..255, got {v!r}")
+        return v
+
+    @property
+    def display(self) -> str:
+        return self.readable or self.name
+
+
+class Encoding(BaseModel):
+    """How a class id is stored on disk: value = id + offset in a `dtype` image (or gt.txt for boxes)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["png-ids", "png-palette-index", "gtsdb-gt-txt"]
+    dtype: Literal["uint8", "uint16"] = "uint8"
+    offset: int = 0
+    unlabeled: int | None = None  # stored value that means "no label" and is no class id
+
+
+class Taxonomy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    version: str = ""
+    description: str = ""
+    annotation: Literal["dense", "boxes"]
+    encoding: Encoding
+    ignore_ids: list[int] = Field(default_factory=list)
+    classes: list[ClassDef] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Taxonomy:
+        seen_ids: dict[int, str] = {}
+        seen_names: dict[str, int] = {}
+        vmax = DTYPE_MAX[self.encoding.dtype]
+        for i, c in enumerate(self.classes):
+            if c.id in seen_ids:
+                raise ValueError(f"classes[{i}] '{c.name}': duplicate id {c.id} (also '{seen_ids[c.id]}')")
+            if c.name in seen_names:
+                raise ValueError(f"classes[{i}] '{c.name}': duplicate name (also id {seen_names[c.name]})")
+            seen_ids[c.id] = c.name
+            seen_names[c.name] = c.id
+            value = c.id + self.encoding.offset
+            # Negative ids (Cityscapes' license plate, -1) exist only in tables, never in label files.
+            if c.id >= 0 and not 0 <= value <= vmax:
+                raise ValueError(
+                    f"classes[{i}] '{c.name}': id {c.id} is stored as {value}, which does not fit "
+                    f"{self.encoding.dtype} (0..{vmax}); use dtype uint16 or a smaller id")
+            if self.encoding.unlabeled is not None and c.id >= 0 and value == self.encoding.unlabeled:
+                raise ValueError(f"classes[{i}] '{c.name}': stored value {value} is the 'unlabeled' value")
+        for i in self.ignore_ids:
+            if i not in seen_ids:
+                raise ValueError(f"ignore_ids: {i} is not the id of any class")
+        return self
+
+    # -- lookups ---------------------------------------------------------------------------
+    def by_id(self, cid: int) -> ClassDef:
+        for c in self.classes:
+            if c.id == cid:
+                return c
+        raise KeyError(cid)
+
+    def find(self, ref: int | str) -> ClassDef | None:
+        """A class by id, exact name, readable name or normalised name/synonym."""
+        if isinstance(ref, int) or (isinstance(ref, str) and re.fullmatch(r"-?\d+", ref)):
+            cid = int(ref)
+            return next((c for c in self.classes if c.id == cid), None)
+        for c in self.classes:
+            if ref in (c.name, c.readable):
+                return c
+        key = normalise_name(ref)
+        for c in self.classes:
+            if key in {normalise_name(n) for n in (c.name, c.display, *c.synonyms)}:
+                return c
+        return None
+
+    @property
+    def ids(self) -> list[int]:
+        return [c.id for c in self.classes]
+
+    def stored_value(self, cid: int) -> int:
+        return cid + self.encoding.offset
+
+    @property
+    def lut_size(self) -> int:
+        """Size of a lookup table indexed by stored label value."""
+        top = max(self.stored_value(c.id) for c in self.classes if c.id >= 0)
+        if self.encoding.unlabeled is not None:
+            top = max(top, self.encoding.unlabeled)
+        return top + 1
+
+
+# -- loading -------------------------------------------------------------------------------
+
+def _class_lines(text: str) -> list[int]:
+    """1-based line of each entry of `classes:` so that errors can point into the file."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for k, v in root.value:
+        if k.value == "classes" and isinstance(v, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in v.value]
+    return []
+
+
+def _format_validation(e: ValidationError, path: Path, text: str, what: str) -> LabeltreeError:
+    err = e.errors()[0]
+    loc = list(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    line = None
+    if len(loc) >= 2 and loc[0] == "classes" and isinstance(loc[1], int):
+        lines = _class_lines(text)
+        line = lines[loc[1]] if loc[1] < len(lines) else None
+    elif msg.startswith("classes[") and "]" in msg:
+        lines = _class_lines(text)
+        idx = int(msg[len("classes["): msg.index("]")])
+        line = lines[idx] if idx < len(lines) else None
+    where = ".".join(str(p) for p in loc)
+    extra = f" ({len(e.errors())} problems; first shown)" if len(e.errors()) > 1 else ""
+    return LabeltreeError(f"invalid {what}: {where + ': ' if where else ''}{msg}{extra}", path, line)
+
+
+def taxonomy_from_dict(data: object, path: Path, text: str = "") -> Taxonomy:
+    if not isinstance(data, dict):
+        raise LabeltreeError("a taxonomy file must be a YAML mapping with 'name', 'annotation', "
+                             "'encoding' and 'classes'", path)
+    try:
+        return Taxonomy.model_validate(data)
+    except ValidationError as e:
+        raise _format_validation(e, path, text, "taxonomy") from None
+
+
+def bundled_taxonomies() -> dict[str, Path]:
+    """CLI name -> bundled file. Names are file stems and each file's own `name` (vistas = v1.2)."""
+    out: dict[str, Path] = {}
+    for p in sorted(taxonomy_dir().glob("*.yaml")):
+        out.setdefault(p.stem, p)
+        data = yaml.safe_load(p.read_text())
+        out.setdefault(str(data.get("name", p.stem)), p)
+    return out
+
+
+def resolve_taxonomy_path(ref: str | Path) -> Path:
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    known = bundled_taxonomies()
+    if str(ref) in known:
+        return known[str(ref)]
+    raise LabeltreeError(f"unknown dataset '{ref}': use one of {', '.join(sorted(known))} "
+                         f"or a path to a taxonomy .yaml file (searched {taxonomy_dir()})")
+
+
+@cache
+def _load_cached(path: str, mtime: float) -> Taxonomy:  # noqa: ARG001 - mtime keys the cache
+    p = Path(path)
+    text = read_text_file(p, "taxonomy")
+    data = load_yaml(p, "taxonomy")
+    return taxonomy_from_dict(data, p, text)
+
+
+def load_taxonomy(ref: str | Path) -> Taxonomy:
+    """Load a taxonomy by CLI name (`cityscapes`, `vistas`, `vistas-v2.0`, `gtsdb`, ...) or path."""
+    p = resolve_taxonomy_path(ref)
+    if not p.exists():
+        raise LabeltreeError(f"taxonomy file not found (searched {p.resolve()})", p)
+    return _load_cached(str(p.resolve()), p.stat().st_mtime)

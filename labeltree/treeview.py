@@ -1,0 +1,36 @@
+"""Text rendering of a tree: node, classifier, and which dataset classes land on it."""
+
+from __future__ import annotations
+
+from .hierarchy import Hierarchy
+
+
+def _swatch(rgb: tuple[int, int, int]) -> str:
+    r, g, b = rgb
+    return f"\x1b[48;2;{r};{g};{b}m  \x1b[0m "
+
+
+def render_tree(h: Hierarchy, color: bool = False) -> str:
+    on_node: dict[int, list[str]] = {}
+    for d, m in h.mappings.items():
+        for cid, n in sorted(m.to_node.items()):
+            if n is not None:
+                on_node.setdefault(n, []).append(f"{d}:{m.taxonomy.by_id(cid).display}")
+    lines = [f"{h.name}: {len(h.classifiers)} classifiers "
+             f"({', '.join(f'{c.name} {len(c.children)}' for c in h.classifiers)}), {len(h.leaves)} leaves"]
+
+    def walk(i: int, prefix: str) -> None:
+        kids = h.nodes[i].children
+        for k, c in enumerate(kids):
+            last = k == len(kids) - 1
+            n = h.nodes[c]
+            tag = f" [classifier L{n.level + 1}: {len(n.children)} classes]" if c in h.classifier_of else ""
+            src = on_node.get(c, [])
+            shown = ", ".join(src[:4]) + (f", +{len(src) - 4}" if len(src) > 4 else "")
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{_swatch(n.color) if color else ''}"
+                         f"{n.name}{tag}{'  <- ' + shown if src else ''}")
+            walk(c, prefix + ("    " if last else "│   "))
+
+    lines.append(f"root [classifier L1: {len(h.nodes[0].children)} classes]")
+    walk(0, "")
+    return "\n".join(lines)
