@@ -142,7 +142,7 @@ class Hierarchy:
     def mapping(self, dataset: str) -> DatasetMapping:
         if dataset in self.mappings:
             return self.mappings[dataset]
-        for key, m in self.mappings.items():
+        for _key, m in self.mappings.items():
             if m.taxonomy.name == dataset:
                 return m
         raise LabeltreeError(f"hierarchy '{self.name}' has no mapping for dataset '{dataset}' "
@@ -526,7 +526,7 @@ def load_hierarchy(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
     if str(ref) in known:
         return hierarchy_from_dict(load_yaml(known[str(ref)], "tree"), known[str(ref)])
     wanted = [d for d in str(ref).split("+") if d]
-    for name, path in sorted(known.items(), key=lambda kv: len(kv[0])):
+    for _name, path in sorted(known.items(), key=lambda kv: len(kv[0])):
         data = yaml.safe_load(path.read_text())
         have = set(map(str, data.get("datasets", []))) | set(map(str, data.get("evaluation_datasets") or []))
         if set(wanted) <= have:

@@ -15,7 +15,8 @@ from ..yamlio import load_yaml
 
 @click.command("tree")
 @click.argument("hierarchy", default="cityscapes+vistas+gtsdb")
-@click.option("--color/--no-color", default=None, help="Colour swatches (default: when the terminal has them).")
+@click.option("--color/--no-color", default=None,
+              help="Colour swatches (default: when the terminal has them).")
 def tree_cmd(hierarchy: str, color: bool | None) -> None:
     """Print a tree with each node's classifier and the dataset classes mapped to it.
 
