@@ -1,0 +1,473 @@
+"""Per-dataset evaluation: confusion matrices over a dataset's label space, and the numbers from them.
+
+Library API (the trainer and `labeltree evaluate` both use it)::
+
+    ev = Evaluator("cityscapes", hierarchy=h, classes="official", pred_space="tree",
+                   paper_protocol=False, mean_over="gt", levels=True)
+    ev.add(gt_values, pred)            # one image: gt in stored values, pred in dataset values or tree nodes
+    ev.add_scores(gt_values, scores)   # flat model: score map (C, H, W), C = tree nodes (pred_space="tree")
+    ev.merge(other_evaluator_or_matrix)
+    res = ev.result()                  # dict with the DESIGN §5 keys: mIoU, mPA, pixel_accuracy, classes, ...
+
+    evaluate_arrays(dataset, gt_values, pred_values=None, pred_nodes=None, hierarchy=None,
+                    classes="official", paper_protocol=False, levels=False, mean_over="gt") -> dict
+    second_choice(scores, generic, subclasses, axis=-3) -> decisions      # the paper's flat sign rule
+
+`gt_values` / predictions are numpy arrays (or torch tensors, moved to the CPU) of one image or a
+batch (any leading shape). Inputs are accumulated incrementally into ONE int64 matrix over the
+dataset's whole label space (every class of its taxonomy + "unlabeled" + "not a class of this
+dataset"), counted with one np.bincount over raw value pairs; the evaluated classes, "other"
+predictions, categories and tree levels are all block sums of that matrix at `result()` time.
+
+Semantics (official tools): gt pixels of classes outside the evaluated set are not counted at all
+(a prediction there is no false positive); a prediction of a class outside the evaluated set on an
+evaluated pixel is an error (column "other"). `paper_protocol=True` additionally drops predictions of
+tree nodes the dataset has no class for (the authors' code: neither error nor union).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import LabeltreeError
+from .hierarchy import Hierarchy
+from .metrics import fold, group_iou, per_class, summarize
+from .taxonomy import Taxonomy, load_taxonomy
+
+CLASS_SETS = ("official", "paper", "all")
+UNLABELED_NAME = "unlabeled"
+FOREIGN_NAME = "not a class of this dataset"
+OTHER_NAME = "other"
+
+
+# -- the label space -------------------------------------------------------------------------------
+
+@dataclass
+class LabelSpace:
+    """Contiguous indices for a dataset's stored label values.
+
+    Index k < K is the k-th class of the taxonomy (ids >= 0, file order); K is the dataset's
+    'unlabeled' value (GTSDB 0) and K + 1 is a prediction of a tree node the dataset has no class for.
+    """
+
+    taxonomy: Taxonomy
+    ids: np.ndarray  # class id per index (K)
+    values: np.ndarray  # stored value per index (K)
+    names: list[str]
+    lut: np.ndarray  # int64 [lut_size]: stored value -> index, -1 = no class of this dataset
+
+    @classmethod
+    def of(cls, taxonomy: Taxonomy) -> LabelSpace:
+        classes = [c for c in taxonomy.classes if c.id >= 0]
+        ids = np.array([c.id for c in classes], dtype=np.int64)
+        values = np.array([taxonomy.stored_value(c.id) for c in classes], dtype=np.int64)
+        lut = np.full(taxonomy.lut_size, -1, dtype=np.int64)
+        lut[values] = np.arange(len(classes))
+        if taxonomy.encoding.unlabeled is not None:
+            lut[taxonomy.encoding.unlabeled] = len(classes)
+        return cls(taxonomy, ids, values, [c.display for c in classes], lut)
+
+    @property
+    def K(self) -> int:  # noqa: N802 - the number of classes, as in the docs
+        return len(self.ids)
+
+    @property
+    def unlabeled(self) -> int:
+        return self.K
+
+    @property
+    def foreign(self) -> int:
+        return self.K + 1
+
+    @property
+    def n(self) -> int:
+        return self.K + 2
+
+    @property
+    def labels(self) -> list[str]:
+        return [*self.names, UNLABELED_NAME, FOREIGN_NAME]
+
+    def index_of(self, cid: int) -> int:
+        hit = np.flatnonzero(self.ids == cid)
+        if not len(hit):
+            raise LabeltreeError(f"class id {cid} is not a class of dataset '{self.taxonomy.name}' "
+                                 f"(ids {int(self.ids.min())}..{int(self.ids.max())})")
+        return int(hit[0])
+
+
+# -- which classes are evaluated ---------------------------------------------------------------------
+
+def classes_with_pixels_in_both(counts_a: Mapping[int, int], counts_b: Mapping[int, int],
+                                min_pixels: int = 1000) -> list[int]:
+    """The GTSDB rule of DESIGN §2.6: class ids with >= `min_pixels` gt pixels in BOTH splits.
+
+    The paper evaluates GTSDB on 28 of 43 classes: those with at least 1000 pixels in the train and
+    the test split at the training scale. Pass per-class pixel counts of the two splits (e.g. from
+    `gtsdb_class_pixels(reader, split, scale)`); a class missing from a mapping has 0 pixels.
+    """
+    return sorted(int(c) for c in set(counts_a) | set(counts_b)
+                  if counts_a.get(c, 0) >= min_pixels and counts_b.get(c, 0) >= min_pixels)
+
+
+def resolve_classes(spec: str | Sequence[int], space: LabelSpace, hierarchy: Hierarchy | None = None,
+                    dataset: str | None = None, pixel_counts: tuple[Mapping[int, int], Mapping[int, int]] | None = None,
+                    min_pixels: int = 1000) -> np.ndarray:
+    """Bool mask over the K classes: which are evaluated.
+
+    official: classes not ignored in evaluation by the taxonomy (Cityscapes 19, Vistas 65, GTSDB 43);
+    all: every class but the taxonomy's ignore_ids;
+    paper (DESIGN §2.6, needs the tree): the classes the tree maps to a node (Cityscapes 27, Vistas
+    65); for a box dataset only those with >= min_pixels in both splits (`pixel_counts`, GTSDB 28);
+    for an evaluation-only dataset (Cityscapes Extended) the classes it shares with the tree's box
+    datasets (the sign classes; means run over those present in the gt, 18 in the paper);
+    a sequence of class ids (or "7,8,26"): exactly those.
+    """
+    tax = space.taxonomy
+    by_id = {c.id: c for c in tax.classes}
+    if isinstance(spec, str) and spec not in CLASS_SETS:
+        try:
+            spec = [int(x) for x in spec.split(",") if x.strip()]
+        except ValueError:
+            raise LabeltreeError(f"--classes: expected official, paper, all or comma-separated class ids, "
+                                 f"got {spec!r}") from None
+    if not isinstance(spec, str):
+        mask = np.zeros(space.K, dtype=bool)
+        for cid in spec:
+            mask[space.index_of(int(cid))] = True
+        if not mask.any():
+            raise LabeltreeError("--classes: no class ids given")
+        return mask
+    ignore = set(tax.ignore_ids)
+    if spec == "all":
+        return np.array([int(c) not in ignore for c in space.ids], dtype=bool)
+    if spec == "official":
+        return np.array([int(c) not in ignore and not by_id[int(c)].ignore_in_eval for c in space.ids], dtype=bool)
+    # paper
+    if hierarchy is None:
+        raise LabeltreeError("--classes paper needs the tree (--hierarchy): the paper evaluates the classes "
+                             "the tree maps to a node")
+    m = hierarchy.mapping(dataset or tax.name)
+    mapped = {cid for cid, node in m.to_node.items() if node is not None}
+    mask = np.array([int(c) in mapped for c in space.ids], dtype=bool)
+    if m.is_boxes:
+        if pixel_counts is None:
+            raise LabeltreeError(f"--classes paper for '{tax.name}' needs per-class pixel counts of both "
+                                 f"splits (the >= {min_pixels}-pixels rule); give the dataset root")
+        keep = set(classes_with_pixels_in_both(pixel_counts[0], pixel_counts[1], min_pixels))
+        mask &= np.array([int(c) in keep for c in space.ids], dtype=bool)
+    elif m.evaluation_only:
+        box_nodes = {n for d in hierarchy.mappings.values() if d.is_boxes for n in d.to_node.values()
+                     if n is not None}
+        mask &= np.array([m.to_node.get(int(c)) in box_nodes for c in space.ids], dtype=bool)
+    return mask
+
+
+# -- the flat model's traffic-sign rule -------------------------------------------------------------
+
+def second_choice(scores: np.ndarray, generic: int, subclasses: Sequence[int], axis: int = -3) -> np.ndarray:
+    """Flat decisions with the paper's traffic-sign second-choice rule (DESIGN §2.6), done right.
+
+    argmax over `axis`; where the top choice is the generic sign class `generic` and the second
+    choice (the best class other than `generic`) is one of `subclasses`, the decision becomes that
+    subclass. The pixel is then recorded as that subclass everywhere: correct where it equals the gt,
+    a confusion (and a false positive of that subclass) where it does not. A generic top choice whose
+    second choice is no subclass stays generic. (The authors' code credited the correct case but
+    mis-recorded the wrong-subclass one.)
+    """
+    scores = np.asarray(scores)
+    top = np.argmax(scores, axis=axis)
+    masked = np.moveaxis(scores, axis, 0).astype(np.float64, copy=True)
+    masked[generic] = -np.inf
+    second = np.argmax(masked, axis=0)
+    is_sub = np.zeros(max(scores.shape[axis], 1), dtype=bool)
+    is_sub[np.asarray(list(subclasses), dtype=np.int64)] = True
+    return np.where((top == generic) & is_sub[second], second, top)
+
+
+def sign_rule_nodes(hierarchy: Hierarchy) -> tuple[int, list[int]] | None:
+    """(generic node, subclass nodes) for the sign rule: the node the tree's box dataset hangs under."""
+    for d, m in hierarchy.mappings.items():
+        if m.is_boxes:
+            j = hierarchy.tables(d).box_classifier
+            if j is not None:
+                c = hierarchy.classifiers[j]
+                return c.node, list(c.children)
+    return None
+
+
+# -- the evaluator -----------------------------------------------------------------------------------
+
+def _to_numpy(a: Any) -> np.ndarray:
+    if type(a).__module__.startswith("torch"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+@dataclass
+class Evaluator:
+    """Accumulates one confusion matrix over a dataset's label space, image by image.
+
+    dataset: taxonomy name or path (or a Taxonomy); hierarchy: a loaded tree (needed for
+    pred_space="tree", classes="paper", levels, paper_protocol's dropped classes); classes:
+    "official" | "paper" | "all" | ids; mean_over: "gt" (default, DESIGN) or "defined"
+    (cityscapesScripts' average over classes with a defined IoU).
+    """
+
+    dataset: str | Taxonomy
+    hierarchy: Hierarchy | None = None
+    classes: str | Sequence[int] = "official"
+    pred_space: str = "dataset"
+    paper_protocol: bool = False
+    mean_over: str = "gt"
+    levels: bool = False
+    pixel_counts: tuple[Mapping[int, int], Mapping[int, int]] | None = None
+    matrix: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.taxonomy = self.dataset if isinstance(self.dataset, Taxonomy) else load_taxonomy(self.dataset)
+        self.space = LabelSpace.of(self.taxonomy)
+        self.matrix = np.zeros((self.space.n, self.space.n), dtype=np.int64)
+        if self.pred_space not in ("dataset", "tree"):
+            raise LabeltreeError(f"--pred-space must be 'dataset' or 'tree', not {self.pred_space!r}")
+        if self.mean_over not in ("gt", "defined"):
+            raise LabeltreeError(f"mean over must be 'gt' or 'defined', not {self.mean_over!r}")
+        self.mapping = None
+        self.node_lut = None
+        if self.hierarchy is not None:
+            self.mapping = self.hierarchy.mapping(self.taxonomy.name if isinstance(self.dataset, Taxonomy)
+                                                  else str(self.dataset))
+            t = self.hierarchy.tables(self.mapping.dataset)
+            n2v = t.node_to_value.astype(np.int64)
+            # predicted node -> label-space index; nodes without a class of this dataset -> foreign
+            self.node_lut = np.where(n2v >= 0, self.space.lut[np.clip(n2v, 0, None)], self.space.foreign)
+            self.value_to_node = t.value_to_node
+        elif self.pred_space == "tree":
+            raise LabeltreeError("--pred-space tree needs the tree (--hierarchy) to project nodes to classes")
+        elif self.levels:
+            raise LabeltreeError("--levels needs the tree (--hierarchy)")
+        self.evaluated = resolve_classes(self.classes, self.space, self.hierarchy,
+                                         self.mapping.dataset if self.mapping else None, self.pixel_counts)
+        # the raw-pair fast path: one bincount over (gt << 8 | pred) for 8-bit label spaces
+        self._pair = len(self.space.lut) <= 256
+
+    # -- counting ---------------------------------------------------------------------------------
+    def confusion(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
+        """The n x n matrix of one image (or batch), without touching the accumulated one."""
+        gt = _to_numpy(gt)
+        pred = _to_numpy(pred)
+        if gt.shape != pred.shape:
+            where = f" (ground truth {gt_path})" if gt_path else ""
+            raise LabeltreeError(f"prediction is {_size(pred)} but the ground truth{where} is {_size(gt)}; "
+                                 "predict at the label resolution", pred_path)
+        _check_integer(gt, gt_path, "ground truth")
+        _check_integer(pred, pred_path, "prediction")
+        n = self.space.n
+        if self.pred_space == "dataset" and self._pair and gt.dtype == np.uint8 and pred.dtype == np.uint8:
+            key = np.empty(gt.shape, dtype=np.uint16)
+            np.left_shift(gt, 8, out=key, dtype=np.uint16)
+            np.bitwise_or(key, pred, out=key)
+            hist = np.bincount(key.ravel(), minlength=65536)
+            nz = np.flatnonzero(hist)
+            lut = np.full(256, -1, dtype=np.int64)
+            lut[: len(self.space.lut)] = self.space.lut
+            gi, pi = lut[nz >> 8], lut[nz & 255]
+            self._check_values(nz >> 8, gi, gt_path, "ground truth")
+            self._check_values(nz & 255, pi, pred_path, "prediction")
+            return np.bincount(gi * n + pi, weights=hist[nz], minlength=n * n).astype(np.int64).reshape(n, n)
+        gi = self._gt_index(gt, gt_path)
+        pi = self._pred_index(pred, pred_path)
+        return np.bincount((gi * n + pi).ravel(), minlength=n * n).reshape(n, n)
+
+    def _gt_index(self, gt: np.ndarray, path: Any) -> np.ndarray:
+        return self._index(gt, self.space.lut, path, "ground truth", "the dataset's label space")
+
+    def _pred_index(self, pred: np.ndarray, path: Any) -> np.ndarray:
+        if self.pred_space == "tree":
+            return self._index(pred, self.node_lut, path, "prediction", "the tree's nodes")
+        return self._index(pred, self.space.lut, path, "prediction", "the dataset's label space")
+
+    def _index(self, a: np.ndarray, lut: np.ndarray, path: Any, what: str, space: str) -> np.ndarray:
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi >= len(lut):
+            bad = np.unique(a[(a < 0) | (a >= len(lut))])
+            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} outside {space} "
+                                 f"(0..{len(lut) - 1}) for dataset '{self.taxonomy.name}'", path)
+        idx = lut[a]
+        if (idx < 0).any():
+            bad = np.unique(a[idx < 0])
+            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} that are no class of dataset "
+                                 f"'{self.taxonomy.name}' ({space})", path)
+        return idx
+
+    def _check_values(self, values: np.ndarray, idx: np.ndarray, path: Any, what: str) -> None:
+        if (idx < 0).any():
+            bad = np.unique(values[idx < 0])
+            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} that are no class of dataset "
+                                 f"'{self.taxonomy.name}'", path)
+
+    def add(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
+        """Count one image (or batch); returns its matrix."""
+        cm = self.confusion(gt, pred, gt_path, pred_path)
+        self.matrix += cm
+        return cm
+
+    def decide(self, scores: Any) -> np.ndarray:
+        """Flat model: node decisions from score maps (..., C = tree nodes, H, W).
+
+        With paper_protocol the traffic-sign second-choice rule applies; otherwise plain argmax.
+        """
+        if self.pred_space != "tree" or self.hierarchy is None:
+            raise LabeltreeError("score maps are indexed by tree node: use --pred-space tree with a tree")
+        scores = _to_numpy(scores)
+        if scores.ndim < 3 or scores.shape[-3] != len(self.hierarchy.nodes):
+            raise LabeltreeError(f"score maps must have shape (..., {len(self.hierarchy.nodes)}, H, W): one "
+                                 f"channel per node of tree '{self.hierarchy.name}', got {scores.shape}")
+        rule = sign_rule_nodes(self.hierarchy) if self.paper_protocol else None
+        if rule is None:
+            return np.argmax(scores, axis=-3)
+        return second_choice(scores, rule[0], rule[1], axis=-3)
+
+    def add_scores(self, gt: Any, scores: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
+        return self.add(gt, self.decide(scores), gt_path, pred_path)
+
+    def merge(self, other: Evaluator | np.ndarray) -> None:
+        self.matrix += other.matrix if isinstance(other, Evaluator) else np.asarray(other, dtype=np.int64)
+
+    # -- numbers ----------------------------------------------------------------------------------
+    def _col_drop(self) -> np.ndarray:
+        """Per label-space index: True where predictions are dropped (paper protocol: foreign)."""
+        drop = np.zeros(self.space.n, dtype=bool)
+        if self.paper_protocol:
+            drop[self.space.foreign] = True
+        return drop
+
+    def eval_matrix(self) -> tuple[np.ndarray, list[str]]:
+        """Evaluated classes x (evaluated classes + "other"), and the row names."""
+        ev = np.flatnonzero(self.evaluated)
+        k = len(ev)
+        rows = np.full(self.space.n, -1, dtype=np.int64)
+        rows[ev] = np.arange(k)
+        cols = np.full(self.space.n, k, dtype=np.int64)
+        cols[ev] = np.arange(k)
+        cols[self._col_drop()] = -1
+        return fold(self.matrix, rows, cols, k, k + 1), [self.space.names[i] for i in ev]
+
+    def level_matrix(self, level: int) -> tuple[np.ndarray, list[str]]:
+        """The same at one tree level: gt and predicted classes replaced by their ancestor node there."""
+        h = self.hierarchy
+        assert h is not None
+        node_of = np.full(self.space.n, -1, dtype=np.int64)
+        node_of[: self.space.K] = self.value_to_node[self.space.values]
+        anc = np.where(node_of >= 0, h.node_at_level(np.clip(node_of, 0, None), level), -1)
+        ev = np.flatnonzero(self.evaluated & (anc[: self.space.K] >= 0))
+        level_nodes = sorted({int(anc[i]) for i in ev})
+        pos = {nd: k for k, nd in enumerate(level_nodes)}
+        k = len(level_nodes)
+        rows = np.full(self.space.n, -1, dtype=np.int64)
+        rows[ev] = [pos[int(anc[i])] for i in ev]
+        cols = np.array([pos.get(int(a), k) if a >= 0 else k for a in anc], dtype=np.int64)
+        cols[self._col_drop()] = -1
+        return fold(self.matrix, rows, cols, k, k + 1), [h.nodes[nd].name for nd in level_nodes]
+
+    def dataset_levels(self) -> list[int]:
+        """Tree levels this dataset annotates (1 .. deepest node it maps to)."""
+        if self.mapping is None:
+            return []
+        deepest = max((self.hierarchy.nodes[n].level for n in self.mapping.to_node.values() if n is not None),
+                      default=0)
+        return list(range(1, deepest + 1))
+
+    def category_iou(self) -> dict[str, float]:
+        """Cityscapes category IoU: classes grouped by the taxonomy's `category` field."""
+        cm, _ = self.eval_matrix()
+        by_id = {c.id: c for c in self.taxonomy.classes}
+        cats = [by_id[int(self.space.ids[i])].category for i in np.flatnonzero(self.evaluated)]
+        out = {}
+        for cat in dict.fromkeys(c for c in cats if c):
+            out[cat] = group_iou(cm, np.array([c == cat for c in cats]))
+        return out
+
+    def result(self) -> dict[str, Any]:
+        """DESIGN §5: mIoU, mPA, pixel_accuracy, classes {name: {IoU, PA, pixels}}, + extras."""
+        cm, names = self.eval_matrix()
+        out: dict[str, Any] = {"dataset": self.taxonomy.name,
+                               "classes_evaluated": self.classes if isinstance(self.classes, str)
+                               else [int(c) for c in self.classes],
+                               "protocol": "paper" if self.paper_protocol else "standard",
+                               "mean_over": self.mean_over}
+        out.update(_scores(cm, names, self.mean_over))
+        cats = self.category_iou()
+        if any(not math.isnan(v) for v in cats.values()):
+            vals = [v for v in cats.values() if not math.isnan(v)]
+            out["categories"] = {k: _num(v) for k, v in cats.items()}
+            out["mIoU_categories"] = _num(float(np.mean(vals)) if vals else float("nan"))
+        out["confusion"] = {"labels": [*names, OTHER_NAME], "matrix": cm.tolist()}
+        if self.levels and self.hierarchy is not None:
+            out["levels"] = {}
+            for lv in self.dataset_levels():
+                lcm, lnames = self.level_matrix(lv)
+                out["levels"][str(lv)] = _scores(lcm, lnames, self.mean_over)
+        return out
+
+
+def _scores(cm: np.ndarray, names: list[str], mean_over: str) -> dict[str, Any]:
+    pc = per_class(cm)
+    s = summarize(cm, mean_over=mean_over)
+    present = pc["pixels"] > 0
+    return {
+        "mIoU": _num(s["mIoU"]), "mPA": _num(s["mPA"]), "pixel_accuracy": _num(s["pixel_accuracy"]),
+        "fwIoU": _num(s["fwIoU"]),
+        "n_classes": len(names), "n_present": int(present.sum()),
+        "pixels": int(cm.sum()), "other_pixels": int(cm[:, len(names):].sum()),
+        "classes": {name: {"IoU": _num(pc["IoU"][i]), "PA": _num(pc["PA"][i]), "pixels": int(pc["pixels"][i]),
+                           "TP": int(pc["TP"][i]), "FP": int(pc["FP"][i]), "FN": int(pc["FN"][i])}
+                    for i, name in enumerate(names)},
+    }
+
+
+def _num(x: float) -> float | None:
+    """JSON-safe: NaN (undefined) becomes null."""
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def _size(a: np.ndarray) -> str:
+    return f"{a.shape[-1]}x{a.shape[-2]}" if a.ndim >= 2 else str(a.shape)
+
+
+def _fmt_values(v: np.ndarray, limit: int = 8) -> str:
+    s = ", ".join(str(int(x)) for x in v[:limit])
+    return s + (f" and {len(v) - limit} more" if len(v) > limit else "")
+
+
+def _check_integer(a: np.ndarray, path: Any, what: str) -> None:
+    if not np.issubdtype(a.dtype, np.integer):
+        raise LabeltreeError(f"{what} must hold integer class values, got dtype {a.dtype}", path)
+
+
+def evaluate_arrays(dataset: str | Taxonomy, gt_values: Any, pred_values: Any = None, pred_nodes: Any = None,
+                    hierarchy: Hierarchy | None = None, classes: str | Sequence[int] = "official",
+                    paper_protocol: bool = False, levels: bool = False, mean_over: str = "gt") -> dict[str, Any]:
+    """One-shot evaluation of arrays (or lists of arrays, one per image).
+
+    Give predictions either in the dataset's stored values (`pred_values`) or as tree node indices
+    (`pred_nodes`, needs `hierarchy`).
+    """
+    if (pred_values is None) == (pred_nodes is None):
+        raise LabeltreeError("give exactly one of pred_values (dataset ids) or pred_nodes (tree nodes)")
+    ev = Evaluator(dataset, hierarchy=hierarchy, classes=classes,
+                   pred_space="dataset" if pred_values is not None else "tree",
+                   paper_protocol=paper_protocol, mean_over=mean_over, levels=levels)
+    preds = pred_values if pred_values is not None else pred_nodes
+    if isinstance(gt_values, (list, tuple)):
+        if not isinstance(preds, (list, tuple)) or len(preds) != len(gt_values):
+            raise LabeltreeError("gt_values and predictions must be lists of the same length")
+        for g, p in zip(gt_values, preds, strict=True):
+            ev.add(g, p)
+    else:
+        ev.add(gt_values, preds)
+    return ev.result()
