@@ -1,0 +1,107 @@
+"""`labeltree train`, `labeltree predict`, `labeltree prepare`: thin click layer over `trainer`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import LabeltreeError
+
+
+def _config(config: str, data_root: Path | None, sets: tuple[str, ...], steps: int | None):
+    from trainer.config import load_config
+
+    overrides = list(sets) + ([f"train.steps={steps}"] if steps is not None else [])
+    return load_config(config, overrides, data_root=data_root)
+
+
+@click.command("train")
+@click.argument("config")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Folder that relative dataset roots are under.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True,
+              help="Run folder: config.yaml, train.jsonl, metrics.jsonl, last.pt, best.pt.")
+@click.option("--steps", type=int, help="Train until this step (overrides train.steps).")
+@click.option("--resume", is_flag=True, help="Continue exactly from OUT/last.pt.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value (dotted, YAML value), e.g. --set model.pretrained=r50.pth.")
+@click.option("--progress/--no-progress", default=True)
+def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None, resume: bool,
+              sets: tuple[str, ...], progress: bool) -> None:
+    """Train the hierarchical classifiers (or the flat baseline: --set model.kind=flat).
+
+    CONFIG is a YAML file or a bundled name (paper, cpu-tiny). Multi-GPU / multi-process:
+    `torchrun --nproc_per_node N -m labeltree train ...`.
+
+    \b
+    Example:
+      labeltree synth data/synth
+      labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 200
+      labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 400 --resume
+    """
+    from trainer.train import train
+
+    cfg = _config(config, data_root, sets, steps)
+    r = train(cfg, out, resume=resume, progress=progress, log=click.echo)
+    if r.losses:
+        last = r.losses[-1]
+        heads = " ".join(f"{k}={v:.4f}" for k, v in last["heads"].items())
+        click.echo(f"step {last['step']}: loss {last['loss']:.4f} ({heads})")
+    click.echo(f"checkpoints: {r.last or '-'} (last), {r.best or '-'} (best)")
+
+
+@click.command("predict")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--dataset", help="Also write the ids of this dataset (e.g. cityscapes) as {stem}_{dataset}.png.")
+@click.option("--overlay", is_flag=True, help="Write {stem}_overlay.png (image blended with tree colours).")
+@click.option("--levels", is_flag=True, help="Write {stem}_L{k}.png: the cascade stopped at each tree level.")
+@click.option("--sliding-window", "sliding", is_flag=True, help="Crop-sized windows (1/3 overlap) instead of "
+              "the whole image at once.")
+@click.option("--no-colour", "no_colour", is_flag=True, help="With --dataset: skip the tree-colour PNG.")
+@click.option("--device", help="cpu, cuda, cuda:1 (default: cuda when available).")
+def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: str | None, overlay: bool,
+                levels: bool, sliding: bool, no_colour: bool, device: str | None) -> None:
+    """Segment images with a trained checkpoint: per image a PNG in tree colours and/or dataset ids.
+
+    \b
+    Example:
+      labeltree predict runs/tiny/best.pt data/synth/cityscapes/leftImg8bit/val -o preds --dataset cityscapes
+    """
+    from trainer.predict import predict_files
+
+    if no_colour and not dataset:
+        raise LabeltreeError("--no-colour needs --dataset (otherwise nothing would be written)")
+    files = predict_files(checkpoint, list(inputs), out, dataset=dataset, overlay=overlay, sliding=sliding,
+                          levels=levels, colour=not no_colour, device=device)
+    click.echo(f"wrote {len(files)} files to {out}")
+
+
+@click.command("prepare")
+@click.argument("config")
+@click.option("--data-root", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Cache folder; then train with --set train.cache=OUT.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--workers", type=int, help="Processes (default: all cores).")
+def prepare_cmd(config: str, data_root: Path | None, out: Path, sets: tuple[str, ...], workers: int | None) -> None:
+    """Resize every training/validation image and label to its training scale once, into a cache.
+
+    GTSDB boxes are rendered into coarse (box) and fine (shape) masks. Source data is never modified.
+
+    \b
+    Example:
+      labeltree prepare paper --data-root /data --out /data/cache
+      labeltree train paper --data-root /data --set train.cache=/data/cache
+    """
+    from labeltree.hierarchy import load_hierarchy
+    from trainer.data import prepare_cache
+
+    cfg = _config(config, data_root, sets, None)
+    written = prepare_cache(cfg, load_hierarchy(cfg.hierarchy), out, workers)
+    for w in written:
+        click.echo(f"wrote {w}")
+
+
+COMMANDS = [train_cmd, predict_cmd, prepare_cmd]

@@ -1,0 +1,68 @@
+"""Checkpoints: written atomically, loaded with `weights_only=True` (no pickled code runs on load).
+
+Everything needed to continue exactly is stored as tensors and plain Python values: model,
+optimiser, scheduler, step, RNG states (torch, CUDA, numpy, python) and sampler state, plus the
+resolved config so that `predict` can rebuild the network from the file alone.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path
+
+FORMAT = "labeltree-checkpoint-1"
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    st: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": _py_state(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _py_state(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    n = st["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, internal, gauss = st["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """torch.save to a temp file in the same folder, then rename: a kill never leaves half a file."""
+    state = {"format": FORMAT, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise LabeltreeError("checkpoint not found", p)
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt or foreign file
+        raise LabeltreeError(f"cannot read checkpoint ({type(e).__name__}: {str(e)[:200]})", p) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise LabeltreeError("not a labeltree checkpoint (written by `labeltree train`)", p)
+    return state

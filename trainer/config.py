@@ -1,0 +1,203 @@
+"""Training configuration: a YAML file validated by pydantic, with dotted `--set key=value` overrides.
+
+The resolved config (defaults filled in, overrides applied, paths made absolute) is what a run
+prints and saves next to its checkpoints, so that a run folder says exactly what produced it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from labeltree.errors import LabeltreeError
+from labeltree.resources import config_dir
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Augment(_Strict):
+    """Per-dataset augmentation; flips are off by default (left/right signs are different classes)."""
+
+    scale: tuple[float, float] = (1.0, 1.0)  # random rescale range applied after `resize`
+    hflip: bool = False
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+
+
+class DatasetCfg(_Strict):
+    name: str  # dataset key in the tree file (cityscapes, vistas, gtsdb, ...)
+    root: str  # absolute, or relative to --data-root
+    split: str = "train"
+    val_split: str | None = "val"
+    share: int = Field(1, ge=0)  # images of this dataset in every (per-process) batch
+    resize: tuple[int, int] | None = None  # (H, W) training scale; None = native size
+    augment: Augment = Field(default_factory=Augment)
+    mask_mode: Literal["coarse", "fine"] | None = None  # box datasets: None = by model kind
+    max_samples: int | None = None  # use only the first N samples (debugging, tests)
+
+
+class EvalDatasetCfg(_Strict):
+    name: str
+    root: str
+    split: str = "val"
+    resize: tuple[int, int] | None = None
+    max_samples: int | None = None
+
+
+class ModelCfg(_Strict):
+    kind: Literal["hierarchical", "flat"] = "hierarchical"
+    backbone: Literal["resnet50", "resnet18", "tiny"] = "resnet50"
+    pretrained: str | None = None  # path to a torchvision state dict of the backbone
+    width: int = 256  # shared feature width and per-head bottleneck width (paper: 256)
+    bottleneck: int = 64  # inner width of each head's bottleneck block
+    tiny_channels: tuple[int, int, int, int] = (16, 32, 48, 64)
+    bn_momentum: float = 0.1  # PyTorch convention (= TF decay 0.9)
+
+
+class OptimCfg(_Strict):
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1.7e-4
+    gamma: float = 0.5  # lr factor at each milestone (paper: halved)
+    milestones: list[int] = Field(default_factory=list)  # in `milestone_unit`
+    milestone_unit: Literal["steps", "epochs"] = "steps"
+    epoch_dataset: str | None = None  # epochs counted over this dataset (paper: vistas)
+
+
+class LossCfg(_Strict):
+    lambdas: dict[int, float] = Field(default_factory=lambda: {1: 1.0})  # per classifier level
+    lambda_default: float = 0.1  # levels not listed (paper: 0.1 below Level 1)
+    gating: Literal["path", "l1", "l2"] = "path"  # DESIGN §2.4 box gating rule
+
+
+class TrainCfg(_Strict):
+    steps: int = 1000
+    crop: tuple[int, int] = (512, 706)  # (H, W)
+    seed: int = 0
+    workers: int = 2
+    pin_memory: bool = True
+    amp: bool = True  # bf16 autocast (CUDA only)
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 1
+    checkpoint_every: int = 500
+    eval_every: int = 0  # 0 = only at the end
+    eval_at_end: bool = True
+    check_labels: bool = True
+    cache: str | None = None  # folder written by `labeltree prepare` (relative to --data-root)
+
+
+class Config(_Strict):
+    hierarchy: str = "cityscapes+vistas+gtsdb"
+    datasets: list[DatasetCfg] = Field(min_length=1)
+    eval_datasets: list[EvalDatasetCfg] = Field(default_factory=list)
+    model: ModelCfg = Field(default_factory=ModelCfg)
+    optim: OptimCfg = Field(default_factory=OptimCfg)
+    loss: LossCfg = Field(default_factory=LossCfg)
+    train: TrainCfg = Field(default_factory=TrainCfg)
+    data_root: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"datasets: a dataset is listed twice ({names})")
+        if sum(d.share for d in self.datasets) == 0:
+            raise ValueError("datasets: the shares add up to 0; a batch needs at least one image")
+        if self.optim.milestone_unit == "epochs" and self.optim.epoch_dataset not in names:
+            raise ValueError("optim.epoch_dataset must name a training dataset when milestones are in epochs")
+        return self
+
+    @property
+    def batch_size(self) -> int:
+        return sum(d.share for d in self.datasets)
+
+    def lam(self, level: int) -> float:
+        return self.loss.lambdas.get(level, self.loss.lambda_default)
+
+    def resolve_root(self, root: str) -> Path:
+        p = Path(root).expanduser()
+        if not p.is_absolute() and self.data_root:
+            p = Path(self.data_root) / p
+        return p.resolve()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """`a.b.c=value` (list items by index: `datasets.0.root=...`); values are parsed as YAML."""
+    if "=" not in assignment:
+        raise LabeltreeError(f"--set expects key=value, got '{assignment}'")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    cur: Any = data
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(cur, list):
+            if not p.isdigit() or int(p) >= len(cur):
+                raise LabeltreeError(f"--set {key}: '{p}' is not an index of a list of {len(cur)}")
+            if last:
+                cur[int(p)] = _parse_value(value)
+            else:
+                cur = cur[int(p)]
+        elif isinstance(cur, dict):
+            if last:
+                cur[p] = _parse_value(value)
+            else:
+                cur = cur.setdefault(p, {})
+        else:
+            raise LabeltreeError(f"--set {key}: '{'.'.join(parts[:i])}' is not a section")
+
+
+def find_config(ref: str | Path) -> Path:
+    """A path, or the name of a bundled config (`paper`, `cpu-tiny`)."""
+    p = Path(ref)
+    if p.exists():
+        return p
+    bundled = config_dir() / f"{p.stem}.yaml"
+    if bundled.exists():
+        return bundled
+    names = ", ".join(q.stem for q in sorted(config_dir().glob("*.yaml")))
+    raise LabeltreeError(f"config not found (searched {p.resolve()} and bundled configs: {names})", p)
+
+
+def load_config(ref: str | Path, overrides: list[str] | tuple[str, ...] = (), data_root: str | Path | None = None,
+                ) -> Config:
+    path = find_config(ref)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise LabeltreeError(f"not valid YAML: {e}", path, line + 1 if line is not None else None) from None
+    if not isinstance(data, dict):
+        raise LabeltreeError("a training config must be a YAML mapping", path)
+    for o in overrides:
+        apply_override(data, o)
+    if data_root is not None:
+        data["data_root"] = str(Path(data_root).expanduser().resolve())
+    return config_from_dict(data, path)
+
+
+def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise LabeltreeError(f"invalid training config: {where}: {err['msg']}", path) from None

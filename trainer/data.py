@@ -1,0 +1,362 @@
+"""Mixed batches with fixed per-dataset shares, per-dataset augmentation, and the prepared cache.
+
+Determinism is by construction: which sample fills which batch slot, and the random augmentation
+applied to it, are pure functions of (seed, step, rank, slot). Resuming at step k therefore sees
+exactly the batches an uninterrupted run sees, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path, write_json
+from labeltree.hierarchy import UNKNOWN, Hierarchy
+from labeltree.parallel import pmap
+from labeltree.readers import Sample, decode_label, open_dataset
+
+from .config import Config, DatasetCfg, EvalDatasetCfg
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+CACHE_VERSION = 1
+
+
+# -- labels of box datasets -----------------------------------------------------------------------
+
+def render_boxes(sample: Sample, h: int, w: int, mode: str) -> np.ndarray:
+    """Per-pixel stored values (2000 + ClassID, 0 outside) for a box sample at native size."""
+    try:
+        from labeltree.gtsdb_masks import render_mask
+    except ImportError:  # the shapes module is optional for coarse masks
+        render_mask = None
+    if render_mask is not None:
+        return np.asarray(render_mask(list(sample.boxes), h, w, mode))
+    if mode != "coarse":
+        raise LabeltreeError("fine GTSDB shape masks need labeltree.gtsdb_masks (not installed)")
+    out = np.zeros((h, w), dtype=np.uint16)
+    for b in sorted(sample.boxes, key=lambda b: -b.area):  # smaller boxes on top
+        out[max(b.y0, 0):b.y1 + 1, max(b.x0, 0):b.x1 + 1] = 2000 + b.class_id
+    return out
+
+
+# -- one dataset ----------------------------------------------------------------------------------
+
+@dataclass
+class Item:
+    """A sample as the loader sees it: files to read (raw or from the cache)."""
+
+    key: str
+    image: str
+    label: str | None  # dense label file (raw or cached); None = render from boxes
+    boxes: tuple = ()
+    source: str = ""  # the original label (or gt.txt) path, for error messages
+
+
+class Source:
+    """One dataset split: its items and how to turn one into (image, stored-value label)."""
+
+    def __init__(self, cfg: DatasetCfg | EvalDatasetCfg, root: Path, split: str, h: Hierarchy, mask_mode: str,
+                 cache: Path | None = None):
+        self.cfg = cfg
+        self.name = h.mapping(cfg.name).dataset
+        self.split = split
+        self.tables = h.tables(self.name)
+        self.taxonomy = h.mapping(cfg.name).taxonomy
+        self.is_boxes = h.mapping(cfg.name).is_boxes
+        self.mask_mode = mask_mode
+        self.resize = tuple(cfg.resize) if cfg.resize else None
+        self.pad_value = self.tables.targets.shape[1]
+        self.cached = False
+        self.values: list[list[int]] | None = None
+        index = cache / self.name / split / "index.json" if cache is not None else None
+        if index is not None and index.exists():
+            meta = json.loads(index.read_text())
+            if meta.get("version") != CACHE_VERSION or (self.resize and tuple(meta["resize"] or ()) != self.resize):
+                raise LabeltreeError(f"cache was prepared with resize {meta.get('resize')}, config asks for "
+                                     f"{self.resize}; rerun `labeltree prepare`", index)
+            base = index.parent
+            lab_key = f"label_{mask_mode}" if self.is_boxes else "label"
+            self.items = [Item(r["key"], str(base / r["image"]), str(base / r[lab_key]), (), r["source"])
+                          for r in meta["items"]]
+            self.values = [r["values_" + mask_mode] if self.is_boxes else r["values"] for r in meta["items"]]
+            self.cached = True
+            self.resize = None  # cached files are already at training scale
+        else:
+            reader = open_dataset(self.taxonomy, root)
+            samples = reader.samples(split)
+            self.items = []
+            for s in samples:
+                if s.image is None:
+                    raise LabeltreeError(f"sample '{s.key}' has a label but no image", s.label or root)
+                src = str(s.label) if s.label else str(root / "gt.txt")
+                self.items.append(Item(s.key, str(s.image), str(s.label) if s.label else None, s.boxes, src))
+        if cfg.max_samples is not None:
+            self.items = self.items[:cfg.max_samples]
+            if self.values is not None:
+                self.values = self.values[:cfg.max_samples]
+        if not self.items:
+            raise LabeltreeError(f"dataset '{cfg.name}' split '{split}' has no samples", root)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(HxWx3 uint8 image, HxW stored values) at training scale."""
+        it = self.items[i]
+        img = _read_rgb(Path(it.image))
+        if it.label is not None:
+            lab = decode_label(Path(it.label), self.taxonomy) if not self.cached else _read_png(Path(it.label))
+        else:
+            lab = render_boxes(Sample(self.name, self.split, it.key, None, None, boxes=it.boxes),
+                               img.shape[0], img.shape[1], self.mask_mode)
+        if lab.shape != img.shape[:2]:
+            raise LabeltreeError(f"label is {lab.shape[1]}x{lab.shape[0]} but its image is "
+                                 f"{img.shape[1]}x{img.shape[0]}", it.source)
+        if self.resize and tuple(lab.shape) != self.resize:
+            img, lab = resize_pair(img, lab, self.resize)
+        return img, lab
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))  # writable: torch.from_numpy needs it
+    except OSError as e:
+        raise LabeltreeError(f"cannot decode image ({e})", path) from None
+
+
+def _read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.array(im)
+
+
+def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Image bilinear (antialiased), label nearest, to (H, W)."""
+    h, w = size
+    im = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+    lb = np.asarray(Image.fromarray(lab).resize((w, h), Image.NEAREST))
+    return im, lb
+
+
+def label_values(lab: np.ndarray) -> list[int]:
+    return np.flatnonzero(np.bincount(lab.ravel().astype(np.int64))).tolist()
+
+
+# -- label range check ----------------------------------------------------------------------------
+
+def _values_of(args: tuple[str, Any, bool]) -> list[int]:
+    label, taxonomy, cached = args
+    lab = _read_png(Path(label)) if cached else decode_label(Path(label), taxonomy)
+    return label_values(lab)
+
+
+def _box_values(src: Source, it: Item) -> list[int]:
+    unl = src.taxonomy.encoding.unlabeled
+    return sorted({src.taxonomy.stored_value(b.class_id) for b in it.boxes} | ({unl} if unl is not None else set()))
+
+
+def check_labels(sources: list[Source], workers: int = 1, progress: bool = True) -> None:
+    """Refuse stored values that are no class of the dataset, naming the file (DESIGN §4.6)."""
+    for src in sources:
+        lut = src.tables.value_to_node
+        if src.values is not None:
+            per_file = src.values
+        else:
+            if src.is_boxes:
+                per_file = [_box_values(src, it) for it in src.items]
+            else:
+                per_file = list(pmap(_values_of, [(it.label, src.taxonomy, src.cached) for it in src.items],
+                                     workers, desc=f"check labels {src.name}", progress=progress, chunksize=16))
+        for i, vals in enumerate(per_file):
+            bad = [v for v in vals if v >= len(lut) or lut[v] == UNKNOWN]
+            if bad:
+                raise LabeltreeError(f"label value(s) {bad[:10]} are no class of {src.taxonomy.name} "
+                                     f"(valid: the ids in its taxonomy file); fix the file or the taxonomy",
+                                     src.items[i].source)
+
+
+# -- augmentation and batches ---------------------------------------------------------------------
+
+def make_transform(cfg: DatasetCfg, crop: tuple[int, int], pad_value: int) -> v2.Transform:
+    a = cfg.augment
+    ts: list[v2.Transform] = []
+    if a.scale != (1.0, 1.0):
+        ts.append(_RandomRescale(a.scale))
+    ts.append(v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: pad_value}))
+    if a.hflip:
+        ts.append(v2.RandomHorizontalFlip())
+    if a.brightness or a.contrast or a.saturation or a.hue:
+        ts.append(v2.ColorJitter(a.brightness, a.contrast, a.saturation, a.hue))
+    return v2.Compose(ts)
+
+
+class _RandomRescale(v2.Transform):
+    """Rescale by a factor drawn uniformly from `scale` (masks nearest, images bilinear)."""
+
+    def __init__(self, scale: tuple[float, float]):
+        super().__init__()
+        self.scale = scale
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        f = float(torch.empty(1).uniform_(*self.scale))
+        return {"size": [max(1, round(h * f)), max(1, round(w * f))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return TF.resize(inpt, params["size"])
+
+
+class MixedDataset(Dataset):
+    """Keys are (dataset position, sample index, augmentation seed) tuples from MixedBatchSampler."""
+
+    def __init__(self, sources: list[Source], crop: tuple[int, int]):
+        self.sources = sources
+        self.transforms = [make_transform(s.cfg, crop, s.pad_value) for s in sources]  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        d, i, seed = key
+        img, lab = self.sources[d].load(i)
+        torch.manual_seed(seed)
+        im_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+        lb_t = tv_tensors.Mask(torch.from_numpy(lab.astype(np.int32)))
+        im_t, lb_t = self.transforms[d](im_t, lb_t)
+        return im_t.as_subclass(torch.Tensor), lb_t.as_subclass(torch.Tensor), d
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+    return {"image": torch.stack([b[0] for b in batch]), "label": torch.stack([b[1] for b in batch]),
+            "ds": torch.as_tensor([b[2] for b in batch], dtype=torch.long)}
+
+
+class MixedBatchSampler:
+    """Per step, `share[d]` samples of every dataset d, drawn from a per-epoch permutation.
+
+    Process `rank` of `world` takes stream positions (step * world + rank) * share + i: disjoint
+    shards, no sample repeated within an epoch of a dataset, and a pure function of the step.
+    """
+
+    def __init__(self, sizes: list[int], shares: list[int], seed: int, start_step: int, steps: int,
+                 rank: int = 0, world: int = 1):
+        self.sizes, self.shares, self.seed = sizes, shares, seed
+        self.start_step, self.steps, self.rank, self.world = start_step, steps, rank, world
+        self._perm: dict[tuple[int, int], np.ndarray] = {}
+
+    def _index(self, d: int, pos: int) -> int:
+        n = self.sizes[d]
+        epoch = pos // n
+        if (d, epoch) not in self._perm:
+            self._perm = {k: v for k, v in self._perm.items() if k[0] != d}
+            self._perm[(d, epoch)] = np.random.default_rng([self.seed, d, epoch]).permutation(n)
+        return int(self._perm[(d, epoch)][pos % n])
+
+    def batch(self, step: int) -> list[tuple[int, int, int]]:
+        out = []
+        for d, share in enumerate(self.shares):
+            for i in range(share):
+                pos = (step * self.world + self.rank) * share + i
+                seed = int(np.random.SeedSequence([self.seed, step, self.rank, d, i]).generate_state(1)[0])
+                out.append((d, self._index(d, pos), seed))
+        return out
+
+    def __iter__(self):
+        for step in range(self.start_step, self.steps):
+            yield self.batch(step)
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start_step)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "world": self.world}
+
+
+def build_sources(cfg: Config, h: Hierarchy, split_attr: str = "split") -> list[Source]:
+    cache = cfg.resolve_root(cfg.train.cache) if cfg.train.cache else None
+    out = []
+    for d in cfg.datasets:
+        split = getattr(d, split_attr)
+        mode = d.mask_mode or ("fine" if cfg.model.kind == "flat" else "coarse")
+        out.append(Source(d, cfg.resolve_root(d.root), split, h, mode, cache))
+    return out
+
+
+def build_loader(cfg: Config, sources: list[Source], start_step: int, rank: int = 0, world: int = 1,
+                 pin: bool = False) -> DataLoader:
+    sampler = MixedBatchSampler([len(s) for s in sources], [d.share for d in cfg.datasets], cfg.train.seed,
+                                start_step, cfg.train.steps, rank, world)
+    ds = MixedDataset(sources, tuple(cfg.train.crop))
+    w = cfg.train.workers
+    return DataLoader(ds, batch_sampler=sampler, num_workers=w, collate_fn=collate, pin_memory=pin,
+                      persistent_workers=False, prefetch_factor=4 if w > 0 else None)
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,3,H,W] -> float, ImageNet mean/std (on whatever device the images are)."""
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
+# -- prepared cache ---------------------------------------------------------------------------------
+
+def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path]) -> dict[str, Any]:
+    it, taxonomy, resize, out = args
+    img = _read_rgb(Path(it.image))
+    rec: dict[str, Any] = {"key": it.key, "source": it.source, "image": f"{it.key}.png"}
+    labels: dict[str, np.ndarray] = {}
+    if it.label is not None:
+        labels["label"] = decode_label(Path(it.label), taxonomy)
+    else:
+        s = Sample(taxonomy.name, "", it.key, None, None, boxes=it.boxes)
+        for mode in ("coarse", "fine"):
+            labels[f"label_{mode}"] = render_boxes(s, img.shape[0], img.shape[1], mode)
+    small = img
+    for name, lab in labels.items():
+        if lab.shape != img.shape[:2]:
+            raise LabeltreeError(f"label is {lab.shape[1]}x{lab.shape[0]} but its image is "
+                                 f"{img.shape[1]}x{img.shape[0]}", it.source)
+        small, lab_s = resize_pair(img, lab, resize) if resize else (img, lab)
+        file = f"{it.key}_{name}.png"
+        _write_png(out / file, lab_s)
+        rec[name] = file
+        rec["values" + name[len("label"):]] = label_values(lab_s)
+    _write_png(out / rec["image"], small)
+    return rec
+
+
+def _write_png(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG", compress_level=1)
+
+
+def prepare_cache(cfg: Config, h: Hierarchy, out: Path, workers: int | None = None, progress: bool = True,
+                  ) -> list[Path]:
+    """Resize every training and validation image/label to training scale once (`labeltree prepare`)."""
+    written = []
+    for d in cfg.datasets:
+        for split in dict.fromkeys(s for s in (d.split, d.val_split) if s):
+            mode = d.mask_mode or ("fine" if cfg.model.kind == "flat" else "coarse")
+            src = Source(d, cfg.resolve_root(d.root), split, h, mode, None)
+            folder = out / src.name / split
+            folder.mkdir(parents=True, exist_ok=True)
+            recs = list(pmap(_prepare_one, [(it, src.taxonomy, src.resize, folder) for it in src.items], workers,
+                             desc=f"prepare {src.name}/{split}", progress=progress))
+            index = folder / "index.json"
+            write_json(index, {"version": CACHE_VERSION, "dataset": src.name, "split": split,
+                               "resize": list(src.resize) if src.resize else None, "items": recs})
+            written.append(index)
+    return written

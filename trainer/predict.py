@@ -1,0 +1,228 @@
+"""Inference: hard top-down cascade (DESIGN §2.5) -> leaf map, per-level maps, dataset ids, colours.
+
+Also the bridge for `labeltree evaluate --checkpoint`: `predict_dataset` yields each sample of a
+dataset split with the prediction in that dataset's own stored values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import write_png
+from labeltree.hierarchy import Hierarchy, load_hierarchy
+from labeltree.readers import Sample, open_dataset
+
+from .checkpoint import load_checkpoint
+from .config import Config, config_from_dict
+from .data import normalise, resize_pair
+from .loss import FlatSpace, flat_space
+from .model import SegNet, build_model
+
+
+@dataclass
+class Predictor:
+    model: SegNet
+    cfg: Config
+    h: Hierarchy
+    flat: FlatSpace | None
+    device: torch.device
+    amp: bool = False
+
+    # -- network ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def scores(self, images: torch.Tensor, sliding: bool = False) -> list[torch.Tensor]:
+        """uint8 [B,3,H,W] -> per-head softmax probabilities [B,C,H,W] (float32)."""
+        x = normalise(images.to(self.device, non_blocking=True))
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not sliding:
+            return [p.softmax(1) for p in self._forward(x)]
+        return self._sliding(x)
+
+    def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
+            return [o.float() for o in self.model(x)]
+
+    def _sliding(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Crop-sized windows with 1/3 overlap; probabilities averaged where windows overlap."""
+        ch, cw = self.cfg.train.crop
+        b, _, H, W = x.shape
+        if H <= ch and W <= cw:
+            return [p.softmax(1) for p in self._forward(x)]
+
+        def starts(total: int, win: int) -> list[int]:
+            if total <= win:
+                return [0]
+            step = max(1, win * 2 // 3)
+            s = list(range(0, total - win, step)) + [total - win]
+            return sorted(set(s))
+
+        acc: list[torch.Tensor] | None = None
+        count = torch.zeros(1, 1, H, W, device=x.device)
+        for y0 in starts(H, ch):
+            for x0 in starts(W, cw):
+                win = x[:, :, y0:y0 + ch, x0:x0 + cw]
+                probs = [p.softmax(1) for p in self._forward(win)]
+                if acc is None:
+                    acc = [torch.zeros(b, p.shape[1], H, W, device=x.device) for p in probs]
+                for a, p in zip(acc, probs, strict=True):
+                    a[:, :, y0:y0 + win.shape[2], x0:x0 + win.shape[3]] += p
+                count[:, :, y0:y0 + win.shape[2], x0:x0 + win.shape[3]] += 1
+        assert acc is not None
+        return [a / count for a in acc]
+
+    def nodes(self, scores: list[torch.Tensor], stop_level: int | None = None) -> torch.Tensor:
+        """Tree node per pixel [B,H,W] (the flat model: -1 for its extra 'unlabeled' classes)."""
+        if self.flat is None:
+            return self.h.cascade(scores, stop_level=stop_level)
+        table = torch.as_tensor(self.flat.class_to_node(), device=scores[0].device)
+        return table[scores[0].argmax(1)]
+
+    # -- outputs ---------------------------------------------------------------------------
+    def dataset_values(self, nodes: np.ndarray, dataset: str) -> np.ndarray:
+        """Node map -> the dataset's stored values; nodes it has no class for -> its 'no label' value."""
+        t = self.h.tables(dataset)
+        tax = self.h.mapping(dataset).taxonomy
+        fill = no_label_value(self.h, dataset)
+        n2v = np.append(t.node_to_value, fill)  # index -1 -> fill
+        vals = n2v[nodes]
+        vals = np.where(vals < 0, fill, vals)
+        return vals.astype(np.uint16 if tax.encoding.dtype == "uint16" else np.uint8)
+
+    def colour(self, nodes: np.ndarray) -> np.ndarray:
+        colors = np.vstack([self.h.colors(), np.zeros((1, 3), np.uint8)])  # -1 -> black
+        return colors[nodes]
+
+    def predict_array(self, img: np.ndarray, resize: tuple[int, int] | None = None, sliding: bool = False,
+                      ) -> tuple[np.ndarray, list[torch.Tensor]]:
+        """One HxWx3 uint8 image -> (node map at the image's size, scores at network scale)."""
+        H, W = img.shape[:2]
+        if resize and (H, W) != tuple(resize):
+            img, _ = resize_pair(img, np.zeros((H, W), np.uint8), resize)
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
+        sc = self.scores(x, sliding)
+        nodes = self.nodes(sc)
+        if nodes.shape[-2:] != (H, W):
+            nodes = F.interpolate(nodes[None].float(), size=(H, W), mode="nearest")[0].long()
+        return nodes[0].cpu().numpy(), sc
+
+
+def no_label_value(h: Hierarchy, dataset: str) -> int:
+    """The stored value that means 'no class' in a dataset (its unlabeled value or first ignored id)."""
+    m = h.mapping(dataset)
+    tax = m.taxonomy
+    if tax.encoding.unlabeled is not None:
+        return tax.encoding.unlabeled
+    ignored = sorted(c for c, n in m.to_node.items() if n is None and c >= 0)
+    return tax.stored_value(ignored[0]) if ignored else 0
+
+
+def load_predictor(checkpoint: str | Path, device: str | torch.device | None = None) -> Predictor:
+    state = load_checkpoint(checkpoint)
+    cfg = config_from_dict(state["config"])
+    cfg.model.pretrained = None  # the weights are in the checkpoint
+    h = load_hierarchy(cfg.hierarchy)
+    names = [d.name for d in cfg.datasets]
+    flat = flat_space(h, names) if cfg.model.kind == "flat" else None
+    sizes = [flat.n_classes] if flat else [len(c.children) for c in h.classifiers]
+    if state.get("head_sizes") and list(state["head_sizes"]) != sizes:
+        raise LabeltreeError(f"checkpoint heads {state['head_sizes']} do not match the tree '{cfg.hierarchy}' "
+                             f"({sizes}); was the tree file changed after training?", checkpoint)
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(cfg.model, sizes)
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return Predictor(model, cfg, h, flat, dev, amp=cfg.train.amp)
+
+
+def dataset_resize(cfg: Config, dataset: str) -> tuple[int, int] | None:
+    for d in list(cfg.datasets) + list(cfg.eval_datasets):
+        if d.name == dataset and d.resize:
+            return tuple(d.resize)
+    return None
+
+
+def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str | Path, split: str,
+                    sliding: bool = False, device: str | None = None,
+                    ) -> Iterator[tuple[Sample, np.ndarray]]:
+    """Yield (sample, prediction in the dataset's stored values at the label's native size).
+
+    Images are run at the training scale of that dataset in the checkpoint's config (if any).
+    """
+    pred = checkpoint if isinstance(checkpoint, Predictor) else load_predictor(checkpoint, device)
+    tax = pred.h.mapping(dataset).taxonomy
+    reader = open_dataset(tax, root)
+    resize = dataset_resize(pred.cfg, dataset) or dataset_resize(pred.cfg, pred.h.mapping(dataset).dataset)
+    for s in reader.samples(split):
+        img = reader.read_image(s)
+        nodes, _ = pred.predict_array(img, resize, sliding)
+        yield s, pred.dataset_values(nodes, pred.h.mapping(dataset).dataset)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def collect_images(inputs: list[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for i in inputs:
+        p = Path(i)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise LabeltreeError("input image not found", p)
+    if not out:
+        raise LabeltreeError(f"no images found in {', '.join(map(str, inputs))}")
+    return out
+
+
+def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str | Path, dataset: str | None = None,
+                  overlay: bool = False, sliding: bool = False, levels: bool = False, colour: bool = True,
+                  device: str | None = None, progress: bool = True) -> list[Path]:
+    """Write per image: `{stem}_tree.png` (tree colours), `{stem}_{dataset}.png` (the dataset's ids),
+    `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k)."""
+    from tqdm import tqdm
+
+    pred = load_predictor(checkpoint, device)
+    out = Path(out_dir)
+    resize = dataset_resize(pred.cfg, dataset) if dataset else None
+    if dataset:
+        pred.h.mapping(dataset)  # fail early on an unknown dataset
+    written: list[Path] = []
+    for path in tqdm(collect_images(inputs), desc="predict", unit="img", disable=not progress):
+        try:
+            with Image.open(path) as im:
+                img = np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise LabeltreeError(f"cannot decode image ({e})", path) from None
+        nodes, sc = pred.predict_array(img, resize, sliding)
+        stem = path.stem
+        if colour or not dataset:
+            written.append(out / f"{stem}_tree.png")
+            write_png(written[-1], pred.colour(nodes))
+        if dataset:
+            written.append(out / f"{stem}_{pred.h.mapping(dataset).dataset}.png")
+            write_png(written[-1], pred.dataset_values(nodes, dataset))
+        if overlay:
+            blend = (0.5 * img + 0.5 * pred.colour(nodes)).astype(np.uint8)
+            written.append(out / f"{stem}_overlay.png")
+            write_png(written[-1], blend)
+        if levels and pred.flat is None:
+            for lvl in range(1, pred.h.depth + 1):
+                lv = pred.nodes(sc, stop_level=lvl)
+                if lv.shape[-2:] != nodes.shape:
+                    lv = F.interpolate(lv[None].float(), size=nodes.shape, mode="nearest")[0].long()
+                written.append(out / f"{stem}_L{lvl}.png")
+                write_png(written[-1], pred.colour(lv[0].cpu().numpy()))
+    return written

@@ -1,0 +1,307 @@
+"""The training loop: mixed batches -> per-head pooled losses -> SGD, with exact resume, DDP,
+evaluation every N steps and `best`/`last` checkpoints.
+
+Run folder: config.yaml (resolved), train.jsonl (one line per logged step: loss per head),
+metrics.jsonl (one line per evaluation), last.pt, best.pt, tb/ (when tensorboard is installed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import write_text
+from labeltree.hierarchy import Hierarchy, load_hierarchy
+
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import Config, EvalDatasetCfg
+from .data import Source, build_loader, build_sources, check_labels, normalise
+from .evaluation import evaluate_sources
+from .loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
+from .model import build_model
+from .predict import Predictor
+
+
+@dataclass
+class RunResult:
+    out: Path
+    step: int
+    losses: list[dict[str, Any]] = field(default_factory=list)  # the records written to train.jsonl
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    last: Path | None = None
+    best: Path | None = None
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def pick_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise LabeltreeError(f"train.device={spec} but no CUDA device is available; use train.device=cpu")
+    if spec == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(spec)
+
+
+def head_names(h: Hierarchy, flat: bool) -> list[str]:
+    return ["flat"] if flat else [c.name for c in h.classifiers]
+
+
+def milestones_in_steps(cfg: Config, sources: list[Source], world: int) -> list[int]:
+    o = cfg.optim
+    if o.milestone_unit == "steps":
+        return sorted(o.milestones)
+    i = [d.name for d in cfg.datasets].index(o.epoch_dataset)
+    per_step = cfg.datasets[i].share * world
+    if per_step == 0:
+        raise LabeltreeError(f"optim.epoch_dataset '{o.epoch_dataset}' has share 0")
+    steps_per_epoch = math.ceil(len(sources[i]) / per_step)
+    return sorted(int(m * steps_per_epoch) for m in o.milestones)
+
+
+class _Writer:
+    """JSONL (always) + TensorBoard (when importable) on rank 0."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.out, self.enabled, self.tb = out, enabled, None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"))
+            except Exception:  # noqa: BLE001 - tensorboard is optional
+                self.tb = None
+
+    def jsonl(self, name: str, rec: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.out / name, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        if self.tb is not None:
+            for k, v in values.items():
+                if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                    self.tb.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    """Drop records logged after the checkpoint we resume from (a kill can leave a few)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
+    """Each training dataset's val split, plus the evaluation-only datasets (Cityscapes Extended)."""
+    from .data import render_boxes  # noqa: F401 - fine masks need labeltree.gtsdb_masks
+
+    try:
+        import labeltree.gtsdb_masks  # noqa: F401
+
+        box_mode = "fine"
+    except ImportError:
+        box_mode = "coarse"
+    out = []
+    for d in cfg.datasets:
+        if d.val_split:
+            e = EvalDatasetCfg(name=d.name, root=d.root, split=d.val_split, resize=d.resize, max_samples=None)
+            out.append(Source(e, cfg.resolve_root(d.root), d.val_split, h, box_mode))
+    for e in cfg.eval_datasets:
+        out.append(Source(e, cfg.resolve_root(e.root), e.split, h, box_mode))
+    return out
+
+
+def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
+          log: Any = print) -> RunResult:
+    """Train (or continue with `resume`) into run folder `out`; returns what was logged."""
+    rank, world, local_rank = _dist_env()
+    out = Path(out)
+    device = pick_device(cfg.train.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    main = rank == 0
+    h = load_hierarchy(cfg.hierarchy)
+    names = [d.name for d in cfg.datasets]
+    for n in names:
+        if h.mapping(n).evaluation_only:
+            raise LabeltreeError(f"dataset '{n}' is evaluation-only in tree '{h.name}'; list it under eval_datasets")
+    is_flat = cfg.model.kind == "flat"
+    flat = flat_space(h, names) if is_flat else None
+    sizes = [flat.n_classes] if flat else [len(c.children) for c in h.classifiers]
+    heads = head_names(h, is_flat)
+
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    state = None
+    if resume:
+        if not last_path.exists():
+            raise LabeltreeError(f"--resume: no checkpoint to resume from (searched {last_path})", out)
+        state = load_checkpoint(last_path)
+        if state["config"]["model"] != cfg.model_dump(mode="json")["model"] or list(state["head_sizes"]) != sizes:
+            raise LabeltreeError("--resume: the model section of the config differs from the checkpoint's; "
+                                 "resume with the same model settings", last_path)
+        if int(state["sampler"]["world"]) != world or int(state["sampler"]["seed"]) != cfg.train.seed:
+            raise LabeltreeError(f"--resume: the checkpoint was written with {state['sampler']['world']} process(es) "
+                                 f"and seed {state['sampler']['seed']}; resume with the same to continue exactly",
+                                 last_path)
+
+    sources = build_sources(cfg, h)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        text = cfg.to_yaml()
+        write_text(out / "config.yaml", text)
+        log(f"# resolved config (saved to {out / 'config.yaml'})\n{text}")
+    if cfg.train.check_labels and main and state is None:
+        check_labels(sources, workers=cfg.train.workers or 1, progress=progress)
+    if world > 1:
+        dist.barrier()
+
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    model = build_model(cfg.model, sizes).to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                          weight_decay=cfg.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones_in_steps(cfg, sources, world), gamma=cfg.optim.gamma)
+    start, best = 0, -math.inf
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        best = float(state.get("best", -math.inf))
+        set_rng_state(state["rng"])
+        if main:
+            _truncate_jsonl(out / "train.jsonl", start)
+            _truncate_jsonl(out / "metrics.jsonl", start)
+            log(f"resuming from {last_path} at step {start}")
+    if start >= cfg.train.steps:
+        if main:
+            log(f"nothing to do: the checkpoint is at step {start} >= train.steps {cfg.train.steps}")
+        return RunResult(out, start, last=last_path if last_path.exists() else None,
+                         best=best_path if best_path.exists() else None)
+
+    mapper = LabelMapper(h, names, device, flat)
+    lambdas = [cfg.lam(c.level) for c in h.classifiers]
+    chains = {j: gating_chain(h, j, cfg.loss.gating) for j in {b for b in mapper.box_classifier if b is not None}}
+    fwd_model: Any = model
+    if cfg.train.compile:
+        fwd_model = torch.compile(model)
+    if world > 1:
+        fwd_model = torch.nn.parallel.DistributedDataParallel(
+            fwd_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def reduce_count(c: torch.Tensor) -> tuple[torch.Tensor, int]:
+        t = c.detach().float()
+        dist.all_reduce(t)
+        return t, world
+
+    rc = reduce_count if world > 1 else None
+    amp = cfg.train.amp and device.type == "cuda"
+    loader = build_loader(cfg, sources, start, rank, world, pin=cfg.train.pin_memory and device.type == "cuda")
+    writer = _Writer(out, main)
+    result = RunResult(out, start)
+    predictor = Predictor(model, cfg, h, flat, device, amp)
+    evals: list[Source] | None = None
+    bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", disable=not (progress and main),
+               dynamic_ncols=True)
+    step = start
+    model.train()
+    t_last = time.perf_counter()
+    ips = 0.0
+    try:
+        for batch in loader:
+            images = batch["image"].to(device, non_blocking=True)
+            labels = batch["label"].to(device, non_blocking=True)
+            ds = batch["ds"].to(device, non_blocking=True)
+            x = normalise(images)
+            if device.type == "cuda" and cfg.train.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = fwd_model(x)
+            if is_flat:
+                loss, per_head = flat_loss(logits, labels, ds, mapper, rc)
+            else:
+                loss, per_head = hierarchical_loss(logits, labels, ds, mapper, lambdas, chains, rc)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                vals = torch.stack([loss.detach(), *[p.detach() for p in per_head]]).float()
+                if world > 1:
+                    dist.all_reduce(vals)
+                    vals /= world
+                v = vals.tolist()
+                now = time.perf_counter()
+                ips = cfg.batch_size * world * cfg.train.log_every / max(now - t_last, 1e-9)
+                t_last = now
+                rec = {"step": step, "loss": v[0], "heads": dict(zip(heads, v[1:], strict=True)),
+                       "lr": opt.param_groups[0]["lr"], "images_per_s": round(ips, 2)}
+                result.losses.append(rec)
+                writer.jsonl("train.jsonl", rec)
+                writer.scalars("loss", {"total": v[0], **rec["heads"]}, step)
+                bar.set_postfix_str(f"{ips:.1f} img/s loss {v[0]:.3f} " +
+                                    " ".join(f"{k[:8]}={x:.3f}" for k, x in zip(heads, v[1:], strict=True)))
+            bar.update(1)
+            do_eval = (cfg.train.eval_every and step % cfg.train.eval_every == 0) or \
+                (step == cfg.train.steps and cfg.train.eval_at_end)
+            if do_eval and main:
+                evals = evals if evals is not None else eval_sources(cfg, h)
+                if evals:
+                    metrics = evaluate_sources(predictor, evals)
+                    rec = {"step": step, "datasets": metrics}
+                    result.metrics.append(rec)
+                    writer.jsonl("metrics.jsonl", rec)
+                    trained = [m["mIoU"] for d, m in metrics.items() if d in names and not math.isnan(m["mIoU"])]
+                    score = float(np.mean(trained)) if trained else -math.inf
+                    writer.scalars("eval", {f"{d}/mIoU": m["mIoU"] for d, m in metrics.items()}, step)
+                    bar.write(f"step {step}: " + ", ".join(f"{d} mIoU {m['mIoU']:.3f}" for d, m in metrics.items()))
+                    if score > best:
+                        best = score
+                        save_checkpoint(best_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world))
+                        result.best = best_path
+            if main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps):
+                save_checkpoint(last_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world))
+                result.last = last_path
+            if world > 1 and do_eval:
+                dist.barrier()
+    finally:
+        bar.close()
+        writer.close()
+    result.step = step
+    if result.best is None and best_path.exists():
+        result.best = best_path
+    return result
+
+
+def _state(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int, best: float,
+           sizes: list[int], heads: list[str], world: int) -> dict[str, Any]:
+    return {"config": cfg.model_dump(mode="json"), "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "step": step, "best": best, "head_sizes": sizes,
+            "head_names": heads, "rng": rng_state(), "sampler": {"seed": cfg.train.seed, "world": world,
+                                                                  "next_step": step}}
