@@ -37,7 +37,7 @@ import numpy as np
 from .errors import LabeltreeError
 from .hierarchy import Hierarchy
 from .metrics import fold, group_iou, per_class, summarize
-from .taxonomy import Taxonomy, load_taxonomy
+from .taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
 
 CLASS_SETS = ("official", "paper", "all")
 UNLABELED_NAME = "unlabeled"
@@ -200,6 +200,97 @@ def sign_rule_nodes(hierarchy: Hierarchy) -> tuple[int, list[int]] | None:
     return None
 
 
+@dataclass
+class PairCounter:
+    """The per-image part of an Evaluator: small and picklable, so process-pool workers get it cheaply."""
+
+    dataset: str  # taxonomy name (for messages)
+    taxonomy_ref: str  # what load_taxonomy() needs to re-open it in a worker
+    lut: np.ndarray  # stored value -> label-space index (-1 = no class)
+    node_lut: np.ndarray | None  # tree node -> label-space index (pred_space="tree")
+    pred_space: str
+    n: int
+
+    def __post_init__(self) -> None:
+        self.pred_lut = self.node_lut if self.pred_space == "tree" else self.lut
+
+    def confusion(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
+        """The n x n matrix of one image (or batch).
+
+        Fast path (label spaces up to ~1M value pairs, i.e. every 8-bit dataset and any dataset with
+        tree-node predictions): one key gt * P + pred per pixel, counted over RUNS of equal keys
+        (label maps are piecewise constant, so there are ~100x fewer runs than pixels) or with a
+        plain bincount when the maps are too noisy for runs to pay off; the raw-value histogram is
+        then folded into label-space indices with the LUTs. Other spaces map through the LUTs first.
+        """
+        gt = _to_numpy(gt)
+        pred = _to_numpy(pred)
+        if gt.shape != pred.shape:
+            where = f" (ground truth {gt_path})" if gt_path else ""
+            raise LabeltreeError(f"prediction is {_size(pred)} but the ground truth{where} is {_size(gt)}; "
+                                 "predict at the label resolution", pred_path)
+        _check_integer(gt, gt_path, "ground truth")
+        _check_integer(pred, pred_path, "prediction")
+        n = self.n
+        g_size, p_size = len(self.lut), len(self.pred_lut)
+        if g_size * p_size <= 1 << 20 and gt.size and _in_range(gt, g_size) and _in_range(pred, p_size):
+            key = np.empty(gt.shape, dtype=np.uint16 if g_size * p_size <= 1 << 16 else np.uint32)
+            np.multiply(gt, p_size, out=key, dtype=key.dtype, casting="unsafe")
+            np.add(key, pred, out=key, dtype=key.dtype, casting="unsafe")
+            hist, keys = _count_keys(key.ravel(), g_size * p_size)
+            gv, pv = keys // p_size, keys % p_size
+            gi, pi = self.lut[gv], self.pred_lut[pv]
+            self._check_values(gv, gi, gt_path, "ground truth", "the dataset's label space")
+            self._check_values(pv, pi, pred_path, "prediction", self._pred_space_name)
+            return np.bincount(gi * n + pi, weights=hist, minlength=n * n).astype(np.int64).reshape(n, n)
+        gi = self._index(gt, self.lut, gt_path, "ground truth", "the dataset's label space")
+        pi = self._index(pred, self.pred_lut, pred_path, "prediction", self._pred_space_name)
+        return np.bincount((gi * n + pi).ravel(), minlength=n * n).reshape(n, n)
+
+    @property
+    def _pred_space_name(self) -> str:
+        return "the tree's nodes" if self.pred_space == "tree" else "the dataset's label space"
+
+    def _index(self, a: np.ndarray, lut: np.ndarray, path: Any, what: str, space: str) -> np.ndarray:
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi >= len(lut):
+            bad = np.unique(a[(a < 0) | (a >= len(lut))])
+            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} outside {space} "
+                                 f"(0..{len(lut) - 1}) for dataset '{self.dataset}'", path)
+        idx = lut[a]
+        if (idx < 0).any():
+            bad = np.unique(a[idx < 0])
+            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} that are no class of dataset "
+                                 f"'{self.dataset}' ({space})", path)
+        return idx
+
+    def _check_values(self, values: np.ndarray, idx: np.ndarray, path: Any, what: str, space: str) -> None:
+        if (idx < 0).any():
+            bad = np.unique(values[idx < 0])
+            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} that are no class of dataset "
+                                 f"'{self.dataset}' ({space})", path)
+
+
+def _in_range(a: np.ndarray, size: int) -> bool:
+    return int(a.max()) < size and (a.dtype.kind == "u" or int(a.min()) >= 0)
+
+
+def _count_keys(key: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, keys) of the distinct keys present; exact. Counts runs of equal consecutive keys
+    when they are few (smooth label maps), else one plain bincount."""
+    change = np.empty(key.size, dtype=bool)
+    change[0] = True
+    np.not_equal(key[1:], key[:-1], out=change[1:])
+    if np.count_nonzero(change) * 8 < key.size:
+        starts = np.flatnonzero(change)
+        lengths = np.diff(starts, append=key.size)
+        hist = np.bincount(key[starts], weights=lengths, minlength=size)
+    else:
+        hist = np.bincount(key, minlength=size)
+    keys = np.flatnonzero(hist)
+    return hist[keys], keys
+
+
 # -- the evaluator -----------------------------------------------------------------------------------
 
 def _to_numpy(a: Any) -> np.ndarray:
@@ -252,63 +343,15 @@ class Evaluator:
             raise LabeltreeError("--levels needs the tree (--hierarchy)")
         self.evaluated = resolve_classes(self.classes, self.space, self.hierarchy,
                                          self.mapping.dataset if self.mapping else None, self.pixel_counts)
-        # the raw-pair fast path: one bincount over (gt << 8 | pred) for 8-bit label spaces
-        self._pair = len(self.space.lut) <= 256
+        ref = (self.taxonomy.name if isinstance(self.dataset, Taxonomy)
+               else str(resolve_taxonomy_path(self.dataset).resolve()))
+        self.counter = PairCounter(self.taxonomy.name, ref, self.space.lut, self.node_lut, self.pred_space,
+                                   self.space.n)
 
     # -- counting ---------------------------------------------------------------------------------
     def confusion(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
         """The n x n matrix of one image (or batch), without touching the accumulated one."""
-        gt = _to_numpy(gt)
-        pred = _to_numpy(pred)
-        if gt.shape != pred.shape:
-            where = f" (ground truth {gt_path})" if gt_path else ""
-            raise LabeltreeError(f"prediction is {_size(pred)} but the ground truth{where} is {_size(gt)}; "
-                                 "predict at the label resolution", pred_path)
-        _check_integer(gt, gt_path, "ground truth")
-        _check_integer(pred, pred_path, "prediction")
-        n = self.space.n
-        if self.pred_space == "dataset" and self._pair and gt.dtype == np.uint8 and pred.dtype == np.uint8:
-            key = np.empty(gt.shape, dtype=np.uint16)
-            np.left_shift(gt, 8, out=key, dtype=np.uint16)
-            np.bitwise_or(key, pred, out=key)
-            hist = np.bincount(key.ravel(), minlength=65536)
-            nz = np.flatnonzero(hist)
-            lut = np.full(256, -1, dtype=np.int64)
-            lut[: len(self.space.lut)] = self.space.lut
-            gi, pi = lut[nz >> 8], lut[nz & 255]
-            self._check_values(nz >> 8, gi, gt_path, "ground truth")
-            self._check_values(nz & 255, pi, pred_path, "prediction")
-            return np.bincount(gi * n + pi, weights=hist[nz], minlength=n * n).astype(np.int64).reshape(n, n)
-        gi = self._gt_index(gt, gt_path)
-        pi = self._pred_index(pred, pred_path)
-        return np.bincount((gi * n + pi).ravel(), minlength=n * n).reshape(n, n)
-
-    def _gt_index(self, gt: np.ndarray, path: Any) -> np.ndarray:
-        return self._index(gt, self.space.lut, path, "ground truth", "the dataset's label space")
-
-    def _pred_index(self, pred: np.ndarray, path: Any) -> np.ndarray:
-        if self.pred_space == "tree":
-            return self._index(pred, self.node_lut, path, "prediction", "the tree's nodes")
-        return self._index(pred, self.space.lut, path, "prediction", "the dataset's label space")
-
-    def _index(self, a: np.ndarray, lut: np.ndarray, path: Any, what: str, space: str) -> np.ndarray:
-        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
-        if lo < 0 or hi >= len(lut):
-            bad = np.unique(a[(a < 0) | (a >= len(lut))])
-            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} outside {space} "
-                                 f"(0..{len(lut) - 1}) for dataset '{self.taxonomy.name}'", path)
-        idx = lut[a]
-        if (idx < 0).any():
-            bad = np.unique(a[idx < 0])
-            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} that are no class of dataset "
-                                 f"'{self.taxonomy.name}' ({space})", path)
-        return idx
-
-    def _check_values(self, values: np.ndarray, idx: np.ndarray, path: Any, what: str) -> None:
-        if (idx < 0).any():
-            bad = np.unique(values[idx < 0])
-            raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} that are no class of dataset "
-                                 f"'{self.taxonomy.name}'", path)
+        return self.counter.confusion(gt, pred, gt_path, pred_path)
 
     def add(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
         """Count one image (or batch); returns its matrix."""
