@@ -1,0 +1,49 @@
+"""`labeltree gtsdb-masks`: per-pixel GTSDB masks from gt.txt boxes."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+from ..gtsdb_masks import ENCODINGS, MASK_SUFFIX, MODES, write_gtsdb_masks
+
+
+@click.command("gtsdb-masks")
+@click.argument("gtsdb_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--mode", type=click.Choice(MODES), default="fine", show_default=True,
+              help="'fine': the sign's shape inscribed in its box; 'coarse': the filled box.")
+@click.option("--gt", type=click.Path(path_type=Path), default=None,
+              help="Ground-truth file (default: GTSDB_DIR/gt.txt).")
+@click.option("--encoding", type=click.Choice(ENCODINGS), default="16bit", show_default=True,
+              help="'16bit': 0 = unlabeled, 2000 + ClassID; '8bit': ClassID, 255 = unlabeled.")
+@click.option("--workers", type=int, default=None, help="Processes (default: all CPUs).")
+@click.option("--skip-existing", is_flag=True, help="Keep masks already in OUT_DIR (resume an interrupted run).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, encoding: str,
+                    workers: int | None, skip_existing: bool, quiet: bool) -> None:
+    """Write one mask PNG per GTSDB frame: OUT_DIR/{stem}_labelIds.png.
+
+    Frames without signs get an all-unlabeled mask; where boxes overlap the smaller sign is on top.
+    Frame sizes are read from the image headers; boxes reaching outside a frame are clipped
+    (reported), duplicate gt.txt lines are reported and drawn once.
+
+    \b
+    Example:
+      labeltree gtsdb-masks data/FullIJCNN2013 data/gtsdb-masks --mode fine
+      labeltree gtsdb-masks data/FullIJCNN2013 out8 --encoding 8bit --mode coarse
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported below, once each
+        r = write_gtsdb_masks(gtsdb_dir, out_dir, mode=mode, gt=gt, encoding=encoding, workers=workers,
+                              skip_existing=skip_existing, progress=not quiet)
+    for w in r.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"{r.written} masks written to {r.out_dir}/*{MASK_SUFFIX} ({r.frames} frames, {r.boxes} boxes, "
+               f"{r.labelled_pixels} sign pixels, mode {mode}, {encoding})"
+               + (f", {r.skipped} existing kept" if r.skipped else ""))
+
+
+COMMANDS = [gtsdb_masks_cmd]
