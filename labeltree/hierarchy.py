@@ -8,6 +8,7 @@ and the hard top-down argmax cascade that turns per-classifier scores into a nod
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 from .errors import LabeltreeError
 from .resources import hierarchy_dir
 from .taxonomy import Taxonomy, load_taxonomy, normalise_name
-from .yamlio import load_yaml
+from .yamlio import line_of, load_yaml
 
 NO_TARGET = 255  # target value for "this pixel does not supervise this classifier"
 IGNORE = -1  # node index for ignored pixels
@@ -301,72 +302,108 @@ def _parse_tree(items: Any, path: Path) -> list[Node]:
     nodes = [Node(ROOT, -1, 0)]
     seen: dict[str, int] = {ROOT: 0}
 
-    def add(entries: Any, parent: int, trail: str) -> None:
+    def trail_of(i: int) -> str:
+        return " > ".join(nodes[a].name for a in reversed(_ancestors(nodes, i)) if a > 0)
+
+    def add(entries: Any, parent: int, trail: str, keys: tuple) -> None:
         if not isinstance(entries, list) or not entries:
-            raise LabeltreeError(f"tree: children of '{trail}' must be a non-empty list", path)
-        for e in entries:
-            if isinstance(e, str):
-                name, kids = e, None
+            raise LabeltreeError(f"tree: children of '{trail}' must be a non-empty list", path,
+                                 line_of(path, *keys))
+        for k, e in enumerate(entries):
+            here = (*keys, k)
+            if isinstance(e, str | int | float) and not isinstance(e, bool):
+                name, kids = str(e), None
             elif isinstance(e, dict) and len(e) == 1:
                 name, kids = next(iter(e.items()))
                 name = str(name)
+                here = (*here, name)
             else:
                 raise LabeltreeError(f"tree: under '{trail}', each entry must be a name or "
-                                     f"'Name: [children]', got {e!r}", path)
+                                     f"'Name: [children]', got {e!r}", path, line_of(path, *here))
+            if name == ROOT:
+                raise LabeltreeError(f"tree: '{ROOT}' is reserved for the tree's root; rename the node "
+                                     f"under '{trail}'", path, line_of(path, *here))
             if name in seen:
+                first = seen[name]
+                if first in _ancestors(nodes, parent):
+                    raise LabeltreeError(f"tree: cycle: node '{name}' appears inside itself "
+                                         f"({trail_of(parent)} > {name}); node names must be unique",
+                                         path, line_of(path, *here))
                 raise LabeltreeError(f"tree: node '{name}' appears twice (under '{trail}' and under "
-                                     f"'{nodes[nodes[seen[name]].parent].name if seen[name] else ''}')"
-                                     " — node names must be unique (a cycle or a duplicate)", path)
+                                     f"'{nodes[nodes[first].parent].name}'); node names must be unique",
+                                     path, line_of(path, *here))
             idx = len(nodes)
             nodes.append(Node(name, parent, nodes[parent].level + 1))
             nodes[parent].children.append(idx)
             seen[name] = idx
             if kids is not None:
-                add(kids, idx, name)
+                add(kids, idx, name, here)
                 if len(nodes[idx].children) == 1:
                     only = nodes[nodes[idx].children[0]].name
                     raise LabeltreeError(f"tree: node '{name}' has one child ('{only}'); a classifier "
-                                         "needs >= 2 classes: map the classes to the parent instead", path)
+                                         "needs >= 2 classes: map the classes to the parent instead", path,
+                                         line_of(path, *here))
 
-    add(items, 0, ROOT)
+    add(items, 0, ROOT, ("tree",))
     if len(nodes[0].children) == 1:
-        raise LabeltreeError("tree: the root has one child; a classifier needs >= 2 classes", path)
+        raise LabeltreeError("tree: the root has one child; a classifier needs >= 2 classes", path,
+                             line_of(path, "tree"))
     return nodes
+
+
+def _ancestors(nodes: list[Node], i: int) -> list[int]:
+    out = [i]
+    while nodes[out[-1]].parent >= 0:
+        out.append(nodes[out[-1]].parent)
+    return out
 
 
 def _parse_mapping(key: str, spec: Any, nodes: list[Node], index: dict[str, int], tax: Taxonomy,
                    path: Path, inherited: dict[int, int | None] | None, evaluation_only: bool,
-                   ) -> DatasetMapping:
+                   allow_missing: bool = False) -> DatasetMapping:
+    """Parse mappings.<key>. With `allow_missing` (merge with partial rules) classes that are neither
+    mapped nor ignored are left out instead of being an error."""
     if not isinstance(spec, dict):
-        raise LabeltreeError(f"mappings.{key}: expected a mapping with 'map', 'ignore', 'by_name'", path)
+        raise LabeltreeError(f"mappings.{key}: expected a mapping with 'map', 'ignore', 'by_name'", path,
+                             line_of(path, "mappings", key))
     unknown = set(spec) - {"map", "ignore", "by_name", "inherit"}
     if unknown:
         raise LabeltreeError(f"mappings.{key}: unknown key(s) {sorted(unknown)}; "
-                             "allowed: map, ignore, by_name, inherit", path)
+                             "allowed: map, ignore, by_name, inherit", path, line_of(path, "mappings", key))
     to_node: dict[int, int | None] = dict(inherited or {})
-    explicit: set[int] = set()
+    explicit: dict[int, str] = {}
+    if not isinstance(spec.get("map") or {}, dict):
+        raise LabeltreeError(f"mappings.{key}.map: expected 'class: node' lines", path,
+                             line_of(path, "mappings", key, "map"))
+    if not isinstance(spec.get("ignore") or [], list):
+        raise LabeltreeError(f"mappings.{key}.ignore: expected a list of classes", path,
+                             line_of(path, "mappings", key, "ignore"))
 
-    def cls(ref: Any, where: str) -> int:
+    def cls(ref: Any, where: str, *keys: Any) -> int:
         c = tax.find(ref if isinstance(ref, int) else str(ref))
+        line = line_of(path, "mappings", key, where, *keys)
         if c is None:
             raise LabeltreeError(f"mappings.{key}.{where}: '{ref}' is not a class of dataset "
-                                 f"'{tax.name}' (taxonomy {tax.name} has {len(tax.classes)} classes)", path)
+                                 f"'{tax.name}' (taxonomy {tax.name} has {len(tax.classes)} classes; "
+                                 f"`labeltree validate` or the taxonomy file lists them)", path, line)
         if c.id in explicit:
-            raise LabeltreeError(f"mappings.{key}: class '{c.name}' (id {c.id}) is mapped twice", path)
-        explicit.add(c.id)
+            raise LabeltreeError(f"mappings.{key}: class '{c.name}' (id {c.id}) of dataset '{tax.name}' is "
+                                 f"mapped twice (in {explicit[c.id]} and in {where}); keep one", path, line)
+        explicit[c.id] = where
         return c.id
 
     for ref, target in (spec.get("map") or {}).items():
-        cid = cls(ref, "map")
+        cid = cls(ref, "map", ref)
         if target is None:
             to_node[cid] = None
             continue
         if str(target) not in index:
             raise LabeltreeError(f"mappings.{key}.map: class '{tax.by_id(cid).name}' maps to "
-                                 f"'{target}', which is not a node of the tree", path)
+                                 f"'{target}', which is not a node of the tree", path,
+                                 line_of(path, "mappings", key, "map", ref))
         to_node[cid] = index[str(target)]
-    for ref in spec.get("ignore") or []:
-        to_node[cls(ref, "ignore")] = None
+    for k, ref in enumerate(spec.get("ignore") or []):
+        to_node[cls(ref, "ignore", k)] = None
     if spec.get("by_name"):
         by_norm = {normalise_name(n.name): i for i, n in enumerate(nodes) if i > 0}
         for c in tax.classes:
@@ -377,11 +414,11 @@ def _parse_mapping(key: str, spec: Any, nodes: list[Node], index: dict[str, int]
                     to_node[c.id] = by_norm[normalise_name(n)]
                     break
     missing = [c for c in tax.classes if c.id not in to_node]
-    if missing:
+    if missing and not allow_missing:
         names = ", ".join(f"'{c.name}' (id {c.id})" for c in missing[:8])
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
         raise LabeltreeError(f"mappings.{key}: class {names}{more} of dataset '{tax.name}' is neither "
-                             "mapped to a node nor listed under 'ignore'", path)
+                             "mapped to a node nor listed under 'ignore'", path, line_of(path, "mappings", key))
     return DatasetMapping(key, tax, to_node, evaluation_only)
 
 
@@ -392,6 +429,9 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
     for k in ("tree", "mappings", "datasets"):
         if k not in data:
             raise LabeltreeError(f"tree file has no '{k}' section", path)
+    if not isinstance(data["datasets"], list) or not data["datasets"]:
+        raise LabeltreeError("'datasets' must be a non-empty list of dataset names or taxonomy files", path,
+                             line_of(path, "datasets"))
     unknown = set(data) - {"name", "description", "datasets", "evaluation_datasets", "tree",
                            "mappings", "supervision"}
     if unknown:
@@ -405,14 +445,21 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
     evaluated = [str(d) for d in data.get("evaluation_datasets") or []]
     for d in trained + evaluated:
         if d not in maps:
-            raise LabeltreeError(f"dataset '{d}' is listed but has no entry under 'mappings'", path)
+            raise LabeltreeError(f"dataset '{d}' is listed but has no entry under 'mappings'", path,
+                                 line_of(path, "datasets"))
     for d in maps:
         if d not in trained + evaluated:
-            raise LabeltreeError(f"mappings.{d}: dataset is not listed under 'datasets'", path)
+            raise LabeltreeError(f"mappings.{d}: dataset is not listed under 'datasets'", path,
+                                 line_of(path, "mappings", d))
     mappings: dict[str, DatasetMapping] = {}
     for d in trained + evaluated:
         spec = maps[d]
-        tax = load_taxonomy(_resolve_ref(d, path))
+        try:
+            tax = load_taxonomy(_resolve_ref(d, path))
+        except LabeltreeError as e:
+            if e.path is not None:  # the taxonomy file itself is bad: its own file and line
+                raise
+            raise LabeltreeError(f"dataset '{d}': {e.message}", path, line_of(path, "mappings", d)) from None
         inherited = None
         if isinstance(spec, dict) and spec.get("inherit"):
             parent = str(spec["inherit"])
@@ -428,10 +475,11 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
             raise LabeltreeError("supervision.overrides: each entry needs dataset, classifier, "
                                  f"supervise; got {o!r}", path)
         if o["dataset"] not in mappings:
-            raise LabeltreeError(f"supervision.overrides: unknown dataset '{o['dataset']}'", path)
+            raise LabeltreeError(f"supervision.overrides: unknown dataset '{o['dataset']}'", path,
+                                 line_of(path, "supervision", "overrides"))
         if o["classifier"] not in index or len(nodes[index[o["classifier"]]].children) < 2:
             raise LabeltreeError(f"supervision.overrides: '{o['classifier']}' is not a node with a "
-                                 "classifier", path)
+                                 "classifier", path, line_of(path, "supervision", "overrides"))
         overrides[(str(o["dataset"]), str(o["classifier"]))] = bool(o["supervise"])
     h = Hierarchy(str(data.get("name") or path.stem), nodes, mappings, overrides,
                   bool(sup.get("exclude_single_child", True)), path)
@@ -439,6 +487,68 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
         h = restrict_hierarchy(h, restrict)
     _assign_colors(h)
     return h
+
+
+def _class_ref(tax: Taxonomy, cid: int) -> str | int:
+    """How a tree file names a class: its name, or its id where the name would read as an id."""
+    name = tax.by_id(cid).name
+    return cid if name.strip().lstrip("-").isdigit() or tax.find(name) is not tax.by_id(cid) else name
+
+
+def hierarchy_to_dict(h: Hierarchy, out_dir: Path | None = None) -> dict[str, Any]:
+    """A tree file (every class mapped or ignored explicitly) that `hierarchy_from_dict` reads back
+    to the same nodes, classifiers, mappings and supervision.
+
+    Dataset keys that are taxonomy paths are rewritten relative to `out_dir` (where the file goes).
+    """
+    def subtree(i: int) -> list[Any]:
+        out: list[Any] = []
+        for c in h.nodes[i].children:
+            out.append({h.nodes[c].name: subtree(c)} if h.nodes[c].children else h.nodes[c].name)
+        return out
+
+    def key_of(d: str) -> str:
+        if Path(d).suffix not in (".yaml", ".yml"):
+            return d
+        src = Path(_resolve_ref(d, h.path)) if h.path is not None else Path(d)
+        if out_dir is None:
+            return str(src)
+        return os.path.relpath(src.resolve(), Path(out_dir).resolve())
+
+    mappings: dict[str, Any] = {}
+    for d, m in h.mappings.items():
+        mapped = {_class_ref(m.taxonomy, cid): h.nodes[n].name for cid, n in m.to_node.items() if n is not None}
+        ignored = [_class_ref(m.taxonomy, cid) for cid, n in m.to_node.items() if n is None]
+        spec: dict[str, Any] = {}
+        if mapped:
+            spec["map"] = mapped
+        if ignored:
+            spec["ignore"] = ignored
+        mappings[key_of(d)] = spec
+    data: dict[str, Any] = {"name": h.name, "datasets": [key_of(d) for d in h.datasets]}
+    evaluated = [key_of(d) for d, m in h.mappings.items() if m.evaluation_only]
+    if evaluated:
+        data["evaluation_datasets"] = evaluated
+    data["tree"] = subtree(0)
+    data["mappings"] = mappings
+    data["supervision"] = {
+        "exclude_single_child": h.exclude_single_child,
+        "overrides": [{"dataset": key_of(d), "classifier": c, "supervise": v} for (d, c), v in h.overrides.items()],
+    }
+    return data
+
+
+def write_hierarchy(h: Hierarchy, target: str | Path, header: str = "") -> Path:
+    """Write `h` as a tree file, atomically (never a half-written file where a good one was)."""
+    from .fsutil import write_text
+
+    target = Path(target)
+    data = hierarchy_to_dict(h, target.parent)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False)
+    if header:
+        text = "".join(f"# {ln}\n" if ln else "#\n" for ln in header.splitlines()) + text
+    write_text(target, text)
+    return target
 
 
 def _assign_colors(h: Hierarchy) -> None:
