@@ -30,13 +30,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .decode import PNG_GREY, PNG_PALETTE, decode_array, image_size, read_png_header
 from .errors import LabeltreeError
 from .hierarchy import Hierarchy
 from .metrics import fold, group_iou, per_class, summarize
+from .parallel import default_workers, pmap
+from .readers import _CS_KEY, Box, Sample, decode_label, open_dataset
 from .taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
 
 CLASS_SETS = ("official", "paper", "all")
@@ -210,9 +214,30 @@ class PairCounter:
     node_lut: np.ndarray | None  # tree node -> label-space index (pred_space="tree")
     pred_space: str
     n: int
+    n_nodes: int = 0  # tree nodes = channels of a score map
+    sign_rule: tuple[int, tuple[int, ...]] | None = None  # (generic, subclasses) for flat score maps
 
     def __post_init__(self) -> None:
         self.pred_lut = self.node_lut if self.pred_space == "tree" else self.lut
+
+    @property
+    def what(self) -> str:
+        return "tree node indices" if self.pred_space == "tree" else f"{self.dataset} class values"
+
+    def decide(self, scores: np.ndarray, path: Any = None) -> np.ndarray:
+        """Flat model: node decisions from score maps (..., C = tree nodes, H, W).
+
+        argmax, or with `sign_rule` set (paper protocol) the traffic-sign second-choice rule.
+        """
+        if self.pred_space != "tree":
+            raise LabeltreeError("score maps are indexed by tree node: use --pred-space tree with a tree", path)
+        scores = _to_numpy(scores)
+        if scores.ndim < 3 or scores.shape[-3] != self.n_nodes:
+            raise LabeltreeError(f"score maps must have shape (..., {self.n_nodes}, H, W), one channel per tree "
+                                 f"node in tree order; got {scores.shape}", path)
+        if self.sign_rule is None:
+            return np.argmax(scores, axis=-3)
+        return second_choice(scores, self.sign_rule[0], self.sign_rule[1], axis=-3)
 
     def confusion(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
         """The n x n matrix of one image (or batch).
@@ -317,6 +342,7 @@ class Evaluator:
     mean_over: str = "gt"
     levels: bool = False
     pixel_counts: tuple[Mapping[int, int], Mapping[int, int]] | None = None
+    min_pixels: int = 1000
     matrix: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -330,8 +356,13 @@ class Evaluator:
         self.mapping = None
         self.node_lut = None
         if self.hierarchy is not None:
-            self.mapping = self.hierarchy.mapping(self.taxonomy.name if isinstance(self.dataset, Taxonomy)
-                                                  else str(self.dataset))
+            self.mapping = self.hierarchy.mapping(self.taxonomy.name)
+            mt = self.mapping.taxonomy
+            if (mt.name, mt.version, len(mt.classes)) != (self.taxonomy.name, self.taxonomy.version,
+                                                           len(self.taxonomy.classes)):
+                raise LabeltreeError(f"tree '{self.hierarchy.name}' maps {mt.name} {mt.version} but the labels are "
+                                     f"{self.taxonomy.name} {self.taxonomy.version}: use a tree for this version",
+                                     self.hierarchy.path)
             t = self.hierarchy.tables(self.mapping.dataset)
             n2v = t.node_to_value.astype(np.int64)
             # predicted node -> label-space index; nodes without a class of this dataset -> foreign
@@ -342,11 +373,14 @@ class Evaluator:
         elif self.levels:
             raise LabeltreeError("--levels needs the tree (--hierarchy)")
         self.evaluated = resolve_classes(self.classes, self.space, self.hierarchy,
-                                         self.mapping.dataset if self.mapping else None, self.pixel_counts)
+                                         self.mapping.dataset if self.mapping else None, self.pixel_counts,
+                                         self.min_pixels)
         ref = (self.taxonomy.name if isinstance(self.dataset, Taxonomy)
                else str(resolve_taxonomy_path(self.dataset).resolve()))
+        rule = sign_rule_nodes(self.hierarchy) if (self.paper_protocol and self.hierarchy is not None) else None
         self.counter = PairCounter(self.taxonomy.name, ref, self.space.lut, self.node_lut, self.pred_space,
-                                   self.space.n)
+                                   self.space.n, len(self.hierarchy.nodes) if self.hierarchy is not None else 0,
+                                   (rule[0], tuple(rule[1])) if rule else None)
 
     # -- counting ---------------------------------------------------------------------------------
     def confusion(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
@@ -360,20 +394,10 @@ class Evaluator:
         return cm
 
     def decide(self, scores: Any) -> np.ndarray:
-        """Flat model: node decisions from score maps (..., C = tree nodes, H, W).
-
-        With paper_protocol the traffic-sign second-choice rule applies; otherwise plain argmax.
-        """
-        if self.pred_space != "tree" or self.hierarchy is None:
+        """Flat model: node decisions from score maps (..., C = tree nodes, H, W); see PairCounter.decide."""
+        if self.hierarchy is None:
             raise LabeltreeError("score maps are indexed by tree node: use --pred-space tree with a tree")
-        scores = _to_numpy(scores)
-        if scores.ndim < 3 or scores.shape[-3] != len(self.hierarchy.nodes):
-            raise LabeltreeError(f"score maps must have shape (..., {len(self.hierarchy.nodes)}, H, W): one "
-                                 f"channel per node of tree '{self.hierarchy.name}', got {scores.shape}")
-        rule = sign_rule_nodes(self.hierarchy) if self.paper_protocol else None
-        if rule is None:
-            return np.argmax(scores, axis=-3)
-        return second_choice(scores, rule[0], rule[1], axis=-3)
+        return self.counter.decide(scores)
 
     def add_scores(self, gt: Any, scores: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
         return self.add(gt, self.decide(scores), gt_path, pred_path)
@@ -514,3 +538,226 @@ def evaluate_arrays(dataset: str | Taxonomy, gt_values: Any, pred_values: Any = 
     else:
         ev.add(gt_values, preds)
     return ev.result()
+
+
+# -- files: ground truth, predictions, matching ------------------------------------------------------
+
+PRED_SUFFIXES = (".png", ".npy")
+
+
+def prediction_files(pred_dir: Path) -> list[Path]:
+    """Every .png / .npy under `pred_dir` (recursively), hidden files and folders left out."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise LabeltreeError(f"prediction folder not found (searched {pred_dir.resolve()})", pred_dir)
+    return sorted(p for p in pred_dir.rglob("*") if p.suffix.lower() in PRED_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(pred_dir).parts))
+
+
+def prediction_key(path: Path, layout: str) -> str | None:
+    """The sample key a prediction file belongs to, by the dataset's file-name convention.
+
+    Cityscapes: the name starts with `{city}_{seq:06}_{frame:06}` (as cityscapesScripts' getPrediction);
+    Vistas and GTSDB: the file stem equals the label / frame stem.
+    """
+    if layout == "cityscapes":
+        m = _CS_KEY.match(path.name)
+        return m.group(0) if m else None
+    return path.stem
+
+
+def _listing(paths: Sequence[Any], limit: int = 10) -> str:
+    shown = ", ".join(str(p) for p in paths[:limit])
+    return shown + (f" ... ({len(paths) - limit} more)" if len(paths) > limit else "")
+
+
+def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str) -> list[tuple[Sample, Path]]:
+    """Pair every gt sample with exactly one prediction file; name every missing, surplus or doubled one."""
+    pred_dir = Path(pred_dir)
+    files = prediction_files(pred_dir)
+    if not files:
+        raise LabeltreeError(f"no predictions (*.png, *.npy) under {pred_dir.resolve()} (searched recursively)",
+                             pred_dir)
+    keys = {s.key for s in samples}
+    by_key: dict[str, list[Path]] = {}
+    surplus = []
+    for f in files:
+        k = prediction_key(f, layout)
+        if k in keys:
+            by_key.setdefault(k, []).append(f)
+        else:
+            surplus.append(f)
+    doubled = {k: v for k, v in by_key.items() if len(v) > 1}
+    if doubled:
+        k, v = next(iter(doubled.items()))
+        raise LabeltreeError(f"{len(doubled)} sample(s) have several predictions, e.g. '{k}': {_listing(v)}; "
+                             "keep one file per image", pred_dir)
+    missing = [s for s in samples if s.key not in by_key]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of {len(samples)} ground-truth images have no prediction: "
+                        f"{_listing([s.key for s in missing])}")
+    if surplus:
+        problems.append(f"{len(surplus)} prediction file(s) match no ground-truth image of this split: "
+                        f"{_listing([str(p.relative_to(pred_dir)) for p in surplus])}")
+    if problems:
+        how = ("names must start with {city}_{seq}_{frame}" if layout == "cityscapes"
+               else "each file's stem must equal its label file's stem")
+        raise LabeltreeError("; ".join(problems) + f" ({how}; searched {pred_dir.resolve()} recursively)", pred_dir)
+    return [(s, by_key[s.key][0]) for s in samples]
+
+
+def read_ground_truth(sample: Sample, taxonomy: Taxonomy, mask_mode: str = "fine") -> np.ndarray:
+    """Stored gt values of a sample: the label file, or for a box dataset the shared GTSDB shape masks."""
+    if sample.label is not None:
+        return decode_label(sample.label, taxonomy)
+    from .gtsdb_masks import render_mask
+
+    h, w = sample.size if sample.size is not None else image_size(sample.image)
+    return render_mask(sample.boxes, h, w, mask_mode, taxonomy=taxonomy)
+
+
+def read_prediction(path: Path, what: str) -> np.ndarray:
+    """A prediction file as an integer map (.png, .npy) or a float score map (C, H, W) (.npy)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise LabeltreeError(f"cannot read .npy prediction ({e})", path) from None
+        if arr.ndim == 2 and np.issubdtype(arr.dtype, np.integer):
+            return arr
+        if arr.ndim == 3 and np.issubdtype(arr.dtype, np.floating):
+            return arr
+        raise LabeltreeError(f".npy predictions must be an integer map (H, W) of {what} or a float score map "
+                             f"(C, H, W); got {arr.dtype} {arr.shape}", path)
+    hdr = read_png_header(path)
+    if hdr is None or hdr.colour_type not in (PNG_GREY, PNG_PALETTE):
+        kind = hdr.description if hdr is not None else "file that is no PNG"
+        raise LabeltreeError(f"prediction is a {kind}; predictions must be single-channel PNGs of {what} "
+                             "(grey or palette indices), not colour visualisations", path)
+    return decode_array(path, hdr)
+
+
+@dataclass(frozen=True)
+class _Job:
+    counter: PairCounter
+    sample: Sample
+    pred: Path
+    mask_mode: str
+
+
+def _count_job(job: _Job) -> np.ndarray:
+    """Worker: decode the gt and the prediction once each, return the image's matrix."""
+    tax = load_taxonomy(job.counter.taxonomy_ref)
+    gt = read_ground_truth(job.sample, tax, job.mask_mode)
+    pred = read_prediction(job.pred, job.counter.what)
+    if pred.ndim == 3:
+        pred = job.counter.decide(pred, job.pred)
+    return job.counter.confusion(gt, pred, job.sample.label or job.sample.image, job.pred)
+
+
+def default_split(reader: Any) -> str:
+    """'val' where the dataset has it, else 'test' (GTSDB's evaluation split)."""
+    splits = reader.splits()
+    for s in ("val", "test"):
+        if s in splits:
+            return s
+    return splits[-1]
+
+
+def gtsdb_class_pixels(reader: Any, split: str, scale: float = 1.0, mask_mode: str = "fine") -> dict[int, int]:
+    """Per GTSDB class id: gt pixels of one split with frames and boxes resized by `scale`.
+
+    Renders every frame named in gt.txt for the split (with the shared shape masks) at the scaled
+    size, so the counts are those a network trained at that scale sees. Frames without an image
+    use the extent of their boxes as the canvas.
+    """
+    from .gtsdb_masks import render_mask
+    from .readers import GTSDB_SPLITS
+
+    tax = reader.taxonomy
+    gt = reader.ground_truth()
+    frames = reader.frames()
+    counts: dict[int, int] = {}
+    for name, boxes in gt.boxes.items():
+        stem = Path(name).stem
+        if not (stem.isdigit() and int(stem) in GTSDB_SPLITS[split]) or not boxes:
+            continue
+        if stem in frames:
+            h, w = reader.frame_size(stem)
+        else:
+            h, w = max(b.y1 for b in boxes) + 1, max(b.x1 for b in boxes) + 1
+        sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+        scaled = []
+        for b in boxes:
+            x0, y0 = min(round(b.x0 * scale), sw - 1), min(round(b.y0 * scale), sh - 1)
+            x1 = min(max(x0, round((b.x1 + 1) * scale) - 1), sw - 1)
+            y1 = min(max(y0, round((b.y1 + 1) * scale) - 1), sh - 1)
+            scaled.append(Box(x0, y0, x1, y1, b.class_id, b.line))
+        mask = render_mask(scaled, sh, sw, mask_mode, taxonomy=tax)
+        values, n = np.unique(mask, return_counts=True)
+        for v, c in zip(values.tolist(), n.tolist(), strict=True):
+            if v != tax.encoding.unlabeled:
+                cid = v - tax.encoding.offset
+                counts[cid] = counts.get(cid, 0) + c
+    return counts
+
+
+def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str | Path | None = None,
+                    split: str | None = None, *, predict: Any = None, hierarchy: Hierarchy | None = None,
+                    classes: str | Sequence[int] = "official", pred_space: str = "dataset",
+                    paper_protocol: bool = False, levels: bool = False, mean_over: str = "gt",
+                    workers: int | None = None, progress: bool = True, gtsdb_scale: float = 1.0,
+                    min_pixels: int = 1000, mask_mode: str = "fine") -> tuple[dict[str, Any], Evaluator]:
+    """Evaluate a folder of predictions (or a `predict(sample) -> array` callable) on one split.
+
+    Files are decoded once each, in a process pool (`workers`, default all cores); each worker
+    returns one image's matrix. `predict` (the trainer's checkpoint hook) runs in this process and
+    returns dataset values or tree nodes per `pred_space`, or a (C, H, W) node score map.
+    """
+    reader = open_dataset(dataset, gt_root, mask_mode=mask_mode) if _is_boxes(dataset) \
+        else open_dataset(dataset, gt_root)
+    split = split or default_split(reader)
+    if split not in reader.splits():
+        raise LabeltreeError(f"dataset '{reader.taxonomy.name}' has no split '{split}' here (splits: "
+                             f"{', '.join(reader.splits())})", gt_root)
+    samples = reader.samples(split)
+    if not samples:
+        raise LabeltreeError(f"no ground truth for split '{split}' under {Path(gt_root).resolve()}", gt_root)
+    counts = None
+    if classes == "paper" and reader.taxonomy.annotation == "boxes":
+        counts = tuple(gtsdb_class_pixels(reader, s, gtsdb_scale, mask_mode) for s in reader.splits())
+        counts = (counts[0], counts[1])
+    ev = Evaluator(reader.taxonomy if isinstance(dataset, Taxonomy) else dataset, hierarchy=hierarchy,
+                   classes=classes, pred_space=pred_space, paper_protocol=paper_protocol, mean_over=mean_over,
+                   levels=levels, pixel_counts=counts, min_pixels=min_pixels)
+    if predict is not None:
+        for s in samples:
+            gt = read_ground_truth(s, reader.taxonomy, mask_mode)
+            pred = _to_numpy(predict(s))
+            if pred.ndim == 3 and np.issubdtype(pred.dtype, np.floating):
+                pred = ev.counter.decide(pred, None)
+            ev.add(gt, pred, s.label or s.image, s.key)
+        n_images = len(samples)
+    else:
+        if pred_dir is None:
+            raise LabeltreeError("give a prediction folder (PRED_DIR)")
+        pairs = match_predictions(samples, Path(pred_dir), reader.layout)
+        jobs = [_Job(ev.counter, s, p, mask_mode) for s, p in pairs]
+        for cm in pmap(_count_job, jobs, workers, desc=f"evaluate {reader.taxonomy.name}", progress=progress,
+                       chunksize=max(1, min(8, len(jobs) // (4 * (workers or default_workers()) or 1)))):
+            ev.merge(cm)
+        n_images = len(pairs)
+    res = ev.result()
+    res["split"] = split
+    res["images"] = n_images
+    if counts is not None:
+        res["paper_rule"] = {"min_pixels": min_pixels, "scale": gtsdb_scale,
+                             "classes": [int(c) for c in ev.space.ids[ev.evaluated]]}
+    return res, ev
+
+
+def _is_boxes(dataset: str | Taxonomy) -> bool:
+    tax = dataset if isinstance(dataset, Taxonomy) else load_taxonomy(dataset)
+    return tax.annotation == "boxes"

@@ -1,0 +1,173 @@
+"""`labeltree evaluate`: per-dataset (and per tree level) mIoU / mPA of a folder of predictions.
+
+A thin layer over `labeltree.evaluate.evaluate_folder`. Other features add prediction sources
+without editing this file: append a click option to `evaluate_cmd.params` and register a factory
+with `register_source(option_name, make_predict)`; when that option is given, `make_predict(value,
+options)` must return `predict(sample) -> array` (dataset values, tree nodes or a (C, H, W) node
+score map, per --pred-space) and PRED_DIR becomes optional. The trainer's `--checkpoint` uses this.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from ..errors import LabeltreeError
+from ..fsutil import atomic_path, write_json
+from ..hierarchy import load_hierarchy
+
+#: option name -> factory(value, all options) -> predict(sample) -> array
+SOURCES: dict[str, Callable[[Any, dict[str, Any]], Callable[[Any], Any]]] = {}
+
+
+def register_source(option: str, make_predict: Callable[[Any, dict[str, Any]], Callable[[Any], Any]]) -> None:
+    """Let an extra option of `evaluate` (e.g. --checkpoint) supply predictions instead of PRED_DIR."""
+    SOURCES[option] = make_predict
+
+
+def _fmt(x: float | None, pct: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "   -  "
+    return f"{100 * x:6.2f}" if pct else f"{x:6.3f}"
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """Per-class IoU / PA / pixels, then the summary numbers (percent)."""
+    names = list(res["classes"])
+    width = max([len(n) for n in names] + [14])
+    lines = [f"{res['dataset']} ({res.get('split', '')}, {res.get('images', '?')} images, classes: "
+             f"{res['classes_evaluated']}, protocol: {res['protocol']})",
+             f"{'class':<{width}}  {'IoU':>6}  {'PA':>6}  {'pixels':>12}", "-" * (width + 32)]
+    for n, c in res["classes"].items():
+        if c["pixels"] == 0 and c["FP"] == 0:
+            continue
+        lines.append(f"{n:<{width}}  {_fmt(c['IoU'])}  {_fmt(c['PA'])}  {c['pixels']:>12}")
+    absent = [n for n, c in res["classes"].items() if c["pixels"] == 0]
+    lines.append("-" * (width + 32))
+    lines.append(f"{'mIoU':<{width}}  {_fmt(res['mIoU'])}   over {res['n_present']} of {res['n_classes']} classes "
+                 f"present in the gt" + (" (IoU defined)" if res.get("mean_over") == "defined" else ""))
+    lines.append(f"{'mPA':<{width}}  {_fmt(res['mPA'])}")
+    lines.append(f"{'pixel accuracy':<{width}}  {_fmt(res['pixel_accuracy'])}")
+    lines.append(f"{'fwIoU':<{width}}  {_fmt(res['fwIoU'])}")
+    if res.get("categories"):
+        cats = ", ".join(f"{k} {_fmt(v).strip()}" for k, v in res["categories"].items() if v is not None)
+        lines.append(f"{'category mIoU':<{width}}  {_fmt(res['mIoU_categories'])}   ({cats})")
+    if res["other_pixels"]:
+        lines.append(f"predictions of classes outside the evaluated set on evaluated pixels: {res['other_pixels']} "
+                     "(counted as errors)")
+    if absent:
+        lines.append(f"absent from the gt (not in the means): {', '.join(absent[:12])}"
+                     + (f" ... ({len(absent) - 12} more)" if len(absent) > 12 else ""))
+    for lv, r in (res.get("levels") or {}).items():
+        lines.append(f"tree level {lv}: mIoU {_fmt(r['mIoU']).strip()}  mPA {_fmt(r['mPA']).strip()}  "
+                     f"pixel accuracy {_fmt(r['pixel_accuracy']).strip()}  ({r['n_present']} of {r['n_classes']} "
+                     "nodes present)")
+    return "\n".join(lines)
+
+
+def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
+    """Confusion matrix (rows = gt) as a PNG with a log colour scale, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    labels = res["confusion"]["labels"]
+    cm = np.asarray(res["confusion"]["matrix"], dtype=np.float64)
+    size = max(6.0, 0.22 * len(labels) + 3)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    shown = np.where(cm > 0, cm, np.nan)
+    vmax = max(float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0, 1.0)
+    im = ax.imshow(shown, norm=LogNorm(vmin=1, vmax=vmax), cmap="viridis", interpolation="nearest")
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(cm.shape[0]), labels[: cm.shape[0]], fontsize=7)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title(f"{res['dataset']}: mIoU {100 * (res['mIoU'] or 0):.2f}% (pixels, log scale)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+@click.command("evaluate")
+@click.argument("dataset")
+@click.argument("gt_root", type=click.Path(path_type=Path))
+@click.argument("pred_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--split", default=None, help="Split to evaluate (default: val, or test where there is no val).")
+@click.option("--pred-space", type=click.Choice(["dataset", "tree"]), default="dataset", show_default=True,
+              help="Predictions hold the dataset's own ids (Cityscapes labelIds, Vistas indices, GTSDB 2000+k) or "
+                   "tree node indices (16-bit PNG), projected with the tree's evaluation mapping.")
+@click.option("--hierarchy", "hierarchy_ref", default=None,
+              help="Tree (bundled name or YAML); default cityscapes+vistas+gtsdb where one is needed.")
+@click.option("--levels", is_flag=True, help="Also report every tree level (needs the tree).")
+@click.option("--classes", default="official", show_default=True,
+              help="official (ignoreInEval false: Cityscapes 19, Vistas 65), paper (DESIGN 2.6: Cityscapes 27, "
+                   "GTSDB 28 by the pixel rule), all, or class ids '7,8,26'.")
+@click.option("--paper-protocol", is_flag=True,
+              help="The authors' semantics: predictions of classes the dataset lacks are dropped; flat score maps "
+                   "(.npy) use the traffic-sign second-choice rule.")
+@click.option("--mean-over", type=click.Choice(["gt", "defined"]), default="gt", show_default=True,
+              help="Average over classes present in the gt, or over classes with a defined IoU (cityscapesScripts).")
+@click.option("--gtsdb-scale", type=float, default=0.64, show_default=True,
+              help="--classes paper on GTSDB: frame scale at which the >= --min-pixels rule is counted "
+                   "(0.64 = 800 -> 512 rows, the paper's crop height).")
+@click.option("--min-pixels", type=int, default=1000, show_default=True,
+              help="--classes paper on GTSDB: pixels a class needs in both splits.")
+@click.option("--gtsdb-mask", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
+              help="GTSDB ground truth: sign shapes in the boxes (fine) or filled boxes (coarse).")
+@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the results as JSON.")
+@click.option("--plot-confusion", type=click.Path(path_type=Path), default=None,
+              help="Write the confusion matrix as a PNG (log colour scale).")
+@click.option("--quiet", is_flag=True, help="No table on stdout (JSON only with -o).")
+def evaluate_cmd(**kw: Any) -> None:
+    """Evaluate predictions against a dataset split: per-class IoU / PA, mIoU, mPA, per tree level.
+
+    Predictions are matched to the ground truth by file name (Cityscapes: a file under PRED_DIR whose
+    name starts with {city}_{seq}_{frame}; Vistas / GTSDB: the same stem). Ignored gt pixels are not
+    counted; predictions of classes outside the evaluated set count as errors.
+
+    \b
+    Examples:
+      labeltree evaluate cityscapes /data/cityscapes results/ -o cs.json
+      labeltree evaluate vistas /data/vistas preds/ --pred-space tree --levels
+      labeltree evaluate gtsdb /data/FullIJCNN2013 preds/ --classes paper --plot-confusion cm.png
+    """
+    from ..evaluate import evaluate_folder
+
+    predict = None
+    for name, make in SOURCES.items():
+        if kw.get(name) is not None:
+            predict = make(kw[name], kw)
+    if predict is None and kw["pred_dir"] is None:
+        raise LabeltreeError("give PRED_DIR, the folder of prediction files"
+                             + (f" (or one of: {', '.join('--' + s.replace('_', '-') for s in SOURCES)})"
+                                if SOURCES else ""))
+    needs_tree = (kw["pred_space"] == "tree" or kw["levels"] or kw["classes"] == "paper" or kw["paper_protocol"])
+    hierarchy = None
+    if kw["hierarchy_ref"] is not None or needs_tree:
+        hierarchy = load_hierarchy(kw["hierarchy_ref"] or "cityscapes+vistas+gtsdb")
+    res, _ev = evaluate_folder(
+        kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], predict=predict, hierarchy=hierarchy,
+        classes=kw["classes"], pred_space=kw["pred_space"], paper_protocol=kw["paper_protocol"],
+        levels=kw["levels"], mean_over=kw["mean_over"], workers=kw["workers"], gtsdb_scale=kw["gtsdb_scale"],
+        min_pixels=kw["min_pixels"], mask_mode=kw["gtsdb_mask"])
+    if not kw["quiet"]:
+        click.echo(format_table(res))
+    if kw["output"] is not None:
+        write_json(kw["output"], res)
+        click.echo(f"wrote {kw['output']}", err=True)
+    if kw["plot_confusion"] is not None:
+        plot_confusion(res, kw["plot_confusion"])
+        click.echo(f"wrote {kw['plot_confusion']}", err=True)
+
+
+COMMANDS = [evaluate_cmd]
