@@ -1,0 +1,312 @@
+"""The labelling web page and its JSON API (Starlette, served by uvicorn).
+
+Every write is one SQLite transaction (db.decide / db.undo / db.claim_next), so the server can be
+killed at any moment without losing an acknowledged decision, and any number of tabs can work at
+once: each is shown a proposal reserved for it, and decisions are compare-and-set.
+Images are addressed by proposal id only and resolved against the registered root, so no URL can
+name a file; requests are validated with pydantic and refused with 4xx.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from scipy import ndimage as ndi
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import LabeltreeError
+from ..readers import decode_label
+from ..taxonomy import load_taxonomy
+from . import db
+from .classes import EXTRA_CHOICES, label_space
+from .glyphs import glyph_svg, special_svg
+from .propose import read_components
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 16 * 1024
+FRAME_WIDTH = 1024
+CROP_SIDE = 320
+OUTLINE = (255, 0, 255)
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+ClientId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Annotator = Annotated[str, Field(pattern=r"^[\w .@-]{1,64}$")]
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client: ClientId
+    annotator: Annotator | None = None
+
+
+class NextReq(_Req):
+    after: int = Field(default=0, ge=0, strict=True)
+
+
+class UndoReq(_Req):
+    pass
+
+
+class DecideReq(_Req):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    proposal: int = Field(gt=0, strict=True)
+    cls: str | int = Field(alias="class")
+    previous: str | int | None = None
+
+    @field_validator("cls", "previous", mode="before")
+    @classmethod
+    def _known_class(cls, v: object) -> object:
+        return None if v is None else label_space().parse(v)
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    """Parse a JSON body into `model`, refusing anything else with 4xx."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        # also keeps other web sites from posting here with a plain form (no CORS preflight)
+        raise HTTPException(415, "send JSON with Content-Type: application/json")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        raise HTTPException(413, f"request body over {MAX_BODY} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise HTTPException(413, f"request body over {MAX_BODY} bytes")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        bad_json = any(err["type"] == "json_invalid" for err in e.errors())
+        detail = [{"loc": list(err["loc"]), "msg": err["msg"]} for err in e.errors()]
+        raise HTTPException(400 if bad_json else 422, detail if not bad_json else "malformed JSON") from None
+
+
+class Annotation:
+    """The app's state: the WORKDIR, its registered root, one SQLite connection per thread."""
+
+    def __init__(self, workdir: str | Path):
+        self.workdir = Path(workdir).resolve()
+        con = db.connect(self.workdir)
+        try:
+            self.root = db.registered_root(con, self.workdir).resolve()
+        finally:
+            con.close()
+        self.space = label_space()
+        self._local = threading.local()
+        self.render_cache = lru_cache(maxsize=6)(self._load_image)
+
+    @property
+    def con(self):
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = db.connect(self.workdir)
+        return con
+
+    # -- files ----------------------------------------------------------------------------
+    def safe_path(self, rel: str | None, base: Path) -> Path | None:
+        """A file named in the database, only if it lies inside `base` (never elsewhere on disk)."""
+        if not rel:
+            return None
+        p = (base / rel).resolve()
+        if base not in p.parents:
+            raise HTTPException(403, "file outside the registered root")
+        return p
+
+    def _load_image(self, proposal_image: tuple[str, str | None, str]) -> tuple[np.ndarray, np.ndarray]:
+        label_rel, image_rel, comp_rel = proposal_image
+        comps_path = self.safe_path(comp_rel, self.workdir)
+        label_path = self.safe_path(label_rel, self.root)
+        image_path = self.safe_path(image_rel, self.root)
+        comps = read_components(comps_path)
+        if image_path is not None and image_path.exists():
+            with Image.open(image_path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        else:  # no photo: show the label map in its taxonomy colours
+            tax = load_taxonomy("cityscapes")
+            label = decode_label(label_path, tax)
+            lut = np.zeros((256, 3), np.uint8)
+            for c in tax.classes:
+                if 0 <= c.id < 256:
+                    lut[c.id] = c.color
+            rgb = lut[label]
+        return rgb, comps
+
+    def render(self, row, kind: str) -> bytes:
+        rgb, comps = self.render_cache((row["label"], row["image"], row["components"]))
+        mask = comps == row["component"]
+        x0, y0, x1, y1 = row["x0"], row["y0"], row["x1"], row["y1"]
+        if kind == "frame":
+            out = rgb.copy()
+            edge = ndi.binary_dilation(mask & ~ndi.binary_erosion(mask), iterations=2)
+            out[edge] = OUTLINE
+            m = 12
+            bx0, by0 = max(0, x0 - m), max(0, y0 - m)
+            bx1, by1 = min(out.shape[1] - 1, x1 + m), min(out.shape[0] - 1, y1 + m)
+            for t in range(3):
+                out[max(0, by0 - t), bx0:bx1 + 1] = OUTLINE
+                out[min(out.shape[0] - 1, by1 + t), bx0:bx1 + 1] = OUTLINE
+                out[by0:by1 + 1, max(0, bx0 - t)] = OUTLINE
+                out[by0:by1 + 1, min(out.shape[1] - 1, bx1 + t)] = OUTLINE
+            im = Image.fromarray(out)
+            if im.width > FRAME_WIDTH:
+                im = im.resize((FRAME_WIDTH, round(im.height * FRAME_WIDTH / im.width)), Image.Resampling.BILINEAR)
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=85)
+            return buf.getvalue()
+        # crop: the sign with half its size of context on each side, enlarged
+        w, h = x1 - x0 + 1, y1 - y0 + 1
+        mx, my = max(8, w // 2), max(8, h // 2)
+        cx0, cy0 = max(0, x0 - mx), max(0, y0 - my)
+        cx1, cy1 = min(rgb.shape[1], x1 + 1 + mx), min(rgb.shape[0], y1 + 1 + my)
+        crop = Image.fromarray(rgb[cy0:cy1, cx0:cx1])
+        scale = CROP_SIDE / max(crop.width, crop.height)
+        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+        big = np.asarray(crop.resize(size, Image.Resampling.LANCZOS)).copy()
+        mbig = np.asarray(Image.fromarray(mask[cy0:cy1, cx0:cx1].astype(np.uint8) * 255).resize(
+            size, Image.Resampling.NEAREST)) > 0
+        edge = mbig & ~ndi.binary_erosion(mbig, iterations=2)
+        big[edge] = OUTLINE
+        buf = io.BytesIO()
+        Image.fromarray(big).save(buf, format="PNG")
+        return buf.getvalue()
+
+    # -- JSON views -----------------------------------------------------------------------
+    def proposal_json(self, pid: int) -> dict[str, Any]:
+        row = db.proposal_row(self.con, pid)
+        if row is None:
+            raise HTTPException(404, f"no proposal {pid}")
+        return {"id": row["id"], "split": row["split"], "key": row["key"], "city": row["city"],
+                "component": row["component"], "bbox": [row["x0"], row["y0"], row["x1"], row["y1"]],
+                "area": row["area"], "width": row["width"], "height": row["height"], "class": row["class"],
+                "class_name": self.space.name(row["class"]),
+                "frame": f"/api/proposal/{pid}/frame.jpg", "crop": f"/api/proposal/{pid}/crop.png"}
+
+    def progress_json(self) -> dict[str, Any]:
+        splits = db.progress(self.con)
+        return {"splits": splits, "done": sum(s["done"] for s in splits), "total": sum(s["total"] for s in splits)}
+
+    def info_json(self) -> dict[str, Any]:
+        classes = [{"key": str(c.id), "id": c.id, "name": c.name, "shape": c.shape, "category": c.category,
+                    "color": list(c.color), "svg": glyph_svg(c.shape, c.color, str(c.id))}
+                   for c in self.space.sign_classes]
+        extras = [{"key": k, "id": None, "name": name, "shape": None, "category": None, "color": None,
+                   "svg": special_svg(k)} for k, name in EXTRA_CHOICES.items()]
+        return {"classes": classes + extras, "progress": self.progress_json()}
+
+
+def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The ASGI app for WORKDIR. `allowed_hosts` guards against DNS rebinding when bound to loopback."""
+    state = Annotation(workdir)
+
+    async def index(_request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def info(_request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(state.info_json))
+
+    async def progress(_request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(state.progress_json))
+
+    async def next_(request: Request) -> Response:
+        req: NextReq = await _body(request, NextReq)
+
+        def work() -> dict[str, Any]:
+            pid = db.claim_next(state.con, req.client, req.after)
+            return {"proposal": state.proposal_json(pid) if pid else None,
+                    "waiting": 0 if pid else db.held_by_others(state.con, req.client),
+                    "progress": state.progress_json()}
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    async def decide(request: Request) -> Response:
+        req: DecideReq = await _body(request, DecideReq)
+
+        def work() -> Response:
+            try:
+                res = db.decide(state.con, req.proposal, req.cls, req.previous, req.client, req.annotator)
+            except KeyError:
+                return JSONResponse({"error": f"no proposal {req.proposal}"}, status_code=404)
+            except db.Conflict as c:
+                return JSONResponse({"error": "changed by another annotator", "current": c.current,
+                                     "current_name": state.space.name(c.current)}, status_code=409)
+            return JSONResponse({"changed": res.changed, "old": res.old, "new": res.new,
+                                 "progress": state.progress_json()})
+
+        return await run_in_threadpool(work)
+
+    async def undo(request: Request) -> Response:
+        req: UndoReq = await _body(request, UndoReq)
+
+        def work() -> dict[str, Any]:
+            res = db.undo(state.con, req.client, req.annotator)
+            return {"proposal": state.proposal_json(res.proposal_id) if res else None,
+                    "reverted": {"old": res.old, "new": res.new} if res else None,
+                    "progress": state.progress_json()}
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    async def proposal(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        return JSONResponse(await run_in_threadpool(state.proposal_json, pid))
+
+    def _picture(kind: str, media: str):
+        async def view(request: Request) -> Response:
+            pid = request.path_params["pid"]
+
+            def work() -> bytes:
+                row = db.proposal_row(state.con, pid)
+                if row is None:
+                    raise HTTPException(404, f"no proposal {pid}")
+                return state.render(row, kind)
+
+            return Response(await run_in_threadpool(work), media_type=media,
+                            headers={"Cache-Control": "private, max-age=3600"})
+        return view
+
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    async def bad_input(_request: Request, exc: LabeltreeError) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=500)
+
+    routes = [
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/progress", progress),
+        Route("/api/next", next_, methods=["POST"]),
+        Route("/api/decide", decide, methods=["POST"]),
+        Route("/api/undo", undo, methods=["POST"]),
+        Route("/api/proposal/{pid:int}", proposal),
+        Route("/api/proposal/{pid:int}/frame.jpg", _picture("frame", "image/jpeg")),
+        Route("/api/proposal/{pid:int}/crop.png", _picture("crop", "image/png")),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={HTTPException: http_error, LabeltreeError: bad_input})
+    app.state.annotation = state
+    return app
+
+
+def serve(workdir: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning") -> None:
+    """Run the page with uvicorn until interrupted."""
+    import uvicorn
+
+    allowed = LOOPBACK_HOSTS if host in ("127.0.0.1", "localhost", "::1") else None
+    app = create_app(workdir, allowed_hosts=allowed)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

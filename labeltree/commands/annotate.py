@@ -1,0 +1,141 @@
+"""`labeltree annotate-extended`: build Cityscapes Extended (sign classes on Cityscapes signs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import LabeltreeError
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.group("annotate-extended")
+def annotate_group() -> None:
+    """Label Cityscapes traffic signs with the 43 GTSDB classes (Cityscapes Extended).
+
+    \b
+    Workflow:
+      labeltree annotate-extended propose ~/data/cityscapes work/          # sign proposals -> work/
+      labeltree annotate-extended serve work/                              # label them in a browser
+      labeltree annotate-extended export work/ ~/data/cityscapes-extended  # 16-bit label images
+    """
+
+
+@annotate_group.command("propose")
+@click.argument("cityscapes_root", type=_PATH)
+@click.argument("workdir", type=_PATH)
+@click.option("--splits", default=None, help="Comma-separated splits (default: train,val where present).")
+@click.option("--min-size", default=20, show_default=True, type=int,
+              help="Components whose box is smaller on either side stay plain 'traffic sign'.")
+@click.option("--split-touching", is_flag=True, help="Separate touching signs (distance transform + watershed).")
+@click.option("--workers", default=None, type=int, help="Processes (default: all cores).")
+def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_size: int, split_touching: bool,
+                workers: int | None) -> None:
+    """Find sign instances (8-connected components of the traffic-sign mask) to label.
+
+    Re-running adds images that are new and never touches decisions already made.
+
+    \b
+    Example:
+      labeltree annotate-extended propose ~/data/cityscapes work/ --splits val --min-size 20
+    """
+    from ..annotate.propose import propose
+
+    split_list = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    r = propose(cityscapes_root, workdir, split_list, min_size, split_touching, workers)
+    per = ", ".join(f"{s} {n}" for s, n in r.splits.items()) or "none"
+    click.echo(f"{r.images_new} new images ({per}), {r.images_known} already known; "
+               f"{r.proposals_new} new proposals, {r.small} components under {min_size} px left as 'traffic sign'")
+    if split_touching:
+        click.echo(f"--split-touching split {r.split} components into several signs")
+    click.echo(f"database: {workdir / 'annotations.sqlite'}")
+
+
+@annotate_group.command("serve")
+@click.argument("workdir", type=_PATH)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (default: this machine only).")
+@click.option("--port", default=8765, show_default=True, type=int)
+def serve_cmd(workdir: Path, host: str, port: int) -> None:
+    """Open the labelling page: http://HOST:PORT/ (several tabs / annotators may work at once).
+
+    \b
+    Example:
+      labeltree annotate-extended serve work/ --port 8765
+      # then open http://127.0.0.1:8765/?annotator=alice
+    """
+    from ..annotate.server import create_app, serve
+
+    create_app(workdir)  # fail here, with a clear message, if WORKDIR is not ready
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {host}: anyone who can reach it can label and read frames", err=True)
+    click.echo(f"labelling page: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)",
+               err=True)
+    serve(workdir, host, port)
+
+
+@annotate_group.command("export-labels")
+@click.argument("workdir", type=_PATH)
+@click.argument("csv_file", type=_PATH)
+def export_labels_cmd(workdir: Path, csv_file: Path) -> None:
+    """Write one CSV row per proposal: image, component, x0, y0, x1, y1, area, class.
+
+    \b
+    Example:
+      labeltree annotate-extended export-labels work/ signs.csv
+    """
+    from ..annotate.export import export_labels
+
+    n = export_labels(workdir, csv_file)
+    click.echo(f"{n} proposals written to {csv_file}")
+
+
+@annotate_group.command("import")
+@click.argument("workdir", type=_PATH)
+@click.argument("csv_file", type=_PATH)
+def import_cmd(workdir: Path, csv_file: Path) -> None:
+    """Set decisions from a CSV (columns image, component, class; class = ClassID, other or not-a-sign).
+
+    Every row is checked before anything is written.
+
+    \b
+    Example:
+      labeltree annotate-extended import work/ signs.csv
+    """
+    from ..annotate.export import import_labels
+
+    r = import_labels(workdir, csv_file)
+    click.echo(f"{r.set} set, {r.changed} changed, {r.unchanged} unchanged, {r.empty} rows with empty class skipped")
+    for image, comp, old, new in r.changes[:20]:
+        click.echo(f"  {image} #{comp}: {old or '(undecided)'} -> {new}")
+    if len(r.changes) > 20:
+        click.echo(f"  ... and {len(r.changes) - 20} more")
+
+
+@annotate_group.command("export")
+@click.argument("workdir", type=_PATH)
+@click.argument("out_root", type=_PATH)
+@click.option("--images", type=click.Choice(["none", "symlink", "copy"]), default="symlink", show_default=True,
+              help="Also put the leftImg8bit frames into OUT_ROOT.")
+@click.option("--workers", default=None, type=int, help="Processes (default: all cores).")
+def export_cmd(workdir: Path, out_root: Path, images: str, workers: int | None) -> None:
+    """Write 16-bit Cityscapes Extended labels: OUT_ROOT/gtFine/{split}/{city}/*_gtFine_labelIds.png.
+
+    Labelled sign pixels become 2000 + ClassID; every other pixel keeps its Cityscapes id.
+
+    \b
+    Example:
+      labeltree annotate-extended export work/ ~/data/cityscapes-extended
+      labeltree stats cityscapes-extended ~/data/cityscapes-extended
+    """
+    from ..annotate.export import export_extended
+
+    r = export_extended(workdir, out_root, workers=workers, images=images)
+    if r.images == 0:
+        raise LabeltreeError("the database has no images; run propose first", workdir)
+    click.echo(f"{r.images} label images written to {out_root / 'gtFine'}; {r.labelled_components} labelled signs, "
+               f"{r.relabelled_pixels} pixels relabelled")
+
+
+COMMANDS = [annotate_group]
