@@ -42,6 +42,10 @@ class ClassDef(BaseModel):
     ignore_in_eval: bool = False
     shape: Shape | None = None
     synonyms: list[str] = Field(default_factory=list)
+    # What the dataset's annotation guide folds into this class (Cityscapes 'road' includes the
+    # markings): `labeltree merge` flags other datasets' classes with these names as level-of-detail
+    # conflicts.
+    includes: list[str] = Field(default_factory=list)
 
     @field_validator("color", mode="before")
     @classmethod

@@ -7,11 +7,11 @@ committed source of truth, this script only documents where every value came fro
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
-import yaml
+from labeltree.importers import import_table, import_vistas_config, taxonomy_to_dict, write_taxonomy
+from labeltree.taxonomy import Taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "taxonomies"
@@ -26,83 +26,51 @@ GTSDB_SHAPES = {
 }
 
 
+# What the Cityscapes annotation guide folds into a class (cityscapes-dataset.com, class definitions):
+# road "including the markings on the road ... e.g. bicycle lanes, roundabout lanes, or parking
+# spaces" only delimited by markings; sidewalk "includes a possibly delimiting curb, traffic
+# islands ... or pedestrian zones"; rider: riders of bicycles, motorbikes, scooters, ...
+# `labeltree merge` uses these to flag level-of-detail conflicts with finer datasets.
+CITYSCAPES_INCLUDES = {
+    "road": ["lane marking", "marking", "bike lane", "bicycle lane", "roundabout lane", "parking space"],
+    "sidewalk": ["curb", "traffic island", "pedestrian zone", "pedestrian area"],
+    "rider": ["bicyclist", "motorcyclist", "other rider"],
+    "traffic sign": ["traffic sign front"],
+}
+
+
 def rows(path: Path) -> list[dict[str, str]]:
     lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
     return list(csv.DictReader(lines, delimiter="\t"))
 
 
-class _NoAliases(yaml.SafeDumper):
-    def ignore_aliases(self, data):  # noqa: ARG002 - shared colour lists must not become anchors
-        return True
-
-
-def _flow(obj) -> str:
-    return yaml.dump(obj, Dumper=_NoAliases, default_flow_style=True, sort_keys=False, width=10_000,
-                     allow_unicode=True).strip().removesuffix("...").strip()
-
-
-def dump(name: str, data: dict) -> None:
-    """One class per line: readable in a diff and in an editor."""
-    head = {k: v for k, v in data.items() if k not in ("encoding", "classes", "ignore_ids")}
-    text = yaml.dump(head, Dumper=_NoAliases, sort_keys=False, allow_unicode=True, width=120)
-    text += f"ignore_ids: {_flow(data['ignore_ids'])}\n"
-    text += "encoding:\n" + "".join(f"  {k}: {_flow(v)}\n" for k, v in data["encoding"].items())
-    text += "classes:\n" + "".join(f"- {_flow(c)}\n" for c in data["classes"])
-    (OUT / f"{name}.yaml").write_text(text)
+def dump(name: str, data: dict | Taxonomy) -> None:
+    write_taxonomy(data, OUT / f"{name}.yaml")
     print("wrote", OUT / f"{name}.yaml")
 
 
 def main(fixtures: Path) -> None:
-    cs = []
-    for r in rows(fixtures / "cityscapes/cityscapes_labels.tsv"):
-        cs.append({
-            "id": int(r["id"]), "name": r["name"],
-            "color": [int(r["color_r"]), int(r["color_g"]), int(r["color_b"])],
-            "category": r["category"], "category_id": int(r["categoryId"]),
-            "train_id": int(r["trainId"]), "has_instances": r["hasInstances"] == "True",
-            "ignore_in_eval": r["ignoreInEval"] == "True",
-        })
-    dump("cityscapes", {
-        "name": "cityscapes", "version": "gtFine",
-        "description": "Cityscapes fine annotations, label table of cityscapesScripts helpers/labels.py",
-        "annotation": "dense",
-        "encoding": {"format": "png-ids", "dtype": "uint8", "offset": 0,
-                     "file": "gtFine/{split}/{city}/*_gtFine_labelIds.png",
-                     "instances": "id*1000+k in *_gtFine_instanceIds.png (16-bit)"},
-        "ignore_ids": [0],
-        "classes": cs,
-    })
-    cfg = json.loads((fixtures / "vistas/config_v1.1.json").read_text())
-    vs = []
-    for i, lab in enumerate(cfg["labels"]):
-        vs.append({"id": i, "name": lab["name"], "readable": lab["readable"], "color": lab["color"],
-                   "category": lab["name"].split("--")[0], "has_instances": lab["instances"],
-                   "ignore_in_eval": not lab["evaluate"]})
-    dump("vistas-v1.2", {
-        "name": "vistas", "version": "1.2",
-        "description": "Mapillary Vistas v1.2 (labels identical to the v1.1 config.json)",
-        "annotation": "dense",
-        "encoding": {"format": "png-palette-index", "dtype": "uint8", "offset": 0,
-                     "file": "{training,validation}/[v1.2/]labels/*.png",
-                     "instances": "class*256+k in [v1.2/]instances/*.png (16-bit)"},
-        "ignore_ids": [65],
-        "classes": vs,
-    })
-    v2 = []
-    for r in rows(fixtures / "vistas/mapillary_v2.0_124_classes_from_mmseg.tsv"):
-        v2.append({"id": int(r["id"]), "name": r["readable"], "readable": r["readable"],
-                   "color": [int(r["color_r"]), int(r["color_g"]), int(r["color_b"])],
-                   "ignore_in_eval": r["readable"] == "Unlabeled"})
-    dump("vistas-v2.0", {
-        "name": "vistas-v2.0", "version": "2.0",
-        "description": "Mapillary Vistas v2.0 (124 labels; names and colours from mmsegmentation's "
-                       "MapillaryDataset_v2; v2.0 reuses colours, so labels are read as indices)",
-        "annotation": "dense",
-        "encoding": {"format": "png-palette-index", "dtype": "uint8", "offset": 0,
-                     "file": "{training,validation}/v2.0/labels/*.png"},
-        "ignore_ids": [123],
-        "classes": v2,
-    })
+    cs_tax = import_table(fixtures / "cityscapes/cityscapes_labels.tsv", name="cityscapes", version="gtFine",
+                          description="Cityscapes fine annotations, label table of cityscapesScripts helpers/labels.py",
+                          encoding={"format": "png-ids", "dtype": "uint8", "offset": 0,
+                                    "file": "gtFine/{split}/{city}/*_gtFine_labelIds.png",
+                                    "instances": "id*1000+k in *_gtFine_instanceIds.png (16-bit)"})
+    for c in cs_tax.classes:
+        c.includes = CITYSCAPES_INCLUDES.get(c.name, [])
+    dump("cityscapes", cs_tax)
+    cs = taxonomy_to_dict(cs_tax)["classes"]
+    dump("vistas-v1.2", import_vistas_config(
+        fixtures / "vistas/config_v1.1.json", name="vistas", version="1.2",
+        description="Mapillary Vistas v1.2 (labels identical to the v1.1 config.json)",
+        encoding={"format": "png-palette-index", "dtype": "uint8", "offset": 0,
+                  "file": "{training,validation}/[v1.2/]labels/*.png",
+                  "instances": "class*256+k in [v1.2/]instances/*.png (16-bit)"}))
+    dump("vistas-v2.0", import_table(
+        fixtures / "vistas/mapillary_v2.0_124_classes_from_mmseg.tsv", name="vistas-v2.0", version="2.0",
+        description="Mapillary Vistas v2.0 (124 labels; names and colours from mmsegmentation's "
+                    "MapillaryDataset_v2; v2.0 reuses colours, so labels are read as indices)",
+        encoding={"format": "png-palette-index", "dtype": "uint8", "offset": 0,
+                  "file": "{training,validation}/v2.0/labels/*.png"}))
     colours = {"prohibitory": [200, 30, 30], "danger": [230, 120, 20], "mandatory": [30, 60, 200],
                "other": [120, 120, 120]}
     gs = []
