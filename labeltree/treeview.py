@@ -10,7 +10,18 @@ def _swatch(rgb: tuple[int, int, int]) -> str:
     return f"\x1b[48;2;{r};{g};{b}m  \x1b[0m "
 
 
-def render_tree(h: Hierarchy, color: bool = False) -> str:
+def render_tree(h: Hierarchy, color: bool = False, supervision: bool = False) -> str:
+    """The tree, one node per line, with its classifier and the dataset classes mapped to it.
+
+    With `supervision`, each classifier also lists the datasets that train it (DESIGN §2.3).
+    """
+    def trained_by(node: int) -> str:
+        if not supervision:
+            return ""
+        j = h.classifier_of[node]
+        ds = [d for d in h.mappings if h.supervises(d, j)]
+        return f"; trained by {', '.join(ds) if ds else 'no dataset'}"
+
     on_node: dict[int, list[str]] = {}
     for d, m in h.mappings.items():
         for cid, n in sorted(m.to_node.items()):
@@ -24,13 +35,14 @@ def render_tree(h: Hierarchy, color: bool = False) -> str:
         for k, c in enumerate(kids):
             last = k == len(kids) - 1
             n = h.nodes[c]
-            tag = f" [classifier L{n.level + 1}: {len(n.children)} classes]" if c in h.classifier_of else ""
+            tag = (f" [classifier L{n.level + 1}: {len(n.children)} classes{trained_by(c)}]"
+                   if c in h.classifier_of else "")
             src = on_node.get(c, [])
             shown = ", ".join(src[:4]) + (f", +{len(src) - 4}" if len(src) > 4 else "")
             lines.append(f"{prefix}{'└── ' if last else '├── '}{_swatch(n.color) if color else ''}"
                          f"{n.name}{tag}{'  <- ' + shown if src else ''}")
             walk(c, prefix + ("    " if last else "│   "))
 
-    lines.append(f"root [classifier L1: {len(h.nodes[0].children)} classes]")
+    lines.append(f"root [classifier L1: {len(h.nodes[0].children)} classes{trained_by(0)}]")
     walk(0, "")
     return "\n".join(lines)

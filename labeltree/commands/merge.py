@@ -1,0 +1,52 @@
+"""`labeltree merge`: merge dataset taxonomies into one tree and report coverage and conflicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..hierarchy import write_hierarchy
+from ..merge import merge
+
+
+@click.command("merge")
+@click.argument("datasets", nargs=-1, required=True)
+@click.option("--rules", type=click.Path(path_type=Path),
+              help="Tree file with (some of) the rules; classes it does not mention are matched by name.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the merged tree file here (atomic); `labeltree tree OUT.yaml` reads it back.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--color/--no-color", default=None, help="Colour swatches (default: when the terminal has them).")
+def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None, fmt: str,
+              color: bool | None) -> None:
+    """Merge the label spaces of DATASETS (names or taxonomy .yaml files) into one tree.
+
+    Uses --rules, else the bundled tree that covers the datasets, else proposes a flat union by
+    name and prints a rules file to start from. Prints the tree with each node's classifier, each
+    dataset's coverage and the conflicts a person must decide.
+
+    \b
+    Examples:
+      labeltree merge cityscapes vistas gtsdb
+      labeltree merge cityscapes vistas gtsdb --format json > tree.json
+      labeltree merge cityscapes vistas-v2.0 -o draft.yaml
+      labeltree merge cityscapes my-bikelanes.yaml --rules my-rules.yaml -o tree.yaml
+    """
+    result = merge(list(datasets), rules)
+    if output is not None:
+        head = [f"written by `labeltree merge {' '.join(datasets)}`"
+                + (f" --rules {rules}" if rules else "") + f" ({result.source})",
+                f"{len(result.conflicts)} conflicts; `labeltree merge ... --rules THIS` lists them"]
+        write_hierarchy(result.hierarchy, output, "\n".join(head))
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=1))
+    else:
+        use_color = color if color is not None else click.get_text_stream("stdout").isatty()
+        click.echo(result.render(color=use_color))
+    if output is not None:
+        click.echo(f"wrote {output}", err=True)
+
+
+COMMANDS = [merge_cmd]

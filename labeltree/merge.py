@@ -1,0 +1,522 @@
+"""Merge several datasets' label spaces into one tree and report what a person must still decide.
+
+Three sources of rules, in this order: a `--rules` tree file (may be partial: classes it does not
+mention are matched to nodes by normalised name / synonym, the rest become new root leaves and are
+reported), a bundled tree file that covers all the datasets (restricted to them), or none: then a
+flat union with name matches is proposed together with a rules skeleton to start from.
+
+The analysis (coverage per dataset, conflicts) is the same for all three: it reads the tree and the
+mappings only, so a tree file written with `-o` gives the same report when read back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LabeltreeError
+from .hierarchy import (
+    ROOT,
+    DatasetMapping,
+    Hierarchy,
+    Node,
+    _assign_colors,
+    _parse_mapping,
+    _parse_tree,
+    _resolve_ref,
+    bundled_hierarchies,
+    hierarchy_from_dict,
+)
+from .taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
+from .treeview import render_tree
+from .yamlio import load_yaml
+
+# Words that say nothing about what a class is; a name made only of them matches nothing.
+_VAGUE = {"other", "ambiguous", "general", "unlabeled", "unlabelled", "void", "misc", "the", "of", "and", "or"}
+
+
+@dataclass
+class Conflict:
+    """Something the merge cannot settle alone (or settles by a rule a person should know about)."""
+
+    kind: str  # level-of-detail | name-clash | partial | unmatched | unmapped | unlabelled | excluded
+    #            | contains | includes
+    message: str
+    datasets: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # "dataset:class name"
+    node: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "datasets": self.datasets,
+                "classes": self.classes, "node": self.node}
+
+
+@dataclass
+class Coverage:
+    """Where one dataset's classes land: ids on leaves, on inner nodes, ignored, unmapped."""
+
+    leaves: list[int] = field(default_factory=list)
+    inner: list[int] = field(default_factory=list)
+    ignored: list[int] = field(default_factory=list)
+    unmapped: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"leaves": [str(i) for i in self.leaves], "inner": [str(i) for i in self.inner],
+                "ignored": [str(i) for i in self.ignored], "unmapped": [str(i) for i in self.unmapped],
+                "counts": {"leaves": len(self.leaves), "inner": len(self.inner), "ignored": len(self.ignored),
+                           "unmapped": len(self.unmapped)}}
+
+
+@dataclass
+class MergeResult:
+    datasets: list[str]  # dataset keys, in the order given
+    hierarchy: Hierarchy  # the merged tree: every class mapped to a node or ignored
+    source: str  # "bundled" | "rules" | "proposal"
+    source_path: Path | None
+    coverage: dict[str, Coverage]
+    conflicts: list[Conflict]
+    matches: list[dict[str, Any]]  # name matches made by the merge itself: {node, classes}
+    snippet: str | None = None  # proposal only: a tree-file skeleton to start from
+
+    @property
+    def needs_rules(self) -> bool:
+        return self.source == "proposal" or any(c.kind in ("unmapped", "unmatched") for c in self.conflicts)
+
+    def to_json(self) -> dict[str, Any]:
+        """DESIGN §5 keys (nodes, classifiers, leaves, datasets) plus coverage and conflicts."""
+        out = self.hierarchy.to_json()
+        out["source"] = {"kind": self.source, "file": str(self.source_path) if self.source_path else None}
+        out["coverage"] = {d: c.to_json() for d, c in self.coverage.items()}
+        out["conflicts"] = [c.to_json() for c in self.conflicts]
+        out["name_matches"] = self.matches
+        if self.snippet is not None:
+            out["rules_snippet"] = self.snippet
+        return out
+
+    def render(self, color: bool = False) -> str:
+        return render_merge(self, color)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> MergeResult:
+    """Merge `datasets` (names or taxonomy files) with `rules` (a possibly partial tree file), the
+    bundled tree that covers them, or (neither) a proposed flat union by name."""
+    refs = [str(d) for d in datasets]
+    if not refs:
+        raise LabeltreeError("name at least one dataset, e.g. `labeltree merge cityscapes vistas gtsdb`")
+    paths = [resolve_taxonomy_path(r) for r in refs]
+    taxes = [load_taxonomy(r) for r in refs]
+    seen: dict[Path, str] = {}
+    for r, p in zip(refs, paths, strict=True):
+        key = p.resolve()
+        if key in seen:
+            raise LabeltreeError(f"dataset '{r}' is given twice (also as '{seen[key]}')")
+        seen[key] = r
+    if rules is not None:
+        h, matches, added = _from_rules(refs, paths, taxes, Path(rules))
+        source, src_path = "rules", Path(rules)
+    else:
+        found = _bundled_for(paths)
+        if found is not None:
+            tree_path, keys = found
+            data = load_yaml(tree_path, "tree")
+            h = hierarchy_from_dict(data, tree_path, restrict=keys)
+            matches, added = [], {}
+            source, src_path = "bundled", tree_path
+        else:
+            h, matches = _propose(refs, taxes)
+            added = {}
+            source, src_path = "proposal", None
+    coverage = {d: _coverage(h, m) for d, m in h.mappings.items()}
+    conflicts = analyse(h, added)
+    if source == "proposal":
+        conflicts += _name_hints(h)
+    result = MergeResult(list(h.mappings), h, source, src_path, coverage, conflicts, matches)
+    if source == "proposal":
+        result.snippet = rules_snippet(result)
+    return result
+
+
+def _bundled_for(paths: list[Path]) -> tuple[Path, list[str]] | None:
+    """The smallest bundled tree file whose datasets include all of `paths`, and their keys there."""
+    wanted = [p.resolve() for p in paths]
+    for _name, tree_path in sorted(bundled_hierarchies().items(), key=lambda kv: len(kv[0])):
+        data = yaml.safe_load(tree_path.read_text())
+        keys = [str(d) for d in (data.get("datasets") or [])] + [str(d) for d in data.get("evaluation_datasets") or []]
+        by_path = {}
+        for k in keys:
+            try:
+                by_path[resolve_taxonomy_path(_resolve_ref(k, tree_path)).resolve()] = k
+            except LabeltreeError:
+                continue
+        if all(w in by_path for w in wanted):
+            return tree_path, [by_path[w] for w in wanted]
+    return None
+
+
+# -- rules file (possibly partial) ---------------------------------------------------------------
+
+def _class_keys(c: ClassDef) -> list[str]:
+    """Match keys of a class: normalised display name, name and synonyms, each also without spaces
+    (Cityscapes 'polegroup' = Vistas 'Pole Group')."""
+    keys = [normalise_name(n) for n in (c.display, c.name, *c.synonyms)]
+    return list(dict.fromkeys(keys + [k.replace(" ", "") for k in keys]))
+
+
+def _by_name_target(c: ClassDef, by_norm: dict[str, int]) -> int | None:
+    """The node a tree file's `by_name: true` gives this class (same order as hierarchy.py)."""
+    return next((by_norm[normalise_name(n)] for n in (c.display, c.name, *c.synonyms)
+                 if normalise_name(n) in by_norm), None)
+
+
+def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules: Path,
+                ) -> tuple[Hierarchy, list[dict[str, Any]], dict[str, list[int]]]:
+    data = load_yaml(rules, "rules")
+    if not isinstance(data, dict) or "tree" not in data:
+        raise LabeltreeError("a rules file is a tree file (at least a 'tree' section; see "
+                             "docs/taxonomy-format.md)", rules)
+    nodes = _parse_tree(data["tree"], rules)
+    index = {n.name: i for i, n in enumerate(nodes)}
+    specs = data.get("mappings") or {}
+    if not isinstance(specs, dict):
+        raise LabeltreeError("'mappings' must map dataset names to their mappings", rules)
+    by_path: dict[Path, str] = {}
+    for k in specs:
+        try:
+            by_path[resolve_taxonomy_path(_resolve_ref(str(k), rules)).resolve()] = str(k)
+        except LabeltreeError:
+            raise LabeltreeError(f"mappings.{k}: unknown dataset (not a bundled name nor a taxonomy file)",
+                                 rules) from None
+    mappings: dict[str, DatasetMapping] = {}
+    matches: dict[int, list[str]] = {}
+    added: dict[str, list[int]] = {}
+    for ref, p, tax in zip(refs, paths, taxes, strict=True):
+        key = by_path.get(p.resolve(), ref)
+        spec = specs.get(key, {}) if key in specs else {}
+        m = _parse_mapping(key, spec or {}, nodes, index, tax, rules, None, False, allow_missing=True)
+        for cid in tax.ignore_ids:
+            m.to_node.setdefault(cid, None)
+        by_norm = {normalise_name(n.name): i for i, n in enumerate(nodes) if i > 0}
+        for c in tax.classes:
+            if c.id in m.to_node:
+                continue
+            hit = next((by_norm[k] for k in _class_keys(c) if k in by_norm), None)
+            if hit is not None:
+                m.to_node[c.id] = hit
+                matches.setdefault(hit, []).append(f"{key}:{c.display}")
+        for c in tax.classes:  # still unmapped: a new root leaf, reported
+            if c.id not in m.to_node:
+                name = _unique(nodes, c.display)
+                nodes.append(Node(name, 0, 1))
+                nodes[0].children.append(len(nodes) - 1)
+                index[name] = len(nodes) - 1
+                m.to_node[c.id] = len(nodes) - 1
+                added.setdefault(key, []).append(c.id)
+        mappings[key] = m
+    sup = data.get("supervision") or {}
+    overrides = {}
+    for o in sup.get("overrides") or []:
+        if isinstance(o, dict) and str(o.get("dataset")) in mappings and o.get("classifier") in index:
+            overrides[(str(o["dataset"]), str(o["classifier"]))] = bool(o.get("supervise"))
+    h = Hierarchy(str(data.get("name") or "+".join(mappings)), nodes, mappings, overrides,
+                  bool(sup.get("exclude_single_child", True)), rules)
+    _assign_colors(h)
+    return h, [{"node": nodes[n].name, "classes": cl} for n, cl in matches.items()], added
+
+
+def _unique(nodes: list[Node], name: str) -> str:
+    have = {n.name for n in nodes}
+    if name not in have and name != ROOT:
+        return name
+    k = 2
+    while f"{name} ({k})" in have:
+        k += 1
+    return f"{name} ({k})"
+
+
+# -- proposal: flat union by name ----------------------------------------------------------------
+
+def _propose(refs: list[str], taxes: list[Taxonomy]) -> tuple[Hierarchy, list[dict[str, Any]]]:
+    """Every non-ignored class becomes a root leaf; classes of different datasets whose normalised
+    names (or declared synonyms) agree share one leaf."""
+    nodes = [Node(ROOT, -1, 0)]
+    keys_of: dict[str, int] = {}  # normalised name -> node
+    owners: dict[int, set[str]] = {}
+    members: dict[int, list[str]] = {}
+    mappings: dict[str, DatasetMapping] = {}
+    for ref, tax in zip(refs, taxes, strict=True):
+        to_node: dict[int, int | None] = {}
+        for c in tax.classes:
+            if c.id in tax.ignore_ids:
+                to_node[c.id] = None
+                continue
+            hit = next((keys_of[k] for k in _class_keys(c) if k in keys_of and ref not in owners[keys_of[k]]), None)
+            if hit is None:
+                nodes.append(Node(_unique(nodes, c.display), 0, 1))
+                hit = len(nodes) - 1
+                nodes[0].children.append(hit)
+                owners[hit] = set()
+                for k in _class_keys(c):
+                    keys_of.setdefault(k, hit)
+            elif nodes[hit].name.islower() and not c.display.islower() and c.display not in {n.name for n in nodes}:
+                nodes[hit].name = c.display  # prefer the readable spelling ('Road' over 'road')
+            owners[hit].add(ref)
+            members.setdefault(hit, []).append(f"{ref}:{c.display}")
+            to_node[c.id] = hit
+        mappings[ref] = DatasetMapping(ref, tax, to_node)
+    if len(nodes[0].children) < 2:
+        raise LabeltreeError("the datasets have fewer than two classes between them: nothing to merge")
+    h = Hierarchy("+".join(refs), nodes, mappings, {}, True, None)
+    _assign_colors(h)
+    matches = [{"node": nodes[n].name, "classes": cl} for n, cl in members.items() if len(owners[n]) > 1]
+    return h, matches
+
+
+def _tokens(name: str) -> frozenset[str]:
+    out = set()
+    for w in normalise_name(name).split():
+        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.add(w)
+    return frozenset(out)
+
+
+def _name_hints(h: Hierarchy) -> list[Conflict]:
+    """Level-of-detail suspects a flat union cannot see: one dataset's class name is part of
+    another's ('traffic sign' vs 'Traffic Sign (Front)'), or a class's declared `includes` names
+    other datasets' classes (Cityscapes 'road' includes lane markings)."""
+    out: list[Conflict] = []
+    classes = [(d, c, m.to_node.get(c.id)) for d, m in h.mappings.items() for c in m.taxonomy.classes
+               if m.to_node.get(c.id) is not None]
+    for d, a, na in classes:
+        ta = _tokens(a.display)
+        if not ta or ta <= _VAGUE:
+            continue
+        per_ds: dict[str, list[str]] = {}
+        inc: dict[str, list[str]] = {}
+        terms = [_tokens(t) for t in a.includes]
+        for e, b, nb in classes:
+            if e == d or nb == na:
+                continue
+            tb = _tokens(b.display)
+            if ta < tb:
+                per_ds.setdefault(e, []).append(b.display)
+            elif any(t and t <= tb for t in terms):
+                inc.setdefault(e, []).append(b.display)
+        for e, names in per_ds.items():
+            out.append(Conflict(
+                "contains", f"{d} '{a.display}' is part of the name of {e} {_list(names)}: if it covers them, "
+                f"make '{h.nodes[na].name}' their parent node (a rule); if not, keep them apart",
+                [d, e], [f"{d}:{a.display}"] + [f"{e}:{n}" for n in names], h.nodes[na].name))
+        for e, names in inc.items():
+            out.append(Conflict(
+                "includes", f"{d} '{a.display}' includes {', '.join(a.includes)} (its annotation guide) but {e} "
+                f"labels {_list(names)} separately: needs a rule (a parent node for '{a.display}' over them)",
+                [d, e], [f"{d}:{a.display}"] + [f"{e}:{n}" for n in names], h.nodes[na].name))
+    return out
+
+
+def _list(names: list[str], k: int = 6) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:k])
+    return shown + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+# -- analysis ------------------------------------------------------------------------------------
+
+def _coverage(h: Hierarchy, m: DatasetMapping) -> Coverage:
+    cov = Coverage()
+    for c in m.taxonomy.classes:
+        if c.id not in m.to_node:
+            cov.unmapped.append(c.id)
+        elif m.to_node[c.id] is None:
+            cov.ignored.append(c.id)
+        elif h.nodes[m.to_node[c.id]].children:
+            cov.inner.append(c.id)
+        else:
+            cov.leaves.append(c.id)
+    return cov
+
+
+def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Conflict]:
+    """Conflicts of a merged tree: level of detail, name clashes, partial labelling, unmapped
+    classes, unlabelled classifiers/nodes, and datasets kept out of classifiers."""
+    out: list[Conflict] = []
+    trained = [d for d, m in h.mappings.items() if not m.evaluation_only]
+    desc = {i: set(h.descendants(i)) for i in range(len(h.nodes))}
+    labelled: dict[str, set[int]] = {d: {n for n in m.to_node.values() if n is not None}
+                                     for d, m in h.mappings.items()}
+    # 1. level of detail: a class on an inner node whose descendants other datasets label
+    for d, m in h.mappings.items():
+        for c in m.taxonomy.classes:
+            n = m.to_node.get(c.id)
+            if n is None or not h.nodes[n].children:
+                continue
+            finer = {e: sorted(labelled[e] & (desc[n] - {n})) for e in h.mappings if e != d}
+            finer = {e: v for e, v in finer.items() if v}
+            if not finer:
+                continue
+            detail = "; ".join(f"{e} labels {_list([h.nodes[k].name for k in v], 5)}" for e, v in finer.items())
+            out.append(Conflict(
+                "level-of-detail",
+                f"{d} '{c.display}' -> '{h.nodes[n].name}' (inner node) while {detail}: its pixels train only the "
+                f"classifiers above '{h.nodes[n].name}', and {d} is evaluated with these folded into "
+                f"'{c.display}'", [d, *finer], [f"{d}:{c.display}"], h.nodes[n].name))
+    # 2. same normalised name, different nodes
+    groups: dict[str, list[tuple[str, ClassDef, int | None]]] = {}
+    for d, m in h.mappings.items():
+        for c in m.taxonomy.classes:
+            if c.id in m.to_node:
+                for k in dict.fromkeys(_class_keys(c)):
+                    groups.setdefault(k, []).append((d, c, m.to_node[c.id]))
+    reported: set[tuple[str, int]] = set()
+    for k, members in groups.items():
+        dsets = {d for d, _, _ in members}
+        if len(dsets) < 2 or len({n for _, _, n in members}) < 2:
+            continue
+        if all((d, c.id) in reported for d, c, _ in members):
+            continue
+        reported.update((d, c.id) for d, c, _ in members)
+        where = ", ".join(f"{d} '{c.display}' -> {h.nodes[n].name if n is not None else 'ignored'}"
+                          for d, c, n in members)
+        out.append(Conflict("name-clash", f"name '{k}' is matched in some datasets only: {where}",
+                            sorted(dsets), [f"{d}:{c.display}" for d, c, _ in members]))
+    node_by_norm = {normalise_name(n.name): i for i, n in enumerate(h.nodes) if i > 0}
+    for d, m in h.mappings.items():
+        for c in m.taxonomy.classes:
+            n = m.to_node.get(c.id)
+            k = normalise_name(c.display)
+            if n is None or (d, c.id) in reported or k not in node_by_norm or node_by_norm[k] == n:
+                continue
+            out.append(Conflict("name-clash", f"{d} '{c.display}' -> '{h.nodes[n].name}', not to the node of the "
+                                f"same name '{h.nodes[node_by_norm[k]].name}'", [d], [f"{d}:{c.display}"],
+                                h.nodes[n].name))
+    # 3. unmapped (rules mode: added as new root leaves)
+    for d, ids in (added or {}).items():
+        tax = h.mappings[d].taxonomy
+        names = [tax.by_id(i).display for i in ids]
+        out.append(Conflict("unmapped", f"{d}: {len(ids)} class(es) neither mapped nor ignored by the rules nor "
+                            f"matched by name: {_list(names, 12)} (proposed as new root leaves)", [d],
+                            [f"{d}:{n}" for n in names]))
+    # 4. per classifier: who trains it, who is excluded, children labelled by some datasets only
+    for j, cl in enumerate(h.classifiers):
+        sup = [d for d in trained if h.supervises(d, j)]
+        if not sup:
+            out.append(Conflict("unlabelled", f"classifier '{cl.name}' ({len(cl.children)} classes): no dataset "
+                                "trains it (no dataset labels two of its classes)", [], [], cl.name))
+        for d in trained:
+            m = h.mappings[d]
+            reached = h.children_reached(d, j)
+            if d in sup or not reached:
+                continue
+            names = [h.nodes[k].name for k in sorted(reached)]
+            if m.is_boxes:
+                why = ("box dataset: boxes never train classifiers above their node (DESIGN §2.4)")
+            elif (d, cl.name) in h.overrides:
+                why = "supervise: false override in the tree file"
+            else:
+                why = (f"labels only {_list(names)} among its {len(cl.children)} classes; training would "
+                       f"teach 'everything is {names[0]}' (supervision rule; override in the tree file)")
+            out.append(Conflict("excluded", f"{d} does not train classifier '{cl.name}': {why}", [d], [],
+                                cl.name))
+        dense = [d for d in sup if not h.mappings[d].is_boxes]
+        if len(dense) >= 2:
+            by_set: dict[tuple[str, ...], list[str]] = {}
+            for child in cl.children:
+                who = tuple(d for d in dense if labelled[d] & desc[child])
+                if 0 < len(who) < len(dense):
+                    by_set.setdefault(who, []).append(h.nodes[child].name)
+            for who, names in by_set.items():
+                missing = [d for d in dense if d not in who]
+                kind = "unmatched" if h.path is None and len(who) == 1 else "partial"
+                out.append(Conflict(
+                    kind, f"classifier '{cl.name}': {len(names)} class(es) labelled by {', '.join(who)} only "
+                    f"({', '.join(missing)} has no class for them; its pixels of these carry another class or "
+                    f"none): {_list(names, 12)}", list(who), names, cl.name))
+    # 5. nodes no dataset labels at or below
+    any_label = set().union(*labelled.values()) if labelled else set()
+    dead = [i for i in range(1, len(h.nodes)) if not (desc[i] & any_label)]
+    if dead:
+        names = [h.nodes[i].name for i in dead]
+        out.append(Conflict("unlabelled", f"{len(dead)} node(s) that no dataset labels (the network can predict "
+                            f"them but nothing trains them): {_list(names, 12)}", [], names))
+    return out
+
+
+# -- output --------------------------------------------------------------------------------------
+
+def rules_snippet(result: MergeResult) -> str:
+    """A tree file that reproduces the proposal (by_name matching + ignores) with the open questions
+    as comments: the place to start writing rules."""
+    h = result.hierarchy
+    lines = [f"# labeltree rules for {' + '.join(result.datasets)}: a flat union by name, proposed by",
+             "# `labeltree merge`. Edit the tree (nest the nodes a coarse class covers under a parent), map",
+             "# the classes below, then run: labeltree merge " + " ".join(result.datasets) + " --rules THIS.yaml",
+             "# Needs a rule:"]
+    for c in result.conflicts:
+        if c.kind in ("contains", "includes", "name-clash", "unmapped", "level-of-detail"):
+            lines.append(f"#   - [{c.kind}] {c.message}")
+    n_unmatched = sum(len(c.classes) for c in result.conflicts if c.kind == "unmatched")
+    if n_unmatched:
+        lines.append(f"#   - {n_unmatched} classes exist in one dataset only (see `labeltree merge` output):"
+                     " map them onto another dataset's node, ignore them, or keep them as leaves")
+    maps: dict[str, Any] = {}
+    for d, m in h.mappings.items():
+        ref = d if Path(d).suffix not in (".yaml", ".yml") else str(Path(d).resolve())
+        spec: dict[str, Any] = {"by_name": True}
+        explicit = {}
+        by_norm = {normalise_name(n.name): i for i, n in enumerate(h.nodes) if i > 0}
+        for c in m.taxonomy.classes:
+            n = m.to_node.get(c.id)
+            if n is None:
+                continue
+            if _by_name_target(c, by_norm) != n:
+                explicit[c.name] = h.nodes[n].name
+        if explicit:
+            spec["map"] = explicit
+        ign = [c.name for c in m.taxonomy.classes if c.id in m.to_node and m.to_node[c.id] is None]
+        if ign:
+            spec["ignore"] = ign
+        maps[ref] = spec
+    keys = list(maps)
+    body = {"name": "+".join(result.datasets), "datasets": keys,
+            "tree": [h.nodes[i].name for i in h.nodes[0].children], "mappings": maps,
+            "supervision": {"exclude_single_child": True, "overrides": []}}
+    text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False)
+    return "\n".join(lines) + "\n" + re.sub(r"^mappings:", "# dataset class -> node; by_name maps the rest by "
+                                             "normalised name / synonym\nmappings:", text, flags=re.M)
+
+
+def render_merge(r: MergeResult, color: bool = False) -> str:
+    h = r.hierarchy
+    src = {"bundled": f"bundled tree {r.source_path.name if r.source_path else ''}",
+           "rules": f"rules {r.source_path}", "proposal": "no rules cover this set: proposed flat union by name"}
+    out = [f"merge {' + '.join(r.datasets)}  ({src[r.source]})", ""]
+    out.append(render_tree(h, color=color, supervision=True))
+    out += ["", "coverage (classes on leaves / on inner nodes / ignored / unmapped):"]
+    for d, c in r.coverage.items():
+        m = h.mappings[d]
+        inner = ", ".join(f"{m.taxonomy.by_id(i).display} -> {h.nodes[m.to_node[i]].name}" for i in c.inner)
+        out.append(f"  {d}: {len(m.taxonomy.classes)} classes: {len(c.leaves)} on leaves, {len(c.inner)} on inner "
+                   f"nodes{' (' + inner + ')' if inner else ''}, {len(c.ignored)} ignored, {len(c.unmapped)} unmapped"
+                   + ("  [evaluation only]" if m.evaluation_only else ""))
+    if r.matches:
+        out += ["", f"name matches made by merge ({len(r.matches)}):"]
+        for mt in r.matches[:40]:
+            out.append(f"  {mt['node']}: {', '.join(mt['classes'])}")
+        if len(r.matches) > 40:
+            out.append(f"  ... and {len(r.matches) - 40} more (--format json lists all)")
+    out += ["", f"conflicts ({len(r.conflicts)}):" if r.conflicts else "conflicts: none"]
+    order = ["level-of-detail", "includes", "contains", "name-clash", "unmapped", "unmatched", "partial",
+             "unlabelled", "excluded"]
+    for c in sorted(r.conflicts, key=lambda c: order.index(c.kind) if c.kind in order else 99):
+        out.append(f"  [{c.kind}] {c.message}")
+    if r.snippet:
+        out += ["", "rules to start from (save as rules.yaml, edit, re-run with --rules rules.yaml):", "",
+                r.snippet]
+    return "\n".join(out)
