@@ -12,8 +12,12 @@ non-PNG files go through PIL. Image headers are read without decoding pixels (`i
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import os
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +32,11 @@ PNG_GREY, PNG_RGB, PNG_PALETTE, PNG_GREY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6
 PNG_COLOUR_NAMES = {PNG_GREY: "greyscale", PNG_RGB: "RGB colour", PNG_PALETTE: "palette", PNG_GREY_ALPHA:
                     "greyscale+alpha", PNG_RGBA: "RGBA colour"}
 
-#: which library decodes label PNGs (see module docstring); "pil" forces the reference decoder
-LABEL_DECODER = "torchvision"
+#: which library decodes label PNGs (see module docstring); LABELTREE_PNG_DECODER=pil forces the reference decoder
+LABEL_DECODER = os.environ.get("LABELTREE_PNG_DECODER", "torchvision").strip().lower() or "torchvision"
+_HAVE_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 # torchvision 0.29 announces that its image codecs move to torchcodec; they still work and are the
-# fastest exact decoder here. Silence that one notice (per call it would flood every reader); if a
-# future torchvision drops decode_png, `_decode_torchvision` falls back to PIL.
+# fastest exact decoder here. Silence that one notice (per call it would flood every reader).
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
 
@@ -68,21 +72,50 @@ def _torchvision_exact(hdr: PngHeader) -> bool:
     return hdr.bit_depth in (8, 16) and hdr.colour_type in (PNG_GREY, PNG_PALETTE) and hdr.interlace == 0
 
 
-def _decode_torchvision(path: Path) -> np.ndarray:
-    try:
-        import torch
-        from torchvision.io import ImageReadMode, decode_png, read_file
-    except ImportError:  # torchvision without image codecs: the reference decoder is always exact
-        return _decode_pil(path)
+def check_png_chunks(data: bytes, path: str | Path | None = None) -> None:
+    """Walk the chunk list: every chunk complete with a matching CRC-32, IDAT present, IEND reached.
+
+    torchvision's decode_png (0.29) crashes the process (SIGSEGV) on any libpng error after the
+    header, so files go to it only after this check (~0.1 ms for a 2048x1024 label map), which
+    catches truncation and bit rot with the file name in the message. PNGs whose chunks are intact
+    but whose compressed pixel data is inconsistent (a broken writer) can still reach libpng: set
+    LABELTREE_PNG_DECODER=pil to decode everything with PIL, which raises instead.
+    """
+    view = memoryview(data)
+    pos, n, idat = 8, len(data), False
+    while True:
+        if pos + 12 > n:
+            raise LabeltreeError(f"PNG ends after {n} bytes in the middle of its chunk list (no IEND chunk): the file "
+                                 "is truncated; re-extract or re-download it", path)
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        ctype = bytes(view[pos + 4:pos + 8])
+        end = pos + 8 + length
+        if end + 4 > n:
+            raise LabeltreeError(f"PNG chunk {ctype!r} at byte {pos} needs {length} bytes but the file ends after "
+                                 f"{n}: the file is truncated; re-extract or re-download it", path)
+        if zlib.crc32(view[pos + 4:end]) != int.from_bytes(view[end:end + 4], "big"):
+            raise LabeltreeError(f"PNG chunk {ctype!r} at byte {pos} fails its CRC check: the file is corrupt; "
+                                 "re-extract or re-download it", path)
+        idat |= ctype == b"IDAT"
+        if ctype == b"IEND":
+            break
+        pos = end + 4
+    if not idat:
+        raise LabeltreeError("PNG has no image data (IDAT chunk): the file is corrupt", path)
+
+
+def _decode_torchvision(data: bytes) -> np.ndarray:
+    import torch
+    from torchvision.io import ImageReadMode, decode_png
 
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore", DeprecationWarning)  # see LABEL_DECODER; pytest resets global filters
-        t = decode_png(read_file(str(path)), ImageReadMode.UNCHANGED)
+        t = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.UNCHANGED)
     return t[0].numpy()
 
 
-def _decode_pil(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
+def _decode_pil(source: Path | bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
         im.load()
         arr = np.asarray(im)
     if arr.dtype == bool:  # 1-bit greyscale: stored samples are 0/1
@@ -92,32 +125,48 @@ def _decode_pil(path: Path) -> np.ndarray:
     return arr
 
 
-def read_png_header(path: Path) -> PngHeader | None:
+def _read(path: Path, size: int = -1) -> bytes:
     try:
         with open(path, "rb") as f:
-            head = f.read(33)
+            data = f.read(size)
     except FileNotFoundError:
         raise LabeltreeError("file not found", path) from None
     except OSError as e:
         raise LabeltreeError(f"cannot read file ({e})", path) from None
-    if not head:
+    if not data:
         raise LabeltreeError("file is empty (0 bytes): truncated or corrupt; re-extract it from the dataset", path)
-    return png_header(head, path)
+    return data
 
 
-def decode_array(path: Path, hdr: PngHeader | None = None, decoder: str | None = None) -> np.ndarray:
+def read_png_header(path: Path) -> PngHeader | None:
+    """The IHDR of a PNG file (reads 33 bytes); None when the file is no PNG."""
+    return png_header(_read(path, 33), path)
+
+
+def read_file_and_header(path: Path) -> tuple[bytes, PngHeader | None]:
+    """The whole file (decoded from memory afterwards: one read per file) and its PNG header."""
+    data = _read(path)
+    return data, png_header(data[:33], path)
+
+
+def decode_array(path: Path, hdr: PngHeader | None = None, decoder: str | None = None,
+                 data: bytes | None = None) -> np.ndarray:
     """Decode an image file to its stored sample values (HxW or HxWxC), with the fastest exact decoder.
 
-    Raises LabeltreeError naming the file when it is truncated or corrupt.
+    `data` are the file's bytes when the caller has read them already. Raises LabeltreeError naming
+    the file when it is truncated or corrupt.
     """
     path = Path(path)
-    if hdr is None:
-        hdr = read_png_header(path)
+    if data is None:
+        data, hdr = read_file_and_header(path)
+    elif hdr is None:
+        hdr = png_header(data[:33], path)
     decoder = decoder or LABEL_DECODER
     try:
-        if hdr is not None and decoder == "torchvision" and _torchvision_exact(hdr):
-            return _decode_torchvision(path)
-        return _decode_pil(path)
+        if hdr is not None and decoder == "torchvision" and _torchvision_exact(hdr) and _HAVE_TORCHVISION:
+            check_png_chunks(data, path)
+            return _decode_torchvision(data)
+        return _decode_pil(data)
     except LabeltreeError:
         raise
     except (OSError, RuntimeError, ValueError, SyntaxError) as e:

@@ -29,13 +29,17 @@ from .decode import (
     change_fraction,
     decode_array,
     image_size,
-    read_png_header,
+    read_file_and_header,
     read_rgb,
 )
 from .errors import LabeltreeError
 from .taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy, normalise_name
 
 Unknown = Literal["error", "ignore"]
+# a single-channel file is called a photo when its values change at most neighbour pairs (see
+# decode.change_fraction), it has many distinct values and is big enough for that to mean something
+PHOTO_MIN_VALUES = 24
+PHOTO_MIN_PIXELS = 1024
 UNKNOWN_CHOICES: tuple[str, ...] = ("error", "ignore")
 
 
@@ -151,7 +155,7 @@ def decode_label(path: str | Path, taxonomy: Taxonomy, unknown: Unknown = "error
     path = Path(path)
     if unknown not in UNKNOWN_CHOICES:
         raise ValueError(f"unknown must be one of {UNKNOWN_CHOICES}, got {unknown!r}")
-    hdr = read_png_header(path)
+    data, hdr = read_file_and_header(path)
     if hdr is None or hdr.colour_type not in (PNG_GREY, PNG_PALETTE):
         what = hdr.description if hdr is not None else f"{path.suffix or 'non-PNG'} file (not a PNG)"
         detail = ""
@@ -162,7 +166,7 @@ def decode_label(path: str | Path, taxonomy: Taxonomy, unknown: Unknown = "error
             pass
         raise LabeltreeError(f"this is a {what}, not a label map{detail}. {taxonomy.name} labels are "
                              f"{_label_kind(taxonomy)}: {_what_to_use(taxonomy)}", path)
-    arr = decode_array(path, hdr)
+    arr = decode_array(path, hdr, data=data)
     if arr.ndim != 2:
         raise LabeltreeError(f"label image decodes to shape {arr.shape}, expected a single channel", path)
     want = np.uint16 if taxonomy.encoding.dtype == "uint16" else np.uint8
@@ -189,10 +193,11 @@ def check_label_values(arr: np.ndarray, taxonomy: Taxonomy, path: str | Path | N
     values, counts = np.unique(arr[bad], return_counts=True)
     share = counts.sum() / arr.size
     change = change_fraction(arr)
-    if change > PHOTO_CHANGE:
+    n_distinct = len(np.unique(arr))
+    if change > PHOTO_CHANGE and n_distinct >= PHOTO_MIN_VALUES and arr.size >= PHOTO_MIN_PIXELS:
         raise LabeltreeError(
             f"this looks like a photo (or rendering) stored as a {arr.shape[1]}x{arr.shape[0]} single-channel "
-            f"image, not a label map: {len(np.unique(arr))} distinct values, {change:.0%} of neighbouring pixels "
+            f"image, not a label map: {n_distinct} distinct values, {change:.0%} of neighbouring pixels "
             f"differ (label maps: a few %), {share:.0%} of pixels hold values {taxonomy.name} does not define. "
             f"{taxonomy.name} labels are {_label_kind(taxonomy)}: {_what_to_use(taxonomy)}", path)
     if unknown == "ignore":
@@ -263,11 +268,11 @@ class DatasetReader:
         """The sample's 16-bit instance map (Cityscapes id*1000+k, Vistas class*256+k)."""
         if s.instances is None:
             raise LabeltreeError(f"sample '{s.key}' has no instance file", s.label or s.image or self.root)
-        hdr = read_png_header(s.instances)
+        data, hdr = read_file_and_header(s.instances)
         if hdr is None or hdr.colour_type != PNG_GREY:
             what = hdr.description if hdr is not None else "non-PNG file"
             raise LabeltreeError(f"instance maps are 16-bit greyscale PNGs, this is a {what}", s.instances)
-        return decode_array(s.instances, hdr)
+        return decode_array(s.instances, hdr, data=data)
 
 
 def _report_unpaired(kind: str, paths: list[Path], what: str) -> None:
