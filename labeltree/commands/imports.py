@@ -1,0 +1,118 @@
+"""`labeltree import ...`: turn a dataset's own label table into a taxonomy file (no code needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import LabeltreeError
+from ..importers import (
+    dump_taxonomy,
+    import_cityscapes_scripts,
+    import_table,
+    import_vistas_config,
+    taxonomy_to_dict,
+    write_taxonomy,
+)
+from ..taxonomy import Taxonomy
+
+
+def _common(f: Any) -> Any:
+    f = click.option("-o", "--output", type=click.Path(path_type=Path),
+                     help="Write the taxonomy file here (atomic); default: print it.")(f)
+    f = click.option("--force", is_flag=True, help="Overwrite an existing OUTPUT file.")(f)
+    f = click.option("--name", help="Dataset name in the taxonomy (default: from the source).")(f)
+    f = click.option("--ignore", "ignore", multiple=True,
+                     help="Class id or name that carries no class (repeatable; default: classes named "
+                          "'unlabeled').")(f)
+    return f
+
+
+def _emit(tax: Taxonomy, output: Path | None, force: bool, sources: list[Path]) -> None:
+    if output is None:
+        click.echo(dump_taxonomy(taxonomy_to_dict(tax)), nl=False)
+        return
+    if any(output.resolve() == s.resolve() for s in sources):
+        raise LabeltreeError("refusing to overwrite the source file; choose another -o", output)
+    if output.exists() and not force:
+        raise LabeltreeError("output exists; pass --force to overwrite it", output)
+    write_taxonomy(tax, output)
+    click.echo(f"wrote {output}: taxonomy '{tax.name}', {len(tax.classes)} classes, ignored ids {tax.ignore_ids}",
+               err=True)
+
+
+def _opts(name: str | None, ignore: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if name:
+        out["name"] = name
+    if ignore:
+        out["ignore"] = list(ignore)
+    return out
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import a dataset's label table as a taxonomy file.
+
+    \b
+    Examples:
+      labeltree import vistas-config config_v1.2.json -o vistas-v1.2.yaml
+      labeltree import table my-dataset.tsv --name bikelanes -o bikelanes.yaml
+      labeltree import cityscapes-scripts -o cityscapes.yaml
+    """
+
+
+@import_group.command("vistas-config")
+@click.argument("file", type=click.Path(path_type=Path))
+@_common
+def vistas_config_cmd(file: Path, output: Path | None, force: bool, name: str | None,
+                      ignore: tuple[str, ...]) -> None:
+    """Mapillary Vistas config.json (`labels` list; class id = position, read as palette index).
+
+    \b
+    Example:
+      labeltree import vistas-config config_v1.2.json -o vistas-v1.2.yaml
+    """
+    _emit(import_vistas_config(file, **_opts(name, ignore)), output, force, [file])
+
+
+@import_group.command("table")
+@click.argument("file", type=click.Path(path_type=Path))
+@_common
+@click.option("--annotation", type=click.Choice(["dense", "boxes"]), default="dense", show_default=True)
+@click.option("--encoding", "fmt", type=click.Choice(["png-ids", "png-palette-index", "gtsdb-gt-txt"]),
+              default="png-ids", show_default=True, help="How label files store a class.")
+@click.option("--dtype", type=click.Choice(["uint8", "uint16"]), help="Label image type (default: smallest fit).")
+@click.option("--offset", type=int, default=0, show_default=True, help="Stored value = id + offset.")
+@click.option("--palette", type=click.Choice(["auto"]), help="Generate colours when the table has none.")
+def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ignore: tuple[str, ...],
+              annotation: str, fmt: str, dtype: str | None, offset: int, palette: str | None) -> None:
+    """CSV/TSV label table: columns id, name, colour ('r,g,b' or color_r/color_g/color_b), optional
+    readable, category, trainId, hasInstances, ignoreInEval/evaluate, shape, synonyms.
+
+    \b
+    Example:
+      labeltree import table bikelanes.tsv --name bikelanes -o bikelanes.yaml
+    """
+    enc: dict[str, Any] = {"format": fmt, "offset": offset}
+    if dtype:
+        enc["dtype"] = dtype
+    tax = import_table(file, palette=palette, annotation=annotation, encoding=enc, **_opts(name, ignore))
+    _emit(tax, output, force, [file])
+
+
+@import_group.command("cityscapes-scripts")
+@_common
+def cityscapes_scripts_cmd(output: Path | None, force: bool, name: str | None, ignore: tuple[str, ...]) -> None:
+    """The label table of cityscapesScripts (needs `pip install cityscapesscripts`).
+
+    \b
+    Example:
+      labeltree import cityscapes-scripts -o cityscapes.yaml
+    """
+    _emit(import_cityscapes_scripts(**_opts(name, ignore)), output, force, [])
+
+
+COMMANDS = [import_group]
