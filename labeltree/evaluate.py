@@ -666,34 +666,41 @@ def default_split(reader: Any) -> str:
     return splits[-1]
 
 
-def gtsdb_class_pixels(reader: Any, split: str, scale: float = 1.0, mask_mode: str = "fine") -> dict[int, int]:
-    """Per GTSDB class id: gt pixels of one split with frames and boxes resized by `scale`.
+def gtsdb_class_pixels(reader: Any, split: str, size: tuple[int, int] | None = None,
+                       mask_mode: str = "fine") -> dict[int, int]:
+    """Per GTSDB class id: gt pixels of one split with every frame resized to `size` (H, W).
 
-    Renders every frame named in gt.txt for the split (with the shared shape masks) at the scaled
-    size, so the counts are those a network trained at that scale sees. Frames without an image
-    use the extent of their boxes as the canvas.
+    The paper's rule counts pixels "at the training scale": the authors' input pipeline resizes
+    GTSDB frames to 512 x 850 (nearest-neighbour labels), which gives their 28 classes. Boxes are
+    scaled with the frame and rendered with the shared shape masks (`render_mask`), frame by frame,
+    for every frame gt.txt names in the split. `size=None` counts at the native size. Frames whose
+    image is absent take the most common frame size of the ones present.
     """
+    from collections import Counter
+
     from .gtsdb_masks import render_mask
     from .readers import GTSDB_SPLITS
 
     tax = reader.taxonomy
     gt = reader.ground_truth()
     frames = reader.frames()
+    sizes = Counter(reader.frame_size(stem) for stem in frames)
+    if not sizes:
+        raise LabeltreeError("no GTSDB frames found: their size is needed to scale the boxes", reader.root)
+    common = sizes.most_common(1)[0][0]
     counts: dict[int, int] = {}
     for name, boxes in gt.boxes.items():
         stem = Path(name).stem
         if not (stem.isdigit() and int(stem) in GTSDB_SPLITS[split]) or not boxes:
             continue
-        if stem in frames:
-            h, w = reader.frame_size(stem)
-        else:
-            h, w = max(b.y1 for b in boxes) + 1, max(b.x1 for b in boxes) + 1
-        sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+        h, w = reader.frame_size(stem) if stem in frames else common
+        sh, sw = size if size is not None else (h, w)
+        sy, sx = sh / h, sw / w
         scaled = []
         for b in boxes:
-            x0, y0 = min(round(b.x0 * scale), sw - 1), min(round(b.y0 * scale), sh - 1)
-            x1 = min(max(x0, round((b.x1 + 1) * scale) - 1), sw - 1)
-            y1 = min(max(y0, round((b.y1 + 1) * scale) - 1), sh - 1)
+            x0, y0 = min(round(b.x0 * sx), sw - 1), min(round(b.y0 * sy), sh - 1)
+            x1 = min(max(x0, round((b.x1 + 1) * sx) - 1), sw - 1)
+            y1 = min(max(y0, round((b.y1 + 1) * sy) - 1), sh - 1)
             scaled.append(Box(x0, y0, x1, y1, b.class_id, b.line))
         mask = render_mask(scaled, sh, sw, mask_mode, taxonomy=tax)
         values, n = np.unique(mask, return_counts=True)
@@ -708,7 +715,7 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
                     split: str | None = None, *, predict: Any = None, hierarchy: Hierarchy | None = None,
                     classes: str | Sequence[int] = "official", pred_space: str = "dataset",
                     paper_protocol: bool = False, levels: bool = False, mean_over: str = "gt",
-                    workers: int | None = None, progress: bool = True, gtsdb_scale: float = 1.0,
+                    workers: int | None = None, progress: bool = True, gtsdb_size: tuple[int, int] | None = (512, 850),
                     min_pixels: int = 1000, mask_mode: str = "fine") -> tuple[dict[str, Any], Evaluator]:
     """Evaluate a folder of predictions (or a `predict(sample) -> array` callable) on one split.
 
@@ -727,8 +734,8 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
         raise LabeltreeError(f"no ground truth for split '{split}' under {Path(gt_root).resolve()}", gt_root)
     counts = None
     if classes == "paper" and reader.taxonomy.annotation == "boxes":
-        counts = tuple(gtsdb_class_pixels(reader, s, gtsdb_scale, mask_mode) for s in reader.splits())
-        counts = (counts[0], counts[1])
+        counts = (gtsdb_class_pixels(reader, "train", gtsdb_size, mask_mode),
+                  gtsdb_class_pixels(reader, "test", gtsdb_size, mask_mode))
     ev = Evaluator(reader.taxonomy if isinstance(dataset, Taxonomy) else dataset, hierarchy=hierarchy,
                    classes=classes, pred_space=pred_space, paper_protocol=paper_protocol, mean_over=mean_over,
                    levels=levels, pixel_counts=counts, min_pixels=min_pixels)
@@ -753,7 +760,7 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
     res["split"] = split
     res["images"] = n_images
     if counts is not None:
-        res["paper_rule"] = {"min_pixels": min_pixels, "scale": gtsdb_scale,
+        res["paper_rule"] = {"min_pixels": min_pixels, "size": list(gtsdb_size) if gtsdb_size else None,
                              "classes": [int(c) for c in ev.space.ids[ev.evaluated]]}
     return res, ev
 

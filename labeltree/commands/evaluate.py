@@ -30,6 +30,18 @@ def register_source(option: str, make_predict: Callable[[Any, dict[str, Any]], C
     SOURCES[option] = make_predict
 
 
+def _parse_size(text: str) -> tuple[int, int] | None:
+    if text.strip().lower() == "native":
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise LabeltreeError(f"--gtsdb-size: expected HxW like 512x850 or 'native', got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise LabeltreeError(f"--gtsdb-size: sizes must be positive, got {text!r}")
+    return h, w
+
+
 def _fmt(x: float | None, pct: bool = True) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "   -  "
@@ -116,9 +128,9 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
                    "(.npy) use the traffic-sign second-choice rule.")
 @click.option("--mean-over", type=click.Choice(["gt", "defined"]), default="gt", show_default=True,
               help="Average over classes present in the gt, or over classes with a defined IoU (cityscapesScripts).")
-@click.option("--gtsdb-scale", type=float, default=0.64, show_default=True,
-              help="--classes paper on GTSDB: frame scale at which the >= --min-pixels rule is counted "
-                   "(0.64 = 800 -> 512 rows, the paper's crop height).")
+@click.option("--gtsdb-size", default="512x850", show_default=True,
+              help="--classes paper on GTSDB: frame size HxW at which the >= --min-pixels rule is counted "
+                   "(the authors train on GTSDB resized to 512x850; 'native' = no resize).")
 @click.option("--min-pixels", type=int, default=1000, show_default=True,
               help="--classes paper on GTSDB: pixels a class needs in both splits.")
 @click.option("--gtsdb-mask", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
@@ -158,7 +170,7 @@ def evaluate_cmd(**kw: Any) -> None:
     res, _ev = evaluate_folder(
         kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], predict=predict, hierarchy=hierarchy,
         classes=kw["classes"], pred_space=kw["pred_space"], paper_protocol=kw["paper_protocol"],
-        levels=kw["levels"], mean_over=kw["mean_over"], workers=kw["workers"], gtsdb_scale=kw["gtsdb_scale"],
+        levels=kw["levels"], mean_over=kw["mean_over"], workers=kw["workers"], gtsdb_size=_parse_size(kw["gtsdb_size"]),
         min_pixels=kw["min_pixels"], mask_mode=kw["gtsdb_mask"])
     if not kw["quiet"]:
         click.echo(format_table(res))
