@@ -1,0 +1,51 @@
+"""`labeltree synth`: synthetic Cityscapes / Cityscapes Extended / Vistas / GTSDB sets of one world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..synth import as_json, parse_size, summary, synthesize
+
+
+@click.command("synth")
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--images", "-n", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Frames per dataset (GTSDB: at most 900, its numbering).")
+@click.option("--gtsdb-images", type=click.IntRange(min=0, max=900), default=None,
+              help="GTSDB frames if different from --images (2/3 from 00000 = train, the rest from 00600 = test).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed and size, same bytes.")
+@click.option("--size", default="256x128", show_default=True, help="Frame size WIDTHxHEIGHT for all datasets.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: all cores; 1 = in-process).")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty folder that is not an earlier synth output (same-named files are "
+                   "replaced, nothing else is touched).")
+@click.option("--json", "as_json_flag", is_flag=True, help="Print a JSON summary instead of text.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def synth_cmd(out: Path, images: int, gtsdb_images: int | None, seed: int, size: str, workers: int | None,
+              force: bool, as_json_flag: bool, no_progress: bool) -> None:
+    """Write synthetic street scenes of one world in the datasets' native layouts.
+
+    \b
+    OUT/cityscapes/{leftImg8bit,gtFine}/{train,val}/{city}/...   (8-bit labelIds, 16-bit instanceIds)
+    OUT/cityscapes-extended/gtFine/{train,val}/{city}/...        (16-bit, sign pixels 2000 + GTSDB ClassID)
+    OUT/vistas/{training,validation}/{images,labels,instances}/ + config.json (v1.2 palette labels)
+    OUT/gtsdb/NNNNN.ppm + gt.txt                                  (all 43 sign classes, drawn by shape)
+
+    Labels come from the taxonomies and the tree file. OUT must be new, empty, or an earlier synth
+    output (recognised by OUT/synth.json; its dataset folders are replaced); any other folder needs
+    --force.
+
+    \b
+    Example:
+      labeltree synth data/synth --images 200 --seed 1 --size 256x128
+      labeltree stats cityscapes data/synth/cityscapes
+    """
+    res = synthesize(out, images=images, seed=seed, size=parse_size(size), workers=workers, force=force,
+                     gtsdb_images=gtsdb_images, progress=not no_progress)
+    click.echo(as_json(res) if as_json_flag else summary(res))
+
+
+COMMANDS = [synth_cmd]
