@@ -161,7 +161,7 @@ def _class_lines(text: str) -> list[int]:
     return []
 
 
-def _format_validation(e: ValidationError, path: Path, text: str, what: str) -> LabeltreeError:
+def _format_validation(e: ValidationError, path: Path, text: str, what: str, data: object = None) -> LabeltreeError:
     err = e.errors()[0]
     loc = list(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
@@ -169,6 +169,11 @@ def _format_validation(e: ValidationError, path: Path, text: str, what: str) -> 
     if len(loc) >= 2 and loc[0] == "classes" and isinstance(loc[1], int):
         lines = _class_lines(text)
         line = lines[loc[1]] if loc[1] < len(lines) else None
+        try:  # name the class, not only its position
+            c = data["classes"][loc[1]]  # type: ignore[index]
+            msg = f"class '{c['name']}' (id {c.get('id')}): {msg}"
+        except (KeyError, IndexError, TypeError):
+            pass
     elif msg.startswith("classes[") and "]" in msg:
         lines = _class_lines(text)
         idx = int(msg[len("classes["): msg.index("]")])
@@ -185,7 +190,7 @@ def taxonomy_from_dict(data: object, path: Path, text: str = "") -> Taxonomy:
     try:
         return Taxonomy.model_validate(data)
     except ValidationError as e:
-        raise _format_validation(e, path, text, "taxonomy") from None
+        raise _format_validation(e, path, text, "taxonomy", data) from None
 
 
 def bundled_taxonomies() -> dict[str, Path]:
