@@ -788,7 +788,8 @@ class SynthResult:
 
     @property
     def images(self) -> int:
-        return sum(sum(v.values()) for v in self.frames.values())
+        """Frames rendered (Cityscapes Extended shares the Cityscapes frames)."""
+        return sum(sum(self.frames.get(ds, {}).values()) for ds in ("cityscapes", "vistas", "gtsdb"))
 
 
 def parse_size(text: str) -> tuple[int, int]:
