@@ -62,10 +62,11 @@ def paint_items(boxes: Iterable[Box], mode: str, taxonomy: Taxonomy, offset: int
     if mode not in MODES:
         raise LabeltreeError(f"mask mode must be one of {', '.join(MODES)}, not '{mode}'")
     items = []
-    for b in sorted(boxes, key=lambda b: (-b.area, b.line, b.y0, b.x0)):
-        if b.x1 < b.x0 or b.y1 < b.y0:
-            raise LabeltreeError(f"inverted box {b.x0},{b.y0}-{b.x1},{b.y1} (ClassID {b.class_id})",
-                                 None, b.line or None)
+    full = [(b.full, b) for b in boxes]  # shapes span the whole sign; paint() cuts what lies off the frame
+    for (x0, y0, x1, y1), b in sorted(full, key=lambda fb: (-(fb[0][2] - fb[0][0] + 1) * (fb[0][3] - fb[0][1] + 1),
+                                                          fb[1].line, fb[0][1], fb[0][0])):
+        if x1 < x0 or y1 < y0:
+            raise LabeltreeError(f"inverted box {x0},{y0}-{x1},{y1} (ClassID {b.class_id})", None, b.line or None)
         shape = None
         if mode == "fine":
             c = taxonomy.find(b.class_id)
@@ -77,7 +78,7 @@ def paint_items(boxes: Iterable[Box], mode: str, taxonomy: Taxonomy, offset: int
             shape = c.shape
         elif taxonomy.find(b.class_id) is None:
             raise LabeltreeError(f"ClassID {b.class_id} is not a {taxonomy.name} class", None, b.line or None)
-        items.append((b.x0, b.y0, b.x1, b.y1, b.class_id + offset, shape))
+        items.append((x0, y0, x1, y1, b.class_id + offset, shape))
     return items
 
 

@@ -66,6 +66,14 @@ class Box:
     y1: int
     class_id: int
     line: int = 0
+    # the box as written in gt.txt when it was clipped to the frame: a sign cut by the frame edge keeps
+    # its full shape (cut off), it is not squeezed into the visible part
+    unclipped: tuple[int, int, int, int] | None = None
+
+    @property
+    def full(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the whole sign, also the part outside the frame."""
+        return self.unclipped if self.unclipped is not None else (self.x0, self.y0, self.x1, self.y1)
 
     @property
     def area(self) -> int:
@@ -528,10 +536,12 @@ def load_gt(path: str | Path, taxonomy: Taxonomy | None = None,
             gt.dropped.append(n)
             drop_notes.append(f"line {n} ({parts[0]} {x0},{y0}-{x1},{y1} in a {w}x{h} frame)")
             continue
+        unclipped = None
         if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
             gt.clipped.append(n)
             clip_notes.append(f"line {n} ({parts[0]} {x0},{y0}-{x1},{y1} -> {cx0},{cy0}-{cx1},{cy1})")
-        gt.boxes.setdefault(parts[0], []).append(Box(cx0, cy0, cx1, cy1, k, n))
+            unclipped = (x0, y0, x1, y1)
+        gt.boxes.setdefault(parts[0], []).append(Box(cx0, cy0, cx1, cy1, k, n, unclipped))
     if gt.duplicates:
         _warn(f"{path}: {len(gt.duplicates)} duplicate line(s), one box kept each: "
               + _examples([f"line {a} repeats line {b}" for a, b in gt.duplicates]))

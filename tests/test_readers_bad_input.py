@@ -231,6 +231,7 @@ def test_boxes_outside_frame_are_clipped_and_reported(tmp_path: Path) -> None:
                for m in msgs)
     assert [(b.x0, b.y0, b.x1, b.y1) for b in g.boxes["00000.ppm"]] == [(0, 5, 10, 12), (95, 70, 99, 79)]
     assert g.clipped == [1, 2] and g.dropped == [3]
+    assert g.boxes["00000.ppm"][1].unclipped == (95, 70, 120, 90)  # for shapes cut (not squeezed) by the edge
 
 
 @pytest.mark.parametrize(("line", "which"), [("00000.ppm;10;5;4;12;1", "right < left"),
