@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -527,7 +528,8 @@ def _place_sign(st: _Street, rng: np.random.Generator, style: Style, shape: str,
 
 
 def _sign_post(cv: _Canvas, st: _Street, rng: np.random.Generator, world: World, style: Style,
-               cls: ClassDef, front: bool, taken: list[tuple[int, int]]) -> tuple[float, SignBox] | None:
+               cls: ClassDef, front: bool, taken: list[tuple[int, int]]) -> tuple[float, Callable[[], SignBox]] | None:
+    """Place a sign post; returns (depth, painter) so posts can be painted far to near, or None."""
     place = _place_sign(st, rng, style, cls.shape or "circle", taken)
     if place is None:
         return None
@@ -547,7 +549,7 @@ def _sign_post(cv: _Canvas, st: _Street, rng: np.random.Generator, world: World,
             cv.put(y0, x0, mask, world.node["Traffic Sign (Back)"], serial, back)
         return SignBox(cls.id if front else -1, x0, y0, x0 + pw - 1, y0 + ph - 1, serial, front)
 
-    return Z, paint  # type: ignore[return-value]
+    return Z, paint
 
 
 def render_scene(dataset: str, seed: int, index: int, width: int, height: int,
@@ -564,9 +566,9 @@ def render_scene(dataset: str, seed: int, index: int, width: int, height: int,
     cv = _background(world, st, rng)
     N = world.node
     rh = st.road_half
-    objects: list[tuple[float, object]] = []  # (depth, painter) painted far to near
+    objects: list[tuple[float, Callable[[], None]]] = []  # (depth, painter) painted far to near
 
-    def add(Z: float, fn, *args) -> None:  # noqa: ANN001 - fn(canvas, street, rng, *args, Z)
+    def add(Z: float, fn: Callable[..., None], *args: object) -> None:  # calls fn(canvas, street, rng, *args, Z)
         objects.append((Z, lambda: fn(cv, st, rng, *args, Z)))
 
     for _ in range(rng.poisson(3.0)):
