@@ -1,7 +1,7 @@
 """The labelling page in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-Three proposals are labelled with the keyboard only (ClassID + Enter, name filter + Enter, undo and
-arrow keys), then the export is checked pixel by pixel. A screenshot is saved in the test's
+Three proposals are labelled with the keyboard only (Space accepts a model guess, ClassID + Enter,
+name filter + Enter, undo, arrow keys), then the export is checked pixel by pixel. A screenshot is saved in the test's
 tmp folder (and copied to $LABELTREE_SCREENSHOT_DIR when set) so that a person can look at the page.
 """
 
@@ -19,6 +19,7 @@ from test_annotate import GTSDB, ROAD, SIGN, SKY, server_process
 from labeltree.annotate import db
 from labeltree.annotate.export import export_extended
 from labeltree.annotate.propose import propose
+from labeltree.annotate.suggest import suggest_with
 from labeltree.taxonomy import load_taxonomy
 
 CHROMIUM = os.environ.get("LABELTREE_CHROMIUM", "/usr/bin/chromium")
@@ -86,6 +87,12 @@ def test_label_three_signs_with_the_keyboard(tmp_path: Path):
     root, work = tmp_path / "cityscapes", tmp_path / "work"
     street(root)
     assert propose(root, work, min_size=20, workers=1, progress=False).proposals_new == 3
+    # a stand-in model's guesses by position (left third: speed limit 50, middle: danger, right: stop)
+    guess = np.full((len(GTSDB.classes), 4, 6), 0.01)
+    for cols, name, p in ((slice(0, 2), "speed limit 50", 0.9), (slice(2, 4), "danger", 0.55),
+                          (slice(4, 6), "stop", 0.8)):
+        guess[GTSDB.find(name).id, :, cols] = p
+    assert suggest_with(work, lambda _rgb: guess, GTSDB.ids, progress=False).proposals == 3
     shot = tmp_path / "annotate-page.png"
     with server_process(work) as (_proc, url), sync_api.sync_playwright() as p:
         browser = launch(p)
@@ -100,9 +107,9 @@ def test_label_three_signs_with_the_keyboard(tmp_path: Path):
             page.wait_for_function(f"document.getElementById('key').textContent.includes('component {component}')",
                                    timeout=10000)
 
-        # 1 (the round sign): ClassID + Enter
-        page.keyboard.type(str(GTSDB.find("speed limit 50").id))
-        page.keyboard.press("Enter")
+        # 1 (the round sign): the model's guess, accepted with Space
+        assert "speed limit 50" in page.locator("#suggestion").inner_text()
+        page.keyboard.press(" ")
         wait_for(2)
         # 2 (the octagon): filter by name + Enter
         page.keyboard.type("sto")
@@ -110,7 +117,7 @@ def test_label_three_signs_with_the_keyboard(tmp_path: Path):
         page.keyboard.press("Enter")
         wait_for(3)
         # 3 (the triangle): a wrong choice, undone with Ctrl+Z, then the filter with arrow keys
-        page.keyboard.type("not a")
+        page.keyboard.type(str(GTSDB.find("give way").id))  # ClassID + Enter
         page.keyboard.press("Enter")
         page.wait_for_selector("#message.ok:has-text('All proposals are labelled')", timeout=10000)
         page.keyboard.press("Control+z")

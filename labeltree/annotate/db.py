@@ -41,7 +41,11 @@ CREATE TABLE IF NOT EXISTS history(
     id INTEGER PRIMARY KEY AUTOINCREMENT, proposal_id INTEGER NOT NULL, old TEXT, new TEXT,
     client TEXT, annotator TEXT, at REAL NOT NULL, undone INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS history_client ON history(client, id);
+CREATE TABLE IF NOT EXISTS suggestions(
+    proposal_id INTEGER PRIMARY KEY REFERENCES proposals(id), class TEXT NOT NULL, confidence REAL NOT NULL,
+    model TEXT, at REAL NOT NULL);
 """
+ORDERS = {"image": "p.id * 0", "confidence": "-COALESCE(s.confidence, -1.0)"}  # rank expression, then proposal id
 
 
 def db_path(workdir: str | Path) -> Path:
@@ -63,8 +67,7 @@ def connect(workdir: str | Path, create: bool = False) -> sqlite3.Connection:
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA foreign_keys=ON")
         con.execute("PRAGMA busy_timeout=60000")
-        if create:
-            con.executescript(SCHEMA)
+        con.executescript(SCHEMA)  # IF NOT EXISTS: also brings older databases up to date
     except sqlite3.DatabaseError as e:
         raise LabeltreeError(f"cannot open the annotation database ({e})", path) from None
     return con
@@ -182,20 +185,29 @@ def _claim(con: sqlite3.Connection, proposal_id: int, client: str, now: float) -
                 "SET client=excluded.client, expires=excluded.expires", (proposal_id, client, now + LEASE_S))
 
 
-def claim_next(con: sqlite3.Connection, client: str, after: int = 0, lease_s: float = LEASE_S) -> int | None:
+def claim_next(con: sqlite3.Connection, client: str, after: int = 0, lease_s: float = LEASE_S,
+               order: str = "image") -> int | None:
     """Reserve the first undecided proposal after `after` (wrapping) that no other client holds.
 
+    `order`: "image" (proposal order) or "confidence" (most confident suggestion first).
     One transaction, so two tabs asking at the same moment get different proposals.
     """
     now = time.time()
+    rank = ORDERS[order]
     query = ("SELECT p.id FROM proposals p LEFT JOIN decisions d ON d.proposal_id=p.id "
-             "LEFT JOIN claims c ON c.proposal_id=p.id "
+             "LEFT JOIN claims c ON c.proposal_id=p.id LEFT JOIN suggestions s ON s.proposal_id=p.id "
              "WHERE d.proposal_id IS NULL AND (c.proposal_id IS NULL OR c.expires < ? OR c.client = ?) "
-             "AND p.id > ? ORDER BY p.id LIMIT 1")
+             f"AND ({rank}, p.id) > (?, ?) ORDER BY {rank}, p.id LIMIT 1")
+    start = (-1e9, 0)
     with transaction(con):
-        row = con.execute(query, (now, client, after)).fetchone()
+        if after > 0:
+            r = con.execute(f"SELECT {rank} AS k FROM proposals p LEFT JOIN suggestions s ON s.proposal_id=p.id "
+                            "WHERE p.id=?", (after,)).fetchone()
+            if r is not None:
+                start = (r["k"], after)
+        row = con.execute(query, (now, client, *start)).fetchone()
         if row is None and after > 0:
-            row = con.execute(query, (now, client, 0)).fetchone()
+            row = con.execute(query, (now, client, -1e9, 0)).fetchone()
         if row is None:
             con.execute("DELETE FROM claims WHERE client=?", (client,))
             return None
@@ -222,5 +234,7 @@ def progress(con: sqlite3.Connection) -> list[dict[str, object]]:
 
 def proposal_row(con: sqlite3.Connection, proposal_id: int) -> sqlite3.Row | None:
     return con.execute("SELECT p.*, i.split, i.key, i.city, i.label, i.image, i.components, i.width, i.height, "
-                       "d.class AS class FROM proposals p JOIN images i ON i.id=p.image_id "
-                       "LEFT JOIN decisions d ON d.proposal_id=p.id WHERE p.id=?", (proposal_id,)).fetchone()
+                       "d.class AS class, s.class AS suggestion, s.confidence AS confidence "
+                       "FROM proposals p JOIN images i ON i.id=p.image_id "
+                       "LEFT JOIN decisions d ON d.proposal_id=p.id LEFT JOIN suggestions s ON s.proposal_id=p.id "
+                       "WHERE p.id=?", (proposal_id,)).fetchone()

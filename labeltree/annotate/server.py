@@ -99,7 +99,10 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
 class Annotation:
     """The app's state: the WORKDIR, its registered root, one SQLite connection per thread."""
 
-    def __init__(self, workdir: str | Path):
+    def __init__(self, workdir: str | Path, order: str = "image"):
+        if order not in db.ORDERS:
+            raise LabeltreeError(f"order must be one of {', '.join(db.ORDERS)}, not {order!r}")
+        self.order = order
         self.workdir = Path(workdir).resolve()
         con = db.connect(self.workdir)
         try:
@@ -194,6 +197,9 @@ class Annotation:
                 "component": row["component"], "bbox": [row["x0"], row["y0"], row["x1"], row["y1"]],
                 "area": row["area"], "width": row["width"], "height": row["height"], "class": row["class"],
                 "class_name": self.space.name(row["class"]),
+                "suggestion": None if row["suggestion"] is None else {
+                    "class": row["suggestion"], "name": self.space.name(row["suggestion"]),
+                    "confidence": round(float(row["confidence"]), 4)},
                 "frame": f"/api/proposal/{pid}/frame.jpg", "crop": f"/api/proposal/{pid}/crop.png"}
 
     def progress_json(self) -> dict[str, Any]:
@@ -209,9 +215,10 @@ class Annotation:
         return {"classes": classes + extras, "progress": self.progress_json()}
 
 
-def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None) -> Starlette:
-    """The ASGI app for WORKDIR. `allowed_hosts` guards against DNS rebinding when bound to loopback."""
-    state = Annotation(workdir)
+def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None, order: str = "image") -> Starlette:
+    """The ASGI app for WORKDIR. `allowed_hosts` guards against DNS rebinding when bound to loopback;
+    `order` "confidence" shows the proposals with the most confident suggestion first."""
+    state = Annotation(workdir, order)
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -226,7 +233,7 @@ def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None) -> S
         req: NextReq = await _body(request, NextReq)
 
         def work() -> dict[str, Any]:
-            pid = db.claim_next(state.con, req.client, req.after)
+            pid = db.claim_next(state.con, req.client, req.after, order=state.order)
             return {"proposal": state.proposal_json(pid) if pid else None,
                     "waiting": 0 if pid else db.held_by_others(state.con, req.client),
                     "progress": state.progress_json()}
@@ -303,10 +310,11 @@ def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None) -> S
     return app
 
 
-def serve(workdir: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning") -> None:
+def serve(workdir: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning",
+          order: str = "image") -> None:
     """Run the page with uvicorn until interrupted."""
     import uvicorn
 
     allowed = LOOPBACK_HOSTS if host in ("127.0.0.1", "localhost", "::1") else None
-    app = create_app(workdir, allowed_hosts=allowed)
+    app = create_app(workdir, allowed_hosts=allowed, order=order)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

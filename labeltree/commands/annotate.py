@@ -57,7 +57,9 @@ def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_si
 @click.argument("workdir", type=_PATH)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (default: this machine only).")
 @click.option("--port", default=8765, show_default=True, type=int)
-def serve_cmd(workdir: Path, host: str, port: int) -> None:
+@click.option("--order", type=click.Choice(["image", "confidence"]), default="image", show_default=True,
+              help="Proposal order: image by image, or most confident model suggestion first (after suggest).")
+def serve_cmd(workdir: Path, host: str, port: int, order: str) -> None:
     """Open the labelling page: http://HOST:PORT/ (several tabs / annotators may work at once).
 
     \b
@@ -67,12 +69,12 @@ def serve_cmd(workdir: Path, host: str, port: int) -> None:
     """
     from ..annotate.server import create_app, serve
 
-    create_app(workdir)  # fail here, with a clear message, if WORKDIR is not ready
+    create_app(workdir, order=order)  # fail here, with a clear message, if WORKDIR is not ready
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: anyone who can reach it can label and read frames", err=True)
     click.echo(f"labelling page: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)",
                err=True)
-    serve(workdir, host, port)
+    serve(workdir, host, port, order=order)
 
 
 @annotate_group.command("export-labels")
@@ -136,6 +138,29 @@ def export_cmd(workdir: Path, out_root: Path, images: str, workers: int | None) 
         raise LabeltreeError("the database has no images; run propose first", workdir)
     click.echo(f"{r.images} label images written to {out_root / 'gtFine'}; {r.labelled_components} labelled signs, "
                f"{r.relabelled_pixels} pixels relabelled")
+
+
+@annotate_group.command("suggest")
+@click.argument("workdir", type=_PATH)
+@click.argument("checkpoint", type=_PATH)
+@click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available).")
+@click.option("--sliding", is_flag=True, help="Sliding-window inference at the training crop size.")
+def suggest_cmd(workdir: Path, checkpoint: Path, device: str | None, sliding: bool) -> None:
+    """Pre-fill every proposal with a trained model's Level-3 sign class and its confidence.
+
+    The page shows the guess as a one-key accept (Space); `serve --order confidence` shows the
+    most confident guesses first. Decisions are never changed.
+
+    \b
+    Example:
+      labeltree annotate-extended suggest work/ runs/paper/best.pt
+      labeltree annotate-extended serve work/ --order confidence
+    """
+    from ..annotate.suggest import suggest
+
+    r = suggest(workdir, checkpoint, device=device, sliding=sliding)
+    click.echo(f"{r.proposals} proposals in {r.images} images got a suggestion"
+               + (f"; {r.skipped_images} images without a photo skipped" if r.skipped_images else ""))
 
 
 COMMANDS = [annotate_group]

@@ -109,6 +109,7 @@ function paint() {
     c.el.classList.toggle("dim", !on.has(i));
     c.el.classList.toggle("hl", matches.length > 0 && matches[hl] === i);
     c.el.classList.toggle("chosen", current !== null && current.class === c.key);
+    c.el.classList.toggle("suggested", current !== null && !!current.suggestion && current.suggestion.class === c.key);
   });
   const h = matches[hl];
   if (h !== undefined) choices[h].el.scrollIntoView({block: "nearest"});
@@ -127,6 +128,14 @@ function show(p) {
   }
   $("key").textContent = `${p.split} · ${p.key} · component ${p.component} · ${p.bbox[2] - p.bbox[0] + 1}×${p.bbox[3] - p.bbox[1] + 1} px`;
   $("current").textContent = p.class === null ? "" : `labelled: ${p.class_name}`;
+  const sg = $("suggestion");
+  if (p.suggestion) {
+    sg.hidden = false;
+    sg.textContent = `model: ${p.suggestion.class === "other" || p.suggestion.class === "not-a-sign" ? "" : p.suggestion.class + " "}` +
+      `${p.suggestion.name} · ${(100 * p.suggestion.confidence).toFixed(0)}% — Space accepts`;
+  } else {
+    sg.hidden = true;
+  }
   $("frame").src = p.frame;
   $("crop").src = p.crop;
   $("cropcap").textContent = `zoom ×${(320 / Math.max(p.bbox[2] - p.bbox[0] + 1, p.bbox[3] - p.bbox[1] + 1) / 2).toFixed(1)}`;
@@ -226,6 +235,11 @@ document.addEventListener("keydown", (e) => {
     e.preventDefault();
     const i = matches[hl];
     if (i !== undefined) choose(choices[i].key);
+    return;
+  }
+  if (e.key === " " && $("filter").value === "" && current && current.suggestion) {
+    e.preventDefault();  // one-key accept of the model's guess (a space inside a filter still types)
+    choose(current.suggestion.class);
     return;
   }
   if (e.key === "Escape") { $("filter").value = ""; applyFilter(); return; }
