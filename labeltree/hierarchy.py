@@ -381,14 +381,15 @@ def _parse_mapping(key: str, spec: Any, nodes: list[Node], index: dict[str, int]
 
     def cls(ref: Any, where: str, *keys: Any) -> int:
         c = tax.find(ref if isinstance(ref, int) else str(ref))
-        line = line_of(path, "mappings", key, where, *keys)
-        if c is None:
+        if c is None:  # line_of re-parses the file: only on the error path (it made loading take seconds)
             raise LabeltreeError(f"mappings.{key}.{where}: '{ref}' is not a class of dataset "
                                  f"'{tax.name}' (taxonomy {tax.name} has {len(tax.classes)} classes; "
-                                 f"`labeltree validate` or the taxonomy file lists them)", path, line)
+                                 f"`labeltree validate` or the taxonomy file lists them)", path,
+                                 line_of(path, "mappings", key, where, *keys))
         if c.id in explicit:
             raise LabeltreeError(f"mappings.{key}: class '{c.name}' (id {c.id}) of dataset '{tax.name}' is "
-                                 f"mapped twice (in {explicit[c.id]} and in {where}); keep one", path, line)
+                                 f"mapped twice (in {explicit[c.id]} and in {where}); keep one", path,
+                                 line_of(path, "mappings", key, where, *keys))
         explicit[c.id] = where
         return c.id
 

@@ -183,6 +183,12 @@ def decode_label(path: str | Path, taxonomy: Taxonomy, unknown: Unknown = "error
     return check_label_values(arr, taxonomy, path, unknown, known)
 
 
+def _unknown_runs(known: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive (first, last) runs of False in a boolean LUT."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~known).view(np.int8), [0]])))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def check_label_values(arr: np.ndarray, taxonomy: Taxonomy, path: str | Path | None = None,
                        unknown: Unknown = "error", known: np.ndarray | None = None) -> np.ndarray:
     """Refuse (or map to ignore) values the taxonomy does not define; detect photos saved as label maps."""
@@ -195,6 +201,11 @@ def check_label_values(arr: np.ndarray, taxonomy: Taxonomy, path: str | Path | N
     if top < known.size and known[: top + 1].all():
         return arr
     lut = known if top < known.size else np.concatenate([known, np.zeros(top + 1 - known.size, dtype=bool)])
+    gaps = _unknown_runs(lut[: top + 1])
+    # a few range tests (Cityscapes Extended: 34..1999, 2043..) cost ~0.3 ms on 2 Mpx, a LUT gather ~2-3 ms
+    if len(gaps) <= 4 and not any(((arr >= lo) & (arr <= hi)).any() if lo < hi else (arr == lo).any()
+                                  for lo, hi in gaps):
+        return arr
     bad = ~lut[arr]
     if not bad.any():
         return arr

@@ -198,9 +198,16 @@ def bundled_taxonomies() -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p in sorted(taxonomy_dir().glob("*.yaml")):
         out.setdefault(p.stem, p)
-        data = yaml.safe_load(p.read_text())
-        out.setdefault(str(data.get("name", p.stem)), p)
+        out.setdefault(_own_name(str(p), p.stat().st_mtime_ns), p)
     return out
+
+
+@cache
+def _own_name(path: str, mtime_ns: int) -> str:  # noqa: ARG001 - mtime keys the cache
+    """A taxonomy file's own `name`, parsed once per file version (pure-Python YAML parsing of every
+    bundled file on each load_taxonomy call cost about a second)."""
+    data = yaml.safe_load(Path(path).read_text())
+    return str(data.get("name", Path(path).stem))
 
 
 def resolve_taxonomy_path(ref: str | Path) -> Path:
