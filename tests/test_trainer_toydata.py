@@ -6,6 +6,7 @@ learn them in a few dozen steps. Class ids come from the taxonomies, never from 
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,13 @@ from labeltree.taxonomy import load_taxonomy
 H, W = 48, 96
 
 
+@cache
+def _tax(name: str):
+    return load_taxonomy(name)
+
+
 def _cid(tax: str, name: str) -> int:
-    c = load_taxonomy(tax).find(name)
+    c = _tax(tax).find(name)
     assert c is not None, (tax, name)
     return c.id
 
@@ -73,7 +79,7 @@ def make_toy(root: Path, n: int = 4, seed: int = 0, n_val: int = 2) -> Path:
             (e / "gtFine" / split / "toy").mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(e / "leftImg8bit" / split / "toy" / f"{key}_leftImg8bit.png")
             ext = lab.astype(np.uint16)
-            ext[reg == 4] = load_taxonomy("cityscapes-extended").stored_value(_cid("cityscapes-extended",
+            ext[reg == 4] = _tax("cityscapes-extended").stored_value(_cid("cityscapes-extended",
                                                                                     str(2000 + k)))
             Image.fromarray(ext).save(e / "gtFine" / split / "toy" / f"{key}_gtFine_labelIds.png")
             # Vistas-format
@@ -84,7 +90,7 @@ def make_toy(root: Path, n: int = 4, seed: int = 0, n_val: int = 2) -> Path:
             colour = np.array(_colour("Lane Marking - General"), dtype=np.int16)
             img = np.where((reg == 5)[..., None], colour, img).astype(np.uint8)
             vl = Image.fromarray(vids[reg].astype(np.uint8), mode="L").convert("P")
-            vl.putpalette([c for cl in load_taxonomy("vistas").classes for c in cl.color])
+            vl.putpalette([c for cl in _tax("vistas").classes for c in cl.color])
             vs = {"train": "training", "val": "validation"}[split]
             (root / "vistas" / vs / "images").mkdir(parents=True, exist_ok=True)
             (root / "vistas" / vs / "labels").mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ class DatasetCfg(_Strict):
 class EvalDatasetCfg(_Strict):
     name: str
     root: str
+    images: str | None = None  # where the photos are when `root` has labels only (Cityscapes Extended)
     split: str = "val"
     resize: tuple[int, int] | None = None
     max_samples: int | None = None
@@ -87,6 +88,7 @@ class TrainCfg(_Strict):
     channels_last: bool = True  # CUDA only
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # CPU intra-op threads (None = torch's default); 1 helps on busy 2-core boxes
     log_every: int = 1
     checkpoint_every: int = 500
     eval_every: int = 0  # 0 = only at the end

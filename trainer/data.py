@@ -8,7 +8,8 @@ exactly the batches an uninterrupted run sees, whatever the number of loader wor
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,14 @@ CACHE_VERSION = 1
 
 # -- labels of box datasets -----------------------------------------------------------------------
 
-def render_boxes(sample: Sample, h: int, w: int, mode: str) -> np.ndarray:
+def render_boxes(sample: Sample, h: int, w: int, mode: str, taxonomy: Any = None) -> np.ndarray:
     """Per-pixel stored values (2000 + ClassID, 0 outside) for a box sample at native size."""
     try:
         from labeltree.gtsdb_masks import render_mask
     except ImportError:  # the shapes module is optional for coarse masks
         render_mask = None
     if render_mask is not None:
-        return np.asarray(render_mask(list(sample.boxes), h, w, mode))
+        return np.asarray(render_mask(list(sample.boxes), h, w, mode, taxonomy=taxonomy))
     if mode != "coarse":
         raise LabeltreeError("fine GTSDB shape masks need labeltree.gtsdb_masks (not installed)")
     out = np.zeros((h, w), dtype=np.uint16)
@@ -94,12 +95,19 @@ class Source:
             self.cached = True
             self.resize = None  # cached files are already at training scale
         else:
-            reader = open_dataset(self.taxonomy, root)
-            samples = reader.samples(split)
+            images_root = getattr(cfg, "images", None)
+            with warnings.catch_warnings():
+                if images_root:  # labels-only root: its missing photos are expected
+                    warnings.simplefilter("ignore")
+                samples = open_dataset(self.taxonomy, root).samples(split)
+            if images_root:
+                photos = {s.key: s.image for s in open_dataset(self.taxonomy, images_root).samples(split)}
+                samples = [replace(s, image=s.image or photos.get(s.key)) for s in samples]
             self.items = []
             for s in samples:
                 if s.image is None:
-                    raise LabeltreeError(f"sample '{s.key}' has a label but no image", s.label or root)
+                    raise LabeltreeError(f"sample '{s.key}' has a label but no image (for a labels-only dataset "
+                                         "set `images:` to the root that holds its photos)", s.label or root)
                 src = str(s.label) if s.label else str(root / "gt.txt")
                 self.items.append(Item(s.key, str(s.image), str(s.label) if s.label else None, s.boxes, src))
         if cfg.max_samples is not None:
@@ -120,7 +128,7 @@ class Source:
             lab = decode_label(Path(it.label), self.taxonomy) if not self.cached else _read_png(Path(it.label))
         else:
             lab = render_boxes(Sample(self.name, self.split, it.key, None, None, boxes=it.boxes),
-                               img.shape[0], img.shape[1], self.mask_mode)
+                               img.shape[0], img.shape[1], self.mask_mode, self.taxonomy)
         if lab.shape != img.shape[:2]:
             raise LabeltreeError(f"label is {lab.shape[1]}x{lab.shape[0]} but its image is "
                                  f"{img.shape[1]}x{img.shape[0]}", it.source)
@@ -323,7 +331,7 @@ def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path]) -> dict[s
     else:
         s = Sample(taxonomy.name, "", it.key, None, None, boxes=it.boxes)
         for mode in ("coarse", "fine"):
-            labels[f"label_{mode}"] = render_boxes(s, img.shape[0], img.shape[1], mode)
+            labels[f"label_{mode}"] = render_boxes(s, img.shape[0], img.shape[1], mode, taxonomy)
     small = img
     for name, lab in labels.items():
         if lab.shape != img.shape[:2]:

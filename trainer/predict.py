@@ -115,6 +115,16 @@ class Predictor:
         return nodes[0].cpu().numpy(), sc
 
 
+def read_rgb(path: str | Path | None) -> np.ndarray:
+    if path is None or not Path(path).exists():
+        raise LabeltreeError("image not found", path)
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except OSError as e:
+        raise LabeltreeError(f"cannot decode image ({e})", path) from None
+
+
 def no_label_value(h: Hierarchy, dataset: str) -> int:
     """The stored value that means 'no class' in a dataset (its unlabeled value or first ignored id)."""
     m = h.mapping(dataset)
@@ -164,8 +174,7 @@ def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str 
     reader = open_dataset(tax, root)
     resize = dataset_resize(pred.cfg, dataset) or dataset_resize(pred.cfg, pred.h.mapping(dataset).dataset)
     for s in reader.samples(split):
-        img = reader.read_image(s)
-        nodes, _ = pred.predict_array(img, resize, sliding)
+        nodes, _ = pred.predict_array(read_rgb(s.image), resize, sliding)
         yield s, pred.dataset_values(nodes, pred.h.mapping(dataset).dataset)
 
 
@@ -201,11 +210,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
         pred.h.mapping(dataset)  # fail early on an unknown dataset
     written: list[Path] = []
     for path in tqdm(collect_images(inputs), desc="predict", unit="img", disable=not progress):
-        try:
-            with Image.open(path) as im:
-                img = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise LabeltreeError(f"cannot decode image ({e})", path) from None
+        img = read_rgb(path)
         nodes, sc = pred.predict_array(img, resize, sliding)
         stem = path.stem
         if colour or not dataset:

@@ -127,6 +127,8 @@ def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
             e = EvalDatasetCfg(name=d.name, root=d.root, split=d.val_split, resize=d.resize, max_samples=None)
             out.append(Source(e, cfg.resolve_root(d.root), d.val_split, h, box_mode))
     for e in cfg.eval_datasets:
+        if e.images:
+            e = e.model_copy(update={"images": str(cfg.resolve_root(e.images))})
         out.append(Source(e, cfg.resolve_root(e.root), e.split, h, box_mode))
     return out
 
@@ -139,6 +141,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     device = pick_device(cfg.train.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cpu" and cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -277,10 +281,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
                     rec = {"step": step, "datasets": metrics}
                     result.metrics.append(rec)
                     writer.jsonl("metrics.jsonl", rec)
-                    trained = [m["mIoU"] for d, m in metrics.items() if d in names and not math.isnan(m["mIoU"])]
+                    trained = [m["mIoU"] for d, m in metrics.items() if d in names and m["mIoU"] is not None]
                     score = float(np.mean(trained)) if trained else -math.inf
                     writer.scalars("eval", {f"{d}/mIoU": m["mIoU"] for d, m in metrics.items()}, step)
-                    bar.write(f"step {step}: " + ", ".join(f"{d} mIoU {m['mIoU']:.3f}" for d, m in metrics.items()))
+                    bar.write(f"step {step}: " + ", ".join(f"{d} mIoU {_fmt(m['mIoU'])}" for d, m in metrics.items()))
                     if score > best:
                         best = score
                         save_checkpoint(best_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world))
@@ -297,6 +301,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     if result.best is None and best_path.exists():
         result.best = best_path
     return result
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _state(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int, best: float,
