@@ -102,6 +102,18 @@ def test_label_three_signs_with_the_keyboard(tmp_path: Path):
         key = page.locator("#key")
         assert "component 1" in key.inner_text()
         assert page.locator("#progress").inner_text().split()[:4] == ["val", "0", "/", "3"]
+        # the 43 GTSDB classes with a drawn glyph each, then "other sign" and "not a sign"
+        choices = page.locator("#choices .choice")
+        assert choices.count() == len(GTSDB.classes) + 2 == 45
+        assert page.locator("#choices .choice:not(.extra) svg").count() == 43
+        assert [choices.nth(i).locator(".name").inner_text() for i in (0, 42, 43, 44)] == [
+            f"0 {GTSDB.by_id(0).name}", f"42 {GTSDB.by_id(42).name}", "other sign", "not a sign"]
+        # every button fits in the panel at this window size (no scrolling to reach "not a sign")
+        panel = page.locator("#choices").bounding_box()
+        last = choices.nth(44).bounding_box()
+        assert last["y"] + last["height"] <= panel["y"] + panel["height"] + 1
+        assert page.locator("#frame").evaluate("e => e.complete && e.naturalWidth") == 640
+        assert page.locator("#crop").evaluate("e => e.complete && e.naturalWidth") > 0
 
         def wait_for(component: int) -> None:
             page.wait_for_function(f"document.getElementById('key').textContent.includes('component {component}')",
