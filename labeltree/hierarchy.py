@@ -8,6 +8,7 @@ and the hard top-down argmax cascade that turns per-classifier scores into a nod
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -423,10 +424,127 @@ def _parse_mapping(key: str, spec: Any, nodes: list[Node], index: dict[str, int]
     return DatasetMapping(key, tax, to_node, evaluation_only)
 
 
+EXTENSION_KEYS = {"name", "description", "extends", "datasets", "evaluation_datasets", "add", "mappings",
+                  "supervision"}
+
+
+def _base_path(ref: str, path: Path) -> Path:
+    """The tree file an `extends:` names: a bundled tree name or a path relative to the extension."""
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml"):
+        return p if p.is_absolute() else path.parent / p
+    known = bundled_hierarchies()
+    if ref in known:
+        return known[ref]
+    raise LabeltreeError(f"extends: unknown tree '{ref}': use a bundled tree ({', '.join(known)}) or a path "
+                         "to a tree file", path, line_of(path, "extends"))
+
+
+def expand_extends(data: dict[str, Any], path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A tree file with `extends: BASE` -> the full tree file it stands for.
+
+    An extension adds datasets to a base tree without copying it: `datasets` and
+    `evaluation_datasets` are appended to the base's, `add` appends nodes under existing ones
+    (`root` for new root children; a leaf that gets children becomes an inner node with a
+    classifier), `mappings` map the new datasets only, and `supervision.overrides` are appended.
+    The base is validated on its own first, so its errors name its own file.
+    """
+    unknown = set(data) - EXTENSION_KEYS
+    if unknown:
+        hint = "; an extension adds nodes with 'add', it has no 'tree'" if "tree" in unknown else ""
+        raise LabeltreeError(f"unknown top-level key(s) {sorted(unknown)} in a tree file with 'extends'{hint}", path)
+    base_path = _base_path(str(data["extends"]), path)
+    if base_path.resolve() in _seen:
+        raise LabeltreeError(f"extends: cycle: '{base_path}' extends itself "
+                             f"({' -> '.join(str(p) for p in (*_seen, base_path.resolve()))})", path,
+                             line_of(path, "extends"))
+    if not base_path.exists():
+        raise LabeltreeError(f"extends: base tree file not found (searched {base_path.resolve()})", path,
+                             line_of(path, "extends"))
+    base = load_yaml(base_path, "tree")
+    if isinstance(base, dict) and "extends" in base:
+        base = expand_extends(base, base_path, (*_seen, path.resolve()))
+    hierarchy_from_dict(base, base_path)  # the base's own errors, with its own file and lines
+
+    def ref(d: Any) -> str:  # the base's taxonomy paths, made absolute (they are relative to the base)
+        return str(_resolve_ref(str(d), base_path)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
+
+    def as_list(key: str, src: dict[str, Any], where: Path) -> list[Any]:
+        v = src.get(key) or []
+        if not isinstance(v, list):
+            raise LabeltreeError(f"'{key}' must be a list of dataset names or taxonomy files", where,
+                                 line_of(where, key))
+        return v
+
+    out: dict[str, Any] = {"name": str(data.get("name") or f"{base.get('name', base_path.stem)}+{path.stem}")}
+    out["datasets"] = [ref(d) for d in as_list("datasets", base, base_path)] + as_list("datasets", data, path)
+    evaluated = [ref(d) for d in as_list("evaluation_datasets", base, base_path)]
+    evaluated += as_list("evaluation_datasets", data, path)
+    if evaluated:
+        out["evaluation_datasets"] = evaluated
+    tree = copy.deepcopy(base["tree"])
+    add = data.get("add") or {}
+    if not isinstance(add, dict):
+        raise LabeltreeError("add: expected 'Parent node: [new children]' lines (root for the tree's root)", path,
+                             line_of(path, "add"))
+    for parent, kids in add.items():
+        if not isinstance(kids, list) or not kids:
+            raise LabeltreeError(f"add.{parent}: expected a non-empty list of new nodes", path,
+                                 line_of(path, "add", parent))
+        if str(parent) == ROOT:
+            tree.extend(kids)
+        elif not _append_children(tree, str(parent), kids):
+            raise LabeltreeError(f"add: '{parent}' is not a node of the base tree {base_path.name}", path,
+                                 line_of(path, "add", parent))
+    out["tree"] = tree
+    base_maps = {ref(k): v for k, v in (base.get("mappings") or {}).items()}
+    own_maps = data.get("mappings") or {}
+    if not isinstance(own_maps, dict):
+        raise LabeltreeError("'mappings' must map dataset names to their mappings", path, line_of(path, "mappings"))
+    for k in own_maps:
+        if ref(k) in base_maps or k in base_maps:
+            raise LabeltreeError(f"mappings.{k}: dataset is already mapped by the base tree {base_path.name}; an "
+                                 "extension maps new datasets only (copy the base to change its mappings)", path,
+                                 line_of(path, "mappings", k))
+    for v in base_maps.values():
+        if isinstance(v, dict) and v.get("inherit"):
+            v["inherit"] = ref(v["inherit"])
+    out["mappings"] = {**base_maps, **own_maps}
+    base_sup = base.get("supervision") or {}
+    own_sup = data.get("supervision") or {}
+    if not isinstance(own_sup, dict):
+        raise LabeltreeError("'supervision' must be a mapping (exclude_single_child, overrides)", path,
+                             line_of(path, "supervision"))
+    out["supervision"] = {
+        "exclude_single_child": own_sup.get("exclude_single_child", base_sup.get("exclude_single_child", True)),
+        "overrides": [{**o, "dataset": ref(o["dataset"])} if isinstance(o, dict) and "dataset" in o else o
+                      for o in base_sup.get("overrides") or []] + list(own_sup.get("overrides") or []),
+    }
+    return out
+
+
+def _append_children(entries: list[Any], parent: str, kids: list[Any]) -> bool:
+    """Append `kids` under the node `parent` in a tree-file list (in place); False if it is not there."""
+    for k, e in enumerate(entries):
+        if isinstance(e, str | int | float) and not isinstance(e, bool) and str(e) == parent:
+            entries[k] = {parent: list(kids)}
+            return True
+        if isinstance(e, dict) and len(e) == 1:
+            name, sub = next(iter(e.items()))
+            if str(name) == parent:
+                e[name] = list(sub or []) + list(kids)
+                return True
+            if isinstance(sub, list) and _append_children(sub, parent, kids):
+                return True
+    return False
+
+
 def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None) -> Hierarchy:
     if not isinstance(data, dict):
         raise LabeltreeError("a tree file must be a YAML mapping with 'name', 'datasets', 'tree', "
                              "'mappings'", path)
+    if "extends" in data:
+        data = expand_extends(data, path)
     for k in ("tree", "mappings", "datasets"):
         if k not in data:
             raise LabeltreeError(f"tree file has no '{k}' section", path)

@@ -30,6 +30,7 @@ from .hierarchy import (
     _parse_tree,
     _resolve_ref,
     bundled_hierarchies,
+    expand_extends,
     hierarchy_from_dict,
 )
 from .taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
@@ -178,6 +179,8 @@ def _by_name_target(c: ClassDef, by_norm: dict[str, int]) -> int | None:
 def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules: Path,
                 ) -> tuple[Hierarchy, list[dict[str, Any]], dict[str, list[int]]]:
     data = load_yaml(rules, "rules")
+    if isinstance(data, dict) and "extends" in data:
+        data = expand_extends(data, rules)
     if not isinstance(data, dict) or "tree" not in data:
         raise LabeltreeError("a rules file is a tree file (at least a 'tree' section; see "
                              "docs/taxonomy-format.md)", rules)
@@ -366,7 +369,10 @@ def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Con
                 "level-of-detail",
                 f"{d} '{c.display}' -> '{h.nodes[n].name}' (inner node) while {detail}: its pixels train only the "
                 f"classifiers above '{h.nodes[n].name}', and {d} is evaluated with these folded into "
-                f"'{c.display}'", [d, *finer], [f"{d}:{c.display}"], h.nodes[n].name))
+                f"'{c.display}'", [d, *finer],
+                [f"{d}:{c.display}"] + [f"{e}:{x.display}" for e in finer for x in h.mappings[e].taxonomy.classes
+                                        if h.mappings[e].to_node.get(x.id) in desc[n] - {n}],
+                h.nodes[n].name))
     # 2. same normalised name, different nodes
     groups: dict[str, list[tuple[str, ClassDef, int | None]]] = {}
     for d, m in h.mappings.items():

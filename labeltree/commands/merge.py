@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -43,7 +44,7 @@ def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=1))
     else:
-        use_color = color if color is not None else click.get_text_stream("stdout").isatty()
+        use_color = color if color is not None else sys.stdout.isatty()
         click.echo(result.render(color=use_color))
     if output is not None:
         click.echo(f"wrote {output}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -25,7 +26,7 @@ def tree_cmd(hierarchy: str, color: bool | None) -> None:
       labeltree tree cityscapes+vistas
     """
     h = load_hierarchy(hierarchy)
-    use_color = color if color is not None else click.get_text_stream("stdout").isatty()
+    use_color = color if color is not None else sys.stdout.isatty()
     click.echo(render_tree(h, color=use_color))
 
 
@@ -40,7 +41,7 @@ def validate_cmd(files: tuple[Path, ...]) -> None:
     """
     for f in files:
         data = load_yaml(f, "taxonomy or tree")
-        if isinstance(data, dict) and "tree" in data:
+        if isinstance(data, dict) and ("tree" in data or "extends" in data):
             h = load_hierarchy(f)
             click.echo(f"ok  {f}: tree '{h.name}', {len(h.classifiers)} classifiers "
                        f"({'/'.join(str(len(c.children)) for c in h.classifiers)}), {len(h.leaves)} leaves")
@@ -48,7 +49,7 @@ def validate_cmd(files: tuple[Path, ...]) -> None:
             t = load_taxonomy(f)
             click.echo(f"ok  {f}: taxonomy '{t.name}' {t.version}, {len(t.classes)} classes, {t.annotation}")
         else:
-            raise LabeltreeError("neither a taxonomy (has 'classes') nor a tree file (has 'tree')", f)
+            raise LabeltreeError("neither a taxonomy (has 'classes') nor a tree file (has 'tree' or 'extends')", f)
 
 
 COMMANDS = [tree_cmd, validate_cmd]
