@@ -199,8 +199,12 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str | Path, dataset: str | None = None,
                   overlay: bool = False, sliding: bool = False, levels: bool = False, colour: bool = True,
                   device: str | None = None, progress: bool = True) -> list[Path]:
-    """Write per image: `{stem}_tree.png` (tree colours), `{stem}_{dataset}.png` (the dataset's ids),
-    `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k)."""
+    """Write per image: `{stem}_tree.png` (tree colours), `{dataset}/{stem}.png` (the dataset's ids),
+    `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k).
+
+    The dataset ids get a folder of their own, named as `labeltree evaluate` matches predictions
+    (same stem as the image, nothing else in it), so `evaluate DATASET GT OUT/{dataset}` reads them.
+    """
     from tqdm import tqdm
 
     pred = load_predictor(checkpoint, device)
@@ -217,7 +221,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
             written.append(out / f"{stem}_tree.png")
             write_png(written[-1], pred.colour(nodes))
         if dataset:
-            written.append(out / f"{stem}_{pred.h.mapping(dataset).dataset}.png")
+            written.append(out / pred.h.mapping(dataset).dataset / f"{stem}.png")
             write_png(written[-1], pred.dataset_values(nodes, dataset))
         if overlay:
             blend = (0.5 * img + 0.5 * pred.colour(nodes)).astype(np.uint8)

@@ -54,7 +54,8 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("--dataset", help="Also write the ids of this dataset (e.g. cityscapes) as {stem}_{dataset}.png.")
+@click.option("--dataset", help="Also write the ids of this dataset (e.g. cityscapes) as {dataset}/{stem}.png "
+              "(evaluate with: labeltree evaluate DATASET GT_ROOT OUT/{dataset}).")
 @click.option("--overlay", is_flag=True, help="Write {stem}_overlay.png (image blended with tree colours).")
 @click.option("--levels", is_flag=True, help="Write {stem}_L{k}.png: the cascade stopped at each tree level.")
 @click.option("--sliding-window", "sliding", is_flag=True, help="Crop-sized windows (1/3 overlap) instead of "
@@ -68,6 +69,7 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
     \b
     Example:
       labeltree predict runs/tiny/best.pt data/synth/cityscapes/leftImg8bit/val -o preds --dataset cityscapes
+      labeltree evaluate cityscapes data/synth/cityscapes preds/cityscapes --classes paper
     """
     from trainer.predict import predict_files
 
