@@ -47,7 +47,8 @@ def validate_cmd(files: tuple[Path, ...]) -> None:
                        f"({'/'.join(str(len(c.children)) for c in h.classifiers)}), {len(h.leaves)} leaves")
         elif isinstance(data, dict) and "classes" in data:
             t = load_taxonomy(f)
-            click.echo(f"ok  {f}: taxonomy '{t.name}' {t.version}, {len(t.classes)} classes, {t.annotation}")
+            version = f" {t.version}" if t.version else ""
+            click.echo(f"ok  {f}: taxonomy '{t.name}'{version}, {len(t.classes)} classes, {t.annotation}")
         else:
             raise LabeltreeError("neither a taxonomy (has 'classes') nor a tree file (has 'tree' or 'extends')", f)
 
