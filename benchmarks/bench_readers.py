@@ -43,6 +43,16 @@ def best(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Minimum wall time of each function over `repeat` interleaved rounds: on a shared machine a busy
+    spell then slows every contender alike instead of skewing one ratio."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            times[k].append(best(fn, 1))
+    return {k: min(v) for k, v in times.items()}
+
+
 def street(rng: np.random.Generator, tax: Taxonomy) -> np.ndarray:
     """A street-like label map in the taxonomy's values: sky/buildings over road/sidewalk plus objects."""
     def v(name: str) -> int:
@@ -160,13 +170,16 @@ def bench_decoders(tmp: Path, repeat: int) -> None:
         }
         if cv2 is not None:
             cands["OpenCV"] = lambda f=f: cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-        t_pil = best(cands["PIL"], repeat * 3)
-        row = [f"{name:14s} {f.stat().st_size // 1024:4d} KiB"]
+        exact = {}
         for cname, fn in cands.items():
             out = fn()
-            exact = out is not None and out.shape == ref.shape and np.array_equal(out, ref)
-            t = best(fn, repeat * 3)
-            row.append(f"{cname} {t * 1e3:6.2f} ({t_pil / t:4.2f}x PIL{'' if exact else ', NOT exact'})")
+            exact[cname] = out is not None and out.shape == ref.shape and np.array_equal(out, ref)
+        times = interleaved(cands, repeat * 3)
+        t_pil = times["PIL"]
+        row = [f"{name:14s} {f.stat().st_size // 1024:4d} KiB"]
+        for cname in cands:
+            t = times[cname]
+            row.append(f"{cname} {t * 1e3:6.2f} ({t_pil / t:4.2f}x PIL{'' if exact[cname] else ', NOT exact'})")
         print("   " + " | ".join(row))
     if cv2 is None:
         print("   (OpenCV not installed: pip install opencv-python-headless to include it)")
@@ -187,15 +200,17 @@ def bench_readers(tmp: Path, n: int, repeat: int) -> None:
         reader = open_dataset(name, root)
         samples = reader.all_samples()
         files = [s.label for s in samples]
-        t_reader = best(lambda: [reader.read_label(s) for s in samples], repeat)  # noqa: B023
-        t_pil = best(lambda: [np.asarray(Image.open(f)) for f in files], repeat)  # noqa: B023
-        t_tv = best(lambda: [decode_array(f) for f in files], repeat)  # noqa: B023
+        t = interleaved({"reader": lambda: [reader.read_label(s) for s in samples],  # noqa: B023
+                         "pil": lambda: [np.asarray(Image.open(f)) for f in files],  # noqa: B023
+                         "tv": lambda: [decode_array(f) for f in files]}, repeat)  # noqa: B023
+        t_reader, t_pil, t_tv = t["reader"], t["pil"], t["tv"]
         print(f"   {name:20s} {t_reader / n * 1e3:7.2f}ms {t_pil / n * 1e3:7.2f}ms {t_tv / n * 1e3:7.2f}ms  "
               f"{t_reader / t_pil:9.2f}x  {t_reader / t_tv:9.2f}x")
         if name == "cityscapes":
-            t_inst = best(lambda: [reader.read_instances(s) for s in samples], repeat)  # noqa: B023
             inst = [s.instances for s in samples]
-            t_ipil = best(lambda: [np.asarray(Image.open(f)) for f in inst], repeat)  # noqa: B023
+            t = interleaved({"reader": lambda: [reader.read_instances(s) for s in samples],  # noqa: B023
+                             "pil": lambda: [np.asarray(Image.open(f)) for f in inst]}, repeat)  # noqa: B023
+            t_inst, t_ipil = t["reader"], t["pil"]
             print(f"   {'  instanceIds 16-bit':20s} {t_inst / n * 1e3:7.2f}ms {t_ipil / n * 1e3:7.2f}ms {'':>9s}  "
                   f"{t_inst / t_ipil:9.2f}x")
 

@@ -495,7 +495,8 @@ def load_gt(path: str | Path, taxonomy: Taxonomy | None = None,
     """Parse gt.txt strictly, keyed by frame file name ('00000.ppm').
 
     Errors (LabeltreeError with file and line): malformed lines, non-integer fields, ClassIDs the
-    taxonomy lacks, inverted boxes (right < left or bottom < top). Warnings (LabeltreeWarning):
+    taxonomy lacks, empty boxes (right = left - 1: zero width in inclusive coordinates), inverted boxes
+    (right < left or bottom < top). Warnings (LabeltreeWarning):
     exact duplicate lines (one box kept), boxes reaching outside the frame (clipped; `frame_sizes`
     maps frame stem -> (height, width); negative coordinates are clipped even without it), boxes
     wholly outside the frame (dropped).
@@ -529,6 +530,11 @@ def load_gt(path: str | Path, taxonomy: Taxonomy | None = None,
         if k not in class_ids:
             raise LabeltreeError(f"ClassID {k} is not a {tax.name} class (ids {min(class_ids)}..{max(class_ids)}) "
                                  f"in line {line!r}", path, n)
+        if (x1 == x0 - 1 and y1 >= y0) or (y1 == y0 - 1 and x1 >= x0):
+            which = "zero width: right = left - 1" if x1 == x0 - 1 else "zero height: bottom = top - 1"
+            raise LabeltreeError(f"empty box ({which}) in line {line!r}: coordinates are inclusive (a one-pixel box "
+                                 "has right = left); was the file written with exclusive right/bottom? fix or remove "
+                                 "the line", path, n)
         if x1 < x0 or y1 < y0:
             which = "right < left" if x1 < x0 else "bottom < top"
             raise LabeltreeError(f"inverted box ({which}) in line {line!r}: coordinates are left;top;right;bottom, "

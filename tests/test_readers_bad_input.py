@@ -243,6 +243,15 @@ def test_inverted_boxes(tmp_path: Path, line: str, which: str) -> None:
         load_gt(gt)
 
 
+@pytest.mark.parametrize(("line", "which"), [("00000.ppm;10;5;9;12;1", "zero width: right = left - 1"),
+                                             ("00000.ppm;1;12;4;11;1", "zero height: bottom = top - 1")])
+def test_empty_boxes(tmp_path: Path, line: str, which: str) -> None:
+    gt = tmp_path / "gt.txt"
+    gt.write_text("00000.ppm;1;1;9;9;14\n" + line + "\n")
+    with pytest.raises(LabeltreeError, match=rf"^{gt}:2: empty box \({which}\) .*inclusive .*exclusive right/bottom"):
+        load_gt(gt)
+
+
 def test_single_pixel_box_is_not_empty(tmp_path: Path) -> None:
     gt = tmp_path / "gt.txt"
     gt.write_text("00000.ppm;4;4;4;4;14\n")  # inclusive: one pixel
