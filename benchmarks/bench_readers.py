@@ -144,7 +144,8 @@ def make_gtsdb(root: Path, rng: np.random.Generator, frames: int = 900) -> int:
 
 
 def bench_decoders(tmp: Path, repeat: int) -> None:
-    print("\n1. PNG decoders on one 2048x1024 street-like label map (min of", repeat, "runs, ms; exact = equal to PIL)")
+    print(f"\n1. PNG decoders on one 2048x1024 street-like label map (min of {repeat * 3} interleaved runs, ms; "
+          "exact = equal to PIL)")
     rng = np.random.default_rng(1)
     cs = load_taxonomy("cityscapes")
     lab = street(rng, cs)
@@ -186,7 +187,7 @@ def bench_decoders(tmp: Path, repeat: int) -> None:
 
 
 def bench_readers(tmp: Path, n: int, repeat: int) -> None:
-    print(f"\n2. read_label per dataset, {n} label maps of 2048x1024 each (min of {repeat} runs)")
+    print(f"\n2. read_label per dataset, {n} label maps of 2048x1024 each (min of {repeat} interleaved runs)")
     rng = np.random.default_rng(2)
     sets = {
         "cityscapes": (tmp / "cs", lambda r: make_cityscapes(r, n, rng, False)),
