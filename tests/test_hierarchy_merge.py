@@ -202,3 +202,28 @@ def test_installed_package_ships_every_subpackage_and_data_file():
         assert pkg in listed, f"{pkg} is missing from [tool.setuptools] packages"
     assert {"labeltree.taxonomies", "labeltree.taxonomies.hierarchies"} <= listed
     assert '"labeltree.taxonomies" = ["*.yaml"]' in cfg and '"labeltree.taxonomies.hierarchies" = ["*.yaml"]' in cfg
+
+
+def test_partial_rules_report_unmapped_and_unlabelled(tmp_path):
+    """A rules file that maps only some classes: the rest are matched by name or become new root leaves
+    (reported as unmapped), and a classifier/node no dataset labels is reported as unlabelled."""
+    (tmp_path / "bikes.csv").write_text(BIKES)
+    cli("import", "table", str(tmp_path / "bikes.csv"), "--name", "bikes", "-o", str(tmp_path / "bikes.yaml"))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("tree:\n  - Road\n  - Bicycle\n  - Rider: [Bicyclist, Scooterist]\n  - Ghost: [Ghost A, Ghost B]\n"
+                     "mappings:\n  bikes.yaml:\n    map: {cyclist: Bicyclist}\n")
+    d = cli_json("merge", str(tmp_path / "bikes.yaml"), "--rules", str(rules))
+    assert d["source"]["kind"] == "rules"
+    # road and bicycle by name, cargo bike a new root leaf, unlabeled ignored (the taxonomy's ignore_ids)
+    assert d["datasets"]["bikes.yaml"] == {"0": None, "1": "Road", "2": "Bicyclist", "3": "Bicycle", "4": "cargo bike"}
+    assert [(c["node"], c["classes"]) for c in d["classifiers"]][0] == (
+        "root", ["Road", "Bicycle", "Rider", "Ghost", "cargo bike"])
+    assert d["coverage"]["bikes.yaml"]["counts"] == {"leaves": 4, "inner": 0, "ignored": 1, "unmapped": 0}
+    by_kind = {}
+    for c in d["conflicts"]:
+        by_kind.setdefault(c["kind"], []).append(c)
+    assert [c["classes"] for c in by_kind["unmapped"]] == [["bikes.yaml:cargo bike"]]
+    unlabelled = {c["node"]: c["classes"] for c in by_kind["unlabelled"]}
+    assert set(unlabelled) == {"Rider", "Ghost", None}
+    assert unlabelled[None] == ["Scooterist", "Ghost", "Ghost A", "Ghost B"]
+    assert [r["node"] for r in d["name_matches"]] == ["Road", "Bicycle"]
