@@ -79,6 +79,22 @@ def test_count_values_equals_bincount(shape):
     assert np.array_equal(st.count_values(a8[:, ::2], 34), np.bincount(a8[:, ::2].ravel(), minlength=256))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_count_values_over_runs_is_exact(dtype):
+    """Piecewise-constant maps (the run-length path): equal to a plain bincount, incl. single-pixel runs."""
+    rng = np.random.default_rng(2)
+    top = 34 if dtype == np.uint8 else 33_008
+    blocks = rng.integers(0, top, size=(40, 30))
+    a = np.kron(blocks, np.ones((13, 11), dtype=np.int64))[:512, :300].astype(dtype)  # 153600 px, ~3% runs
+    a[0, 0], a[-1, -1], a[200, 150] = top - 1, 0, 7  # runs of one pixel at both ends and inside
+    want = np.bincount(a.ravel(), minlength=top)
+    got = st.count_values(a, top)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+    assert np.array_equal(st.count_values(a), np.bincount(a.ravel()))  # no minlength: up to the largest value
+    const = np.full((300, 300), 5, dtype=dtype)
+    assert st.count_values(const, 34).tolist() == [0] * 5 + [90_000] + [0] * 28
+
+
 def test_pixel_and_image_counts_match_numpy(tmp_path):
     labels = random_cs(tmp_path, 9)
     h = load_hierarchy()
@@ -337,6 +353,26 @@ def test_cache_rerun_is_identical_and_does_not_decode(tmp_path, monkeypatch):
     info4 = st.RunInfo()
     run(tmp_path / "cs", tmp_cache=cache, info=info4)
     assert (info4.computed, info4.cached) == (2, 5)
+
+
+def test_process_pool_equals_one_process(tmp_path):
+    """2 workers (the first file counted in the parent, the rest in the pool) = 1 worker, bad files included."""
+    labels = random_cs(tmp_path, 6, seed=5)
+    one = run(tmp_path, skip_bad=True)
+    h = load_hierarchy()
+    two = run(tmp_path, workers=2, skip_bad=True)
+    assert st.build_report(two, h).classes == st.build_report(one, h).classes
+    assert np.array_equal(two[0].pixels[:34], np.bincount(np.concatenate([a.ravel() for a in labels]), minlength=34))
+    for i in (1, 4):  # aachen_000001 sorts first: the parent's file is bad too
+        p = cs_label_path(tmp_path, "train", "bremen" if i % 2 == 0 else "aachen", i)
+        p.write_bytes(p.read_bytes()[:70])
+    one_info, two_info = st.RunInfo(), st.RunInfo()
+    [g1] = run(tmp_path, skip_bad=True, info=one_info)
+    [g2] = run(tmp_path, workers=2, skip_bad=True, info=two_info)
+    assert len(two_info.bad) == 2 and two_info.bad == one_info.bad and g2.n_images == g1.n_images == 4
+    assert np.array_equal(g2.pixels, g1.pixels)
+    with pytest.raises(LabeltreeError, match="aachen_000001"):
+        run(tmp_path, workers=2)
 
 
 # -- bad input -----------------------------------------------------------------------------------

@@ -1,0 +1,230 @@
+"""`labeltree evaluate` vs cityscapesScripts' evaluator on 2048x1024 Cityscapes label PNGs.
+
+Run by hand (not a test):  python benchmarks/bench_evaluate.py [--n 60] [--repeat 3] [--cs-python PY]
+
+A Cityscapes val split of N street-like 2048x1024 frames (labelIds + instanceIds, as in
+bench_stats.py) and a noisy prediction per frame (labelIds of the 19 evaluated classes with shifted
+boundaries and wrong blobs, `{city}_{seq}_{frame}_pred.png`) are generated under a temporary folder.
+Measured in the same run:
+1. wall time, each as a fresh process with default settings:
+   `python -m cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling` (CITYSCAPES_DATASET /
+   CITYSCAPES_RESULTS / CITYSCAPES_EXPORT_DIR set; its defaults include the instance-level iIoU,
+   so it also reads the instanceIds) vs `labeltree evaluate cityscapes ROOT PRED -o FILE --quiet`
+   (default: all cores). cityscapesScripts runs from its own interpreter (`--cs-python`, env
+   CS_PYTHON, default /tmp/csvenv/bin/python): it is not a labeltree dependency, and its 2.3.0
+   release needs numpy < 2.4 (`np.in1d`). Set up with
+       python3 -m venv /tmp/csvenv && /tmp/csvenv/bin/pip install cityscapesscripts 'numpy<2.4'
+   Without it that comparison is skipped with a message. Per-class IoUs of both are compared.
+2. per worker: `evaluate_folder(..., workers=1)` in-process vs bare decoding of the same gt and
+   prediction files with labeltree.decode's fastest exact decoder (`decode_array`), interleaved.
+Best (least disturbed) round, median and spread are printed; targets: >= 2x faster than
+cityscapesScripts, one worker within 1.3x of bare decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.draw import polygon
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stats import CITY, cs_key, decode_files, make_cityscapes_set  # noqa: E402
+
+from labeltree.taxonomy import load_taxonomy  # noqa: E402
+
+CS_MODULE = "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling"
+
+
+def noisy_prediction(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A plausible network output: evaluated classes only, boundaries shifted band by band, wrong blobs."""
+    cs = load_taxonomy("cityscapes")
+    evaluated = np.array([c.id for c in cs.classes if c.id >= 0 and not c.ignore_in_eval])
+    to_eval = np.arange(256, dtype=np.uint8)
+    for c in cs.classes:  # classes a model does not predict become one it does (void -> road, ...)
+        if c.id >= 0 and c.ignore_in_eval:
+            to_eval[c.id] = rng.choice(evaluated)
+    pred = to_eval[gt]
+    h, w = pred.shape
+    for y in range(0, h, 32):  # boundary errors: each band of rows shifted by a few pixels
+        pred[y:y + 32] = np.roll(pred[y:y + 32], int(rng.integers(-6, 7)), axis=1)
+    for _ in range(40):  # confusions: blobs of a wrong class
+        cx, cy, r = rng.integers(0, w), rng.integers(h // 3, h), rng.integers(10, 80)
+        ang = np.sort(rng.uniform(0, 2 * np.pi, 8))
+        rr, cc = polygon(cy + r * np.sin(ang), cx + 1.5 * r * np.cos(ang), (h, w))
+        pred[rr, cc] = rng.choice(evaluated)
+    return pred
+
+
+def make_data(root: Path, n: int, bases: int) -> tuple[Path, Path]:
+    """(dataset root, prediction folder) with n frames; plus a 1-frame copy under root/one (fixed costs)."""
+    labels = make_cityscapes_set(root / "cityscapes", n, seed=5, bases=bases)
+    pred_dir = root / "pred"
+    pred_dir.mkdir()
+    rng = np.random.default_rng(6)
+    for i, gt in enumerate(labels):
+        Image.fromarray(noisy_prediction(gt, rng)).save(pred_dir / f"{cs_key(i)}_pred.png")
+    one = root / "one"
+    src = root / "cityscapes" / "gtFine" / "val" / CITY
+    for f in [*src.glob(f"{cs_key(0)}_*"), pred_dir / f"{cs_key(0)}_pred.png"]:
+        dst = one / ("pred" if f.parent == pred_dir else f"cityscapes/gtFine/val/{CITY}") / f.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(f.read_bytes())
+    return root, pred_dir
+
+
+def cs_available(py: str) -> str | None:
+    """None when `py` runs cityscapesScripts' evaluator, else why not."""
+    if not Path(py).exists():
+        return f"{py} not found"
+    r = subprocess.run([py, "-c", f"import {CS_MODULE}"], capture_output=True, text=True)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["import failed"])[-1]
+
+
+def run_cs(py: str, root: Path, pred_dir: Path, export: Path) -> float:
+    """Wall time of cityscapesScripts' evaluator on root/cityscapes, as its README runs it (a fresh process)."""
+    export.mkdir(exist_ok=True)
+    env = dict(os.environ, CITYSCAPES_DATASET=str(root / "cityscapes"), CITYSCAPES_RESULTS=str(pred_dir),
+               CITYSCAPES_EXPORT_DIR=str(export), PYTHONWARNINGS="ignore")
+    t = time.perf_counter()
+    r = subprocess.run([py, "-m", CS_MODULE], env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"cityscapesScripts failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return dt
+
+
+def run_labeltree(root: Path, pred_dir: Path, out: Path, *extra: str) -> float:
+    """Wall time of the `labeltree evaluate` command (a fresh process)."""
+    cmd = [sys.executable, "-m", "labeltree", "evaluate", "cityscapes", str(root / "cityscapes"), str(pred_dir),
+           "-o", str(out), "--quiet", *extra]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"labeltree evaluate failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return dt
+
+
+def line(name: str, ts: list[float], n: int, ref: float | None = None, ref_name: str = "") -> str:
+    best, med = min(ts), statistics.median(ts)
+    s = (f"   {name:40s} best {best:6.2f}s ({best / n * 1e3:6.1f} ms/frame)  median {med:6.2f}s  "
+         f"spread {min(ts):.2f}..{max(ts):.2f}s")
+    if ref is not None:
+        s += f"   {ref_name}{ref:5.2f}x"
+    return s
+
+
+def compare(cs_json: Path, lt_json: Path) -> str:
+    cs = json.loads(cs_json.read_text())
+    lt = json.loads(lt_json.read_text())
+    diffs = []
+    for name, iou in cs["classScores"].items():
+        mine = lt["classes"].get(name, {}).get("IoU")
+        if not (iou is None or (isinstance(iou, float) and np.isnan(iou))) and mine is not None:
+            diffs.append(abs(iou - mine))
+    return (f"   same numbers: {len(diffs)} class IoUs, max |difference| {max(diffs):.2e}; mIoU cityscapesScripts "
+            f"{100 * cs['averageScoreClasses']:.3f}%, labeltree {100 * lt['mIoU']:.3f}% (--mean-over gt: classes "
+            f"present in the gt, {lt['n_present']} of {lt['n_classes']})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=60, help="frames (2048x1024)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the per-worker comparison")
+    ap.add_argument("--cs-repeat", type=int, default=2, help="rounds of the wall-time comparison")
+    ap.add_argument("--bases", type=int, default=6, help="distinct street maps the frames are varied from")
+    ap.add_argument("--cs-python", default=os.environ.get("CS_PYTHON", "/tmp/csvenv/bin/python"),
+                    help="interpreter with cityscapesscripts installed (env CS_PYTHON)")
+    a = ap.parse_args()
+    warnings.simplefilter("ignore")  # labels without photos, on purpose
+    import torch
+
+    torch.set_num_threads(1)
+    from labeltree.evaluate import evaluate_folder
+    from labeltree.parallel import default_workers
+
+    with tempfile.TemporaryDirectory(prefix="lt-bench-eval-") as d:
+        root = Path(d)
+        t = time.perf_counter()
+        _, pred_dir = make_data(root, a.n, a.bases)
+        one = root / "one"
+        gts = sorted((root / "cityscapes" / "gtFine" / "val" / CITY).glob("*_gtFine_labelIds.png"))
+        preds = sorted(pred_dir.glob("*.png"))
+        print(f"{a.n} Cityscapes frames 2048x1024 + noisy predictions generated in {time.perf_counter() - t:.1f}s "
+              f"(gt {sum(f.stat().st_size for f in gts) / a.n / 1024:.0f} KiB, prediction "
+              f"{sum(f.stat().st_size for f in preds) / a.n / 1024:.0f} KiB on average)")
+        n = a.n
+
+        print(f"\n1. wall time, fresh process each, default settings ({a.cs_repeat} rounds; this machine: "
+              f"{default_workers()} cores, shared)")
+        why = cs_available(a.cs_python)
+        lt_json = root / "lt.json"
+        if why is not None:
+            print(f"   cityscapesScripts comparison skipped: {why}. Install it in its own venv:\n"
+                  "   python3 -m venv /tmp/csvenv && /tmp/csvenv/bin/pip install cityscapesscripts 'numpy<2.4'\n"
+                  "   (or pass --cs-python / set CS_PYTHON)")
+            lt = [run_labeltree(root, pred_dir, lt_json) for _ in range(a.cs_repeat)]
+            print(line("labeltree evaluate (default workers)", lt, n))
+        else:
+            cs_t, lt, lt1, cs_one, lt_one = [], [], [], [], []
+            for _ in range(a.cs_repeat):
+                cs_t.append(run_cs(a.cs_python, root, pred_dir, root / "cs"))
+                lt.append(run_labeltree(root, pred_dir, lt_json))
+                lt1.append(run_labeltree(root, pred_dir, root / "lt1.json", "--workers", "1"))
+                cs_one.append(run_cs(a.cs_python, one, one / "pred", root / "cs1"))
+                lt_one.append(run_labeltree(one, one / "pred", root / "lt_one.json"))
+            print(line("cityscapesScripts (defaults)", cs_t, n))
+            print(line("labeltree evaluate (default workers)", lt, n, min(cs_t) / min(lt), "faster: "))
+            print(line("labeltree evaluate --workers 1", lt1, n, min(cs_t) / min(lt1), "faster: "))
+            print(f"   speedup over cityscapesScripts: {min(cs_t) / min(lt):.2f}x best-of-rounds, "
+                  f"{statistics.median(cs_t) / statistics.median(lt):.2f}x medians (target >= 2x); one worker "
+                  f"{min(cs_t) / min(lt1):.2f}x")
+            print(compare(root / "cs" / "resultPixelLevelSemanticLabeling.json", lt_json))
+            c1, l1 = min(cs_one), min(lt_one)
+            cf, lf = (min(cs_t) - c1) / (n - 1), (min(lt) - l1) / (n - 1)
+            print(f"   fixed cost (the same commands on a 1-frame split): cityscapesScripts {c1:.2f}s, labeltree "
+                  f"{l1:.2f}s (interpreter, CLI imports, torch + torchvision for the PNG decoder); per further "
+                  f"frame: {cf * 1e3:.0f} ms vs {lf * 1e3:.0f} ms ({cf / lf:.1f}x)")
+            for m in (500, 2000):
+                print(f"   projected from these, not measured: {m} frames ({'Cityscapes val' if m == 500 else 'more'})"
+                      f" {c1 + (m - 1) * cf:.0f}s vs {l1 + (m - 1) * lf:.0f}s = "
+                      f"{(c1 + (m - 1) * cf) / (l1 + (m - 1) * lf):.1f}x")
+
+        print(f"\n2. per worker, in-process: evaluate_folder(workers=1) vs bare decoding of the same {2 * n} files "
+              f"({a.repeat} rounds)")
+        files = [f for pair in zip(gts, preds, strict=True) for f in pair]
+        cs_root = root / "cityscapes"
+
+        def ev() -> None:
+            evaluate_folder("cityscapes", cs_root, pred_dir, workers=1, progress=False)
+
+        ev()
+        decode_files(files)  # warm-up
+        bare, one = [], []
+        for _ in range(a.repeat):
+            t = time.perf_counter()
+            decode_files(files)
+            bare.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ev()
+            one.append(time.perf_counter() - t)
+        print(line("bare decoding (gt + prediction)", bare, n))
+        print(line("labeltree evaluate, 1 worker", one, n, min(one) / min(bare), ""))
+        print(f"   one worker / bare decoding: {min(one) / min(bare):.2f}x best-of-rounds, "
+              f"{statistics.median(one) / statistics.median(bare):.2f}x medians, per round "
+              f"{', '.join(f'{x / y:.2f}' for x, y in zip(one, bare, strict=True))} (target <= 1.3x)")
+
+
+if __name__ == "__main__":
+    main()
