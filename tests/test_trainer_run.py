@@ -81,6 +81,9 @@ def test_overfits_a_handful_of_images(overfit: RunResult) -> None:
     assert [r["step"] for r in overfit.losses] == list(range(1, 41))
     start, end = losses[0], float(np.mean(losses[-5:]))
     assert end < 0.15 * start, (start, end)
+    for r in overfit.losses:  # total = sum of lambda_j L_j: 1.0 for Level 1, the default 0.1 below
+        h = r["heads"]
+        assert r["loss"] == pytest.approx(h["root"] + 0.1 * sum(v for k, v in h.items() if k != "root"), rel=1e-5)
     root = [r["heads"]["root"] for r in overfit.losses]
     assert np.mean(root[-5:]) < 0.15 * root[0]
     # the val images are new frames of the same toy world: the dense datasets are largely right
