@@ -1,10 +1,11 @@
 """`labeltree evaluate` vs cityscapesScripts' evaluator on 2048x1024 Cityscapes label PNGs.
 
-Run by hand (not a test):  python benchmarks/bench_evaluate.py [--n 60] [--repeat 3] [--cs-python PY]
+Run by hand (not a test):  python benchmarks/bench_evaluate.py [--n 150] [--repeat 3] [--cs-python PY]
 
 A Cityscapes val split of N street-like 2048x1024 frames (labelIds + instanceIds, as in
 bench_stats.py) and a noisy prediction per frame (labelIds of the 19 evaluated classes with shifted
-boundaries and wrong blobs, `{city}_{seq}_{frame}_pred.png`) are generated under a temporary folder.
+boundaries and wrong blobs, `{city}_{seq}_{frame}_pred.png`) are generated under a temporary folder
+(`--distinct` of them; the others are byte copies under their own names).
 Measured in the same run:
 1. wall time, each as a fresh process with default settings:
    `python -m cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling` (CITYSCAPES_DATASET /
@@ -66,17 +67,26 @@ def noisy_prediction(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return pred
 
 
-def make_data(root: Path, n: int, bases: int) -> tuple[Path, Path]:
-    """(dataset root, prediction folder) with n frames; plus a 1-frame copy under root/one (fixed costs)."""
-    labels = make_cityscapes_set(root / "cityscapes", n, seed=5, bases=bases)
+def make_data(root: Path, n: int, distinct: int, bases: int) -> tuple[Path, Path]:
+    """(dataset root, prediction folder) with n frames; plus a 1-frame copy under root/one (fixed costs).
+
+    `distinct` frames are generated (gt, instances, prediction); the others are byte copies of them
+    under their own names (the same decoding and counting work, without minutes of generation).
+    """
+    k = min(distinct, n)
+    labels = make_cityscapes_set(root / "cityscapes", k, seed=5, bases=bases)
+    gt_dir = root / "cityscapes" / "gtFine" / "val" / CITY
     pred_dir = root / "pred"
     pred_dir.mkdir()
     rng = np.random.default_rng(6)
     for i, gt in enumerate(labels):
         Image.fromarray(noisy_prediction(gt, rng)).save(pred_dir / f"{cs_key(i)}_pred.png")
+    for i in range(k, n):
+        for d in (gt_dir, pred_dir):
+            for f in d.glob(f"{cs_key(i % k)}_*"):
+                (d / f.name.replace(cs_key(i % k), cs_key(i))).write_bytes(f.read_bytes())
     one = root / "one"
-    src = root / "cityscapes" / "gtFine" / "val" / CITY
-    for f in [*src.glob(f"{cs_key(0)}_*"), pred_dir / f"{cs_key(0)}_pred.png"]:
+    for f in [*gt_dir.glob(f"{cs_key(0)}_*"), pred_dir / f"{cs_key(0)}_pred.png"]:
         dst = one / ("pred" if f.parent == pred_dir else f"cityscapes/gtFine/val/{CITY}") / f.name
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(f.read_bytes())
@@ -140,10 +150,11 @@ def compare(cs_json: Path, lt_json: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=60, help="frames (2048x1024)")
+    ap.add_argument("--n", type=int, default=150, help="frames (2048x1024); Cityscapes val has 500")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the per-worker comparison")
     ap.add_argument("--cs-repeat", type=int, default=2, help="rounds of the wall-time comparison")
-    ap.add_argument("--bases", type=int, default=6, help="distinct street maps the frames are varied from")
+    ap.add_argument("--distinct", type=int, default=12, help="frames generated; the rest are copies of them")
+    ap.add_argument("--bases", type=int, default=4, help="street maps the distinct frames are varied from")
     ap.add_argument("--cs-python", default=os.environ.get("CS_PYTHON", "/tmp/csvenv/bin/python"),
                     help="interpreter with cityscapesscripts installed (env CS_PYTHON)")
     a = ap.parse_args()
@@ -157,11 +168,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lt-bench-eval-") as d:
         root = Path(d)
         t = time.perf_counter()
-        _, pred_dir = make_data(root, a.n, a.bases)
+        _, pred_dir = make_data(root, a.n, a.distinct, a.bases)
         one = root / "one"
         gts = sorted((root / "cityscapes" / "gtFine" / "val" / CITY).glob("*_gtFine_labelIds.png"))
         preds = sorted(pred_dir.glob("*.png"))
-        print(f"{a.n} Cityscapes frames 2048x1024 + noisy predictions generated in {time.perf_counter() - t:.1f}s "
+        print(f"{a.n} Cityscapes frames 2048x1024 + noisy predictions ({min(a.distinct, a.n)} distinct, the others "
+              f"copies) generated in {time.perf_counter() - t:.1f}s "
               f"(gt {sum(f.stat().st_size for f in gts) / a.n / 1024:.0f} KiB, prediction "
               f"{sum(f.stat().st_size for f in preds) / a.n / 1024:.0f} KiB on average)")
         n = a.n

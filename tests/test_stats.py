@@ -485,10 +485,12 @@ def test_synthetic_datasets_counts(tmp_path):
         files = sorted(p for p in root.rglob("*.png") if p.parent.name == "labels") if ds == "vistas" \
             else sorted(root.rglob("*_gtFine_labelIds.png"))
         assert files and sum(g.n_images for g in groups) == len(files)
-        direct = np.bincount(np.concatenate([np.array(Image.open(f)).ravel() for f in files]),
-                             minlength=tax.lut_size)
+        per_file = [np.bincount(np.array(Image.open(f)).ravel(), minlength=tax.lut_size) for f in files]
         total = sum(g.pixels for g in groups)
-        assert np.array_equal(total, direct[:tax.lut_size]), ds
+        assert np.array_equal(total, sum(per_file)[:tax.lut_size]), ds
+        images = sum(g.images for g in groups)  # images holding each value
+        assert np.array_equal(images, sum((c > 0).astype(np.int64) for c in per_file)[:tax.lut_size]), ds
+        assert (images > 1).any(), ds
     [gt] = run(tmp_path / "gtsdb", "gtsdb", splits=["train"])
     lines = (tmp_path / "gtsdb" / "gt.txt").read_text().splitlines()
     assert int(gt.boxes.sum()) == sum(1 for ln in lines if int(ln[:5]) < 600)
