@@ -310,9 +310,9 @@ def _count_pairs(gt: np.ndarray, pred: np.ndarray, p_size: int, size: int) -> tu
     change = np.empty(n, dtype=bool)
     change[0] = True
     np.not_equal(gt[1:], gt[:-1], out=change[1:])
-    change[1:] |= pred[1:] != pred[:-1]
-    if np.count_nonzero(change) * 8 < n:
-        starts = np.flatnonzero(change)
+    np.logical_or(change[1:], pred[1:] != pred[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    if starts.size * 8 < n:
         lengths = np.diff(starts, append=n)
         key = gt[starts].astype(np.int64) * p_size + pred[starts]
         hist = np.bincount(key, weights=lengths, minlength=size)  # float64: exact below 2**53 pixels
