@@ -120,8 +120,9 @@ def train_config(plan: Plan, data: Path, kind: str) -> Any:
     from trainer.config import load_config
 
     settings = demo_settings()
-    overrides = [f"train.steps={plan.steps}", f"model.kind={kind}", f"train.seed={plan.seed}",
-                 f"train.eval_every={plan.steps}", f"train.checkpoint_every={max(plan.steps // 4, 25)}"]
+    overrides = [*settings.get("overrides", []), f"train.steps={plan.steps}", f"model.kind={kind}",
+                 f"train.seed={plan.seed}", f"train.eval_every={plan.steps}",
+                 f"train.checkpoint_every={max(plan.steps // 4, 25)}"]
     return load_config(settings["train_config"], overrides, data_root=data)
 
 
@@ -368,6 +369,7 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
     cols = ["cityscapes", "vistas", "gtsdb", "cityscapes-extended"]
     head = ["Cityscapes", "Vistas", "GTSDB", "Cityscapes Extended signs (cross-dataset)"]
     plan = result.plan
+    changes = ", ".join(demo_settings().get("overrides", [])) or "no change"
     total = sum(result.seconds.values())
     lines = [
         "# labeltree demo report",
@@ -378,7 +380,8 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
         "",
         f"Synthetic data (`labeltree synth`, seed {plan.seed}): {plan.images} frames of Cityscapes and of Vistas, "
         f"{plan.gtsdb_images} GTSDB frames, at {plan.size[0]}x{plan.size[1]}. Both models: the "
-        f"`{demo_settings()['train_config']}` config, {plan.steps} steps, same backbone, data, batches and seed. "
+        f"`{demo_settings()['train_config']}` config with {changes}, "
+        f"{plan.steps} steps, same backbone, data, batches and seed. "
         "Numbers are in % over each dataset's evaluated classes present in the val ground truth; the paper's "
         "numbers (real data, ResNet-50, ~17 Vistas epochs) are shown for reference only.",
         "",

@@ -1,0 +1,97 @@
+"""`labeltree demo`: a shortened --quick run writes every stage's files, its report carries the
+evaluation's numbers, and a re-run continues instead of starting over."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from labeltree.cli import main
+from labeltree.demo import chance_level, make_plan, verdict
+from labeltree.hierarchy import load_hierarchy
+
+pytestmark = pytest.mark.slow
+
+# Shortened --quick: fewer frames and steps than the plan.
+ARGS = ["--quick", "--images", "12", "--gtsdb-images", "18", "--steps", "12", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), *ARGS])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return out, res.output
+
+
+def test_every_stage_wrote_its_files(demo_run):
+    out, output = demo_run
+    synth = json.loads((out / "data" / "synth.json").read_text())
+    assert synth["complete"] and synth["frames"]["gtsdb"] == {"train": 12, "test": 6}
+    merged = json.loads((out / "merge.json").read_text())
+    assert sorted(len(c["classes"]) for c in merged["classifiers"]) == [2, 3, 10, 43, 53]
+    rows = json.loads((out / "stats.json").read_text())
+    assert {r["dataset"] for r in rows} >= {"cityscapes", "vistas", "gtsdb", "cityscapes-extended"}
+    for model in ("hierarchical", "flat"):
+        run = out / "runs" / model
+        assert (run / "last.pt").exists() and (run / "config.yaml").exists()
+        steps = [json.loads(x)["step"] for x in (run / "train.jsonl").read_text().splitlines()]
+        assert steps[-1] == 12
+        ev = json.loads((out / "eval" / f"{model}.json").read_text())
+        assert set(ev) == {"cityscapes", "vistas", "gtsdb", "cityscapes-extended"}
+        for d in ev.values():
+            assert 0.0 <= d["mIoU"] <= d["mPA"] + 1e-9 <= 1.0 + 1e-9  # IoU <= recall, class by class
+    for png in ("predictions.png", "per_class.png", "losses.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    for title in ("Table I", "Table II", "Table III", "Table IV", "Verdict"):
+        assert f"## {title}" in report
+    assert "![predictions](predictions.png)" in report
+    assert "## Table III" in output and "report:" in output
+
+
+def test_report_numbers_are_the_evaluation_numbers(demo_run):
+    out, _ = demo_run
+    report = (out / "report.md").read_text()
+    ev = json.loads((out / "eval" / "hierarchical.json").read_text())
+    table3 = report.split("## Table III")[1].split("##")[0]
+    row = next(ln for ln in table3.splitlines() if ln.startswith("| mIoU (%) ours"))
+    cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+    expected = [f"{100 * ev[d]['mIoU']:.1f}" for d in ("cityscapes", "vistas", "gtsdb", "cityscapes-extended")]
+    assert cells == expected
+
+
+def test_chance_level_and_the_verdicts_sign_line(demo_run):
+    out, _ = demo_run
+    ev = json.loads((out / "eval" / "hierarchical.json").read_text())
+    assert chance_level(load_hierarchy("cityscapes+vistas+gtsdb")) == pytest.approx(1 / 43)
+    m = re.search(r"hierarchical ([\d.]+)%, flat ([\d.]+)%, chance 2.3%", (out / "report.md").read_text())
+    assert m and float(m.group(1)) == pytest.approx(100 * ev["cityscapes-extended"]["mPA"], abs=0.05)
+
+
+def test_rerun_continues_instead_of_starting_over(demo_run):
+    out, _ = demo_run
+    before = (out / "runs" / "hierarchical" / "last.pt").stat().st_mtime_ns
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), *ARGS])
+    assert res.exit_code == 0, res.output
+    assert "reusing" in res.output
+    assert (out / "runs" / "hierarchical" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_verdict_says_when_flat_wins():
+    flat_better = {"mPA": 0.5, "mIoU": 0.4}
+    hier = {"mPA": 0.3, "mIoU": 0.2}
+    m = {"hierarchical": {"cityscapes": hier, "cityscapes-extended": hier},
+         "flat": {"cityscapes": flat_better, "cityscapes-extended": flat_better}}
+    text = "\n".join(verdict(m, 1 / 43))
+    assert "the flat baseline wins" in text and "hierarchical better on none" in text
+
+
+def test_plan_overrides_and_bad_values():
+    p = make_plan(True, images=10, steps=7)
+    assert (p.images, p.steps) == (10, 7)
+    res = CliRunner().invoke(main, ["demo", "--steps", "0"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
