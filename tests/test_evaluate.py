@@ -200,15 +200,11 @@ def test_class_sets(tree):
         resolve_classes("paper", LabelSpace.of(load_taxonomy("cityscapes")))
 
 
-def test_gtsdb_paper_rule_on_the_real_gt_gives_the_papers_28(real_fixtures, tmp_path):
+def test_gtsdb_paper_rule_on_the_real_gt_gives_the_papers_28(real_gtsdb_root):
     from labeltree.evaluate import gtsdb_class_pixels
     from labeltree.readers import open_dataset
 
-    root = tmp_path / "gtsdb"
-    (root / "frames").mkdir(parents=True)
-    (root / "gt.txt").write_bytes((real_fixtures / "gtsdb" / "gt.txt").read_bytes())
-    for f in (real_fixtures / "gtsdb" / "frames-jpeg").glob("*.jpg"):
-        (root / "frames" / f.name).write_bytes(f.read_bytes())
+    root = real_gtsdb_root
     with pytest.warns(UserWarning):
         reader = open_dataset("gtsdb", root)
         train = gtsdb_class_pixels(reader, "train", (512, 850))

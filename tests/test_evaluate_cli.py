@@ -214,15 +214,11 @@ def test_vistas_folder(real_fixtures, tmp_path):
     assert data["mIoU"] == 1.0 and data["n_classes"] == 65 and data["split"] == "val"
 
 
-def test_gtsdb_fine_vs_coarse_boxes(real_fixtures, tmp_path):
+def test_gtsdb_fine_vs_coarse_boxes(real_gtsdb_root, tmp_path):
     from labeltree.gtsdb_masks import render_mask
     from labeltree.readers import open_dataset
 
-    root = tmp_path / "gtsdb"
-    (root / "frames").mkdir(parents=True)
-    (root / "gt.txt").write_bytes((real_fixtures / "gtsdb" / "gt.txt").read_bytes())
-    for f in (real_fixtures / "gtsdb" / "frames-jpeg").glob("*.jpg"):
-        (root / "frames" / f.name).write_bytes(f.read_bytes())
+    root = real_gtsdb_root
     with pytest.warns(UserWarning):
         reader = open_dataset("gtsdb", root)
         samples = reader.samples("train")
