@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,10 @@ class DemoResult:
     report: Path | None = None
 
 
+@cache
 def demo_settings() -> dict[str, Any]:
-    """configs/demo.yaml: the plans, the training config and the paper's numbers (data, not code)."""
+    """configs/demo.yaml: the plans, the training config and the paper's numbers (data, not code).
+    Read once per process; callers copy before changing it."""
     path = config_dir() / "demo.yaml"
     return yaml.safe_load(path.read_text())
 
@@ -182,32 +185,29 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
     cfg = train_config(plan, data, "flat" if pred.flat is not None else "hierarchical")
     sources = eval_sources(cfg, pred.h)
     rule = _sign_rule_for_flat(pred)
+    class_to_node = pred.flat.class_to_node() if pred.flat is not None else None
+    signs = _sign_node_mask(pred.h)
     results, samples = {}, {}
     pred.model.eval()
     for src in sources:
         ev = make_evaluator(pred, src.name)
-        boxes = pred.h.mapping(src.name).is_boxes
         use_rule = rule is not None and pred.h.mapping(src.name).evaluation_only
-        kept = []
+        kept, first = [], None
         for i in tqdm(range(len(src)), desc=f"evaluate {src.name}", unit="img", disable=not progress, leave=False):
             img, lab = src.load(i)
-            x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
-            with torch.no_grad():
-                scores = pred.scores(x)
+            scores = pred.scores(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None])
             if use_rule:
-                decision = second_choice(scores[0][0].cpu().numpy(), rule[0], rule[1], axis=0)
-                nodes = pred.flat.class_to_node()[decision]
+                nodes = class_to_node[second_choice(scores[0][0].cpu().numpy(), rule[0], rule[1], axis=0)]
             else:
                 nodes = pred.nodes(scores)[0].cpu().numpy()
             ev.add(lab, pred.dataset_values(nodes, src.name), gt_path=src.items[i].source)
-            signs = (lab > 0).any() if boxes else True
-            if len(kept) < keep and signs and _has_sign(pred.h, src.name, lab):
-                kept.append((np.asarray(img), np.asarray(lab), nodes))
-        if not kept and len(src):
-            img, lab = src.load(0)
-            x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
-            with torch.no_grad():
-                kept.append((np.asarray(img), np.asarray(lab), pred.nodes(pred.scores(x))[0].cpu().numpy()))
+            sample = (np.asarray(img), np.asarray(lab), nodes)
+            if first is None:
+                first = sample
+            if len(kept) < keep and signs[_gt_nodes(pred.h, src.name, lab)].any():
+                kept.append(sample)
+        if not kept and first is not None:  # no frame shows a sign: show the first one
+            kept.append(first)
         res = ev.result()
         res.pop("confusion", None)
         if use_rule:
@@ -217,19 +217,23 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
     return results, samples
 
 
-def _has_sign(h: Any, dataset: str, lab: np.ndarray) -> bool:
-    """Whether a label map shows a traffic-sign front (the node the box dataset hangs under)."""
+def _gt_nodes(h: Any, dataset: str, lab: np.ndarray) -> np.ndarray:
+    """Tree node per pixel of a stored label map; ignored and unknown values (< 0) -> len(h.nodes)."""
+    v2n = h.tables(dataset).value_to_node
+    nodes = v2n[np.clip(lab.astype(np.int64), 0, len(v2n) - 1)]
+    return np.where(nodes >= 0, nodes, len(h.nodes))
+
+
+def _sign_node_mask(h: Any) -> np.ndarray:
+    """[len(h.nodes) + 1] bool: the traffic-sign front node and its subclasses (all True without a box dataset)."""
     from .evaluate import sign_rule_nodes
 
     rule = sign_rule_nodes(h)
     if rule is None:
-        return True
-    t = h.tables(dataset)
-    v2n = t.value_to_node
-    nodes = v2n[np.clip(lab.astype(np.int64), 0, len(v2n) - 1)]
-    sign_nodes = np.zeros(len(h.nodes) + 2, dtype=bool)
-    sign_nodes[[rule[0], *rule[1]]] = True
-    return bool(sign_nodes[np.where(nodes >= 0, nodes, len(h.nodes))].any())
+        return np.ones(len(h.nodes) + 1, dtype=bool)
+    mask = np.zeros(len(h.nodes) + 1, dtype=bool)
+    mask[[rule[0], *rule[1]]] = True
+    return mask
 
 
 # -- numbers for the tables -------------------------------------------------------------------------
@@ -255,14 +259,8 @@ def chance_level(h: Any) -> float:
 
 # -- figures ------------------------------------------------------------------------------------------
 
-def _colour_gt(h: Any, dataset: str, lab: np.ndarray) -> np.ndarray:
-    v2n = h.tables(dataset).value_to_node
-    nodes = v2n[np.clip(lab.astype(np.int64), 0, len(v2n) - 1)]
-    colours = np.vstack([h.colors(), np.zeros((1, 3), np.uint8)])
-    return colours[np.where(nodes >= 0, nodes, len(h.nodes))]
-
-
 def _colour_nodes(h: Any, nodes: np.ndarray) -> np.ndarray:
+    """Tree colours; nodes < 0 (no class) and len(h.nodes) (ignored gt) black."""
     colours = np.vstack([h.colors(), np.zeros((1, 3), np.uint8)])
     return colours[np.where(nodes >= 0, nodes, len(h.nodes))]
 
@@ -278,7 +276,8 @@ def plot_predictions(path: Path, h: Any, samples: dict[str, dict[str, list[tuple
     for r, d in enumerate(rows):
         img, lab, hn = samples["hierarchical"][d][0]
         fn = samples["flat"][d][0][2] if samples["flat"].get(d) else None
-        panels = [(img, "image"), (_colour_gt(h, d, lab), "ground truth"), (_colour_nodes(h, hn), "hierarchical")]
+        panels = [(img, "image"), (_colour_nodes(h, _gt_nodes(h, d, lab)), "ground truth"),
+                  (_colour_nodes(h, hn), "hierarchical")]
         panels.append((_colour_nodes(h, fn) if fn is not None else np.zeros_like(img), "flat"))
         for c, (a, title) in enumerate(panels):
             ax = axes[r][c]
