@@ -192,14 +192,14 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image as HxWx3 uint8 RGB (PIL: photos are JPEG/PPM/8-bit PNG, decoded once per use)."""
+    """An image as a writable HxWx3 uint8 RGB array (PIL: photos are JPEG/PPM/8-bit PNG, decoded once per
+    use). Writable so that torch.from_numpy can take it as is; np.array costs ~0.6 ms more than
+    np.asarray on 2 Mpx, against ~30 ms of JPEG decoding."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode == "RGB":
-                return np.asarray(im)
-            return np.asarray(im.convert("RGB"))
+            return np.array(im if im.mode == "RGB" else im.convert("RGB"))
     except FileNotFoundError:
         raise LabeltreeError("image file not found", path) from None
     except (OSError, SyntaxError, ValueError) as e:

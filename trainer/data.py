@@ -21,6 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from labeltree.decode import read_rgb
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json
 from labeltree.hierarchy import UNKNOWN, Hierarchy
@@ -123,7 +124,7 @@ class Source:
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(HxWx3 uint8 image, HxW stored values) at training scale."""
         it = self.items[i]
-        img = _read_rgb(Path(it.image))
+        img = read_rgb(it.image)
         if it.label is not None:
             lab = decode_label(Path(it.label), self.taxonomy) if not self.cached else _read_png(Path(it.label))
         else:
@@ -135,14 +136,6 @@ class Source:
         if self.resize and tuple(lab.shape) != self.resize:
             img, lab = resize_pair(img, lab, self.resize)
         return img, lab
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))  # writable: torch.from_numpy needs it
-    except OSError as e:
-        raise LabeltreeError(f"cannot decode image ({e})", path) from None
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -323,7 +316,7 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path]) -> dict[str, Any]:
     it, taxonomy, resize, out = args
-    img = _read_rgb(Path(it.image))
+    img = read_rgb(it.image)
     rec: dict[str, Any] = {"key": it.key, "source": it.source, "image": f"{it.key}.png"}
     labels: dict[str, np.ndarray] = {}
     if it.label is not None:

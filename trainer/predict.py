@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
+from labeltree.decode import read_rgb as decode_rgb
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_png
 from labeltree.hierarchy import Hierarchy, load_hierarchy
@@ -116,13 +116,10 @@ class Predictor:
 
 
 def read_rgb(path: str | Path | None) -> np.ndarray:
-    if path is None or not Path(path).exists():
-        raise LabeltreeError("image not found", path)
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except OSError as e:
-        raise LabeltreeError(f"cannot decode image ({e})", path) from None
+    """labeltree.decode.read_rgb for a sample whose photo may be missing (path None)."""
+    if path is None:
+        raise LabeltreeError("image not found (the sample has a label but no photo)")
+    return decode_rgb(path)
 
 
 def no_label_value(h: Hierarchy, dataset: str) -> int:
