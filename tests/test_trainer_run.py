@@ -132,13 +132,17 @@ class Killed(RuntimeError):
     pass
 
 
-def test_resume_after_interrupt_reproduces_the_uninterrupted_run(toy: Path, tmp_path: Path,
+@pytest.mark.parametrize("opt", [{"name": "sgd", "lr": 0.05}, {"name": "adamw", "lr": 0.002}])
+def test_resume_after_interrupt_reproduces_the_uninterrupted_run(toy: Path, tmp_path: Path, opt: dict[str, Any],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     steps = 8
-    full = train(config_from_dict(toy_cfg(toy, steps=steps)), tmp_path / "full", progress=False, log=quiet)
+    full_cfg = config_from_dict(toy_cfg(toy, optim=opt, steps=steps))
+    assert type(train_mod.make_optimizer(full_cfg.optim, torch.nn.Linear(1, 1))).__name__ == (
+        "AdamW" if opt["name"] == "adamw" else "SGD")
+    full = train(full_cfg, tmp_path / "full", progress=False, log=quiet)
 
     # same run, checkpoints every 3 steps, killed during step 6 (steps 1..5 were logged, last.pt is step 3)
-    cfg = config_from_dict(toy_cfg(toy, steps=steps, checkpoint_every=3))
+    cfg = config_from_dict(toy_cfg(toy, optim=opt, steps=steps, checkpoint_every=3))
     real_loss = train_mod.hierarchical_loss
     calls = {"n": 0}
 
@@ -160,7 +164,7 @@ def test_resume_after_interrupt_reproduces_the_uninterrupted_run(toy: Path, tmp_
     b = read_jsonl(tmp_path / "cut" / "train.jsonl")
     assert [r["step"] for r in b] == list(range(1, steps + 1))
     assert [(r["loss"], r["heads"], r["lr"]) for r in a] == [(r["loss"], r["heads"], r["lr"]) for r in b]
-    assert a[-1]["lr"] == 0.025  # the milestone at step 5 halved it, in both runs
+    assert a[-1]["lr"] == opt["lr"] / 2  # the milestone at step 5 halved it, in both runs
     sa, sb = load_checkpoint(full.last), load_checkpoint(tmp_path / "cut" / "last.pt")
     assert sa["step"] == sb["step"] == steps
     for k, v in sa["model"].items():

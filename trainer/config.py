@@ -63,6 +63,8 @@ class ModelCfg(_Strict):
 
 
 class OptimCfg(_Strict):
+    # paper: SGD with momentum; adamw (beta1 = momentum) trains a tiny net from scratch in fewer steps
+    name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1.7e-4

@@ -25,7 +25,7 @@ from labeltree.fsutil import write_text
 from labeltree.hierarchy import Hierarchy, load_hierarchy
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import Config, EvalDatasetCfg
+from .config import Config, EvalDatasetCfg, OptimCfg
 from .data import Source, build_loader, build_sources, check_labels, normalise
 from .evaluation import evaluate_sources
 from .loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
@@ -187,8 +187,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     model = build_model(cfg.model, sizes).to(device)
     if device.type == "cuda" and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                          weight_decay=cfg.optim.weight_decay)
+    opt = make_optimizer(cfg.optim, model)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones_in_steps(cfg, sources, world), gamma=cfg.optim.gamma)
     start, best = 0, -math.inf
     if state is not None:
@@ -305,6 +304,13 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def make_optimizer(o: OptimCfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper) or AdamW, whose first-moment decay is `momentum`."""
+    if o.name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def _state(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int, best: float,
