@@ -59,6 +59,8 @@ WORLD_NODES = ("Sky", "Building", "Vegetation", "Terrain", "Road", "Sidewalk", "
 CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau")}
 CS_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame snippet
 GTSDB_TRAIN, GTSDB_TEST, GTSDB_TEST_START = 600, 300, 600
+GTSDB_SIGNS = (1, 3)  # signs per GTSDB frame (lo, hi); 1 frame in 10 has none
+MAX_SIGNS = 8  # a 256-px-wide frame holds about this many sign posts side by side
 JPEG_QUALITY = 90
 VAL_EVERY = 5  # every 5th frame is validation: 80 % / 20 %
 
@@ -553,11 +555,13 @@ def _sign_post(cv: _Canvas, st: _Street, rng: np.random.Generator, world: World,
 
 
 def render_scene(dataset: str, seed: int, index: int, width: int, height: int,
-                 sign_classes: list[int] | None = None, world: World | None = None) -> Scene:
+                 sign_classes: list[int] | None = None, world: World | None = None,
+                 street_signs: tuple[int, int] | None = None) -> Scene:
     """Render frame `index` of `dataset`'s synthetic set: a pure function of its arguments.
 
     `sign_classes`: GTSDB ClassIDs of the sign fronts to draw (GTSDB frames); None = the style's
-    random number of sign posts with random classes and some sign backs (Cityscapes / Vistas).
+    random number of sign posts with random classes and some sign backs (Cityscapes / Vistas);
+    `street_signs` (lo, hi) overrides that number of posts.
     """
     world = world or get_world()
     style = STYLES["gtsdb" if dataset == "gtsdb" else dataset]
@@ -594,7 +598,10 @@ def render_scene(dataset: str, seed: int, index: int, width: int, height: int,
     taken: list[tuple[int, int]] = []
     posts = []
     if sign_classes is None:
-        n_posts = int(rng.choice(style.sign_poles)) if style.sign_poles else 0
+        if street_signs is not None:
+            n_posts = int(rng.integers(street_signs[0], street_signs[1] + 1))
+        else:
+            n_posts = int(rng.choice(style.sign_poles)) if style.sign_poles else 0
         wanted = []
         for _ in range(n_posts):
             front = rng.random() >= style.back_share
@@ -704,13 +711,15 @@ def gtsdb_layout(n: int) -> list[int]:
     return list(range(n_train)) + list(range(GTSDB_TEST_START, GTSDB_TEST_START + n_test))
 
 
-def gtsdb_sign_classes(seed: int, frame: int, n_classes: int) -> list[int]:
-    """ClassIDs drawn in GTSDB frame `frame`: 0-3 signs; consecutive frames walk through a seeded
-    permutation of all classes, so any ~n_classes/2 frames hold every class."""
+def gtsdb_sign_classes(seed: int, frame: int, n_classes: int, signs: tuple[int, int] = GTSDB_SIGNS) -> list[int]:
+    """ClassIDs drawn in GTSDB frame `frame`: none in 1 frame of 10, else `signs` (lo, hi) of them;
+    consecutive frames walk through a seeded permutation of all classes, so any ~n_classes/hi frames
+    hold every class."""
+    lo, hi = signs
     rng = frame_rng(seed, "gtsdb-classes", frame)
-    n = 0 if rng.random() < 0.1 else int(rng.integers(1, 4))
+    n = 0 if rng.random() < 0.1 else int(rng.integers(lo, hi + 1))
     perm = np.random.default_rng([int(seed) & 0xFFFFFFFF, 43043]).permutation(n_classes)
-    return [int(perm[(3 * frame + s) % n_classes]) for s in range(n)]
+    return [int(perm[(hi * frame + s) % n_classes]) for s in range(n)]
 
 
 @dataclass(frozen=True)
@@ -722,6 +731,8 @@ class _Job:
     height: int
     out: str
     hierarchy: str
+    gtsdb_signs: tuple[int, int] = GTSDB_SIGNS
+    street_signs: tuple[int, int] | None = None
 
 
 def _make(job: _Job) -> dict:
@@ -729,13 +740,13 @@ def _make(job: _Job) -> dict:
     world = get_world(job.hierarchy)
     out = Path(job.out)
     if job.dataset == "gtsdb":
-        classes = gtsdb_sign_classes(job.seed, job.index, len(world.signs))
+        classes = gtsdb_sign_classes(job.seed, job.index, len(world.signs), job.gtsdb_signs)
         sc = render_scene("gtsdb", job.seed, job.index, job.width, job.height, classes, world)
         name = f"{job.index:05d}.ppm"
         write_ppm(out / FOLDERS["gtsdb"] / name, sc.rgb)
         return {"dataset": "gtsdb", "name": name,
                 "boxes": [(s.x0, s.y0, s.x1, s.y1, s.class_id) for s in sc.signs]}
-    sc = render_scene(job.dataset, job.seed, job.index, job.width, job.height, None, world)
+    sc = render_scene(job.dataset, job.seed, job.index, job.width, job.height, None, world, job.street_signs)
     if job.dataset == "cityscapes":
         split, city, key = cityscapes_key(job.index)
         root, ext_root = out / FOLDERS["cityscapes"], out / FOLDERS["cityscapes-extended"]
@@ -825,14 +836,20 @@ def _prepare_out(out: Path, force: bool) -> None:
 
 def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int, int] = (256, 128),
                workers: int | None = None, force: bool = False, gtsdb_images: int | None = None,
-               progress: bool = True, hierarchy: str = HIERARCHY) -> SynthResult:
+               progress: bool = True, hierarchy: str = HIERARCHY, gtsdb_signs: tuple[int, int] = GTSDB_SIGNS,
+               street_signs: tuple[int, int] | None = None) -> SynthResult:
     """Write `images` frames of each dataset under `out` (see module doc); returns counts for a summary.
 
-    GTSDB gets `gtsdb_images` frames (default: `images`, at most 900 because of its numbering).
+    GTSDB gets `gtsdb_images` frames (default: `images`, at most 900 because of its numbering) with
+    `gtsdb_signs` (lo, hi) signs each; `street_signs` sets the sign posts per Cityscapes/Vistas frame
+    (default: the style's 0-3). Denser signs give a sign classifier more examples per frame.
     An earlier synth output in `out` is replaced; any other non-empty folder needs `force`.
     """
     if images < 1:
         raise LabeltreeError(f"--images must be at least 1, got {images}")
+    for opt, r in (("--gtsdb-signs", gtsdb_signs), ("--street-signs", street_signs)):
+        if r is not None and not 0 <= r[0] <= r[1] <= MAX_SIGNS:
+            raise LabeltreeError(f"{opt} must be LO-HI with 0 <= LO <= HI <= {MAX_SIGNS}, got {r[0]}-{r[1]}")
     width, height = size
     out = Path(out)
     n_gtsdb = min(images, GTSDB_TRAIN + GTSDB_TEST) if gtsdb_images is None else gtsdb_images
@@ -841,11 +858,12 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
     _prepare_out(out, force)
     t0 = time.perf_counter()
     params = {"generator": "labeltree synth", "seed": seed, "images": images, "gtsdb_images": n_gtsdb,
-              "size": [width, height], "hierarchy": hierarchy}
+              "size": [width, height], "hierarchy": hierarchy, "gtsdb_signs": list(gtsdb_signs),
+              "street_signs": list(street_signs) if street_signs is not None else None}
     write_json(out / MARKER, {**params, "complete": False})
-    jobs = [_Job(ds, i, seed, width, height, str(out), hierarchy) for ds in ("cityscapes", "vistas")
-            for i in range(images)]
-    jobs += [_Job("gtsdb", i, seed, width, height, str(out), hierarchy) for i in frames_gtsdb]
+    jobs = [_Job(ds, i, seed, width, height, str(out), hierarchy, street_signs=street_signs)
+            for ds in ("cityscapes", "vistas") for i in range(images)]
+    jobs += [_Job("gtsdb", i, seed, width, height, str(out), hierarchy, gtsdb_signs=gtsdb_signs) for i in frames_gtsdb]
     frames: dict[str, dict[str, int]] = {"cityscapes": {}, "vistas": {}, "gtsdb": {}}
     counts = {ds: np.zeros(256, dtype=np.int64) for ds in ("cityscapes", "vistas")}
     signs: dict[str, dict[int, int]] = {"cityscapes": {}, "vistas": {}, "gtsdb": {}}

@@ -354,3 +354,26 @@ def test_cli(tmp_path: Path) -> None:
     foreign = runner.invoke(main, ["synth", str(tmp_path / "c" / "vistas"), "-n", "1"])
     assert foreign.exit_code == 2 and "--force" in foreign.output and "Traceback" not in foreign.output
     assert parse_size("320X160") == (320, 160)
+
+
+def test_sign_density_options(tmp_path: Path) -> None:
+    """--gtsdb-signs LO-HI: every GTSDB frame with signs holds LO..HI of them (all placed, none
+    overlapping); --street-signs raises the Cityscapes sign posts; bad ranges exit 2."""
+    res = CliRunner().invoke(main, ["synth", str(tmp_path / "s"), "-n", "12", "--gtsdb-images", "30",
+                                    "--gtsdb-signs", "4-6", "--street-signs", "3-3", "--workers", "1",
+                                    "--no-progress", "--json"])
+    assert res.exit_code == 0, res.output
+    boxes = open_dataset("gtsdb", tmp_path / "s" / "gtsdb").ground_truth().boxes
+    per_frame = [len(bs) for bs in boxes.values() if bs]
+    assert per_frame and min(per_frame) >= 4 and max(per_frame) <= 6
+    for bs in boxes.values():  # side by side: no two boxes share a column
+        spans = sorted((b.x0, b.x1) for b in bs)
+        assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+    meta = json.loads((tmp_path / "s" / "synth.json").read_text())
+    assert meta["gtsdb_signs"] == [4, 6] and meta["street_signs"] == [3, 3]
+    fronts, frames = sum(meta["signs"]["cityscapes-extended"].values()), sum(meta["frames"]["cityscapes"].values())
+    assert fronts > 1.5 * frames  # 3 posts per frame, 1 in 5 a sign back (default: ~1.3 fronts per frame)
+    assert gtsdb_sign_classes(0, 7, 43) == gtsdb_sign_classes(0, 7, 43, (1, 3))  # the default is unchanged
+    for bad in ("5-2", "0-9", "x"):
+        r = CliRunner().invoke(main, ["synth", str(tmp_path / "b"), "--gtsdb-signs", bad])
+        assert r.exit_code == 2 and "--gtsdb-signs" in r.output and "Traceback" not in r.output

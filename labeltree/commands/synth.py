@@ -6,7 +6,19 @@ from pathlib import Path
 
 import click
 
-from ..synth import as_json, parse_size, summary, synthesize
+from ..errors import LabeltreeError
+from ..synth import GTSDB_SIGNS, as_json, parse_size, summary, synthesize
+
+
+def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
+    """'LO-HI' (or one number N = N-N) -> (lo, hi)."""
+    if text is None:
+        return None
+    lo, _, hi = text.partition("-")
+    try:
+        return int(lo), int(hi or lo)
+    except ValueError:
+        raise LabeltreeError(f"{option} expects LO-HI such as 2-4, got '{text}'") from None
 
 
 @click.command("synth")
@@ -15,6 +27,10 @@ from ..synth import as_json, parse_size, summary, synthesize
               help="Frames per dataset (GTSDB: at most 900, its numbering).")
 @click.option("--gtsdb-images", type=click.IntRange(min=0, max=900), default=None,
               help="GTSDB frames if different from --images (2/3 from 00000 = train, the rest from 00600 = test).")
+@click.option("--gtsdb-signs", default=f"{GTSDB_SIGNS[0]}-{GTSDB_SIGNS[1]}", show_default=True,
+              help="Signs per GTSDB frame LO-HI (1 frame in 10 has none).")
+@click.option("--street-signs", default=None,
+              help="Sign posts per Cityscapes/Vistas frame LO-HI (default: 0-3, mostly 1-2).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed and size, same bytes.")
 @click.option("--size", default="256x128", show_default=True, help="Frame size WIDTHxHEIGHT for all datasets.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
@@ -24,8 +40,8 @@ from ..synth import as_json, parse_size, summary, synthesize
                    "replaced, nothing else is touched).")
 @click.option("--json", "as_json_flag", is_flag=True, help="Print a JSON summary instead of text.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def synth_cmd(out: Path, images: int, gtsdb_images: int | None, seed: int, size: str, workers: int | None,
-              force: bool, as_json_flag: bool, no_progress: bool) -> None:
+def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str, street_signs: str | None,
+              seed: int, size: str, workers: int | None, force: bool, as_json_flag: bool, no_progress: bool) -> None:
     """Write synthetic street scenes of one world in the datasets' native layouts.
 
     \b
@@ -44,7 +60,9 @@ def synth_cmd(out: Path, images: int, gtsdb_images: int | None, seed: int, size:
       labeltree stats cityscapes data/synth/cityscapes
     """
     res = synthesize(out, images=images, seed=seed, size=parse_size(size), workers=workers, force=force,
-                     gtsdb_images=gtsdb_images, progress=not no_progress)
+                     gtsdb_images=gtsdb_images, progress=not no_progress,
+                     gtsdb_signs=parse_range(gtsdb_signs, "--gtsdb-signs") or GTSDB_SIGNS,
+                     street_signs=parse_range(street_signs, "--street-signs"))
     click.echo(as_json(res) if as_json_flag else summary(res))
 
 
