@@ -11,6 +11,7 @@ figures. The report states whatever the runs give, including flat beating hierar
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ class Plan:
     size: tuple[int, int]  # (W, H)
     steps: int
     seed: int = 0
+    gtsdb_signs: tuple[int, int] = (1, 3)  # signs per GTSDB frame (lo, hi)
+    street_signs: tuple[int, int] | None = None  # sign posts per Cityscapes/Vistas frame; None = synth default
 
 
 @dataclass
@@ -66,7 +69,9 @@ def make_plan(quick: bool, images: int | None = None, gtsdb_images: int | None =
         raise LabeltreeError("the demo needs at least 4 frames per dataset (6 for GTSDB) to have train and val splits")
     if p["steps"] < 1:
         raise LabeltreeError("--steps must be at least 1")
-    return Plan(int(p["images"]), int(p["gtsdb_images"]), tuple(p["size"]), int(p["steps"]), int(p["seed"]))
+    street = p.get("street_signs")
+    return Plan(int(p["images"]), int(p["gtsdb_images"]), tuple(p["size"]), int(p["steps"]), int(p["seed"]),
+                tuple(p.get("gtsdb_signs", (1, 3))), tuple(street) if street is not None else None)
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -79,13 +84,15 @@ def stage_synth(out: Path, plan: Plan, progress: bool, log: Callable[[str], None
     if meta.exists():
         m = json.loads(meta.read_text())
         if (m.get("complete") and m.get("seed") == plan.seed and m.get("images") == plan.images
-                and m.get("gtsdb_images") == plan.gtsdb_images and list(m.get("size", [])) == list(plan.size)):
+                and m.get("gtsdb_images") == plan.gtsdb_images and list(m.get("size", [])) == list(plan.size)
+                and m.get("gtsdb_signs") == list(plan.gtsdb_signs)
+                and m.get("street_signs") == (list(plan.street_signs) if plan.street_signs else None)):
             log(f"[1/5] synthetic data: reusing {data}")
             return data
     log(f"[1/5] synthetic data: {plan.images} frames each of Cityscapes, Vistas (+ Cityscapes Extended), "
         f"{plan.gtsdb_images} GTSDB frames at {plan.size[0]}x{plan.size[1]} -> {data}")
     synthesize(data, images=plan.images, gtsdb_images=plan.gtsdb_images, seed=plan.seed, size=plan.size,
-               progress=progress)
+               progress=progress, gtsdb_signs=plan.gtsdb_signs, street_signs=plan.street_signs)
     return data
 
 
@@ -119,35 +126,84 @@ def stage_stats(out: Path, data: Path, hierarchy: Any, datasets: list[str], prog
     return rep.summary
 
 
-def train_config(plan: Plan, data: Path, kind: str) -> Any:
+def train_config(plan: Plan, data: Path, kind: str, threads: int | None = None) -> Any:
     from trainer.config import load_config
 
     settings = demo_settings()
     overrides = [*settings.get("overrides", []), f"train.steps={plan.steps}", f"model.kind={kind}",
                  f"train.seed={plan.seed}", f"train.eval_every={plan.steps}",
                  f"train.checkpoint_every={max(plan.steps // 4, 25)}"]
+    if threads:
+        overrides.append(f"train.threads={threads}")
     return load_config(settings["train_config"], overrides, data_root=data)
 
 
-def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable[[str], None]) -> dict[str, Path]:
+def _train_one(kind: str, plan: Plan, data: Path, run: Path, progress: bool, threads: int | None = None) -> Path:
+    """Train (or resume) one model into `run`; its resolved config and messages go to run/../KIND.log."""
     from trainer.train import train
 
-    runs = {}
+    cfg = train_config(plan, data, kind, threads)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    with open(run.parent / f"{kind}.log", "a") as f:
+        def quiet(msg: str) -> None:
+            f.write(msg + "\n")
+            f.flush()
+        res = train(cfg, run, resume=(run / "last.pt").exists(), progress=progress, log=quiet)
+    return res.last or run / "last.pt"
+
+
+def _last_step(run: Path) -> int:
+    """The step of the last line of run/train.jsonl (0 before the first)."""
+    p = run / "train.jsonl"
+    try:
+        with open(p, "rb") as f:
+            f.seek(max(0, p.stat().st_size - 4096))
+            lines = f.read().splitlines()
+        return int(json.loads(lines[-1])["step"]) if lines else 0
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0
+
+
+def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable[[str], None]) -> dict[str, Path]:
+    """Both models, one after the other on a GPU; on a CPU with >= 2 cores side by side in two
+    processes with half the cores each (small convolutions do not use 2 threads well: ~1.5x faster)."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    together = not torch.cuda.is_available() and cores >= 2
+    cfg = train_config(plan, data, MODELS[0])
+    runs = {kind: out / "runs" / kind for kind in MODELS}
     for i, kind in enumerate(MODELS):
-        cfg = train_config(plan, data, kind)
-        run = out / "runs" / kind
-        resume = (run / "last.pt").exists()
         log(f"[4/5] training the {kind} model ({i + 1}/2): {plan.steps} steps, backbone {cfg.model.backbone}, "
             f"batch {cfg.batch_size} ({', '.join(f'{d.name} {d.share}' for d in cfg.datasets)})"
-            + (" - resuming" if resume else ""))
-        run.parent.mkdir(parents=True, exist_ok=True)
-        with open(run.parent / f"{kind}.log", "a") as f:
-            def quiet(msg: str, f: Any = f) -> None:  # the resolved config and the like go to the log file
-                f.write(msg + "\n")
-                f.flush()
-            res = train(cfg, run, resume=resume, progress=progress, log=quiet)
-        runs[kind] = res.last or run / "last.pt"
-    return runs
+            + (" - resuming" if (runs[kind] / "last.pt").exists() else "")
+            + (f", side by side with {cores // 2} thread{'s' if cores >= 4 else ''} each" if together else ""))
+    if not together:
+        return {kind: _train_one(kind, plan, data, runs[kind], progress) for kind in MODELS}
+
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(len(MODELS), mp_context=mp.get_context("spawn")) as pool:
+        futs = {kind: pool.submit(_train_one, kind, plan, data, runs[kind], False, cores // 2) for kind in MODELS}
+        with tqdm(total=plan.steps * len(MODELS), desc="train both", unit="step", disable=not progress) as bar:
+            while True:
+                done, _ = wait(list(futs.values()), timeout=1.0)
+                bar.n = sum(min(_last_step(r), plan.steps) for r in runs.values())
+                bar.set_postfix_str(", ".join(f"{k} {_last_step(r)}" for k, r in runs.items()))  # redraws
+                if len(done) == len(futs):
+                    break
+                if any(f.exception() for f in done):  # one failed: stop the other instead of waiting for it
+                    for p in list(getattr(pool, "_processes", {}).values()):
+                        p.terminate()
+                    break
+        errors = [f.exception() for f in futs.values() if f.done() and f.exception()]
+        if errors:  # the model's own error (e.g. a LabeltreeError: exit 2), not the one its sibling got when stopped
+            raise next((e for e in errors if not isinstance(e, BrokenProcessPool)), errors[0])
+        return {kind: f.result() for kind, f in futs.items()}
 
 
 # -- evaluation -------------------------------------------------------------------------------------
@@ -361,6 +417,10 @@ def _row(label: str, values: list[str]) -> str:
     return "| " + " | ".join([label, *values]) + " |"
 
 
+def _span(r: tuple[int, int]) -> str:
+    return f"{r[0]}-{r[1]}" if r[0] != r[1] else str(r[0])
+
+
 def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, device: str) -> str:
     """report.md: the paper's tables with our numbers beside the paper's."""
     paper = demo_settings()["paper"]
@@ -378,12 +438,17 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
         f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())}).",
         "",
         f"Synthetic data (`labeltree synth`, seed {plan.seed}): {plan.images} frames of Cityscapes and of Vistas, "
-        f"{plan.gtsdb_images} GTSDB frames, at {plan.size[0]}x{plan.size[1]}. Both models: the "
+        f"{plan.gtsdb_images} GTSDB frames with {_span(plan.gtsdb_signs)} signs each (1 in 10 with none), "
+        f"{_span(plan.street_signs) if plan.street_signs else '0-3'} sign posts per Cityscapes/Vistas frame, "
+        f"at {plan.size[0]}x{plan.size[1]}. Both models: the "
         f"`{demo_settings()['train_config']}` config with {changes}, "
         f"{plan.steps} steps, same backbone, data, batches and seed. "
         "Numbers are in % over each dataset's evaluated classes present in the val ground truth; the paper's "
         "numbers (real data, ResNet-50, ~17 Vistas epochs) are shown for reference only.",
         "",
+        *(["Changes from the paper's recipe (configs/demo.yaml):", "",
+            *(f"- {' '.join(n.split())}" for n in demo_settings().get("notes", [])), ""]
+          if demo_settings().get("notes") else []),
         "## Table I: datasets (train / val)",
         "",
     ]
@@ -537,7 +602,9 @@ def run_demo(out: str | Path, quick: bool = False, *, images: int | None = None,
     seconds["evaluation"] = time.perf_counter() - t
 
     result = DemoResult(out, plan, metrics, seconds)
-    device = "CUDA GPU" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    cores = os.cpu_count() or 1
+    device = ("CUDA GPU" if torch.cuda.is_available() else
+              f"CPU, {cores} cores (the two models trained side by side)" if cores >= 2 else "CPU, 1 core")
     write_text(out / "report.md", render_report(result, summary, h, device))
     result.report = out / "report.md"
     return result
