@@ -27,6 +27,7 @@ import yaml
 from .errors import LabeltreeError
 from .fsutil import write_json, write_text
 from .resources import config_dir
+from .synth import GTSDB_EMPTY, GTSDB_SIGNS, STYLES, synthesize
 
 MODELS = ("hierarchical", "flat")
 
@@ -38,7 +39,7 @@ class Plan:
     size: tuple[int, int]  # (W, H)
     steps: int
     seed: int = 0
-    gtsdb_signs: tuple[int, int] = (1, 3)  # signs per GTSDB frame (lo, hi)
+    gtsdb_signs: tuple[int, int] = GTSDB_SIGNS  # signs per GTSDB frame (lo, hi)
     street_signs: tuple[int, int] | None = None  # sign posts per Cityscapes/Vistas frame; None = synth default
 
 
@@ -71,22 +72,20 @@ def make_plan(quick: bool, images: int | None = None, gtsdb_images: int | None =
         raise LabeltreeError("--steps must be at least 1")
     street = p.get("street_signs")
     return Plan(int(p["images"]), int(p["gtsdb_images"]), tuple(p["size"]), int(p["steps"]), int(p["seed"]),
-                tuple(p.get("gtsdb_signs", (1, 3))), tuple(street) if street is not None else None)
+                tuple(p.get("gtsdb_signs", GTSDB_SIGNS)), tuple(street) if street is not None else None)
 
 
 # -- stages ---------------------------------------------------------------------------------------
 
 def stage_synth(out: Path, plan: Plan, progress: bool, log: Callable[[str], None]) -> Path:
-    from .synth import synthesize
-
     data = out / "data"
     meta = data / "synth.json"
     if meta.exists():
         m = json.loads(meta.read_text())
-        if (m.get("complete") and m.get("seed") == plan.seed and m.get("images") == plan.images
-                and m.get("gtsdb_images") == plan.gtsdb_images and list(m.get("size", [])) == list(plan.size)
-                and m.get("gtsdb_signs") == list(plan.gtsdb_signs)
-                and m.get("street_signs") == (list(plan.street_signs) if plan.street_signs else None)):
+        want = {"complete": True, "seed": plan.seed, "images": plan.images, "gtsdb_images": plan.gtsdb_images,
+                "size": list(plan.size), "gtsdb_signs": list(plan.gtsdb_signs),
+                "street_signs": list(plan.street_signs) if plan.street_signs else None}  # as synth.json holds them
+        if all(m.get(k) == v for k, v in want.items()):
             log(f"[1/5] synthetic data: reusing {data}")
             return data
     log(f"[1/5] synthetic data: {plan.images} frames each of Cityscapes, Vistas (+ Cityscapes Extended), "
@@ -164,13 +163,18 @@ def _last_step(run: Path) -> int:
         return 0
 
 
-def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable[[str], None]) -> dict[str, Path]:
-    """Both models, one after the other on a GPU; on a CPU with >= 2 cores side by side in two
-    processes with half the cores each (small convolutions do not use 2 threads well: ~1.5x faster)."""
+def side_by_side() -> bool:
+    """Train the two models at once: on a CPU with >= 2 cores, in two processes with half the cores
+    each (small convolutions do not use 2 threads well: ~1.5x faster); on a GPU one after the other."""
     import torch
 
+    return not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2
+
+
+def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable[[str], None]) -> dict[str, Path]:
+    """Both models, side by side or one after the other (`side_by_side`)."""
     cores = os.cpu_count() or 1
-    together = not torch.cuda.is_available() and cores >= 2
+    together = side_by_side()
     cfg = train_config(plan, data, MODELS[0])
     runs = {kind: out / "runs" / kind for kind in MODELS}
     for i, kind in enumerate(MODELS):
@@ -192,8 +196,9 @@ def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable
         with tqdm(total=plan.steps * len(MODELS), desc="train both", unit="step", disable=not progress) as bar:
             while True:
                 done, _ = wait(list(futs.values()), timeout=1.0)
-                bar.n = sum(min(_last_step(r), plan.steps) for r in runs.values())
-                bar.set_postfix_str(", ".join(f"{k} {_last_step(r)}" for k, r in runs.items()))  # redraws
+                steps = {k: _last_step(r) for k, r in runs.items()}
+                bar.n = sum(min(n, plan.steps) for n in steps.values())
+                bar.set_postfix_str(", ".join(f"{k} {n}" for k, n in steps.items()))  # redraws
                 if len(done) == len(futs):
                     break
                 if any(f.exception() for f in done):  # one failed: stop the other instead of waiting for it
@@ -417,6 +422,12 @@ def _row(label: str, values: list[str]) -> str:
     return "| " + " | ".join([label, *values]) + " |"
 
 
+def _default_posts() -> tuple[int, int]:
+    """The synth default range of sign posts per Cityscapes frame (its style's choices)."""
+    poles = STYLES["cityscapes"].sign_poles
+    return min(poles), max(poles)
+
+
 def _span(r: tuple[int, int]) -> str:
     return f"{r[0]}-{r[1]}" if r[0] != r[1] else str(r[0])
 
@@ -438,8 +449,8 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
         f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())}).",
         "",
         f"Synthetic data (`labeltree synth`, seed {plan.seed}): {plan.images} frames of Cityscapes and of Vistas, "
-        f"{plan.gtsdb_images} GTSDB frames with {_span(plan.gtsdb_signs)} signs each (1 in 10 with none), "
-        f"{_span(plan.street_signs) if plan.street_signs else '0-3'} sign posts per Cityscapes/Vistas frame, "
+        f"{plan.gtsdb_images} GTSDB frames with {_span(plan.gtsdb_signs)} signs each ({GTSDB_EMPTY:.0%} with none), "
+        f"{_span(plan.street_signs or _default_posts())} sign posts per Cityscapes/Vistas frame, "
         f"at {plan.size[0]}x{plan.size[1]}. Both models: the "
         f"`{demo_settings()['train_config']}` config with {changes}, "
         f"{plan.steps} steps, same backbone, data, batches and seed. "
@@ -602,9 +613,8 @@ def run_demo(out: str | Path, quick: bool = False, *, images: int | None = None,
     seconds["evaluation"] = time.perf_counter() - t
 
     result = DemoResult(out, plan, metrics, seconds)
-    cores = os.cpu_count() or 1
     device = ("CUDA GPU" if torch.cuda.is_available() else
-              f"CPU, {cores} cores (the two models trained side by side)" if cores >= 2 else "CPU, 1 core")
+              f"CPU, {os.cpu_count()} cores (the two models trained side by side)" if side_by_side() else "CPU, 1 core")
     write_text(out / "report.md", render_report(result, summary, h, device))
     result.report = out / "report.md"
     return result

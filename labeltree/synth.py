@@ -59,7 +59,8 @@ WORLD_NODES = ("Sky", "Building", "Vegetation", "Terrain", "Road", "Sidewalk", "
 CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau")}
 CS_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame snippet
 GTSDB_TRAIN, GTSDB_TEST, GTSDB_TEST_START = 600, 300, 600
-GTSDB_SIGNS = (1, 3)  # signs per GTSDB frame (lo, hi); 1 frame in 10 has none
+GTSDB_SIGNS = (1, 3)  # signs per GTSDB frame (lo, hi), in frames that have signs
+GTSDB_EMPTY = 0.1  # share of GTSDB frames without a sign
 MAX_SIGNS = 8  # a 256-px-wide frame holds about this many sign posts side by side
 JPEG_QUALITY = 90
 VAL_EVERY = 5  # every 5th frame is validation: 80 % / 20 %
@@ -717,7 +718,7 @@ def gtsdb_sign_classes(seed: int, frame: int, n_classes: int, signs: tuple[int, 
     hold every class."""
     lo, hi = signs
     rng = frame_rng(seed, "gtsdb-classes", frame)
-    n = 0 if rng.random() < 0.1 else int(rng.integers(lo, hi + 1))
+    n = 0 if rng.random() < GTSDB_EMPTY else int(rng.integers(lo, hi + 1))
     perm = np.random.default_rng([int(seed) & 0xFFFFFFFF, 43043]).permutation(n_classes)
     return [int(perm[(hi * frame + s) % n_classes]) for s in range(n)]
 
