@@ -46,7 +46,7 @@ from skimage.draw import polygon
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stats import CITY, cs_key, decode_files, make_cityscapes_set  # noqa: E402
 
-from labeltree.taxonomy import load_taxonomy  # noqa: E402
+from labeltree.core.taxonomy import load_taxonomy  # noqa: E402
 
 CS_MODULE = "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling"
 
@@ -173,7 +173,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from labeltree.evaluate import evaluate_folder
+    from labeltree.evaluate.evaluator import evaluate_folder
     from labeltree.parallel import default_workers
 
     with tempfile.TemporaryDirectory(prefix="lt-bench-eval-") as d:

@@ -25,11 +25,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from labeltree.hierarchy import Hierarchy, load_hierarchy
-from trainer.config import ModelCfg
-from trainer.data import normalise
-from trainer.loss import LabelMapper, gating_chain, hierarchical_loss
-from trainer.model import build_model
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.train.config import ModelCfg
+from labeltree.train.data import normalise
+from labeltree.train.loss import LabelMapper, gating_chain, hierarchical_loss
+from labeltree.train.model import build_model
 
 PAPER_FPS = 17.0
 TARGETS = {"infer_b1": 60.0, "infer_b16": 500.0, "train": 150.0}

@@ -25,10 +25,11 @@ import numpy as np
 from PIL import Image
 from skimage.draw import polygon
 
-from labeltree.decode import _decode_torchvision, decode_array
-from labeltree.gtsdb_masks import render_mask, write_gtsdb_masks
-from labeltree.readers import GTSDBReader, open_dataset
-from labeltree.taxonomy import Taxonomy, load_taxonomy
+from labeltree.core.taxonomy import Taxonomy, load_taxonomy
+from labeltree.datasets.boxmask import render_mask
+from labeltree.datasets.decode import _decode_torchvision, decode_array
+from labeltree.datasets.gtsdb import GTSDBReader, write_gtsdb_masks
+from labeltree.datasets.registry import open_dataset
 
 H, W = 1024, 2048
 

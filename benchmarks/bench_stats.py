@@ -38,8 +38,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_readers import street  # noqa: E402
 
-from labeltree.decode import decode_array  # noqa: E402
-from labeltree.taxonomy import load_taxonomy  # noqa: E402
+from labeltree.core.taxonomy import load_taxonomy  # noqa: E402
+from labeltree.datasets.decode import decode_array  # noqa: E402
 
 H, W = 1024, 2048
 CITY = "bench"
@@ -150,7 +150,7 @@ def main() -> None:
               f"{kib:.0f} KiB, instanceIds 16-bit {ikib:.0f} KiB on average")
 
         # exactness first: the command's counts equal a direct numpy count of the decoded maps
-        from labeltree.stats import collect_stats
+        from labeltree.stats.collect import collect_stats
 
         g = collect_stats("cityscapes", root, ["val"], workers=a.workers, cache=False, progress=False)[0]
         direct = np.bincount(np.concatenate([x.ravel() for x in labels]), minlength=g.lut_size)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labeltree.synth import get_world, gtsdb_layout, gtsdb_sign_classes, parse_size, render_scene, synthesize
+from labeltree.synth.scene import get_world, gtsdb_layout, gtsdb_sign_classes, parse_size, render_scene, synthesize
 
 
 def render_only(images: int, size: tuple[int, int], seed: int) -> tuple[int, float]:

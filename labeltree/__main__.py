@@ -1,3 +1,3 @@
-from .cli import main
+from labeltree.cli import main
 
 main()

@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import LabeltreeError
+from labeltree import __version__
+from labeltree.errors import LabeltreeError
 
 
 class _Group(click.Group):
@@ -44,7 +44,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import commands
+    from labeltree import commands
 
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{mod.name}")

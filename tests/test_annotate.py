@@ -27,9 +27,9 @@ from labeltree.annotate import db
 from labeltree.annotate.classes import label_space
 from labeltree.annotate.export import export_extended, export_labels, import_labels
 from labeltree.annotate.propose import propose, sign_components
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
-from labeltree.readers import open_dataset
-from labeltree.taxonomy import load_taxonomy
 
 SIGN = load_taxonomy("cityscapes").find("traffic sign").id
 ROAD = load_taxonomy("cityscapes").find("road").id

@@ -20,7 +20,7 @@ from labeltree.annotate import db
 from labeltree.annotate.export import export_extended
 from labeltree.annotate.propose import propose
 from labeltree.annotate.suggest import suggest_with
-from labeltree.taxonomy import load_taxonomy
+from labeltree.core.taxonomy import load_taxonomy
 
 CHROMIUM = os.environ.get("LABELTREE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -11,7 +11,7 @@ from test_annotate import GTSDB, tree  # noqa: F401 - the tree fixture
 from labeltree.annotate import db
 from labeltree.annotate.propose import propose
 from labeltree.annotate.suggest import component_means, sign_classifier, suggest, suggest_with
-from labeltree.hierarchy import load_hierarchy
+from labeltree.core.tree_file import load_hierarchy
 
 N = len(GTSDB.classes)
 SPEED50, STOP = GTSDB.find("speed limit 50").id, GTSDB.find("stop").id
@@ -79,12 +79,12 @@ def test_sign_classifier_is_found_in_the_tree():
 
 
 def test_suggest_runs_a_real_checkpoint(tree: Path, tmp_path: Path):  # noqa: F811
-    pytest.importorskip("trainer.predict")
+    pytest.importorskip("labeltree.train.predict")
     import torch
 
-    from trainer.checkpoint import save_checkpoint
-    from trainer.config import load_config
-    from trainer.model import build_model
+    from labeltree.train.checkpoint import save_checkpoint
+    from labeltree.train.config import load_config
+    from labeltree.train.model import build_model
 
     cfg = load_config("cpu-tiny")
     h = load_hierarchy(cfg.hierarchy)

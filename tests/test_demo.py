@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from labeltree.cli import main
-from labeltree.demo import chance_level, make_plan, verdict
-from labeltree.hierarchy import load_hierarchy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.demo.run import chance_level, make_plan, verdict
 
 pytestmark = pytest.mark.slow
 

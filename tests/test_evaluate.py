@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate import (
+from labeltree.evaluate.evaluator import (
     Evaluator,
     LabelSpace,
     classes_with_pixels_in_both,
@@ -17,8 +19,6 @@ from labeltree.evaluate import (
     resolve_classes,
     second_choice,
 )
-from labeltree.hierarchy import load_hierarchy
-from labeltree.taxonomy import load_taxonomy
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +201,8 @@ def test_class_sets(tree):
 
 
 def test_gtsdb_paper_rule_on_the_real_gt_gives_the_papers_28(real_gtsdb_root):
-    from labeltree.evaluate import gtsdb_class_pixels
-    from labeltree.readers import open_dataset
+    from labeltree.datasets.registry import open_dataset
+    from labeltree.evaluate.evaluator import gtsdb_class_pixels
 
     root = real_gtsdb_root
     with pytest.warns(UserWarning):
@@ -408,7 +408,7 @@ def _noisy(gt: np.ndarray, seed: int, cs) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_same_numbers_as_cityscapes_scripts_on_the_real_fixture(real_fixtures, cs, seed):
-    from labeltree.readers import decode_label
+    from labeltree.datasets.base import decode_label
 
     label = real_fixtures / "cityscapes/gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"
     gt = decode_label(label, cs)

@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from labeltree.cli import main
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.base import Sample, decode_label
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate import Evaluator, evaluate_folder, match_predictions
+from labeltree.evaluate.evaluator import Evaluator, evaluate_folder, match_predictions
 from labeltree.fsutil import write_png
-from labeltree.hierarchy import load_hierarchy
-from labeltree.readers import Sample, decode_label
-from labeltree.taxonomy import load_taxonomy
 
 CS_LABEL = "cityscapes/gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"
 
@@ -215,8 +215,8 @@ def test_vistas_folder(real_fixtures, tmp_path):
 
 
 def test_gtsdb_fine_vs_coarse_boxes(real_gtsdb_root, tmp_path):
-    from labeltree.gtsdb_masks import render_mask
-    from labeltree.readers import open_dataset
+    from labeltree.datasets.boxmask import render_mask
+    from labeltree.datasets.registry import open_dataset
 
     root = real_gtsdb_root
     with pytest.warns(UserWarning):

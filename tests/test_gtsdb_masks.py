@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from labeltree.cli import main
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.boxmask import Box, render_mask
+from labeltree.datasets.gtsdb import write_gtsdb_masks
+from labeltree.datasets.shapes import shape_mask
 from labeltree.errors import LabeltreeError
-from labeltree.gtsdb_masks import render_mask, write_gtsdb_masks
-from labeltree.readers import Box
-from labeltree.shapes import shape_mask
-from labeltree.taxonomy import load_taxonomy
 
 GTSDB = load_taxonomy("gtsdb")
 OFFSET = GTSDB.encoding.offset  # 2000

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from labeltree.hierarchy import IGNORE, NO_TARGET, UNKNOWN, load_hierarchy
+from labeltree.core.hierarchy import IGNORE, NO_TARGET, UNKNOWN
+from labeltree.core.tree_file import load_hierarchy
 
 
 @pytest.fixture(scope="module")

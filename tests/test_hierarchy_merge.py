@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from labeltree.cli import main
-from labeltree.hierarchy import load_hierarchy
+from labeltree.core.tree_file import load_hierarchy
 
 ROOT = Path(__file__).resolve().parents[1]
 

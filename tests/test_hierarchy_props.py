@@ -10,7 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labeltree.hierarchy import IGNORE, NO_TARGET, UNKNOWN, hierarchy_from_dict, load_hierarchy, write_hierarchy
+from labeltree.core.hierarchy import IGNORE, NO_TARGET, UNKNOWN
+from labeltree.core.tree_file import hierarchy_from_dict, load_hierarchy, write_hierarchy
 
 _counter = itertools.count()
 TMP = Path(tempfile.mkdtemp(prefix="labeltree-props-"))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from labeltree.metrics import confusion, fold, group_iou, per_class, summarize
+from labeltree.evaluate.metrics import confusion, fold, group_iou, per_class, summarize
 
 
 def test_confusion_bincount_skips_ignored_gt():

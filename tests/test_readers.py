@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeltree import decode
-from labeltree.decode import decode_array, image_size
-from labeltree.readers import (
-    LabeltreeWarning,
-    check_label_values,
-    decode_label,
-    ignore_value,
-    load_gt,
-    open_dataset,
-    parse_gt_txt,
-)
-from labeltree.taxonomy import load_taxonomy
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets import decode
+from labeltree.datasets.base import LabeltreeWarning, check_label_values, decode_label, ignore_value
+from labeltree.datasets.decode import decode_array, image_size
+from labeltree.datasets.gtsdb import load_gt, parse_gt_txt
+from labeltree.datasets.registry import open_dataset
 
 CS_KEY = "frankfurt_000000_000294"
 
@@ -96,7 +90,7 @@ def test_gtsdb_real_frames_jpeg(real_fixtures: Path) -> None:
 def test_ppm_reader_on_original_p6(real_fixtures: Path) -> None:
     p = real_fixtures / "gtsdb" / "gtsrb_sample_P6.ppm"
     assert image_size(p) == (54, 53)
-    from labeltree.decode import read_rgb
+    from labeltree.datasets.decode import read_rgb
     assert read_rgb(p).shape == (54, 53, 3)
 
 

@@ -12,10 +12,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from labeltree.commands._options import unknown_option
-from labeltree.decode import image_size
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.base import LabeltreeWarning, decode_label
+from labeltree.datasets.decode import image_size
+from labeltree.datasets.gtsdb import load_gt
+from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
-from labeltree.readers import LabeltreeWarning, decode_label, load_gt, open_dataset
-from labeltree.taxonomy import load_taxonomy
 
 CS = load_taxonomy("cityscapes")
 
@@ -164,8 +166,8 @@ _FLIP = """
 import sys, numpy as np
 from PIL import Image
 from labeltree.errors import LabeltreeError
-from labeltree.readers import decode_label
-from labeltree.taxonomy import load_taxonomy
+from labeltree.datasets.base import decode_label
+from labeltree.core.taxonomy import load_taxonomy
 p = sys.argv[1]
 Image.fromarray(np.random.default_rng(1).integers(0, 34, (64, 64)).astype(np.uint8)).save(p)
 d = bytearray(open(p, 'rb').read()); d[len(d) // 2] ^= 0xFF; open(p, 'wb').write(d)
@@ -198,7 +200,7 @@ def test_corrupt_and_empty_files(tmp_path: Path) -> None:
     Image.new("RGB", (50, 40)).save(ppm)
     ppm.write_bytes(ppm.read_bytes()[:100])
     assert image_size(ppm) == (40, 50)  # the header is intact
-    from labeltree.decode import read_rgb
+    from labeltree.datasets.decode import read_rgb
     with pytest.raises(LabeltreeError, match=r"00000.ppm: cannot decode image .*truncated or corrupt"):
         read_rgb(ppm)
     with pytest.raises(LabeltreeError, match=r"missing.png: file not found"):

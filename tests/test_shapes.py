@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from labeltree.shapes import SHAPES, shape_mask
-from labeltree.taxonomy import load_taxonomy
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.shapes import SHAPES, shape_mask
 
 
 def _m(rows: str) -> np.ndarray:

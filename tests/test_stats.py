@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from labeltree import stats as st
 from labeltree.cli import main
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
-from labeltree.hierarchy import load_hierarchy
-from labeltree.taxonomy import load_taxonomy
+from labeltree.stats import collect as st
 
 CS = load_taxonomy("cityscapes")
 ROAD, SIDEWALK, BUILDING = (CS.find(n).id for n in ("road", "sidewalk", "building"))
@@ -408,8 +408,8 @@ def test_bad_files_stop_or_are_skipped(tmp_path):
 # -- GTSDB and Cityscapes Extended ---------------------------------------------------------------
 
 def test_gtsdb_boxes_and_mask_pixels(tmp_path):
-    from labeltree.gtsdb_masks import render_mask
-    from labeltree.readers import open_dataset
+    from labeltree.datasets.boxmask import render_mask
+    from labeltree.datasets.registry import open_dataset
 
     g_tax = load_taxonomy("gtsdb")
     stop, give_way = g_tax.find("stop").id, g_tax.find("give way").id
@@ -475,7 +475,7 @@ def test_real_cityscapes_fixture(real_fixtures):
 
 
 def test_synthetic_datasets_counts(tmp_path):
-    synth = pytest.importorskip("labeltree.synth")
+    synth = pytest.importorskip("labeltree.synth.scene")
     synth.synthesize(tmp_path, images=5, seed=1, size=(96, 48), workers=1, progress=False)
     for ds, sub in (("cityscapes", "cityscapes"), ("vistas", "vistas"), ("cityscapes-extended",
                                                                        "cityscapes-extended")):

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from labeltree.cli import main
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.registry import open_dataset
+from labeltree.datasets.shapes import shape_mask
 from labeltree.errors import LabeltreeError
-from labeltree.readers import open_dataset
-from labeltree.shapes import shape_mask
-from labeltree.signs import draw_sign, glyph_code
-from labeltree.synth import (
+from labeltree.synth.scene import (
     cityscapes_key,
     get_world,
     gtsdb_layout,
@@ -27,7 +27,7 @@ from labeltree.synth import (
     synthesize,
     vistas_key,
 )
-from labeltree.taxonomy import load_taxonomy
+from labeltree.synth.signs import draw_sign, glyph_code
 
 N_IMAGES = 15
 SIZE = (256, 128)

@@ -13,8 +13,8 @@ import yaml
 from click.testing import CliRunner
 
 from labeltree.cli import main
-from labeltree.hierarchy import EXTENSION_KEYS, load_hierarchy
-from labeltree.taxonomy import ClassDef, Encoding, Taxonomy, load_taxonomy, taxonomy_from_dict
+from labeltree.core.taxonomy import ClassDef, Encoding, Taxonomy, load_taxonomy, taxonomy_from_dict
+from labeltree.core.tree_file import EXTENSION_KEYS, load_hierarchy
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "taxonomy-format.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.S | re.M)

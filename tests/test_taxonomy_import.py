@@ -8,14 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 from labeltree.cli import main
-from labeltree.importers import (
+from labeltree.core.importers import (
     import_cityscapes_scripts,
     import_table,
     import_vistas_config,
     read_table,
     table_text,
 )
-from labeltree.taxonomy import load_taxonomy
+from labeltree.core.taxonomy import load_taxonomy
 
 BUNDLED = ["cityscapes", "vistas", "vistas-v2.0", "gtsdb", "cityscapes-extended"]
 

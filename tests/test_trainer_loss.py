@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labeltree.hierarchy import load_hierarchy
-from trainer.config import config_from_dict
-from trainer.loss import LabelMapper, gating_chain, hierarchical_loss, pooled_ce
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.train.config import config_from_dict
+from labeltree.train.loss import LabelMapper, gating_chain, hierarchical_loss, pooled_ce
 
 H = load_hierarchy("cityscapes+vistas+gtsdb")
 DATASETS = ["cityscapes", "vistas", "gtsdb"]

@@ -23,11 +23,11 @@ from PIL import Image
 from test_trainer_toydata import make_toy
 
 from labeltree.cli import main
-from labeltree.hierarchy import load_hierarchy
-from trainer import train as train_mod
-from trainer.checkpoint import load_checkpoint
-from trainer.config import config_from_dict
-from trainer.train import RunResult, train
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.train import loop as train_mod
+from labeltree.train.checkpoint import load_checkpoint
+from labeltree.train.config import config_from_dict
+from labeltree.train.loop import RunResult, train
 
 REPO = Path(__file__).resolve().parents[1]
 

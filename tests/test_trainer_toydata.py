@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from labeltree.readers import open_dataset
-from labeltree.taxonomy import load_taxonomy
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.registry import open_dataset
 
 H, W = 48, 96
 

@@ -10,8 +10,8 @@ import csv
 import sys
 from pathlib import Path
 
-from labeltree.importers import import_table, import_vistas_config, taxonomy_to_dict, write_taxonomy
-from labeltree.taxonomy import Taxonomy
+from labeltree.core.importers import import_table, import_vistas_config, taxonomy_to_dict, write_taxonomy
+from labeltree.core.taxonomy import Taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "taxonomies"

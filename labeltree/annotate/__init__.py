@@ -5,7 +5,7 @@ browser, `export_labels`/`import_labels` move decisions through CSV, and `export
 16-bit label images (2000 + GTSDB ClassID on labelled signs) for the cityscapes-extended taxonomy.
 """
 
-from .export import export_extended, export_labels, import_labels
-from .propose import propose, sign_components
+from labeltree.annotate.export import export_extended, export_labels, import_labels
+from labeltree.annotate.propose import propose, sign_components
 
 __all__ = ["export_extended", "export_labels", "import_labels", "propose", "sign_components"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from ..errors import LabeltreeError
-from ..taxonomy import ClassDef, load_taxonomy
+from labeltree.core.taxonomy import ClassDef, load_taxonomy
+from labeltree.errors import LabeltreeError
 
 OTHER = "other"
 NOT_A_SIGN = "not-a-sign"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LabeltreeError
+from labeltree.errors import LabeltreeError
 
 DB_NAME = "annotations.sqlite"
 SCHEMA_VERSION = "1"

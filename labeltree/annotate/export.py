@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LabeltreeError
-from ..fsutil import atomic_path, write_png, write_text
-from ..parallel import pmap
-from ..readers import decode_label
-from ..taxonomy import load_taxonomy
-from . import db
-from .classes import label_space
-from .propose import read_components
+from labeltree.annotate import db
+from labeltree.annotate.classes import label_space
+from labeltree.annotate.propose import read_components
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.base import decode_label
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path, write_png, write_text
+from labeltree.parallel import pmap
 
 CSV_COLUMNS = ["image", "component", "x0", "y0", "x1", "y1", "area", "class"]
 REQUIRED_IMPORT = ("image", "component", "class")

@@ -16,12 +16,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from ..errors import LabeltreeError
-from ..fsutil import write_png
-from ..parallel import pmap
-from ..readers import Sample, open_dataset
-from . import db
-from .classes import label_space
+from labeltree.annotate import db
+from labeltree.annotate.classes import label_space
+from labeltree.datasets.base import Sample
+from labeltree.datasets.registry import open_dataset
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import write_png
+from labeltree.parallel import pmap
 
 DEFAULT_SPLITS = ("train", "val")
 

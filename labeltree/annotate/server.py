@@ -29,13 +29,13 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import LabeltreeError
-from ..readers import decode_label
-from ..taxonomy import load_taxonomy
-from . import db
-from .classes import EXTRA_CHOICES, label_space
-from .glyphs import glyph_svg, special_svg
-from .propose import read_components
+from labeltree.annotate import db
+from labeltree.annotate.classes import EXTRA_CHOICES, label_space
+from labeltree.annotate.glyphs import glyph_svg, special_svg
+from labeltree.annotate.propose import read_components
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets.base import decode_label
+from labeltree.errors import LabeltreeError
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024

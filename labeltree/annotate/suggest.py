@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..errors import LabeltreeError
-from . import db
-from .propose import read_components
+from labeltree.annotate import db
+from labeltree.annotate.propose import read_components
+from labeltree.errors import LabeltreeError
 
 # image HxWx3 uint8 -> probabilities [n_classes, h, w] over the GTSDB classes (any h, w)
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -121,8 +121,8 @@ def suggest(workdir: str | Path, checkpoint: str | Path, device: str | None = No
     """Run a `labeltree train` checkpoint on each frame with proposals and store its Level-3 guesses."""
     import torch
 
-    from trainer.data import resize_pair
-    from trainer.predict import dataset_resize, load_predictor
+    from labeltree.train.data import resize_pair
+    from labeltree.train.predict import dataset_resize, load_predictor
 
     pred = load_predictor(checkpoint, device)
     if pred.flat is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..readers import UNKNOWN_CHOICES
+from labeltree.datasets.base import UNKNOWN_CHOICES
 
 unknown_option = click.option(
     "--unknown", type=click.Choice(UNKNOWN_CHOICES), default="error", show_default=True,

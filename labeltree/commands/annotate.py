@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import LabeltreeError
+from labeltree.errors import LabeltreeError
 
 _PATH = click.Path(path_type=Path)
 
@@ -41,7 +41,7 @@ def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_si
     Example:
       labeltree annotate-extended propose ~/data/cityscapes work/ --splits val --min-size 20
     """
-    from ..annotate.propose import propose
+    from labeltree.annotate.propose import propose
 
     split_list = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
     r = propose(cityscapes_root, workdir, split_list, min_size, split_touching, workers)
@@ -67,7 +67,7 @@ def serve_cmd(workdir: Path, host: str, port: int, order: str) -> None:
       labeltree annotate-extended serve work/ --port 8765
       # then open http://127.0.0.1:8765/?annotator=alice
     """
-    from ..annotate.server import create_app, serve
+    from labeltree.annotate.server import create_app, serve
 
     create_app(workdir, order=order)  # fail here, with a clear message, if WORKDIR is not ready
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -87,7 +87,7 @@ def export_labels_cmd(workdir: Path, csv_file: Path) -> None:
     Example:
       labeltree annotate-extended export-labels work/ signs.csv
     """
-    from ..annotate.export import export_labels
+    from labeltree.annotate.export import export_labels
 
     n = export_labels(workdir, csv_file)
     click.echo(f"{n} proposals written to {csv_file}")
@@ -105,7 +105,7 @@ def import_cmd(workdir: Path, csv_file: Path) -> None:
     Example:
       labeltree annotate-extended import work/ signs.csv
     """
-    from ..annotate.export import import_labels
+    from labeltree.annotate.export import import_labels
 
     r = import_labels(workdir, csv_file)
     click.echo(f"{r.set} set, {r.changed} changed, {r.unchanged} unchanged, {r.empty} rows with empty class skipped")
@@ -131,7 +131,7 @@ def export_cmd(workdir: Path, out_root: Path, images: str, workers: int | None) 
       labeltree annotate-extended export work/ ~/data/cityscapes-extended
       labeltree stats cityscapes-extended ~/data/cityscapes-extended
     """
-    from ..annotate.export import export_extended
+    from labeltree.annotate.export import export_extended
 
     r = export_extended(workdir, out_root, workers=workers, images=images)
     if r.images == 0:
@@ -156,7 +156,7 @@ def suggest_cmd(workdir: Path, checkpoint: Path, device: str | None, sliding: bo
       labeltree annotate-extended suggest work/ runs/paper/best.pt
       labeltree annotate-extended serve work/ --order confidence
     """
-    from ..annotate.suggest import suggest
+    from labeltree.annotate.suggest import suggest
 
     r = suggest(workdir, checkpoint, device=device, sliding=sliding)
     click.echo(f"{r.proposals} proposals in {r.images} images got a suggestion"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..demo import run_demo, tables_text
+from labeltree.demo.run import run_demo, tables_text
 
 
 @click.command("demo")

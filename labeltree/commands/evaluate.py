@@ -17,9 +17,9 @@ from typing import Any
 import click
 import numpy as np
 
-from ..errors import LabeltreeError
-from ..fsutil import atomic_path, write_json
-from ..hierarchy import load_hierarchy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path, write_json
 
 #: option name -> factory(value, all options) -> predict(sample) -> array
 SOURCES: dict[str, Callable[[Any, dict[str, Any]], Callable[[Any], Any]]] = {}
@@ -153,7 +153,7 @@ def evaluate_cmd(**kw: Any) -> None:
       labeltree evaluate vistas /data/vistas preds/ --pred-space tree --levels
       labeltree evaluate gtsdb /data/FullIJCNN2013 preds/ --classes paper --plot-confusion cm.png
     """
-    from ..evaluate import evaluate_folder
+    from labeltree.evaluate.evaluator import evaluate_folder
 
     predict = None
     for name, make in SOURCES.items():

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..gtsdb_masks import ENCODINGS, MASK_SUFFIX, MODES, write_gtsdb_masks
+from labeltree.datasets.boxmask import ENCODINGS, MODES
+from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
 
 
 @click.command("gtsdb-masks")

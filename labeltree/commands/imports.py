@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from ..errors import LabeltreeError
-from ..importers import (
+from labeltree.core.importers import (
     dump_taxonomy,
     import_cityscapes_scripts,
     import_table,
@@ -16,7 +15,8 @@ from ..importers import (
     taxonomy_to_dict,
     write_taxonomy,
 )
-from ..taxonomy import Taxonomy
+from labeltree.core.taxonomy import Taxonomy
+from labeltree.errors import LabeltreeError
 
 
 def _common(f: Any) -> Any:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..hierarchy import write_hierarchy
-from ..merge import merge
+from labeltree.core.merge import merge
+from labeltree.core.tree_file import write_hierarchy
 
 
 @click.command("merge")

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import LabeltreeError
-from ..hierarchy import Hierarchy, load_hierarchy
-from ..stats import (
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.errors import LabeltreeError
+from labeltree.stats.collect import (
     DEFAULT_MIN_PIXELS,
     RunInfo,
     build_report,
@@ -22,7 +24,6 @@ from ..stats import (
     write_raw,
     write_rows,
 )
-from ..taxonomy import load_taxonomy
 
 TABLE_SUFFIXES = (".json", ".csv", ".parquet", ".pq")
 
@@ -189,7 +190,7 @@ def stats_merge_cmd(parts: tuple[Path, ...], hierarchy: str | None, output: Path
 
 
 def _ignored_with(h: Hierarchy, g) -> list[int]:
-    from ..stats import ignored_values
+    from labeltree.stats.collect import ignored_values
 
     tax = load_taxonomy(g.taxonomy)
     try:

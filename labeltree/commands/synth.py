@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import LabeltreeError
-from ..synth import GTSDB_SIGNS, as_json, parse_size, summary, synthesize
+from labeltree.errors import LabeltreeError
+from labeltree.synth.scene import GTSDB_SIGNS, as_json, parse_size, summary, synthesize
 
 
 def parse_range(text: str | None, option: str) -> tuple[int, int] | None:

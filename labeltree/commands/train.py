@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import LabeltreeError
+from labeltree.errors import LabeltreeError
 
 
 def _config(config: str, data_root: Path | None, sets: tuple[str, ...], steps: int | None):
-    from trainer.config import load_config
+    from labeltree.train.config import load_config
 
     overrides = list(sets) + ([f"train.steps={steps}"] if steps is not None else [])
     return load_config(config, overrides, data_root=data_root)
@@ -39,7 +39,7 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
       labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 200
       labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 400 --resume
     """
-    from trainer.train import train
+    from labeltree.train.loop import train
 
     cfg = _config(config, data_root, sets, steps)
     r = train(cfg, out, resume=resume, progress=progress, log=click.echo)
@@ -71,7 +71,7 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
       labeltree predict runs/tiny/best.pt data/synth/cityscapes/leftImg8bit/val -o preds --dataset cityscapes
       labeltree evaluate cityscapes data/synth/cityscapes preds/cityscapes --classes paper
     """
-    from trainer.predict import predict_files
+    from labeltree.train.predict import predict_files
 
     if no_colour and not dataset:
         raise LabeltreeError("--no-colour needs --dataset (otherwise nothing would be written)")
@@ -97,8 +97,8 @@ def prepare_cmd(config: str, data_root: Path | None, out: Path, sets: tuple[str,
       labeltree prepare paper --data-root /data --out /data/cache
       labeltree train paper --data-root /data --set train.cache=/data/cache
     """
-    from labeltree.hierarchy import load_hierarchy
-    from trainer.data import prepare_cache
+    from labeltree.core.tree_file import load_hierarchy
+    from labeltree.train.data import prepare_cache
 
     cfg = _config(config, data_root, sets, None)
     written = prepare_cache(cfg, load_hierarchy(cfg.hierarchy), out, workers)
@@ -108,13 +108,13 @@ def prepare_cmd(config: str, data_root: Path | None, out: Path, sets: tuple[str,
 
 def _checkpoint_source(value: Path, options: dict):
     """`labeltree evaluate DATASET GT_ROOT --checkpoint CK`: predictions straight from a checkpoint."""
-    from trainer.predict import load_predictor, read_rgb
+    from labeltree.train.predict import load_predictor, read_rgb
 
     pred = load_predictor(value)
     dataset = pred.h.mapping(options["dataset"]).dataset
     tree_space = options.get("pred_space") == "tree" and pred.flat is None
     sliding = bool(options.get("sliding_window"))
-    from trainer.predict import dataset_resize
+    from labeltree.train.predict import dataset_resize
 
     resize = dataset_resize(pred.cfg, dataset)
 
@@ -128,7 +128,7 @@ def _checkpoint_source(value: Path, options: dict):
 def _register_evaluate_checkpoint() -> None:
     """Add --checkpoint / --sliding-window to `labeltree evaluate` through its prediction-source hook."""
     try:
-        from . import evaluate as ev
+        from labeltree.commands import evaluate as ev
     except ImportError:
         return
     if "checkpoint" in getattr(ev, "SOURCES", {}):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import LabeltreeError
-from ..hierarchy import load_hierarchy
-from ..taxonomy import load_taxonomy
-from ..treeview import render_tree
-from ..yamlio import load_yaml
+from labeltree.core.taxonomy import load_taxonomy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.core.treeview import render_tree
+from labeltree.core.yamlio import load_yaml
+from labeltree.errors import LabeltreeError
 
 
 @click.command("tree")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .hierarchy import Hierarchy
+from labeltree.core.hierarchy import Hierarchy
 
 
 def _swatch(rgb: tuple[int, int, int]) -> str:

@@ -46,12 +46,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LabeltreeError
-from .fsutil import atomic_path, write_json
-from .hierarchy import IGNORE, Hierarchy, load_hierarchy
-from .parallel import default_workers, pmap
-from .readers import Sample, open_dataset
-from .taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
+from labeltree.core.hierarchy import IGNORE, Hierarchy
+from labeltree.core.taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.base import Sample
+from labeltree.datasets.registry import open_dataset
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path, write_json
+from labeltree.parallel import default_workers, pmap
 
 STATS_VERSION = 1  # bump when a per-image record changes meaning: invalidates cache entries
 RAW_FORMAT = "labeltree-stats-raw"
@@ -198,7 +200,7 @@ def _instance_counts(reader, s: Sample, plan: _Plan, shape: tuple[int, ...]) -> 
     if read is not None:
         inst = read(s)
     else:  # older readers: decode the 16-bit file through the reader module's label decoder
-        from .readers import decode_label
+        from labeltree.datasets.base import decode_label
 
         inst = decode_label(s.instances, load_taxonomy("cityscapes-extended"))
     if inst.shape != shape:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labeltree.hierarchy import NO_TARGET, Hierarchy
+from labeltree.core.hierarchy import NO_TARGET, Hierarchy
 
 GATINGS = ("path", "l1", "l2")
 

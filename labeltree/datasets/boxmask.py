@@ -1,36 +1,65 @@
-"""GTSDB boxes -> per-pixel masks (DESIGN §3 "GTSDB per-pixel", the authors' released encoding).
+"""Boxes -> per-pixel masks (DESIGN §3 "GTSDB per-pixel", the authors' released encoding).
 
 `fine` inscribes each sign's shape (the taxonomy's `shape`: circle, triangle, inverted-triangle,
 octagon, diamond) in its inclusive box; `coarse` fills the box. Where boxes overlap, the smaller
 sign is painted last (on top): a small sign in front of a big one is the usual case in street
 scenes, and the big box's corners are background anyway. Encodings: '16bit' = the taxonomy's
 encoding (0 = unlabeled, 2000 + ClassID), '8bit' = ClassID with 255 = unlabeled for tools that only
-take 8-bit labels. `render_mask` is what the trainer calls in memory; `write_gtsdb_masks` writes a
-folder of `{stem}_labelIds.png` over a process pool.
+take 8-bit labels. Depends on no reader: the readers and `datasets.base.read_label` call it.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
-from .errors import LabeltreeError
-from .fsutil import write_png
-from .parallel import pmap
-from .readers import Box, GTSDBReader, open_dataset
-from .shapes import shape_mask
-from .taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy
+from labeltree.core.taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy
+from labeltree.datasets.shapes import shape_mask
+from labeltree.errors import LabeltreeError
+
+
+@dataclass(frozen=True)
+class Box:
+    """A GTSDB box: inclusive pixel coordinates, ClassID, and the gt.txt line it came from."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    class_id: int
+    line: int = 0
+    # the box as written in gt.txt when it was clipped to the frame: a sign cut by the frame edge keeps
+    # its full shape (cut off), it is not squeezed into the visible part
+    unclipped: tuple[int, int, int, int] | None = None
+
+    @property
+    def full(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the whole sign, also the part outside the frame."""
+        return self.unclipped if self.unclipped is not None else (self.x0, self.y0, self.x1, self.y1)
+
+    @property
+    def area(self) -> int:
+        return (self.x1 - self.x0 + 1) * (self.y1 - self.y0 + 1)
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0 + 1
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0 + 1
+
+
+
 
 MaskMode = Literal["fine", "coarse"]
 MaskEncoding = Literal["16bit", "8bit"]
-MODES: tuple[str, ...] = ("fine", "coarse")
+MODES: tuple[str, ...] = get_args(MaskMode)
+DEFAULT_MASK_MODE: MaskMode = "fine"  # the paper's shape masks
 ENCODINGS: tuple[str, ...] = ("16bit", "8bit")
-MASK_SUFFIX = "_labelIds.png"
 
 # (x0, y0, x1, y1, value, shape or None for a filled box), painted in list order
 PaintItem = tuple[int, int, int, int, int, str | None]
@@ -98,80 +127,9 @@ def paint(items: Iterable[PaintItem], height: int, width: int, unlabeled: int, d
     return out
 
 
-def render_mask(boxes: Iterable[Box], height: int, width: int, mode: str = "fine", encoding: str = "16bit",
+def render_mask(boxes: Iterable[Box], height: int, width: int, mode: str = DEFAULT_MASK_MODE, encoding: str = "16bit",
                 taxonomy: Taxonomy | None = None) -> np.ndarray:
     """The per-pixel mask of one frame: (height, width) uint16 (16bit) or uint8 (8bit)."""
     tax = taxonomy or load_taxonomy("gtsdb")
     fmt = mask_format(encoding, tax)
     return paint(paint_items(boxes, mode, tax, fmt.offset), height, width, fmt.unlabeled, fmt.dtype)
-
-
-@dataclass(frozen=True)
-class _Job:
-    out: str
-    height: int
-    width: int
-    items: tuple[PaintItem, ...]
-    unlabeled: int
-    dtype: str
-
-
-def _write_job(job: _Job) -> int:
-    mask = paint(job.items, job.height, job.width, job.unlabeled, np.dtype(job.dtype).type)
-    write_png(job.out, mask)
-    return int(np.count_nonzero(mask != job.unlabeled))
-
-
-@dataclass
-class MaskReport:
-    out_dir: Path
-    frames: int = 0
-    boxes: int = 0
-    written: int = 0
-    skipped: int = 0
-    labelled_pixels: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-
-def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = "fine", gt: str | Path | None = None,
-                      encoding: str = "16bit", workers: int | None = None, skip_existing: bool = False,
-                      progress: bool = True, taxonomy: Taxonomy | str = "gtsdb") -> MaskReport:
-    """Write `{stem}_labelIds.png` for every frame under `gtsdb_dir` (all-unlabeled for frames without signs).
-
-    Frame sizes come from the image headers (no pixel decoding). Each file is written atomically,
-    so an interrupted run leaves only complete masks; `skip_existing` resumes one.
-    """
-    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
-    fmt = mask_format(encoding, tax)
-    if mode not in MODES:
-        raise LabeltreeError(f"mask mode must be one of {', '.join(MODES)}, not '{mode}'")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise LabeltreeError("output must be a folder", out)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        reader = open_dataset(tax, gtsdb_dir, gt=gt)
-        assert isinstance(reader, GTSDBReader)
-        if not reader.frames():
-            raise LabeltreeError(f"no GTSDB frames (NNNNN.ppm, or .png/.jpg) found in {Path(gtsdb_dir).resolve()} "
-                                 "or its sub-folders", gtsdb_dir)
-        samples = reader.all_samples()
-    report = MaskReport(out, warnings=[str(w.message) for w in caught])
-    for w in caught:  # pass them on to the caller (the CLI prints them)
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    jobs = []
-    for s in samples:
-        report.frames += 1
-        report.boxes += len(s.boxes)
-        target = out / f"{s.key}{MASK_SUFFIX}"
-        if skip_existing and target.exists():
-            report.skipped += 1
-            continue
-        h, w = s.size  # type: ignore[misc]
-        jobs.append(_Job(str(target), h, w, tuple(paint_items(s.boxes, mode, tax, fmt.offset)), fmt.unlabeled,
-                         np.dtype(fmt.dtype).name))
-    out.mkdir(parents=True, exist_ok=True)
-    for px in pmap(_write_job, jobs, workers, desc=f"gtsdb masks ({mode})", progress=progress, chunksize=8):
-        report.written += 1
-        report.labelled_pixels += px
-    return report

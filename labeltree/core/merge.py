@@ -19,23 +19,20 @@ from typing import Any
 
 import yaml
 
-from .errors import LabeltreeError
-from .hierarchy import (
-    ROOT,
-    DatasetMapping,
-    Hierarchy,
-    Node,
-    _assign_colors,
-    _parse_mapping,
-    _parse_tree,
-    _resolve_ref,
+from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
+from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
+from labeltree.core.tree_file import (
+    assign_colors,
     bundled_hierarchies,
     expand_extends,
     hierarchy_from_dict,
+    parse_mapping,
+    parse_tree,
+    resolve_ref,
 )
-from .taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
-from .treeview import render_tree
-from .yamlio import load_yaml
+from labeltree.core.treeview import render_tree
+from labeltree.core.yamlio import load_yaml
+from labeltree.errors import LabeltreeError
 
 # Words that say nothing about what a class is; a name made only of them matches nothing.
 _VAGUE = {"other", "ambiguous", "general", "unlabeled", "unlabelled", "void", "misc", "the", "of", "and", "or"}
@@ -153,7 +150,7 @@ def _bundled_for(paths: list[Path]) -> tuple[Path, list[str]] | None:
         by_path = {}
         for k in keys:
             try:
-                by_path[resolve_taxonomy_path(_resolve_ref(k, tree_path)).resolve()] = k
+                by_path[resolve_taxonomy_path(resolve_ref(k, tree_path)).resolve()] = k
             except LabeltreeError:
                 continue
         if all(w in by_path for w in wanted):
@@ -184,7 +181,7 @@ def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules
     if not isinstance(data, dict) or "tree" not in data:
         raise LabeltreeError("a rules file is a tree file (at least a 'tree' section; see "
                              "docs/taxonomy-format.md)", rules)
-    nodes = _parse_tree(data["tree"], rules)
+    nodes = parse_tree(data["tree"], rules)
     index = {n.name: i for i, n in enumerate(nodes)}
     specs = data.get("mappings") or {}
     if not isinstance(specs, dict):
@@ -192,7 +189,7 @@ def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules
     by_path: dict[Path, str] = {}
     for k in specs:
         try:
-            by_path[resolve_taxonomy_path(_resolve_ref(str(k), rules)).resolve()] = str(k)
+            by_path[resolve_taxonomy_path(resolve_ref(str(k), rules)).resolve()] = str(k)
         except LabeltreeError:
             raise LabeltreeError(f"mappings.{k}: unknown dataset (not a bundled name nor a taxonomy file)",
                                  rules) from None
@@ -202,7 +199,7 @@ def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules
     for ref, p, tax in zip(refs, paths, taxes, strict=True):
         key = by_path.get(p.resolve(), ref)
         spec = specs.get(key, {}) if key in specs else {}
-        m = _parse_mapping(key, spec or {}, nodes, index, tax, rules, None, False, allow_missing=True)
+        m = parse_mapping(key, spec or {}, nodes, index, tax, rules, None, False, allow_missing=True)
         for cid in tax.ignore_ids:
             m.to_node.setdefault(cid, None)
         by_norm = {normalise_name(n.name): i for i, n in enumerate(nodes) if i > 0}
@@ -229,7 +226,7 @@ def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules
             overrides[(str(o["dataset"]), str(o["classifier"]))] = bool(o.get("supervise"))
     h = Hierarchy(str(data.get("name") or "+".join(mappings)), nodes, mappings, overrides,
                   bool(sup.get("exclude_single_child", True)), rules)
-    _assign_colors(h)
+    assign_colors(h)
     return h, [{"node": nodes[n].name, "classes": cl} for n, cl in matches.items()], added
 
 
@@ -276,7 +273,7 @@ def _propose(refs: list[str], taxes: list[Taxonomy]) -> tuple[Hierarchy, list[di
     if len(nodes[0].children) < 2:
         raise LabeltreeError("the datasets have fewer than two classes between them: nothing to merge")
     h = Hierarchy("+".join(refs), nodes, mappings, {}, True, None)
-    _assign_colors(h)
+    assign_colors(h)
     matches = [{"node": nodes[n].name, "classes": cl} for n, cl in members.items() if len(owners[n]) > 1]
     return h, matches
 

@@ -15,9 +15,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import LabeltreeError
-from .resources import taxonomy_dir
-from .yamlio import load_yaml, read_text_file
+from labeltree.core.yamlio import load_yaml, read_text_file
+from labeltree.errors import LabeltreeError
+from labeltree.resources import taxonomy_dir
 
 Shape = Literal["circle", "triangle", "inverted-triangle", "octagon", "diamond"]
 DTYPE_MAX = {"uint8": 255, "uint16": 65535}

@@ -17,7 +17,7 @@ from typing import get_args
 
 import numpy as np
 
-from .taxonomy import Shape
+from labeltree.core.taxonomy import Shape
 
 SHAPES: tuple[str, ...] = get_args(Shape)
 

@@ -20,10 +20,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import LabeltreeError
-from .fsutil import write_text
-from .taxonomy import DTYPE_MAX, Taxonomy, normalise_name
-from .yamlio import read_text_file
+from labeltree.core.taxonomy import DTYPE_MAX, Taxonomy, normalise_name
+from labeltree.core.yamlio import read_text_file
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import write_text
 
 # Column header (lower case, non-alphanumerics removed) -> ClassDef field.
 COLUMNS: dict[str, str] = {

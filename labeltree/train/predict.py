@@ -14,17 +14,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labeltree.decode import read_rgb as decode_rgb
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.base import Sample
+from labeltree.datasets.decode import read_rgb as decode_rgb
+from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_png
-from labeltree.hierarchy import Hierarchy, load_hierarchy
-from labeltree.readers import Sample, open_dataset
-
-from .checkpoint import load_checkpoint
-from .config import Config, config_from_dict
-from .data import normalise, resize_pair
-from .loss import FlatSpace, flat_space
-from .model import SegNet, build_model
+from labeltree.train.checkpoint import load_checkpoint
+from labeltree.train.config import Config, config_from_dict
+from labeltree.train.data import normalise, resize_pair
+from labeltree.train.loss import FlatSpace, flat_space
+from labeltree.train.model import SegNet, build_model
 
 
 @dataclass

@@ -36,13 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from .decode import PNG_GREY, PNG_PALETTE, decode_array, image_size, read_file_and_header
-from .errors import LabeltreeError
-from .hierarchy import Hierarchy
-from .metrics import fold, group_iou, per_class, summarize
-from .parallel import default_workers, pmap
-from .readers import _CS_KEY, Box, Sample, decode_label, known_values, open_dataset
-from .taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
+from labeltree.datasets.base import Sample, decode_label, known_values
+from labeltree.datasets.boxmask import Box
+from labeltree.datasets.cityscapes import _CS_KEY
+from labeltree.datasets.decode import PNG_GREY, PNG_PALETTE, decode_array, image_size, read_file_and_header
+from labeltree.datasets.registry import open_dataset
+from labeltree.errors import LabeltreeError
+from labeltree.evaluate.metrics import fold, group_iou, per_class, summarize
+from labeltree.parallel import default_workers, pmap
 
 CLASS_SETS = ("official", "paper", "all")
 UNLABELED_NAME = "unlabeled"
@@ -624,7 +627,7 @@ def read_ground_truth(sample: Sample, taxonomy: Taxonomy, mask_mode: str = "fine
     """
     if sample.label is not None:
         return decode_label(sample.label, taxonomy, known=known)
-    from .gtsdb_masks import render_mask
+    from labeltree.datasets.boxmask import render_mask
 
     h, w = sample.size if sample.size is not None else image_size(sample.image)
     return render_mask(sample.boxes, h, w, mask_mode, taxonomy=taxonomy)
@@ -697,8 +700,8 @@ def gtsdb_class_pixels(reader: Any, split: str, size: tuple[int, int] | None = N
     """
     from collections import Counter
 
-    from .gtsdb_masks import render_mask
-    from .readers import GTSDB_SPLITS
+    from labeltree.datasets.boxmask import render_mask
+    from labeltree.datasets.gtsdb import GTSDB_SPLITS
 
     tax = reader.taxonomy
     gt = reader.ground_truth()

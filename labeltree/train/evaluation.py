@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from labeltree.evaluate import Evaluator
-
-from .data import Source
-from .predict import Predictor
+from labeltree.evaluate.evaluator import Evaluator
+from labeltree.train.data import Source
+from labeltree.train.predict import Predictor
 
 
 def make_evaluator(pred: Predictor, dataset: str) -> Evaluator:

@@ -21,36 +21,19 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from labeltree.decode import read_rgb
+from labeltree.core.hierarchy import UNKNOWN, Hierarchy
+from labeltree.datasets.base import Sample, read_label
+from labeltree.datasets.boxmask import MODES
+from labeltree.datasets.decode import decode_array, read_rgb
+from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json
-from labeltree.hierarchy import UNKNOWN, Hierarchy
 from labeltree.parallel import pmap
-from labeltree.readers import Sample, decode_label, open_dataset
-
-from .config import Config, DatasetCfg, EvalDatasetCfg
+from labeltree.train.config import Config, DatasetCfg, EvalDatasetCfg
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CACHE_VERSION = 1
-
-
-# -- labels of box datasets -----------------------------------------------------------------------
-
-def render_boxes(sample: Sample, h: int, w: int, mode: str, taxonomy: Any = None) -> np.ndarray:
-    """Per-pixel stored values (2000 + ClassID, 0 outside) for a box sample at native size."""
-    try:
-        from labeltree.gtsdb_masks import render_mask
-    except ImportError:  # the shapes module is optional for coarse masks
-        render_mask = None
-    if render_mask is not None:
-        return np.asarray(render_mask(list(sample.boxes), h, w, mode, taxonomy=taxonomy))
-    if mode != "coarse":
-        raise LabeltreeError("fine GTSDB shape masks need labeltree.gtsdb_masks (not installed)")
-    out = np.zeros((h, w), dtype=np.uint16)
-    for b in sorted(sample.boxes, key=lambda b: -b.area):  # smaller boxes on top
-        out[max(b.y0, 0):b.y1 + 1, max(b.x0, 0):b.x1 + 1] = 2000 + b.class_id
-    return out
 
 
 # -- one dataset ----------------------------------------------------------------------------------
@@ -64,6 +47,12 @@ class Item:
     label: str | None  # dense label file (raw or cached); None = render from boxes
     boxes: tuple = ()
     source: str = ""  # the original label (or gt.txt) path, for error messages
+    dataset: str = ""
+
+    def sample(self, size: tuple[int, int]) -> Sample:
+        """The raw item as a dataset-layer Sample (for `read_label`), its frame of `size` (H, W)."""
+        return Sample(self.dataset, "", self.key, Path(self.image), Path(self.label) if self.label else None,
+                      boxes=self.boxes, size=(int(size[0]), int(size[1])))
 
 
 class Source:
@@ -90,7 +79,7 @@ class Source:
                                      f"{self.resize}; rerun `labeltree prepare`", index)
             base = index.parent
             lab_key = f"label_{mask_mode}" if self.is_boxes else "label"
-            self.items = [Item(r["key"], str(base / r["image"]), str(base / r[lab_key]), (), r["source"])
+            self.items = [Item(r["key"], str(base / r["image"]), str(base / r[lab_key]), (), r["source"], self.name)
                           for r in meta["items"]]
             self.values = [r["values_" + mask_mode] if self.is_boxes else r["values"] for r in meta["items"]]
             self.cached = True
@@ -110,7 +99,7 @@ class Source:
                     raise LabeltreeError(f"sample '{s.key}' has a label but no image (for a labels-only dataset "
                                          "set `images:` to the root that holds its photos)", s.label or root)
                 src = str(s.label) if s.label else str(root / "gt.txt")
-                self.items.append(Item(s.key, str(s.image), str(s.label) if s.label else None, s.boxes, src))
+                self.items.append(Item(s.key, str(s.image), str(s.label) if s.label else None, s.boxes, src, self.name))
         if cfg.max_samples is not None:
             self.items = self.items[:cfg.max_samples]
             if self.values is not None:
@@ -125,11 +114,10 @@ class Source:
         """(HxWx3 uint8 image, HxW stored values) at training scale."""
         it = self.items[i]
         img = read_rgb(it.image)
-        if it.label is not None:
-            lab = decode_label(Path(it.label), self.taxonomy) if not self.cached else _read_png(Path(it.label))
+        if self.cached:
+            lab = read_cached_label(Path(it.label))  # type: ignore[arg-type]
         else:
-            lab = render_boxes(Sample(self.name, self.split, it.key, None, None, boxes=it.boxes),
-                               img.shape[0], img.shape[1], self.mask_mode, self.taxonomy)
+            lab = read_label(it.sample(img.shape[:2]), self.taxonomy, self.mask_mode)
         if lab.shape != img.shape[:2]:
             raise LabeltreeError(f"label is {lab.shape[1]}x{lab.shape[0]} but its image is "
                                  f"{img.shape[1]}x{img.shape[0]}", it.source)
@@ -138,9 +126,9 @@ class Source:
         return img, lab
 
 
-def _read_png(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im)
+def read_cached_label(path: Path) -> np.ndarray:
+    """A label of the prepared cache (stored values, already checked when the cache was written)."""
+    return decode_array(path)
 
 
 def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +147,8 @@ def label_values(lab: np.ndarray) -> list[int]:
 
 def _values_of(args: tuple[str, Any, bool]) -> list[int]:
     label, taxonomy, cached = args
-    lab = _read_png(Path(label)) if cached else decode_label(Path(label), taxonomy)
+    lab = read_cached_label(Path(label)) if cached else read_label(
+        Sample(taxonomy.name, "", Path(label).stem, None, Path(label)), taxonomy)
     return label_values(lab)
 
 
@@ -319,12 +308,12 @@ def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path]) -> dict[s
     img = read_rgb(it.image)
     rec: dict[str, Any] = {"key": it.key, "source": it.source, "image": f"{it.key}.png"}
     labels: dict[str, np.ndarray] = {}
+    s = it.sample(img.shape[:2])
     if it.label is not None:
-        labels["label"] = decode_label(Path(it.label), taxonomy)
+        labels["label"] = read_label(s, taxonomy)
     else:
-        s = Sample(taxonomy.name, "", it.key, None, None, boxes=it.boxes)
-        for mode in ("coarse", "fine"):
-            labels[f"label_{mode}"] = render_boxes(s, img.shape[0], img.shape[1], mode, taxonomy)
+        for mode in MODES:
+            labels[f"label_{mode}"] = read_label(s, taxonomy, mode)
     small = img
     for name, lab in labels.items():
         if lab.shape != img.shape[:2]:

@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labeltree.errors import LabeltreeError
-
-from .config import ModelCfg
+from labeltree.train.config import ModelCfg
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:

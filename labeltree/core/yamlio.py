@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .errors import LabeltreeError
+from labeltree.errors import LabeltreeError
 
 
 def read_text_file(path: Path, what: str) -> str:

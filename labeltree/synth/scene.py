@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import LabeltreeError
-from .fsutil import atomic_path, write_json, write_png, write_text
-from .hierarchy import load_hierarchy
-from .parallel import pmap
-from .shapes import shape_mask
-from .signs import draw_sign
-from .taxonomy import ClassDef, Taxonomy
+from labeltree.core.taxonomy import ClassDef, Taxonomy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.shapes import shape_mask
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path, write_json, write_png, write_text
+from labeltree.parallel import pmap
+from labeltree.synth.signs import draw_sign
 
 HIERARCHY = "cityscapes+vistas+gtsdb"
 MARKER = "synth.json"

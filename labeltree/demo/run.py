@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import LabeltreeError
-from .fsutil import write_json, write_text
-from .resources import config_dir
-from .synth import GTSDB_EMPTY, GTSDB_SIGNS, STYLES, synthesize
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import write_json, write_text
+from labeltree.resources import config_dir
+from labeltree.synth.scene import GTSDB_EMPTY, GTSDB_SIGNS, STYLES, synthesize
 
 MODELS = ("hierarchical", "flat")
 
@@ -96,7 +96,7 @@ def stage_synth(out: Path, plan: Plan, progress: bool, log: Callable[[str], None
 
 
 def stage_merge(out: Path, datasets: list[str], log: Callable[[str], None]) -> dict[str, Any]:
-    from .merge import merge
+    from labeltree.core.merge import merge
 
     res = merge(datasets)
     js = res.to_json()
@@ -109,7 +109,7 @@ def stage_merge(out: Path, datasets: list[str], log: Callable[[str], None]) -> d
 
 def stage_stats(out: Path, data: Path, hierarchy: Any, datasets: list[str], progress: bool,
                 log: Callable[[str], None]) -> list[dict[str, Any]]:
-    from .stats import build_report, collect_stats, format_table, write_rows
+    from labeltree.stats.collect import build_report, collect_stats, format_table, write_rows
 
     groups = []
     for ds in datasets:
@@ -126,7 +126,7 @@ def stage_stats(out: Path, data: Path, hierarchy: Any, datasets: list[str], prog
 
 
 def train_config(plan: Plan, data: Path, kind: str, threads: int | None = None) -> Any:
-    from trainer.config import load_config
+    from labeltree.train.config import load_config
 
     settings = demo_settings()
     overrides = [*settings.get("overrides", []), f"train.steps={plan.steps}", f"model.kind={kind}",
@@ -139,7 +139,7 @@ def train_config(plan: Plan, data: Path, kind: str, threads: int | None = None) 
 
 def _train_one(kind: str, plan: Plan, data: Path, run: Path, progress: bool, threads: int | None = None) -> Path:
     """Train (or resume) one model into `run`; its resolved config and messages go to run/../KIND.log."""
-    from trainer.train import train
+    from labeltree.train.loop import train
 
     cfg = train_config(plan, data, kind, threads)
     run.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable
 
 def _sign_rule_for_flat(pred: Any) -> tuple[int, list[int]] | None:
     """The flat model's (generic sign class, sign subclasses) in its own class indices."""
-    from .evaluate import sign_rule_nodes
+    from labeltree.evaluate.evaluator import sign_rule_nodes
 
     rule = sign_rule_nodes(pred.h)
     if rule is None or pred.flat is None:
@@ -236,11 +236,10 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
     import torch
     from tqdm import tqdm
 
-    from trainer.evaluation import make_evaluator
-    from trainer.predict import load_predictor
-    from trainer.train import eval_sources
-
-    from .evaluate import second_choice
+    from labeltree.evaluate.evaluator import second_choice
+    from labeltree.train.evaluation import make_evaluator
+    from labeltree.train.loop import eval_sources
+    from labeltree.train.predict import load_predictor
 
     pred = load_predictor(checkpoint)
     cfg = train_config(plan, data, "flat" if pred.flat is not None else "hierarchical")
@@ -287,7 +286,7 @@ def _gt_nodes(h: Any, dataset: str, lab: np.ndarray) -> np.ndarray:
 
 def _sign_node_mask(h: Any) -> np.ndarray:
     """[len(h.nodes) + 1] bool: the traffic-sign front node and its subclasses (all True without a box dataset)."""
-    from .evaluate import sign_rule_nodes
+    from labeltree.evaluate.evaluator import sign_rule_nodes
 
     rule = sign_rule_nodes(h)
     if rule is None:
@@ -312,7 +311,7 @@ def sign_class_of(res: dict[str, Any], names: list[str]) -> dict[str, Any] | Non
 
 def chance_level(h: Any) -> float:
     """mPA of guessing uniformly among the sign subclasses (the box dataset's classifier)."""
-    from .evaluate import sign_rule_nodes
+    from labeltree.evaluate.evaluator import sign_rule_nodes
 
     rule = sign_rule_nodes(h)
     return 1.0 / len(rule[1]) if rule else float("nan")
@@ -534,7 +533,7 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
 
 def _cityscapes_sign_names(h: Any) -> list[str]:
     """Names of the Cityscapes class(es) on the sign node (the L1 'traffic sign' of Table IV)."""
-    from .evaluate import sign_rule_nodes
+    from labeltree.evaluate.evaluator import sign_rule_nodes
 
     rule = sign_rule_nodes(h)
     if rule is None:
@@ -576,7 +575,7 @@ def run_demo(out: str | Path, quick: bool = False, *, images: int | None = None,
              log: Callable[[str], None] = print) -> DemoResult:
     import torch
 
-    from .hierarchy import load_hierarchy
+    from labeltree.core.tree_file import load_hierarchy
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

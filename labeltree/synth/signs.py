@@ -14,8 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .shapes import shape_mask
-from .taxonomy import ClassDef
+from labeltree.core.taxonomy import ClassDef
+from labeltree.datasets.shapes import shape_mask
 
 WHITE = (235, 235, 230)
 BLACK = (25, 25, 30)

@@ -20,17 +20,18 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_text
-from labeltree.hierarchy import Hierarchy, load_hierarchy
-
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import Config, EvalDatasetCfg, OptimCfg
-from .data import Source, build_loader, build_sources, check_labels, normalise
-from .evaluation import evaluate_sources
-from .loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
-from .model import build_model
-from .predict import Predictor
+from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg
+from labeltree.train.data import Source, build_loader, build_sources, check_labels, normalise
+from labeltree.train.evaluation import evaluate_sources
+from labeltree.train.loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
+from labeltree.train.model import build_model
+from labeltree.train.predict import Predictor
 
 
 @dataclass
@@ -113,14 +114,7 @@ def _truncate_jsonl(path: Path, step: int) -> None:
 
 def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
     """Each training dataset's val split, plus the evaluation-only datasets (Cityscapes Extended)."""
-    from .data import render_boxes  # noqa: F401 - fine masks need labeltree.gtsdb_masks
-
-    try:
-        import labeltree.gtsdb_masks  # noqa: F401
-
-        box_mode = "fine"
-    except ImportError:
-        box_mode = "coarse"
+    box_mode = DEFAULT_MASK_MODE  # evaluation scores the shape masks, whatever the training masks
     out = []
     for d in cfg.datasets:
         if d.val_split:

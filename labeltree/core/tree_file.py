@@ -1,305 +1,26 @@
-"""The semantic tree: nodes, classifiers, dataset mappings, and the tables compiled from them.
+"""Tree files: parse (with `extends:` and `restrict`), validate, write, and find the bundled ones.
 
-A tree file (YAML) is the single source of truth. From it we derive, per dataset, numpy lookup
-tables indexed by the value stored in a label file:
-  value -> node, value -> target per classifier (255 = no supervision), node -> dataset value.
-and the hard top-down argmax cascade that turns per-classifier scores into a node map.
+Public because `labeltree merge` builds trees from the same pieces (`parse_tree`, `parse_mapping`).
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-from .errors import LabeltreeError
-from .resources import hierarchy_dir
-from .taxonomy import Taxonomy, load_taxonomy, normalise_name
-from .yamlio import line_of, load_yaml
-
-NO_TARGET = 255  # target value for "this pixel does not supervise this classifier"
-IGNORE = -1  # node index for ignored pixels
-UNKNOWN = -2  # node index for stored values that are no class of the taxonomy
-ROOT = "root"
-
-
-@dataclass
-class Node:
-    name: str
-    parent: int  # -1 for the root
-    level: int  # root = 0, its children 1, ...
-    children: list[int] = field(default_factory=list)
-    color: tuple[int, int, int] = (0, 0, 0)
-
-
-@dataclass
-class Classifier:
-    node: int  # index of the node that owns the classifier
-    name: str  # the node's name ("root" for Level 1)
-    level: int  # 1 for the root classifier
-    children: list[int]  # node indices, in tree order = logit order
-
-
-@dataclass
-class DatasetMapping:
-    """How one dataset's classes map onto the tree (parsed, before compilation)."""
-
-    dataset: str  # key used in the tree file / CLI
-    taxonomy: Taxonomy
-    to_node: dict[int, int | None]  # class id -> node index, None = ignored
-    evaluation_only: bool = False
-
-    @property
-    def is_boxes(self) -> bool:
-        return self.taxonomy.annotation == "boxes"
-
-
-@dataclass
-class DatasetTables:
-    """Numpy lookup tables for one dataset, indexed by the stored label value."""
-
-    dataset: str
-    value_to_node: np.ndarray  # int32 [lut_size]: node index, IGNORE or UNKNOWN
-    targets: np.ndarray  # uint8 [n_classifiers, lut_size]: child position or NO_TARGET
-    supervised: np.ndarray  # bool [n_classifiers]: classifiers this dataset trains
-    node_to_value: np.ndarray  # int32 [n_nodes]: the dataset's value for a predicted node, -1 = none
-    box_classifier: int | None  # for box datasets: the only classifier they train
-
-    def nodes_of(self, labels: np.ndarray) -> np.ndarray:
-        """Node index per pixel (IGNORE for ignored values, UNKNOWN for values of no class)."""
-        return lookup(self.value_to_node, labels, UNKNOWN)
-
-
-def lookup(lut: np.ndarray, labels: np.ndarray, fill: int) -> np.ndarray:
-    """lut[labels], with `fill` where a label lies beyond the table."""
-    if labels.size == 0 or int(labels.max()) < len(lut):
-        return lut[labels]
-    out = np.full(labels.shape, fill, dtype=lut.dtype)
-    ok = labels < len(lut)
-    out[ok] = lut[labels[ok]]
-    return out
-
-
-class Hierarchy:
-    """A validated tree with its classifiers and dataset mappings."""
-
-    def __init__(self, name: str, nodes: list[Node], mappings: dict[str, DatasetMapping],
-                 overrides: dict[tuple[str, str], bool], exclude_single_child: bool = True,
-                 path: Path | None = None):
-        self.name = name
-        self.nodes = nodes
-        self.mappings = mappings
-        self.overrides = overrides
-        self.exclude_single_child = exclude_single_child
-        self.path = path
-        self.index = {n.name: i for i, n in enumerate(nodes)}
-        self.classifiers = [
-            Classifier(i, n.name, n.level + 1, list(n.children))
-            for i, n in enumerate(nodes) if len(n.children) >= 2
-        ]
-        self.classifier_of = {c.node: j for j, c in enumerate(self.classifiers)}
-
-    # -- structure -----------------------------------------------------------------------------
-    @property
-    def datasets(self) -> list[str]:
-        return [d for d, m in self.mappings.items() if not m.evaluation_only]
-
-    @property
-    def leaves(self) -> list[int]:
-        return [i for i, n in enumerate(self.nodes) if not n.children]
-
-    def path_to(self, node: int) -> list[int]:
-        """Node indices from the root's child down to `node` (root excluded)."""
-        out = []
-        while node > 0:
-            out.append(node)
-            node = self.nodes[node].parent
-        return out[::-1]
-
-    def ancestors(self, node: int) -> list[int]:
-        """`node` and its ancestors, nearest first (root included)."""
-        out = [node]
-        while self.nodes[out[-1]].parent >= 0:
-            out.append(self.nodes[out[-1]].parent)
-        return out
-
-    def descendants(self, node: int) -> list[int]:
-        out, stack = [], [node]
-        while stack:
-            n = stack.pop()
-            out.append(n)
-            stack.extend(self.nodes[n].children)
-        return out
-
-    @property
-    def depth(self) -> int:
-        return max(c.level for c in self.classifiers) if self.classifiers else 0
-
-    def mapping(self, dataset: str) -> DatasetMapping:
-        if dataset in self.mappings:
-            return self.mappings[dataset]
-        for _key, m in self.mappings.items():
-            if m.taxonomy.name == dataset:
-                return m
-        raise LabeltreeError(f"hierarchy '{self.name}' has no mapping for dataset '{dataset}' "
-                             f"(it maps {', '.join(self.mappings)})", self.path)
-
-    # -- supervision rule ------------------------------------------------------------------------
-    def children_reached(self, dataset: str, j: int) -> set[int]:
-        """Children of classifier j that some class of `dataset` maps to (or lies below)."""
-        c = self.classifiers[j]
-        m = self.mapping(dataset)
-        reached = set()
-        for node in (n for n in m.to_node.values() if n is not None):
-            for child in c.children:
-                if node in set(self.descendants(child)):
-                    reached.add(child)
-        return reached
-
-    def supervises(self, dataset: str, j: int) -> bool:
-        """Does `dataset` train classifier j? Rule + explicit overrides + the box rule (DESIGN §2.3/2.4)."""
-        m = self.mapping(dataset)
-        c = self.classifiers[j]
-        if m.evaluation_only:
-            return False
-        if m.is_boxes:
-            box_nodes = {self.nodes[n].parent for n in m.to_node.values() if n is not None}
-            return c.node in box_nodes
-        key = (m.dataset, c.name)
-        if key in self.overrides:
-            return self.overrides[key]
-        reached = self.children_reached(dataset, j)
-        if self.exclude_single_child:
-            return len(reached) >= 2
-        return len(reached) >= 1
-
-    # -- compilation -----------------------------------------------------------------------------
-    @cached_property
-    def _tables(self) -> dict[str, DatasetTables]:
-        return {}
-
-    def tables(self, dataset: str) -> DatasetTables:
-        """Compile (once) the lookup tables of one dataset."""
-        m = self.mapping(dataset)
-        if m.dataset in self._tables:
-            return self._tables[m.dataset]
-        tax = m.taxonomy
-        size = tax.lut_size
-        n_cls = len(self.classifiers)
-        v2n = np.full(size, UNKNOWN, dtype=np.int32)
-        if tax.encoding.unlabeled is not None:
-            v2n[tax.encoding.unlabeled] = IGNORE
-        for cid, node in m.to_node.items():
-            if cid < 0:
-                continue
-            v2n[tax.stored_value(cid)] = IGNORE if node is None else node
-        supervised = np.array([self.supervises(m.dataset, j) for j in range(n_cls)], dtype=bool)
-        targets = np.full((n_cls, size), NO_TARGET, dtype=np.uint8)
-        # For each tree node, the target it gives each classifier on its path.
-        for value in np.flatnonzero(v2n >= 0):
-            node = int(v2n[value])
-            for anc in self.path_to(node):
-                parent = self.nodes[anc].parent
-                j = self.classifier_of.get(parent)
-                if j is not None and supervised[j]:
-                    targets[j, value] = self.classifiers[j].children.index(anc)
-        # Predicted node -> the dataset's class at the depth it annotates: nearest ancestor-or-self
-        # that one of its classes maps to (lowest id wins when several do).
-        node_value: dict[int, int] = {}
-        for cid, node in sorted(m.to_node.items()):
-            if node is not None and cid >= 0:
-                node_value.setdefault(node, tax.stored_value(cid))
-        n2v = np.full(len(self.nodes), -1, dtype=np.int32)
-        for i in range(len(self.nodes)):
-            for anc in self.ancestors(i):
-                if anc in node_value:
-                    n2v[i] = node_value[anc]
-                    break
-        box = None
-        if m.is_boxes:
-            idx = np.flatnonzero(supervised)
-            box = int(idx[0]) if len(idx) else None
-        t = DatasetTables(m.dataset, v2n, targets, supervised, n2v, box)
-        self._tables[m.dataset] = t
-        return t
-
-    # -- inference -------------------------------------------------------------------------------
-    @cached_property
-    def child_table(self) -> list[np.ndarray]:
-        """Per classifier: logit position -> node index."""
-        return [np.asarray(c.children, dtype=np.int64) for c in self.classifiers]
-
-    def cascade(self, scores: list[Any], stop_level: int | None = None) -> Any:
-        """Hard top-down argmax cascade (DESIGN §2.5) over per-classifier scores.
-
-        `scores[j]` has shape (..., C_j, H, W) with the class axis at -3 (numpy or torch; the same
-        leading shape for all). Returns node indices (..., H, W). With `stop_level`, classifiers
-        below that level are not descended into.
-        """
-        if len(scores) != len(self.classifiers):
-            raise ValueError(f"expected {len(self.classifiers)} score arrays, got {len(scores)}")
-        first = scores[0]
-        is_torch = type(first).__module__.startswith("torch")
-        if is_torch:
-            import torch
-
-            cur = torch.zeros(first.shape[:-3] + first.shape[-2:], dtype=torch.long, device=first.device)
-            for j, c in enumerate(self.classifiers):
-                if stop_level is not None and c.level > stop_level:
-                    continue
-                table = torch.as_tensor(self.child_table[j], device=first.device)
-                cand = table[scores[j].argmax(dim=-3)]
-                cur = torch.where(cur == c.node, cand, cur)
-            return cur
-        cur = np.zeros(first.shape[:-3] + first.shape[-2:], dtype=np.int64)
-        for j, c in enumerate(self.classifiers):
-            if stop_level is not None and c.level > stop_level:
-                continue
-            cand = self.child_table[j][np.argmax(scores[j], axis=-3)]
-            cur = np.where(cur == c.node, cand, cur)
-        return cur
-
-    def node_at_level(self, nodes: np.ndarray, level: int) -> np.ndarray:
-        """Map node indices to their ancestor at `level` (nodes above it stay as they are)."""
-        lut = np.arange(len(self.nodes))
-        for i in range(len(self.nodes)):
-            anc = self.ancestors(i)
-            for a in anc:
-                if self.nodes[a].level == level:
-                    lut[i] = a
-                    break
-        return lut[nodes]
-
-    def colors(self) -> np.ndarray:
-        return np.array([n.color for n in self.nodes], dtype=np.uint8)
-
-    # -- export --------------------------------------------------------------------------------
-    def to_json(self) -> dict[str, Any]:
-        """The DESIGN §5 contract: nodes, classifiers, leaves, datasets."""
-        nodes = [{"name": n.name, "parent": self.nodes[n.parent].name if n.parent >= 0 else None,
-                  "level": n.level} for n in self.nodes[1:]]
-        classifiers = [{"node": c.name, "level": c.level,
-                        "classes": [self.nodes[k].name for k in c.children],
-                        "datasets": [d for d in self.mappings if self.supervises(d, j)]}
-                       for j, c in enumerate(self.classifiers)]
-        datasets = {
-            d: {str(cid): (self.nodes[n].name if n is not None else None)
-                for cid, n in sorted(m.to_node.items())}
-            for d, m in self.mappings.items()
-        }
-        return {"name": self.name, "nodes": nodes, "classifiers": classifiers,
-                "leaves": [self.nodes[i].name for i in self.leaves], "datasets": datasets}
-
+from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
+from labeltree.core.taxonomy import Taxonomy, load_taxonomy, normalise_name
+from labeltree.core.yamlio import line_of, load_yaml
+from labeltree.errors import LabeltreeError
+from labeltree.resources import hierarchy_dir
 
 # -- parsing -------------------------------------------------------------------------------------
 
-def _parse_tree(items: Any, path: Path) -> list[Node]:
+def parse_tree(items: Any, path: Path) -> list[Node]:
     nodes = [Node(ROOT, -1, 0)]
     seen: dict[str, int] = {ROOT: 0}
 
@@ -359,7 +80,7 @@ def _ancestors(nodes: list[Node], i: int) -> list[int]:
     return out
 
 
-def _parse_mapping(key: str, spec: Any, nodes: list[Node], index: dict[str, int], tax: Taxonomy,
+def parse_mapping(key: str, spec: Any, nodes: list[Node], index: dict[str, int], tax: Taxonomy,
                    path: Path, inherited: dict[int, int | None] | None, evaluation_only: bool,
                    allow_missing: bool = False) -> DatasetMapping:
     """Parse mappings.<key>. With `allow_missing` (merge with partial rules) classes that are neither
@@ -467,7 +188,7 @@ def expand_extends(data: dict[str, Any], path: Path, _seen: tuple[Path, ...] = (
     hierarchy_from_dict(base, base_path)  # the base's own errors, with its own file and lines
 
     def ref(d: Any) -> str:  # the base's taxonomy paths, made absolute (they are relative to the base)
-        return str(_resolve_ref(str(d), base_path)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
+        return str(resolve_ref(str(d), base_path)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
 
     def as_list(key: str, src: dict[str, Any], where: Path) -> list[Any]:
         v = src.get(key) or []
@@ -555,7 +276,7 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
                            "mappings", "supervision"}
     if unknown:
         raise LabeltreeError(f"unknown top-level key(s) {sorted(unknown)}", path)
-    nodes = _parse_tree(data["tree"], path)
+    nodes = parse_tree(data["tree"], path)
     index = {n.name: i for i, n in enumerate(nodes)}
     maps = data["mappings"] or {}
     if not isinstance(maps, dict):
@@ -574,7 +295,7 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
     for d in trained + evaluated:
         spec = maps[d]
         try:
-            tax = load_taxonomy(_resolve_ref(d, path))
+            tax = load_taxonomy(resolve_ref(d, path))
         except LabeltreeError as e:
             if e.path is not None:  # the taxonomy file itself is bad: its own file and line
                 raise
@@ -586,7 +307,7 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
                 raise LabeltreeError(f"mappings.{d}.inherit: '{parent}' must be a dataset mapped "
                                      "earlier in the file", path)
             inherited = {c: n for c, n in mappings[parent].to_node.items() if tax.find(c) is not None}
-        mappings[d] = _parse_mapping(d, spec, nodes, index, tax, path, inherited, d in evaluated)
+        mappings[d] = parse_mapping(d, spec, nodes, index, tax, path, inherited, d in evaluated)
     sup = data.get("supervision") or {}
     overrides: dict[tuple[str, str], bool] = {}
     for o in sup.get("overrides") or []:
@@ -604,7 +325,7 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
                   bool(sup.get("exclude_single_child", True)), path)
     if restrict is not None:
         h = restrict_hierarchy(h, restrict)
-    _assign_colors(h)
+    assign_colors(h)
     return h
 
 
@@ -629,7 +350,7 @@ def hierarchy_to_dict(h: Hierarchy, out_dir: Path | None = None) -> dict[str, An
     def key_of(d: str) -> str:
         if Path(d).suffix not in (".yaml", ".yml"):
             return d
-        src = Path(_resolve_ref(d, h.path)) if h.path is not None else Path(d)
+        src = Path(resolve_ref(d, h.path)) if h.path is not None else Path(d)
         if out_dir is None:
             return str(src)
         return os.path.relpath(src.resolve(), Path(out_dir).resolve())
@@ -659,7 +380,7 @@ def hierarchy_to_dict(h: Hierarchy, out_dir: Path | None = None) -> dict[str, An
 
 def write_hierarchy(h: Hierarchy, target: str | Path, header: str = "") -> Path:
     """Write `h` as a tree file, atomically (never a half-written file where a good one was)."""
-    from .fsutil import write_text
+    from labeltree.fsutil import write_text
 
     target = Path(target)
     data = hierarchy_to_dict(h, target.parent)
@@ -670,7 +391,7 @@ def write_hierarchy(h: Hierarchy, target: str | Path, header: str = "") -> Path:
     return target
 
 
-def _assign_colors(h: Hierarchy) -> None:
+def assign_colors(h: Hierarchy) -> None:
     """Node colour = colour of the first dataset class mapped to it; else a stable derived one."""
     done: set[int] = set()
     for m in h.mappings.values():
@@ -684,7 +405,7 @@ def _assign_colors(h: Hierarchy) -> None:
             n.color = ((v * 67) % 256, (v * 151) % 256, (v * 211) % 256)
 
 
-def _resolve_ref(ref: str, tree_path: Path) -> str | Path:
+def resolve_ref(ref: str, tree_path: Path) -> str | Path:
     p = Path(ref)
     if p.suffix in (".yaml", ".yml"):
         return p if p.is_absolute() else tree_path.parent / p
