@@ -54,7 +54,8 @@ def main(fixtures: Path) -> None:
                           description="Cityscapes fine annotations, label table of cityscapesScripts helpers/labels.py",
                           encoding={"format": "png-ids", "dtype": "uint8", "offset": 0,
                                     "file": "gtFine/{split}/{city}/*_gtFine_labelIds.png",
-                                    "instances": "id*1000+k in *_gtFine_instanceIds.png (16-bit)"})
+                                    "instances": {"factor": 1000, "stuff_factor": 1,
+                                                  "file": "*_gtFine_instanceIds.png (16-bit)"}})
     for c in cs_tax.classes:
         c.includes = CITYSCAPES_INCLUDES.get(c.name, [])
     dump("cityscapes", cs_tax)
@@ -64,7 +65,8 @@ def main(fixtures: Path) -> None:
         description="Mapillary Vistas v1.2 (labels identical to the v1.1 config.json)",
         encoding={"format": "png-palette-index", "dtype": "uint8", "offset": 0,
                   "file": "{training,validation}/[v1.2/]labels/*.png",
-                  "instances": "class*256+k in [v1.2/]instances/*.png (16-bit)"}))
+                  "instances": {"factor": 256, "stuff_factor": 256,
+                                "file": "[v1.2/]instances/*.png (16-bit)"}}))
     dump("vistas-v2.0", import_table(
         fixtures / "vistas/mapillary_v2.0_124_classes_from_mmseg.tsv", name="vistas-v2.0", version="2.0",
         description="Mapillary Vistas v2.0 (124 labels; names and colours from mmsegmentation's "

@@ -14,6 +14,7 @@ from labeltree.annotate import db
 from labeltree.annotate.classes import label_space
 from labeltree.annotate.propose import read_components
 from labeltree.core.taxonomy import load_taxonomy
+from labeltree.datasets import cityscapes
 from labeltree.datasets.base import decode_label
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_png, write_text
@@ -185,7 +186,7 @@ def export_extended(workdir: str | Path, out_root: str | Path, workers: int | No
             report.labelled_components += int(lut[comp] != space.sign_id)
         label = root / r["label"]
         jobs.append(_ExportJob(str(label), str(workdir / r["components"]),
-                               str(out_root / "gtFine" / r["split"] / r["city"] / label.name), tuple(lut),
+                               str(cityscapes.label_path(out_root, r["split"], r["city"], r["key"])), tuple(lut),
                                space.sign_id))
     for n in pmap(_export_one, jobs, workers=workers, desc="export", progress=progress):
         report.images += 1
@@ -195,7 +196,7 @@ def export_extended(workdir: str | Path, out_root: str | Path, workers: int | No
             if not r["image"]:
                 continue
             src = root / r["image"]
-            dst = out_root / "leftImg8bit" / r["split"] / r["city"] / src.name
+            dst = cityscapes.image_path(out_root, r["split"], r["city"], r["key"])
             if dst.exists() or dst.is_symlink():
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)

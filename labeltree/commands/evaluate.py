@@ -1,16 +1,13 @@
 """`labeltree evaluate`: per-dataset (and per tree level) mIoU / mPA of a folder of predictions.
 
-A thin layer over `labeltree.evaluate.evaluate_folder`. Other features add prediction sources
-without editing this file: append a click option to `evaluate_cmd.params` and register a factory
-with `register_source(option_name, make_predict)`; when that option is given, `make_predict(value,
-options)` must return `predict(sample) -> array` (dataset values, tree nodes or a (C, H, W) node
-score map, per --pred-space) and PRED_DIR becomes optional. The trainer's `--checkpoint` uses this.
+A thin layer over `labeltree.evaluate.evaluator.evaluate_folder`; predictions come from PRED_DIR or,
+with `--checkpoint`, straight from a trained model (`labeltree.train.predict.checkpoint_predict`,
+the only path that imports torch).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +15,13 @@ import click
 import numpy as np
 
 from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
+from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 from labeltree.fsutil import atomic_path, write_json
 
+
 #: option name -> factory(value, all options) -> predict(sample) -> array
-SOURCES: dict[str, Callable[[Any, dict[str, Any]], Callable[[Any], Any]]] = {}
-
-
-def register_source(option: str, make_predict: Callable[[Any, dict[str, Any]], Callable[[Any], Any]]) -> None:
-    """Let an extra option of `evaluate` (e.g. --checkpoint) supply predictions instead of PRED_DIR."""
-    SOURCES[option] = make_predict
-
-
 def _parse_size(text: str) -> tuple[int, int] | None:
     if text.strip().lower() == "native":
         return None
@@ -131,10 +123,13 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
 @click.option("--gtsdb-size", default="512x850", show_default=True,
               help="--classes paper on GTSDB: frame size HxW at which the >= --min-pixels rule is counted "
                    "(the authors train on GTSDB resized to 512x850; 'native' = no resize).")
-@click.option("--min-pixels", type=int, default=1000, show_default=True,
+@click.option("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS, show_default=True,
               help="--classes paper on GTSDB: pixels a class needs in both splits.")
-@click.option("--gtsdb-mask", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
+@click.option("--gtsdb-mask", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
               help="GTSDB ground truth: sign shapes in the boxes (fine) or filled boxes (coarse).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Predict with this trained checkpoint (labeltree train) instead of reading PRED_DIR.")
+@click.option("--sliding-window", is_flag=True, help="With --checkpoint: crop-sized windows instead of whole images.")
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the results as JSON.")
 @click.option("--plot-confusion", type=click.Path(path_type=Path), default=None,
@@ -156,13 +151,12 @@ def evaluate_cmd(**kw: Any) -> None:
     from labeltree.evaluate.evaluator import evaluate_folder
 
     predict = None
-    for name, make in SOURCES.items():
-        if kw.get(name) is not None:
-            predict = make(kw[name], kw)
-    if predict is None and kw["pred_dir"] is None:
-        raise LabeltreeError("give PRED_DIR, the folder of prediction files"
-                             + (f" (or one of: {', '.join('--' + s.replace('_', '-') for s in SOURCES)})"
-                                if SOURCES else ""))
+    if kw["checkpoint"] is not None:
+        from labeltree.train.predict import checkpoint_predict  # torch only when a checkpoint predicts
+
+        predict = checkpoint_predict(kw["checkpoint"], kw["dataset"], kw["pred_space"], kw["sliding_window"])
+    elif kw["pred_dir"] is None:
+        raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")
     needs_tree = (kw["pred_space"] == "tree" or kw["levels"] or kw["classes"] == "paper" or kw["paper_protocol"])
     hierarchy = None
     if kw["hierarchy_ref"] is not None or needs_tree:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from labeltree.datasets.boxmask import ENCODINGS, MODES
+from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, ENCODINGS, MODES
 from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
 
 
 @click.command("gtsdb-masks")
 @click.argument("gtsdb_dir", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--mode", type=click.Choice(MODES), default="fine", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
               help="'fine': the sign's shape inscribed in its box; 'coarse': the filled box.")
 @click.option("--gt", type=click.Path(path_type=Path), default=None,
               help="Ground-truth file (default: GTSDB_DIR/gt.txt).")

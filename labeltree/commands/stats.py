@@ -9,6 +9,7 @@ import click
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
 from labeltree.stats.collect import (
     DEFAULT_MIN_PIXELS,
@@ -98,7 +99,7 @@ def _apply(opts):
                                                "(default: stop at the first, naming it).")
 @click.option("--instances/--no-instances", default=True, show_default=True,
               help="Read instance files where present (instances per class, mean instance size).")
-@click.option("--gtsdb-masks", "mask_mode", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
+@click.option("--gtsdb-masks", "mask_mode", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
               help="GTSDB pixels: sign shapes inscribed in the boxes (fine) or the filled boxes (coarse).")
 @click.option("--unknown", type=click.Choice(["error", "ignore"]), default="error", show_default=True,
               help="Label values the taxonomy does not define: 'error' stops (or, with --skip-bad, skips the "

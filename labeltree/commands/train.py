@@ -106,41 +106,4 @@ def prepare_cmd(config: str, data_root: Path | None, out: Path, sets: tuple[str,
         click.echo(f"wrote {w}")
 
 
-def _checkpoint_source(value: Path, options: dict):
-    """`labeltree evaluate DATASET GT_ROOT --checkpoint CK`: predictions straight from a checkpoint."""
-    from labeltree.train.predict import load_predictor, read_rgb
-
-    pred = load_predictor(value)
-    dataset = pred.h.mapping(options["dataset"]).dataset
-    tree_space = options.get("pred_space") == "tree" and pred.flat is None
-    sliding = bool(options.get("sliding_window"))
-    from labeltree.train.predict import dataset_resize
-
-    resize = dataset_resize(pred.cfg, dataset)
-
-    def predict(sample):
-        nodes, _ = pred.predict_array(read_rgb(sample.image), resize, sliding)
-        return nodes if tree_space else pred.dataset_values(nodes, dataset)
-
-    return predict
-
-
-def _register_evaluate_checkpoint() -> None:
-    """Add --checkpoint / --sliding-window to `labeltree evaluate` through its prediction-source hook."""
-    try:
-        from labeltree.commands import evaluate as ev
-    except ImportError:
-        return
-    if "checkpoint" in getattr(ev, "SOURCES", {}):
-        return
-    ev.evaluate_cmd.params.append(click.Option(
-        ["--checkpoint"], type=click.Path(path_type=Path), default=None,
-        help="Predict with this trained checkpoint (labeltree train) instead of reading PRED_DIR."))
-    ev.evaluate_cmd.params.append(click.Option(
-        ["--sliding-window"], is_flag=True, help="With --checkpoint: crop-sized windows instead of whole images."))
-    ev.register_source("checkpoint", _checkpoint_source)
-
-
-_register_evaluate_checkpoint()
-
 COMMANDS = [train_cmd, predict_cmd, prepare_cmd]

@@ -61,6 +61,17 @@ class ClassDef(BaseModel):
         return self.readable or self.name
 
 
+class InstanceEncoding(BaseModel):
+    """How an instance file stores objects: class value * factor + k on instance classes, value * stuff_factor
+    elsewhere (Cityscapes id*1000+k / id; Vistas class*256+k / class*256)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    factor: int = Field(gt=1, le=65536)
+    stuff_factor: int = Field(default=1, ge=1, le=65536)
+    file: str = ""
+
+
 class Encoding(BaseModel):
     """How a class id is stored on disk: value = id + offset in a `dtype` image (or gt.txt for boxes)."""
 
@@ -70,6 +81,7 @@ class Encoding(BaseModel):
     dtype: Literal["uint8", "uint16"] = "uint8"
     offset: int = 0
     unlabeled: int | None = None  # stored value that means "no label" and is no class id
+    instances: InstanceEncoding | None = None  # the dataset's instance files, where it has them
 
 
 class Taxonomy(BaseModel):

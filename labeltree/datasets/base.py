@@ -257,6 +257,14 @@ class DatasetReader:
     def samples(self, split: str) -> list[Sample]:
         raise NotImplementedError
 
+    # how prediction files name their sample (cityscapesScripts' getPrediction for Cityscapes)
+    prediction_naming = "each file's stem must equal its label file's stem"
+
+    @staticmethod
+    def prediction_key(path: Path) -> str | None:
+        """The key of the sample a prediction file belongs to, by the layout's file-name convention."""
+        return path.stem
+
     def all_samples(self) -> list[Sample]:
         """Samples of every split, in split order."""
         return [s for split in self.splits() for s in self.samples(split)]

@@ -8,6 +8,23 @@ from pathlib import Path
 from labeltree.datasets.base import DatasetReader, Sample, report_unpaired
 from labeltree.errors import LabeltreeError
 
+LABEL_SUFFIX = "_gtFine_labelIds.png"
+IMAGE_SUFFIX = "_leftImg8bit.png"
+INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+
+
+def image_path(root: Path, split: str, city: str, key: str) -> Path:
+    return Path(root) / "leftImg8bit" / split / city / f"{key}{IMAGE_SUFFIX}"
+
+
+def label_path(root: Path, split: str, city: str, key: str) -> Path:
+    return Path(root) / "gtFine" / split / city / f"{key}{LABEL_SUFFIX}"
+
+
+def instance_path(root: Path, split: str, city: str, key: str) -> Path:
+    return Path(root) / "gtFine" / split / city / f"{key}{INSTANCE_SUFFIX}"
+
+
 _CS_KEY = re.compile(r"^(?P<city>[^_]+)_(?P<seq>\d{6})_(?P<frame>\d{6})")
 
 
@@ -20,9 +37,9 @@ class CityscapesReader(DatasetReader):
     """
 
     layout = "cityscapes"
-    label_suffix = "_gtFine_labelIds.png"
-    image_suffix = "_leftImg8bit.png"
-    instance_suffix = "_gtFine_instanceIds.png"
+    label_suffix = LABEL_SUFFIX
+    image_suffix = IMAGE_SUFFIX
+    instance_suffix = INSTANCE_SUFFIX
 
     def splits(self) -> list[str]:
         found: set[str] = set()
@@ -34,6 +51,14 @@ class CityscapesReader(DatasetReader):
                                  f"under {self.root.resolve()}", self.root)
         order = {"train": 0, "val": 1, "test": 2}
         return sorted(found, key=lambda s: (order.get(s, 3), s))
+
+    prediction_naming = "names must start with {city}_{seq}_{frame}"
+
+    @staticmethod
+    def prediction_key(path: Path) -> str | None:
+        """The name starts with `{city}_{seq:06}_{frame:06}` (as cityscapesScripts' getPrediction)."""
+        m = _CS_KEY.match(path.name)
+        return m.group(0) if m else None
 
     def cities(self, split: str) -> list[str]:
         return sorted({s.city for s in self.samples(split) if s.city})

@@ -27,6 +27,19 @@ from labeltree.fsutil import write_png
 from labeltree.parallel import pmap
 
 GTSDB_SPLITS = {"train": range(0, 600), "test": range(600, 900)}
+GT_FILE = "gt.txt"
+
+
+def frame_name(index: int) -> str:
+    """The release's frame file name: 00000.ppm .. 00899.ppm."""
+    return f"{index:05d}.ppm"
+
+
+def gt_line(frame: str, x0: int, y0: int, x1: int, y1: int, class_id: int) -> str:
+    """One gt.txt line (inclusive pixel coordinates), as the release writes it."""
+    return f"{frame};{x0};{y0};{x1};{y1};{class_id}"
+
+
 GT_FORMAT = "'NNNNN.ppm;left;top;right;bottom;ClassID' (inclusive pixel coordinates)"
 _FRAME = re.compile(r"^\d{5}$")
 FRAME_SUFFIXES = (".ppm", ".png", ".jpg", ".jpeg")
@@ -147,7 +160,7 @@ class GTSDBReader(DatasetReader):
     def __init__(self, taxonomy: Taxonomy, root: Path, unknown: Unknown = "error", gt: str | Path | None = None,
                  mask_mode: str = DEFAULT_MASK_MODE):
         super().__init__(taxonomy, root, unknown)
-        self.gt_path = Path(gt) if gt is not None else self.root / "gt.txt"
+        self.gt_path = Path(gt) if gt is not None else self.root / GT_FILE
         self.mask_mode = mask_mode
         self._frames: dict[str, Path] | None = None
         self._gt: GtFile | None = None

@@ -9,6 +9,7 @@ from labeltree.datasets.base import DatasetReader, Unknown
 from labeltree.datasets.cityscapes import CityscapesReader
 from labeltree.datasets.gtsdb import GTSDBReader
 from labeltree.datasets.vistas import VistasReader
+from labeltree.errors import LabeltreeError
 
 READERS: dict[str, type[DatasetReader]] = {
     "png-ids": CityscapesReader,
@@ -28,3 +29,11 @@ def open_dataset(dataset: str | Path | Taxonomy, root: str | Path, unknown: Unkn
     cls = READERS[tax.encoding.format]
     return cls(tax, Path(root), unknown, **options)
 
+
+
+def reader_class(layout: str) -> type[DatasetReader]:
+    """The reader of a layout name ('cityscapes', 'vistas', 'gtsdb'): its file-name conventions."""
+    for cls in READERS.values():
+        if cls.layout == layout:
+            return cls
+    raise LabeltreeError(f"unknown dataset layout '{layout}' (known: {', '.join(c.layout for c in READERS.values())})")

@@ -10,6 +10,22 @@ from labeltree.datasets.base import DatasetReader, Sample, Unknown, report_unpai
 from labeltree.errors import LabeltreeError
 
 VISTAS_SPLITS = {"train": "training", "val": "validation", "test": "testing"}
+IMAGE_SUFFIX = ".jpg"
+LABEL_SUFFIX = ".png"
+
+
+def image_path(root: Path, split: str, key: str) -> Path:
+    """A v1.x release's photo (`split` = train / val / test)."""
+    return Path(root) / VISTAS_SPLITS[split] / "images" / f"{key}{IMAGE_SUFFIX}"
+
+
+def label_path(root: Path, split: str, key: str) -> Path:
+    """A v1.x release's label (palette indices, flat `labels/`)."""
+    return Path(root) / VISTAS_SPLITS[split] / "labels" / f"{key}{LABEL_SUFFIX}"
+
+
+def instance_path(root: Path, split: str, key: str) -> Path:
+    return Path(root) / VISTAS_SPLITS[split] / "instances" / f"{key}{LABEL_SUFFIX}"
 
 
 class VistasReader(DatasetReader):
@@ -96,8 +112,8 @@ class VistasReader(DatasetReader):
     def samples(self, split: str) -> list[Sample]:
         labels = self._label_dir(split)
         images = self._split_dir(split) / "images"
-        label_files = {p.stem: p for p in sorted(labels.glob("*.png"))}
-        image_files = {p.stem: p for p in sorted(images.glob("*.jpg"))} if images.is_dir() else {}
+        label_files = {p.stem: p for p in sorted(labels.glob(f"*{LABEL_SUFFIX}"))}
+        image_files = {p.stem: p for p in sorted(images.glob(f"*{IMAGE_SUFFIX}"))} if images.is_dir() else {}
         out = []
         for stem in sorted(label_files):
             lab = label_files[stem]

@@ -38,13 +38,13 @@ import numpy as np
 
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
-from labeltree.datasets.base import Sample, decode_label, known_values
-from labeltree.datasets.boxmask import Box
-from labeltree.datasets.cityscapes import _CS_KEY
-from labeltree.datasets.decode import PNG_GREY, PNG_PALETTE, decode_array, image_size, read_file_and_header
-from labeltree.datasets.registry import open_dataset
+from labeltree.datasets.base import Sample, known_values, read_label
+from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, Box
+from labeltree.datasets.decode import PNG_GREY, PNG_PALETTE, decode_array, read_file_and_header
+from labeltree.datasets.gtsdb import GTSDB_SPLITS
+from labeltree.datasets.registry import open_dataset, reader_class
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.metrics import fold, group_iou, per_class, summarize
+from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS, fold, group_iou, per_class, summarize
 from labeltree.parallel import default_workers, pmap
 
 CLASS_SETS = ("official", "paper", "all")
@@ -111,7 +111,7 @@ class LabelSpace:
 # -- which classes are evaluated ---------------------------------------------------------------------
 
 def classes_with_pixels_in_both(counts_a: Mapping[int, int], counts_b: Mapping[int, int],
-                                min_pixels: int = 1000) -> list[int]:
+                                min_pixels: int = DEFAULT_MIN_PIXELS) -> list[int]:
     """The GTSDB rule of DESIGN §2.6: class ids with >= `min_pixels` gt pixels in BOTH splits.
 
     The paper evaluates GTSDB on 28 of 43 classes: those with at least 1000 pixels in the train and
@@ -124,7 +124,7 @@ def classes_with_pixels_in_both(counts_a: Mapping[int, int], counts_b: Mapping[i
 
 def resolve_classes(spec: str | Sequence[int], space: LabelSpace, hierarchy: Hierarchy | None = None,
                     dataset: str | None = None, pixel_counts: tuple[Mapping[int, int], Mapping[int, int]] | None = None,
-                    min_pixels: int = 1000) -> np.ndarray:
+                    min_pixels: int = DEFAULT_MIN_PIXELS) -> np.ndarray:
     """Bool mask over the K classes: which are evaluated.
 
     official: classes not ignored in evaluation by the taxonomy (Cityscapes 19, Vistas 65, GTSDB 43);
@@ -354,7 +354,7 @@ class Evaluator:
     mean_over: str = "gt"
     levels: bool = False
     pixel_counts: tuple[Mapping[int, int], Mapping[int, int]] | None = None
-    min_pixels: int = 1000
+    min_pixels: int = DEFAULT_MIN_PIXELS
     matrix: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -566,18 +566,6 @@ def prediction_files(pred_dir: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(pred_dir).parts))
 
 
-def prediction_key(path: Path, layout: str) -> str | None:
-    """The sample key a prediction file belongs to, by the dataset's file-name convention.
-
-    Cityscapes: the name starts with `{city}_{seq:06}_{frame:06}` (as cityscapesScripts' getPrediction);
-    Vistas and GTSDB: the file stem equals the label / frame stem.
-    """
-    if layout == "cityscapes":
-        m = _CS_KEY.match(path.name)
-        return m.group(0) if m else None
-    return path.stem
-
-
 def _listing(paths: Sequence[Any], limit: int = 10) -> str:
     shown = ", ".join(str(p) for p in paths[:limit])
     return shown + (f" ... ({len(paths) - limit} more)" if len(paths) > limit else "")
@@ -586,6 +574,7 @@ def _listing(paths: Sequence[Any], limit: int = 10) -> str:
 def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str) -> list[tuple[Sample, Path]]:
     """Pair every gt sample with exactly one prediction file; name every missing, surplus or doubled one."""
     pred_dir = Path(pred_dir)
+    reader = reader_class(layout)
     files = prediction_files(pred_dir)
     if not files:
         raise LabeltreeError(f"no predictions (*.png, *.npy) under {pred_dir.resolve()} (searched recursively)",
@@ -594,7 +583,7 @@ def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str) ->
     by_key: dict[str, list[Path]] = {}
     surplus = []
     for f in files:
-        k = prediction_key(f, layout)
+        k = reader.prediction_key(f)
         if k in keys:
             by_key.setdefault(k, []).append(f)
         else:
@@ -613,24 +602,9 @@ def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str) ->
         problems.append(f"{len(surplus)} prediction file(s) match no ground-truth image of this split: "
                         f"{_listing([str(p.relative_to(pred_dir)) for p in surplus])}")
     if problems:
-        how = ("names must start with {city}_{seq}_{frame}" if layout == "cityscapes"
-               else "each file's stem must equal its label file's stem")
-        raise LabeltreeError("; ".join(problems) + f" ({how}; searched {pred_dir.resolve()} recursively)", pred_dir)
+        raise LabeltreeError("; ".join(problems) + f" ({reader.prediction_naming}; searched {pred_dir.resolve()} "
+                             "recursively)", pred_dir)
     return [(s, by_key[s.key][0]) for s in samples]
-
-
-def read_ground_truth(sample: Sample, taxonomy: Taxonomy, mask_mode: str = "fine",
-                      known: np.ndarray | None = None) -> np.ndarray:
-    """Stored gt values of a sample: the label file, or for a box dataset the shared GTSDB shape masks.
-
-    `known` is `readers.known_values(taxonomy)`, precomputed by callers that read many files.
-    """
-    if sample.label is not None:
-        return decode_label(sample.label, taxonomy, known=known)
-    from labeltree.datasets.boxmask import render_mask
-
-    h, w = sample.size if sample.size is not None else image_size(sample.image)
-    return render_mask(sample.boxes, h, w, mask_mode, taxonomy=taxonomy)
 
 
 def read_prediction(path: Path, what: str) -> np.ndarray:
@@ -672,7 +646,7 @@ class _Job:
 def _count_job(job: _Job) -> np.ndarray:
     """Worker: decode the gt and the prediction once each, return the image's matrix."""
     tax = load_taxonomy(job.counter.taxonomy_ref)
-    gt = read_ground_truth(job.sample, tax, job.mask_mode, _known(job.counter.taxonomy_ref))
+    gt = read_label(job.sample, tax, job.mask_mode, known=_known(job.counter.taxonomy_ref))
     pred = read_prediction(job.pred, job.counter.what)
     if pred.ndim == 3:
         pred = job.counter.decide(pred, job.pred)
@@ -689,19 +663,16 @@ def default_split(reader: Any) -> str:
 
 
 def gtsdb_class_pixels(reader: Any, split: str, size: tuple[int, int] | None = None,
-                       mask_mode: str = "fine") -> dict[int, int]:
+                       mask_mode: str = DEFAULT_MASK_MODE) -> dict[int, int]:
     """Per GTSDB class id: gt pixels of one split with every frame resized to `size` (H, W).
 
     The paper's rule counts pixels "at the training scale": the authors' input pipeline resizes
     GTSDB frames to 512 x 850 (nearest-neighbour labels), which gives their 28 classes. Boxes are
-    scaled with the frame and rendered with the shared shape masks (`render_mask`), frame by frame,
+    scaled with the frame and rendered with the shared shape masks (`read_label`), frame by frame,
     for every frame gt.txt names in the split. `size=None` counts at the native size. Frames whose
     image is absent take the most common frame size of the ones present.
     """
     from collections import Counter
-
-    from labeltree.datasets.boxmask import render_mask
-    from labeltree.datasets.gtsdb import GTSDB_SPLITS
 
     tax = reader.taxonomy
     gt = reader.ground_truth()
@@ -724,7 +695,7 @@ def gtsdb_class_pixels(reader: Any, split: str, size: tuple[int, int] | None = N
             x1 = min(max(x0, round((b.x1 + 1) * sx) - 1), sw - 1)
             y1 = min(max(y0, round((b.y1 + 1) * sy) - 1), sh - 1)
             scaled.append(Box(x0, y0, x1, y1, b.class_id, b.line))
-        mask = render_mask(scaled, sh, sw, mask_mode, taxonomy=tax)
+        mask = read_label(Sample(tax.name, split, stem, None, None, boxes=tuple(scaled), size=(sh, sw)), tax, mask_mode)
         values, n = np.unique(mask, return_counts=True)
         for v, c in zip(values.tolist(), n.tolist(), strict=True):
             if v != tax.encoding.unlabeled:
@@ -738,7 +709,8 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
                     classes: str | Sequence[int] = "official", pred_space: str = "dataset",
                     paper_protocol: bool = False, levels: bool = False, mean_over: str = "gt",
                     workers: int | None = None, progress: bool = True, gtsdb_size: tuple[int, int] | None = (512, 850),
-                    min_pixels: int = 1000, mask_mode: str = "fine") -> tuple[dict[str, Any], Evaluator]:
+                    min_pixels: int = DEFAULT_MIN_PIXELS, mask_mode: str = DEFAULT_MASK_MODE,
+                    ) -> tuple[dict[str, Any], Evaluator]:
     """Evaluate a folder of predictions (or a `predict(sample) -> array` callable) on one split.
 
     Files are decoded once each, in a process pool (`workers`, default all cores); each worker
@@ -763,7 +735,7 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
                    levels=levels, pixel_counts=counts, min_pixels=min_pixels)
     if predict is not None:
         for s in samples:
-            gt = read_ground_truth(s, reader.taxonomy, mask_mode)
+            gt = read_label(s, reader.taxonomy, mask_mode)
             pred = _to_numpy(predict(s))
             if pred.ndim == 3 and np.issubdtype(pred.dtype, np.floating):
                 pred = ev.counter.decide(pred, None)

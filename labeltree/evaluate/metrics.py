@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+DEFAULT_MIN_PIXELS = 1000  # the paper's rule: a class is evaluated when it has >= 1000 gt pixels (DESIGN §2.6)
+
 
 def confusion(gt: np.ndarray, pred: np.ndarray, n: int, valid: np.ndarray | None = None) -> np.ndarray:
     """n x n int64 confusion matrix from index arrays via np.bincount.

@@ -50,15 +50,16 @@ from labeltree.core.hierarchy import IGNORE, Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.base import Sample
+from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
+from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 from labeltree.fsutil import atomic_path, write_json
 from labeltree.parallel import default_workers, pmap
 
-STATS_VERSION = 1  # bump when a per-image record changes meaning: invalidates cache entries
+STATS_VERSION = 2  # bump when a per-image record changes meaning: invalidates cache entries
 RAW_FORMAT = "labeltree-stats-raw"
 IMBALANCE_FLAG = 100.0  # classes of one classifier spanning more than two orders of magnitude
-DEFAULT_MIN_PIXELS = 1000  # paper: GTSDB classes evaluated when they have >= 1000 pixels
 
 
 # -- counting ---------------------------------------------------------------------------------------
@@ -95,10 +96,9 @@ def count_values(arr: np.ndarray, minlength: int = 0) -> np.ndarray:
 
 
 def instance_factor(taxonomy: Taxonomy) -> int | None:
-    """Instance encoding factor from the taxonomy ('id*1000+k' -> 1000, 'class*256+k' -> 256)."""
-    text = (taxonomy.encoding.model_extra or {}).get("instances")
-    m = re.search(r"\*\s*(\d+)\s*\+\s*k", str(text)) if text else None
-    return int(m.group(1)) if m else None
+    """Instance encoding factor from the taxonomy's `encoding.instances` (Cityscapes 1000, Vistas 256)."""
+    inst = taxonomy.encoding.instances
+    return inst.factor if inst is not None else None
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def _reader(taxonomy_ref: str, root: str, unknown: str, mask_mode: str):
     if unknown != "error":
         kwargs["unknown"] = unknown
     tax = load_taxonomy(taxonomy_ref)
-    if tax.annotation == "boxes" and mask_mode != "fine":
+    if tax.annotation == "boxes" and mask_mode != DEFAULT_MASK_MODE:
         kwargs["mask_mode"] = mask_mode
     return open_dataset(tax, root, **kwargs)
 
@@ -145,7 +145,7 @@ class _Ctx:
     taxonomy_ref: str
     root: str
     unknown: str = "error"
-    mask_mode: str = "fine"
+    mask_mode: str = DEFAULT_MASK_MODE
     instances: bool = True
 
 
@@ -165,17 +165,18 @@ def image_record(ctx: _Ctx, s: Sample) -> dict[str, Any]:
         raise LabeltreeError(f"label values {bad} lie beyond the taxonomy's largest value {plan.lut_size - 1}",
                              s.label or s.image)
     v, n = _sparse(counts[:plan.lut_size])
-    rec: dict[str, Any] = {"h": int(label.shape[0]), "w": int(label.shape[1]), "v": v, "n": n}
+    rec: dict[str, Any] = {"height": int(label.shape[0]), "width": int(label.shape[1]), "values": v, "pixels": n}
     # sign components: 8-connected components of each sign value present
     if plan.sign_values.size:
         present = plan.sign_values[counts[plan.sign_values] > 0]
         if present.size:
-            rec["cv"], rec["cc"] = _sign_components(label, present)
+            rec["sign_values"], rec["sign_components"] = _sign_components(label, present)
     if ctx.instances and s.instances is not None and plan.inst_factor:
-        rec["iv"], rec["ic"], rec["ip"] = _instance_counts(reader, s, plan, label.shape)
+        iv, ic, ip = _instance_counts(reader, s, plan, label.shape)
+        rec["instance_values"], rec["instances"], rec["instance_pixels"] = iv, ic, ip
     if s.boxes:
         tax = load_taxonomy(ctx.taxonomy_ref)
-        rec["b"] = [[tax.stored_value(b.class_id), b.x1 - b.x0 + 1, b.y1 - b.y0 + 1] for b in s.boxes]
+        rec["boxes"] = [[tax.stored_value(b.class_id), b.x1 - b.x0 + 1, b.y1 - b.y0 + 1] for b in s.boxes]
     return rec
 
 
@@ -196,13 +197,7 @@ def _sign_components(label: np.ndarray, values: np.ndarray) -> tuple[list[int], 
 
 
 def _instance_counts(reader, s: Sample, plan: _Plan, shape: tuple[int, ...]) -> tuple[list[int], ...]:
-    read = getattr(reader, "read_instances", None)
-    if read is not None:
-        inst = read(s)
-    else:  # older readers: decode the 16-bit file through the reader module's label decoder
-        from labeltree.datasets.base import decode_label
-
-        inst = decode_label(s.instances, load_taxonomy("cityscapes-extended"))
+    inst = reader.read_instances(s)
     if inst.shape != shape:
         raise LabeltreeError(f"instance map is {inst.shape[1]}x{inst.shape[0]} but its label map is "
                              f"{shape[1]}x{shape[0]}", s.instances)
@@ -332,29 +327,36 @@ class GroupStats:
     def annotated_mask(self) -> np.ndarray:
         return self._annotated
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        arrays = self.__dict__.get("arrays", {})
-        if name in arrays:
-            return arrays[name]
-        raise AttributeError(name)
+    # the count arrays, by stored value (named, so that a typo is an AttributeError, not a silent lookup)
+    pixels = property(lambda self: self.arrays["pixels"])
+    images = property(lambda self: self.arrays["images"])
+    present_pixels = property(lambda self: self.arrays["present_pixels"])
+    instances = property(lambda self: self.arrays["instances"])
+    instance_pixels = property(lambda self: self.arrays["instance_pixels"])
+    signs = property(lambda self: self.arrays["signs"])
+    boxes = property(lambda self: self.arrays["boxes"])
+    box_pixels = property(lambda self: self.arrays["box_pixels"])
+    box_w = property(lambda self: self.arrays["box_w"])
+    box_h = property(lambda self: self.arrays["box_h"])
 
     def add(self, rec: dict[str, Any]) -> None:
         """Add one image's record."""
         a = self.arrays
         self.n_images += 1
-        self.sizes[f"{rec['w']}x{rec['h']}"] += 1
-        v = np.asarray(rec["v"], dtype=np.int64)
-        n = np.asarray(rec["n"], dtype=np.int64)
+        self.sizes[f"{rec['width']}x{rec['height']}"] += 1
+        v = np.asarray(rec["values"], dtype=np.int64)
+        n = np.asarray(rec["pixels"], dtype=np.int64)
         a["pixels"][v] += n
         a["images"][v] += 1
         a["present_pixels"][v] += int(n[self._annotated[v]].sum())
-        if "iv" in rec:
-            iv = np.asarray(rec["iv"], dtype=np.int64)
-            a["instances"][iv] += np.asarray(rec["ic"], dtype=np.int64)
-            a["instance_pixels"][iv] += np.asarray(rec["ip"], dtype=np.int64)
-        if "cv" in rec:
-            a["signs"][np.asarray(rec["cv"], dtype=np.int64)] += np.asarray(rec["cc"], dtype=np.int64)
-        for value, w, h in rec.get("b", ()):
+        if "instance_values" in rec:
+            iv = np.asarray(rec["instance_values"], dtype=np.int64)
+            a["instances"][iv] += np.asarray(rec["instances"], dtype=np.int64)
+            a["instance_pixels"][iv] += np.asarray(rec["instance_pixels"], dtype=np.int64)
+        if "sign_values" in rec:
+            a["signs"][np.asarray(rec["sign_values"], dtype=np.int64)] += np.asarray(rec["sign_components"],
+                                                                                     dtype=np.int64)
+        for value, w, h in rec.get("boxes", ()):
             a["boxes"][value] += 1
             a["box_pixels"][value] += w * h
             a["box_w"][value] += w
@@ -471,7 +473,7 @@ def ignored_values(taxonomy: Taxonomy, hierarchy: Hierarchy | None) -> list[int]
 def collect_stats(dataset: str | Path, root: str | Path, splits: Sequence[str] | None = None, *,
                   hierarchy: Hierarchy | None | str = "default", workers: int | None = None,
                   shard: tuple[int, int] | None = None, cache_dir: str | Path | None = None, cache: bool = True,
-                  skip_bad: bool = False, instances: bool = True, mask_mode: str = "fine",
+                  skip_bad: bool = False, instances: bool = True, mask_mode: str = DEFAULT_MASK_MODE,
                   unknown: str = "error", progress: bool = True,
                   info: RunInfo | None = None) -> list[GroupStats]:
     """Raw counts of `dataset` at `root`, one GroupStats per split (of this shard when `shard`).

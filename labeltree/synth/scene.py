@@ -37,6 +37,8 @@ from PIL import Image
 
 from labeltree.core.taxonomy import ClassDef, Taxonomy
 from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets import cityscapes, gtsdb, vistas
+from labeltree.datasets.gtsdb import GTSDB_SPLITS
 from labeltree.datasets.shapes import shape_mask
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json, write_png, write_text
@@ -58,7 +60,8 @@ WORLD_NODES = ("Sky", "Building", "Vegetation", "Terrain", "Road", "Sidewalk", "
                "Bicyclist", "Motorcyclist", "Bicycle", "Motorcycle", "Ego Vehicle")
 CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau")}
 CS_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame snippet
-GTSDB_TRAIN, GTSDB_TEST, GTSDB_TEST_START = 600, 300, 600
+GTSDB_TRAIN, GTSDB_TEST = len(GTSDB_SPLITS["train"]), len(GTSDB_SPLITS["test"])
+GTSDB_TEST_START = GTSDB_SPLITS["test"].start
 GTSDB_SIGNS = (1, 3)  # signs per GTSDB frame (lo, hi), in frames that have signs
 GTSDB_EMPTY = 0.1  # share of GTSDB frames without a sign
 MAX_SIGNS = 8  # a 256-px-wide frame holds about this many sign posts side by side
@@ -99,7 +102,7 @@ class World:
         bad = [c.name for c in self.signs if c.shape is None or self.sign_node[c.id] < 0]
         if bad:
             raise LabeltreeError(f"GTSDB classes {', '.join(bad)} have no shape or no tree node", h.path)
-        # stored value -> does the class have instances (Cityscapes id*1000+k, Vistas class*256+k)
+        # stored value -> does the class have instances (encoded per the taxonomy's encoding.instances)
         self.has_instances: dict[str, np.ndarray] = {}
         for ds in ("cityscapes", "vistas"):
             tax = self.tax[ds]
@@ -108,6 +111,13 @@ class World:
                 if c.id >= 0:
                     flags[tax.stored_value(c.id)] = c.has_instances
             self.has_instances[ds] = flags
+
+    def instances(self, ds: str, values: np.ndarray, inst: np.ndarray) -> np.ndarray:
+        """The dataset's 16-bit instance map, encoded as its taxonomy's `encoding.instances` says."""
+        enc = self.tax[ds].encoding.instances
+        if enc is None:
+            raise LabeltreeError(f"taxonomy '{ds}' has no encoding.instances: it defines no instance files")
+        return _instances(values, inst, self.has_instances[ds], enc.factor, enc.stuff_factor, np.uint16)
 
     def labels(self, ds: str, nodes: np.ndarray) -> np.ndarray:
         """Node map -> stored label values of dataset `ds` (uint8 or uint16 as the taxonomy says)."""
@@ -743,7 +753,7 @@ def _make(job: _Job) -> dict:
     if job.dataset == "gtsdb":
         classes = gtsdb_sign_classes(job.seed, job.index, len(world.signs), job.gtsdb_signs)
         sc = render_scene("gtsdb", job.seed, job.index, job.width, job.height, classes, world)
-        name = f"{job.index:05d}.ppm"
+        name = gtsdb.frame_name(job.index)
         write_ppm(out / FOLDERS["gtsdb"] / name, sc.rgb)
         return {"dataset": "gtsdb", "name": name,
                 "boxes": [(s.x0, s.y0, s.x1, s.y1, s.class_id) for s in sc.signs]}
@@ -752,31 +762,29 @@ def _make(job: _Job) -> dict:
         split, city, key = cityscapes_key(job.index)
         root, ext_root = out / FOLDERS["cityscapes"], out / FOLDERS["cityscapes-extended"]
         ids = world.labels("cityscapes", sc.nodes)
-        write_png(root / "leftImg8bit" / split / city / f"{key}_leftImg8bit.png", sc.rgb)
-        write_png(root / "gtFine" / split / city / f"{key}_gtFine_labelIds.png", ids)
-        inst = _instances(ids, sc.inst, world.has_instances["cityscapes"], 1000, 1, np.uint16)
-        write_png(root / "gtFine" / split / city / f"{key}_gtFine_instanceIds.png", inst)
+        write_png(cityscapes.image_path(root, split, city, key), sc.rgb)
+        write_png(cityscapes.label_path(root, split, city, key), ids)
+        write_png(cityscapes.instance_path(root, split, city, key), world.instances("cityscapes", ids, sc.inst))
         ext = world.labels("cityscapes-extended", sc.nodes)
         # Extended is a full Cityscapes layout: the same photos (hard links where possible), 16-bit labels
-        _link(root / "leftImg8bit" / split / city / f"{key}_leftImg8bit.png",
-              ext_root / "leftImg8bit" / split / city / f"{key}_leftImg8bit.png")
-        write_png(ext_root / "gtFine" / split / city / f"{key}_gtFine_labelIds.png", ext)
+        _link(cityscapes.image_path(root, split, city, key), cityscapes.image_path(ext_root, split, city, key))
+        write_png(cityscapes.label_path(ext_root, split, city, key), ext)
         counts = np.bincount(ids.ravel(), minlength=256)
         return {"dataset": "cityscapes", "split": split, "counts": counts,
                 "signs": [s.class_id for s in sc.signs if s.front]}
-    split = "validation" if cityscapes_split(job.index) == "val" else "training"
+    split = cityscapes_split(job.index)
     key = vistas_key(job.seed, job.index)
-    root = out / FOLDERS["vistas"] / split
+    root = out / FOLDERS["vistas"]
     lab = world.labels("vistas", sc.nodes)
     tax = world.tax["vistas"]
     palette = np.zeros((256, 3), dtype=np.uint8)
     for c in tax.classes:
         palette[tax.stored_value(c.id)] = c.color
-    _write_jpeg(root / "images" / f"{key}.jpg", sc.rgb)
-    write_png(root / "labels" / f"{key}.png", lab, palette=palette)
-    write_png(root / "instances" / f"{key}.png", _instances(lab, sc.inst, world.has_instances["vistas"], 256, 256,
-                                                                   np.uint16))
-    return {"dataset": "vistas", "split": split, "counts": np.bincount(lab.ravel(), minlength=256),
+    _write_jpeg(vistas.image_path(root, split, key), sc.rgb)
+    write_png(vistas.label_path(root, split, key), lab, palette=palette)
+    write_png(vistas.instance_path(root, split, key), world.instances("vistas", lab, sc.inst))
+    return {"dataset": "vistas", "split": vistas.VISTAS_SPLITS[split],
+            "counts": np.bincount(lab.ravel(), minlength=256),
             "signs": [s.class_id for s in sc.signs if s.front]}
 
 
@@ -874,7 +882,7 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
         if ds == "gtsdb":
             split = "train" if int(r["name"][:5]) < GTSDB_TEST_START else "test"
             for x0, y0, x1, y1, k in r["boxes"]:
-                gt_lines.append(f"{r['name']};{x0};{y0};{x1};{y1};{k}")
+                gt_lines.append(gtsdb.gt_line(r["name"], x0, y0, x1, y1, k))
                 signs[ds][k] = signs[ds].get(k, 0) + 1
         else:
             split = r["split"]
@@ -882,7 +890,7 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
             for k in r["signs"]:
                 signs[ds][k] = signs[ds].get(k, 0) + 1
         frames[ds][split] = frames[ds].get(split, 0) + 1
-    write_text(out / FOLDERS["gtsdb"] / "gt.txt", "".join(line + "\n" for line in gt_lines))
+    write_text(out / FOLDERS["gtsdb"] / gtsdb.GT_FILE, "".join(line + "\n" for line in gt_lines))
     write_json(out / FOLDERS["vistas"] / "config.json", vistas_config(world.tax["vistas"]))
     pixels = {}
     for ds, c in counts.items():

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
 from labeltree.resources import config_dir
 
@@ -39,7 +40,7 @@ class DatasetCfg(_Strict):
     share: int = Field(1, ge=0)  # images of this dataset in every (per-process) batch
     resize: tuple[int, int] | None = None  # (H, W) training scale; None = native size
     augment: Augment = Field(default_factory=Augment)
-    mask_mode: Literal["coarse", "fine"] | None = None  # box datasets: None = by model kind
+    mask_mode: MaskMode | None = None  # box datasets: None = by model kind (`box_mask_mode`)
     max_samples: int | None = None  # use only the first N samples (debugging, tests)
 
 

@@ -274,12 +274,18 @@ class MixedBatchSampler:
         return {"seed": self.seed, "world": self.world}
 
 
+def box_mask_mode(cfg: Config, d: DatasetCfg) -> str:
+    """Masks a box dataset trains on: the config's choice, else shapes for the flat baseline (which has no
+    online box gating) and filled boxes for the hierarchical model (its gating picks the sign pixels)."""
+    return d.mask_mode or ("fine" if cfg.model.kind == "flat" else "coarse")
+
+
 def build_sources(cfg: Config, h: Hierarchy, split_attr: str = "split") -> list[Source]:
     cache = cfg.resolve_root(cfg.train.cache) if cfg.train.cache else None
     out = []
     for d in cfg.datasets:
         split = getattr(d, split_attr)
-        mode = d.mask_mode or ("fine" if cfg.model.kind == "flat" else "coarse")
+        mode = box_mask_mode(cfg, d)
         out.append(Source(d, cfg.resolve_root(d.root), split, h, mode, cache))
     return out
 
@@ -339,7 +345,7 @@ def prepare_cache(cfg: Config, h: Hierarchy, out: Path, workers: int | None = No
     written = []
     for d in cfg.datasets:
         for split in dict.fromkeys(s for s in (d.split, d.val_split) if s):
-            mode = d.mask_mode or ("fine" if cfg.model.kind == "flat" else "coarse")
+            mode = box_mask_mode(cfg, d)
             src = Source(d, cfg.resolve_root(d.root), split, h, mode, None)
             folder = out / src.name / split
             folder.mkdir(parents=True, exist_ok=True)

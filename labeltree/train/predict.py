@@ -160,6 +160,21 @@ def dataset_resize(cfg: Config, dataset: str) -> tuple[int, int] | None:
     return None
 
 
+def checkpoint_predict(checkpoint: str | Path, dataset: str, pred_space: str = "dataset", sliding: bool = False):
+    """`sample -> prediction` from a trained checkpoint (`labeltree evaluate --checkpoint`): dataset values,
+    or tree nodes with `pred_space='tree'` for a hierarchical model."""
+    pred = load_predictor(checkpoint)
+    name = pred.h.mapping(dataset).dataset
+    tree_space = pred_space == "tree" and pred.flat is None
+    resize = dataset_resize(pred.cfg, name)
+
+    def predict(sample: Sample) -> np.ndarray:
+        nodes, _ = pred.predict_array(read_rgb(sample.image), resize, sliding)
+        return nodes if tree_space else pred.dataset_values(nodes, name)
+
+    return predict
+
+
 def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str | Path, split: str,
                     sliding: bool = False, device: str | None = None,
                     ) -> Iterator[tuple[Sample, np.ndarray]]:
