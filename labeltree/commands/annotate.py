@@ -83,7 +83,7 @@ def serve_cmd(workdir: Path, host: str, port: int, order: str, gtsdb_dir: Path |
         missing = ex.missing()
         click.echo(f"GTSDB examples: {how} {ex.n_examples} pictures of {len(ex.by_class) - len(missing)} classes "
                    f"from {ex.source} (cache {ex.folder})"
-                   + (f"; {len(missing)} classes without a box in gt.txt keep their drawn glyph" if missing else ""),
+                   + (f"; {len(missing)} classes with no box in the frames found keep their glyph" if missing else ""),
                    err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: anyone who can reach it can label and read frames", err=True)

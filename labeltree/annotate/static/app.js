@@ -128,7 +128,7 @@ function showcase() {
     note.innerHTML = c.svg;
     const t = document.createElement("span");
     t.textContent = c.id === null ? c.name
-      : gtsdb ? `${c.id} ${c.name}: no box of this class in ${gtsdb}/gt.txt`
+      : gtsdb ? `${c.id} ${c.name}: gt.txt has no box of this class in the frames of ${gtsdb}`
         : `${c.id} ${c.name} (serve --gtsdb DIR shows GTSDB pictures of each class)`;
     note.appendChild(t);
     box.appendChild(note);
@@ -234,6 +234,7 @@ function paint() {
 function show(p) {
   current = p;
   moved = false;
+  $("view").classList.toggle("empty", !p);  // no broken pictures when nothing is left to label
   $("filter").value = "";
   if (!p) {
     $("key").textContent = "";
