@@ -405,13 +405,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server_process(workdir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`labeltree annotate-extended serve` as a child process; yields it and its base URL."""
+def server_process(workdir: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`labeltree annotate-extended serve` (with `options`) as a child process; yields it and its base URL."""
     import httpx2
 
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "labeltree", "annotate-extended", "serve", str(workdir),
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--port", str(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from labeltree.annotate import db
 from labeltree.annotate.classes import EXTRA_CHOICES, label_space
+from labeltree.annotate.examples import DEFAULT_PER_CLASS, ExampleSet, context_window, load_examples
 from labeltree.annotate.glyphs import glyph_svg, special_svg
 from labeltree.annotate.propose import read_components
 from labeltree.core.taxonomy import load_taxonomy
@@ -96,10 +97,21 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
         raise HTTPException(400 if bad_json else 422, detail if not bad_json else "malformed JSON") from None
 
 
-class Annotation:
-    """The app's state: the WORKDIR, its registered root, one SQLite connection per thread."""
+def crop_geometry(box: tuple[int, int, int, int], width: int, height: int
+                  ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """The proposal crop's window in the frame (exclusive x1, y1) and its enlarged size (longer side CROP_SIDE)."""
+    win = context_window(box, width, height)
+    cw, ch = win[2] - win[0], win[3] - win[1]
+    scale = CROP_SIDE / max(cw, ch)
+    return win, (max(1, round(cw * scale)), max(1, round(ch * scale)))
 
-    def __init__(self, workdir: str | Path, order: str = "image"):
+
+class Annotation:
+    """The app's state: the WORKDIR, its registered root, one SQLite connection per thread, and the GTSDB
+    examples of each class when a GTSDB folder is given."""
+
+    def __init__(self, workdir: str | Path, order: str = "image", gtsdb: str | Path | None = None,
+                 examples_per_class: int = DEFAULT_PER_CLASS):
         if order not in db.ORDERS:
             raise LabeltreeError(f"order must be one of {', '.join(db.ORDERS)}, not {order!r}")
         self.order = order
@@ -112,6 +124,8 @@ class Annotation:
         self.space = label_space()
         self._local = threading.local()
         self.render_cache = lru_cache(maxsize=6)(self._load_image)
+        self.examples: ExampleSet | None = (load_examples(gtsdb, self.workdir, examples_per_class)
+                                            if gtsdb is not None else None)
 
     @property
     def con(self):
@@ -149,6 +163,23 @@ class Annotation:
             rgb = lut[label]
         return rgb, comps
 
+    def example_path(self, class_id: int, index: int) -> Path:
+        """The cached picture `index` of a class, only from inside the examples folder."""
+        ex = self.examples.by_class.get(class_id, []) if self.examples is not None else []
+        if not 0 <= index < len(ex):
+            raise HTTPException(404, f"no example {index} of class {class_id}")
+        p = self.safe_path(ex[index].file, self.examples.folder.resolve())  # type: ignore[union-attr]
+        if p is None or not p.is_file():
+            raise HTTPException(404, f"example {index} of class {class_id} is gone; restart serve to re-crop")
+        return p
+
+    def examples_json(self, class_id: int) -> list[dict[str, Any]]:
+        if self.examples is None:
+            return []
+        return [{"url": f"/api/examples/{class_id}/{i}.png?v={self.examples.version}", "frame": e.frame,
+                 "size": list(e.size), "box": list(e.box_in_crop)}
+                for i, e in enumerate(self.examples.by_class.get(class_id, []))]
+
     def render(self, row, kind: str) -> bytes:
         rgb, comps = self.render_cache((row["label"], row["image"], row["components"]))
         mask = comps == row["component"]
@@ -171,14 +202,9 @@ class Annotation:
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
             return buf.getvalue()
-        # crop: the sign with half its size of context on each side, enlarged
-        w, h = x1 - x0 + 1, y1 - y0 + 1
-        mx, my = max(8, w // 2), max(8, h // 2)
-        cx0, cy0 = max(0, x0 - mx), max(0, y0 - my)
-        cx1, cy1 = min(rgb.shape[1], x1 + 1 + mx), min(rgb.shape[0], y1 + 1 + my)
+        # crop: the sign with half its size of context on each side (as the GTSDB examples), enlarged
+        (cx0, cy0, cx1, cy1), size = crop_geometry((x0, y0, x1, y1), rgb.shape[1], rgb.shape[0])
         crop = Image.fromarray(rgb[cy0:cy1, cx0:cx1])
-        scale = CROP_SIDE / max(crop.width, crop.height)
-        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
         big = np.asarray(crop.resize(size, Image.Resampling.LANCZOS)).copy()
         mbig = np.asarray(Image.fromarray(mask[cy0:cy1, cx0:cx1].astype(np.uint8) * 255).resize(
             size, Image.Resampling.NEAREST)) > 0
@@ -200,7 +226,17 @@ class Annotation:
                 "suggestion": None if row["suggestion"] is None else {
                     "class": row["suggestion"], "name": self.space.name(row["suggestion"]),
                     "confidence": round(float(row["confidence"]), 4)},
-                "frame": f"/api/proposal/{pid}/frame.jpg", "crop": f"/api/proposal/{pid}/crop.png"}
+                "frame": f"/api/proposal/{pid}/frame.jpg", "crop": f"/api/proposal/{pid}/crop.png",
+                **self._crop_json(row)}
+
+    @staticmethod
+    def _crop_json(row) -> dict[str, Any]:
+        """Size of crop.png and the sign's edges in it, so the page can show the examples at the same scale."""
+        (cx0, cy0, cx1, cy1), (w, h) = crop_geometry((row["x0"], row["y0"], row["x1"], row["y1"]),
+                                                     row["width"], row["height"])
+        sx, sy = w / (cx1 - cx0), h / (cy1 - cy0)
+        edges = [(row["x0"] - cx0) * sx, (row["y0"] - cy0) * sy, (row["x1"] + 1 - cx0) * sx, (row["y1"] + 1 - cy0) * sy]
+        return {"crop_size": [w, h], "crop_box": [round(v, 2) for v in edges]}
 
     def progress_json(self) -> dict[str, Any]:
         splits = db.progress(self.con)
@@ -208,23 +244,43 @@ class Annotation:
 
     def info_json(self) -> dict[str, Any]:
         classes = [{"key": str(c.id), "id": c.id, "name": c.name, "shape": c.shape, "category": c.category,
-                    "color": list(c.color), "svg": glyph_svg(c.shape, c.color, str(c.id))}
+                    "color": list(c.color), "svg": glyph_svg(c.shape, c.color, str(c.id)),
+                    "examples": self.examples_json(c.id)}
                    for c in self.space.sign_classes]
         extras = [{"key": k, "id": None, "name": name, "shape": None, "category": None, "color": None,
-                   "svg": special_svg(k)} for k, name in EXTRA_CHOICES.items()]
-        return {"classes": classes + extras, "progress": self.progress_json()}
+                   "svg": special_svg(k), "examples": []} for k, name in EXTRA_CHOICES.items()]
+        return {"classes": classes + extras, "progress": self.progress_json(), "gtsdb": self._gtsdb()}
+
+    def _gtsdb(self) -> str | None:
+        return str(self.examples.source) if self.examples is not None else None
+
+    def classes_json(self) -> dict[str, Any]:
+        """Each GTSDB class with the URLs of its example pictures (none without --gtsdb)."""
+        return {"gtsdb": self._gtsdb(), "per_class": self.examples.per_class if self.examples else 0,
+                "classes": [{"id": c.id, "name": c.name, "shape": c.shape, "category": c.category,
+                             "examples": [e["url"] for e in self.examples_json(c.id)]}
+                            for c in self.space.sign_classes]}
 
 
-def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None, order: str = "image") -> Starlette:
+def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None, order: str = "image",
+               gtsdb: str | Path | None = None, examples_per_class: int = DEFAULT_PER_CLASS) -> Starlette:
     """The ASGI app for WORKDIR. `allowed_hosts` guards against DNS rebinding when bound to loopback;
-    `order` "confidence" shows the proposals with the most confident suggestion first."""
-    state = Annotation(workdir, order)
+    `order` "confidence" shows the proposals with the most confident suggestion first; `gtsdb` (a GTSDB
+    folder) gives each class button example pictures cropped from its frames."""
+    state = Annotation(workdir, order, gtsdb, examples_per_class)
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     async def info(_request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(state.info_json))
+
+    async def classes(_request: Request) -> Response:
+        return JSONResponse(state.classes_json())
+
+    async def example(request: Request) -> Response:
+        path = state.example_path(request.path_params["k"], request.path_params["i"])
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     async def progress(_request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(state.progress_json))
@@ -294,6 +350,8 @@ def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None, orde
     routes = [
         Route("/", index),
         Route("/api/info", info),
+        Route("/api/classes", classes),
+        Route("/api/examples/{k:int}/{i:int}.png", example),
         Route("/api/progress", progress),
         Route("/api/next", next_, methods=["POST"]),
         Route("/api/decide", decide, methods=["POST"]),
@@ -310,11 +368,18 @@ def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None, orde
     return app
 
 
+def allowed_hosts_for(host: str) -> list[str] | None:
+    """Host headers to accept: only loopback names when bound to loopback (DNS rebinding guard)."""
+    return LOOPBACK_HOSTS if host in ("127.0.0.1", "localhost", "::1") else None
+
+
 def serve(workdir: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning",
-          order: str = "image") -> None:
-    """Run the page with uvicorn until interrupted."""
+          order: str = "image", gtsdb: str | Path | None = None, examples_per_class: int = DEFAULT_PER_CLASS,
+          app: Starlette | None = None) -> None:
+    """Run the page with uvicorn until interrupted (`app`: one already made by create_app)."""
     import uvicorn
 
-    allowed = LOOPBACK_HOSTS if host in ("127.0.0.1", "localhost", "::1") else None
-    app = create_app(workdir, allowed_hosts=allowed, order=order)
+    if app is None:
+        app = create_app(workdir, allowed_hosts=allowed_hosts_for(host), order=order, gtsdb=gtsdb,
+                         examples_per_class=examples_per_class)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

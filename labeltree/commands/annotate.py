@@ -59,22 +59,37 @@ def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_si
 @click.option("--port", default=8765, show_default=True, type=int)
 @click.option("--order", type=click.Choice(["image", "confidence"]), default="image", show_default=True,
               help="Proposal order: image by image, or most confident model suggestion first (after suggest).")
-def serve_cmd(workdir: Path, host: str, port: int, order: str) -> None:
+@click.option("--gtsdb", "gtsdb_dir", type=_PATH, default=None,
+              help="GTSDB folder (gt.txt + 00000.ppm ...): each class button shows pictures of that class cropped "
+                   "from its largest boxes (cached in WORKDIR/gtsdb-examples/).")
+@click.option("--examples", "per_class", default=4, show_default=True, type=click.IntRange(1, 12),
+              help="Example pictures per class with --gtsdb.")
+def serve_cmd(workdir: Path, host: str, port: int, order: str, gtsdb_dir: Path | None, per_class: int) -> None:
     """Open the labelling page: http://HOST:PORT/ (several tabs / annotators may work at once).
 
     \b
     Example:
-      labeltree annotate-extended serve work/ --port 8765
+      labeltree annotate-extended serve work/ --port 8765 --gtsdb ~/data/FullIJCNN2013
       # then open http://127.0.0.1:8765/?annotator=alice
     """
-    from labeltree.annotate.server import create_app, serve
+    from labeltree.annotate.server import allowed_hosts_for, create_app, serve
 
-    create_app(workdir, order=order)  # fail here, with a clear message, if WORKDIR is not ready
+    # built before binding, so that a WORKDIR or --gtsdb that is not ready fails here with a clear message
+    app = create_app(workdir, allowed_hosts=allowed_hosts_for(host), order=order, gtsdb=gtsdb_dir,
+                     examples_per_class=per_class)
+    ex = app.state.annotation.examples
+    if ex is not None:
+        how = "reused" if ex.reused else "cropped"
+        missing = ex.missing()
+        click.echo(f"GTSDB examples: {how} {ex.n_examples} pictures of {len(ex.by_class) - len(missing)} classes "
+                   f"from {ex.source} (cache {ex.folder})"
+                   + (f"; {len(missing)} classes with no box in the frames found keep their glyph" if missing else ""),
+                   err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: anyone who can reach it can label and read frames", err=True)
     click.echo(f"labelling page: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)",
                err=True)
-    serve(workdir, host, port, order=order)
+    serve(workdir, host, port, app=app)
 
 
 @annotate_group.command("export-labels")

@@ -12,12 +12,16 @@ if (!client) {
   sessionStorage.setItem("labeltree-client", client);
 }
 
-let choices = [];      // [{key, id, name, svg, el}]
+let choices = [];      // [{key, id, name, svg, examples, el}]
 let matches = [];      // indices into choices, in ranking order
 let hl = 0;            // position in matches
 let current = null;    // proposal shown
 const seen = [];       // proposal ids shown before the current one (for back)
 let busy = false;
+let hovered = null;    // index into choices of the button under the mouse
+let moved = false;     // the highlight was moved with the arrow keys since the proposal was shown
+let gtsdb = null;      // the GTSDB folder the examples come from (null: serve without --gtsdb)
+const GAP = 8;         // px between the pictures of the compare row (as #compare's CSS gap)
 
 async function api(path, body) {
   const opts = body === undefined ? {} : {
@@ -62,17 +66,128 @@ function buildChoices(list) {
     el.className = "choice" + (c.id === null ? " extra" : "");
     el.dataset.key = c.key;
     el.tabIndex = -1;
-    el.innerHTML = c.svg;  // generated server-side from the taxonomy's shape and colour
+    if (c.examples.length) el.appendChild(thumb(c.examples[0], c.name));
+    else el.innerHTML = c.svg;  // generated server-side from the taxonomy's shape and colour
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = c.id === null ? c.name : `${c.id} ${c.name}`;
     el.title = name.textContent;
     el.appendChild(name);
     el.addEventListener("click", () => { hl = Math.max(0, matches.indexOf(i)); choose(c.key); });
+    el.addEventListener("mouseenter", () => { hovered = i; showcase(); });
+    el.addEventListener("mouseleave", () => { if (hovered === i) { hovered = null; showcase(); } });
     box.appendChild(el);
     return {...c, el, lname: c.name.toLowerCase()};
   });
   applyFilter();
+}
+
+// A square picture of one example zoomed to its sign box (percentages of the square, so no measuring).
+function thumb(ex, name) {
+  const [x0, y0, x1, y1] = ex.box, [w, h] = ex.size;
+  const side = Math.max(x1 - x0, y1 - y0);
+  const span = document.createElement("span");
+  span.className = "thumb";
+  const img = document.createElement("img");
+  img.src = ex.url;
+  img.alt = `GTSDB ${name}`;
+  const pct = (v) => `${(100 * v).toFixed(3)}%`;
+  img.style.width = pct(w / side);
+  img.style.height = pct(h / side);
+  img.style.left = pct((side - (x1 - x0)) / 2 / side - x0 / side);
+  img.style.top = pct((side - (y1 - y0)) / 2 / side - y0 / side);
+  span.appendChild(img);
+  return span;
+}
+
+// The class whose examples stand beside the proposal: the hovered button, else (before any filter or
+// arrow key) the proposal's current label or the model's guess, else the highlighted one (what Enter takes).
+function shownClass() {
+  if (hovered !== null) return hovered;
+  if (!moved && current && $("filter").value.trim() === "") {
+    const key = current.class !== null ? current.class : current.suggestion ? current.suggestion.class : null;
+    const i = key === null ? -1 : choices.findIndex((c) => c.key === key);
+    if (i >= 0) return i;
+  }
+  return matches[hl];
+}
+
+function showcase() {
+  const box = $("examples");
+  const i = current ? shownClass() : undefined;
+  const c = i === undefined ? null : choices[i];
+  const key = c ? c.key : "";
+  if (box.dataset.class === key && box.dataset.proposal === String(current ? current.id : "")) { layoutCompare(); return; }
+  box.dataset.class = key;
+  box.dataset.proposal = current ? String(current.id) : "";
+  box.replaceChildren();
+  if (!c) { layoutCompare(); return; }
+  if (!c.examples.length) {
+    const note = document.createElement("div");
+    note.className = "noex";
+    note.innerHTML = c.svg;
+    const t = document.createElement("span");
+    t.textContent = c.id === null ? c.name
+      : gtsdb ? `${c.id} ${c.name}: gt.txt has no box of this class in the frames of ${gtsdb}`
+        : `${c.id} ${c.name} (serve --gtsdb DIR shows GTSDB pictures of each class)`;
+    note.appendChild(t);
+    box.appendChild(note);
+  }
+  c.examples.forEach((ex, j) => {
+    const fig = document.createElement("figure");
+    fig.className = "example";
+    fig.ex = ex;
+    const img = document.createElement("img");
+    img.src = ex.url;
+    img.alt = `GTSDB example of ${c.name}`;
+    fig.appendChild(img);
+    const cap = document.createElement("figcaption");
+    cap.textContent = j === 0 ? `${c.id} ${c.name}` : ex.frame;
+    fig.appendChild(cap);
+    fig.title = `GTSDB ${ex.frame}`;
+    box.appendChild(fig);
+  });
+  layoutCompare();
+}
+
+// Size the proposal crop and the examples so that the sign has the same size on screen in each
+// (the longer side of its box), as large as the row's height allows; examples that do not fit
+// beside each other are left out (the caption says how many).
+function layoutCompare() {
+  const row = $("compare"), crop = $("crop");
+  if (!current) { crop.style.width = crop.style.height = ""; return; }
+  const H = row.clientHeight, W = row.clientWidth;
+  const [cw, ch] = current.crop_size, cb = current.crop_box;
+  const long = (b) => Math.max(b[2] - b[0], b[3] - b[1]);
+  const figs = [...$("examples").querySelectorAll("figure.example")];
+  let L = long(cb) * Math.min(H / ch, W / 2 / cw);  // the sign's size on screen, px: as tall as the row allows
+  for (const f of figs) L = Math.min(L, H * long(f.ex.box) / f.ex.size[1]);
+  // all of them side by side when that costs at most 40% of the size
+  const widths = cw / long(cb) + figs.reduce((a, f) => a + f.ex.size[0] / long(f.ex.box), 0);
+  L = Math.min(L, Math.max((W - GAP * figs.length) / widths, 0.6 * L));
+  const sp = L / long(cb);
+  crop.style.width = `${cw * sp}px`;
+  crop.style.height = `${ch * sp}px`;
+  const bw = current.bbox[2] - current.bbox[0] + 1, bh = current.bbox[3] - current.bbox[1] + 1;
+  $("cropcap").textContent = `this sign ×${(L / Math.max(bw, bh)).toFixed(1)}`;
+  let used = cw * sp, shown = 0;
+  for (const f of figs) {
+    const s = L / long(f.ex.box);
+    const w = f.ex.size[0] * s;
+    f.hidden = shown < figs.indexOf(f) || used + GAP + w > W;
+    if (f.hidden) continue;
+    const img = f.querySelector("img");
+    img.style.width = `${w}px`;
+    img.style.height = `${f.ex.size[1] * s}px`;
+    f.title = `GTSDB ${f.ex.frame} ×${(L / Math.max(f.ex.box[2] - f.ex.box[0], f.ex.box[3] - f.ex.box[1])).toFixed(1)}`;
+    used += GAP + w;
+    shown++;
+  }
+  if (figs.length) {
+    const cap = figs[0].querySelector("figcaption");
+    const c = choices.find((x) => x.key === $("examples").dataset.class);
+    cap.textContent = `${c.id} ${c.name}` + (shown < figs.length ? ` · ${shown} of ${figs.length}` : "");
+  }
 }
 
 function applyFilter() {
@@ -113,10 +228,13 @@ function paint() {
   });
   const h = matches[hl];
   if (h !== undefined) choices[h].el.scrollIntoView({block: "nearest"});
+  showcase();
 }
 
 function show(p) {
   current = p;
+  moved = false;
+  $("view").classList.toggle("empty", !p);  // no broken pictures when nothing is left to label
   $("filter").value = "";
   if (!p) {
     $("key").textContent = "";
@@ -138,7 +256,6 @@ function show(p) {
   }
   $("frame").src = p.frame;
   $("crop").src = p.crop;
-  $("cropcap").textContent = `zoom ×${(320 / Math.max(p.bbox[2] - p.bbox[0] + 1, p.bbox[3] - p.bbox[1] + 1) / 2).toFixed(1)}`;
   applyFilter();
 }
 
@@ -213,6 +330,7 @@ async function undo() {
 function move(delta) {
   if (!matches.length) return;
   hl = (hl + delta + matches.length) % matches.length;
+  moved = true;
   paint();
 }
 
@@ -259,7 +377,9 @@ $("undo").addEventListener("click", undo);
 (async function start() {
   const {status, data} = await api("/api/info");
   if (status !== 200) { say("cannot reach the server", "warn"); return; }
+  gtsdb = data.gtsdb;
   buildChoices(data.classes);
+  window.addEventListener("resize", layoutCompare);
   showProgress(data.progress);
   $("filter").focus();
   await next(0);  // resume: the first proposal nobody has decided yet
