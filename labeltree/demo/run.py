@@ -435,8 +435,10 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
     """report.md: the paper's tables with our numbers beside the paper's."""
     paper = demo_settings()["paper"]
     m = result.metrics
-    cols = ["cityscapes", "vistas", "gtsdb", "cityscapes-extended"]
-    head = ["Cityscapes", "Vistas", "GTSDB", "Cityscapes Extended signs (cross-dataset)"]
+    layout = demo_settings()["report"]
+    cols = [c["dataset"] for c in layout["columns"]]
+    head = [c["title"] for c in layout["columns"]]
+    cross = [bool(c.get("cross_dataset")) for c in layout["columns"]]
     plan = result.plan
     changes = ", ".join(demo_settings().get("overrides", [])) or "no change"
     total = sum(result.seconds.values())
@@ -463,7 +465,7 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
         "",
     ]
     by = {(r["dataset"], r["split"]): r for r in summary}
-    ds_order = [d for d in ("cityscapes", "cityscapes-extended", "vistas", "gtsdb") if any(k[0] == d for k in by)]
+    ds_order = [d for d in layout["table1"] if any(k[0] == d for k in by)]
     lines.append(_row("", ds_order))
     lines.append(_row("---", ["---"] * len(ds_order)))
 
@@ -487,15 +489,15 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
         for metric in ("mPA", "mIoU"):
             lines.append(_row(f"{metric} (%) ours", [pct(m[model].get(c, {}).get(metric)) for c in cols]))
             lines.append(_row(f"{metric} (%) paper", [f"{paper[key][c][metric]:.1f}" for c in cols]))
-        lines.append(_row("trained on", [trained] * 3 + [trained + " (no sign classes on these frames)"]))
+        lines.append(_row("trained on", [trained + (" (no sign classes on these frames)" if x else "") for x in cross]))
         lines.append("")
 
-    table("flat", "table2_flat", "Table II: flat baseline", "Cityscapes + Vistas + GTSDB")
+    table("flat", "table2_flat", "Table II: flat baseline", layout["trained_on"])
     lines.append("The paper trains one flat model per dataset for columns 1-3 (and Cityscapes + GTSDB for column 4); "
                  "the demo trains one flat model on all three, the same data the hierarchical model gets. Column 4 "
                  "uses the paper's second-choice rule for the flat model's generic traffic-sign class.")
     lines.append("")
-    table("hierarchical", "table3_hierarchical", "Table III: hierarchical classifiers", "Cityscapes + Vistas + GTSDB")
+    table("hierarchical", "table3_hierarchical", "Table III: hierarchical classifiers", layout["trained_on"])
 
     # Table IV: L1 = Cityscapes classes (traffic sign in parentheses), L2 = sign classes, on the same frames
     p4 = paper["table4"]
