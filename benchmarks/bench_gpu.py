@@ -1,4 +1,4 @@
-"""Training images/s and inference frames/s of the hierarchical ResNet-50 network (DESIGN §2.7).
+"""Training images/s and inference frames/s of the hierarchical ResNet-50 network (docs/design.md §2.7).
 
 Run by hand on a GPU:   python benchmarks/bench_gpu.py            (512x706, batch 1 and 16)
 Check the code on CPU:  python benchmarks/bench_gpu.py --quick    (tiny frames, 2 iterations)
@@ -8,7 +8,7 @@ prepare` exists so that it keeps up), in two settings measured in the same run:
   baseline  fp32, default memory format
   fast      bf16 autocast + channels_last (what `labeltree train` / `predict` use on CUDA)
 Inference = normalise + forward + hard cascade to the leaf map at full resolution (argmax of the
-logits: the same decisions as of the softmax). Training = forward + the DESIGN §2.3-2.4 loss on a
+logits: the same decisions as of the softmax). Training = forward + the docs/design.md §2.3-2.4 loss on a
 mixed Cityscapes:Vistas:GTSDB batch (1:2:1, with box gating) + backward + SGD step.
 Printed beside the paper's 17 fps (Titan X Pascal, 520x706) and this project's targets for one
 H100: inference >= 500 fps at batch 16 and >= 60 fps at batch 1, training >= 150 images/s.

@@ -16,7 +16,7 @@ from labeltree.core.taxonomy import Taxonomy
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "taxonomies"
 
-# GTSDB sign shapes and colours (DESIGN §3); the ReadMe gives names and categories only.
+# GTSDB sign shapes and colours (docs/design.md §3); the ReadMe gives names and categories only.
 GTSDB_SHAPES = {
     **{k: "circle" for k in [*range(0, 11), 15, 16, 17, *range(32, 43)]},
     **{k: "triangle" for k in [11, *range(18, 32)]},

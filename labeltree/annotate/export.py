@@ -15,7 +15,7 @@ from labeltree.annotate.classes import label_space
 from labeltree.annotate.propose import read_components
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.datasets import cityscapes
-from labeltree.datasets.base import decode_label
+from labeltree.datasets.base import Sample, read_label
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_png, write_text
 from labeltree.parallel import pmap
@@ -122,7 +122,8 @@ class _ExportJob:
 
 def _export_one(job: _ExportJob) -> int:
     """Worker: Cityscapes ids everywhere, 2000 + ClassID on the pixels of labelled components."""
-    label = decode_label(Path(job.label), load_taxonomy("cityscapes"))
+    tax = load_taxonomy("cityscapes")
+    label = read_label(Sample.of_label(job.label, tax), tax)
     comps = read_components(Path(job.components))
     if comps.shape != label.shape:
         raise LabeltreeError(f"component map is {comps.shape}, label image {label.shape}: the label file changed "

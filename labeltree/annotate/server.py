@@ -35,7 +35,7 @@ from labeltree.annotate.examples import DEFAULT_PER_CLASS, ExampleSet, context_w
 from labeltree.annotate.glyphs import glyph_svg, special_svg
 from labeltree.annotate.propose import read_components
 from labeltree.core.taxonomy import load_taxonomy
-from labeltree.datasets.base import decode_label
+from labeltree.datasets.base import Sample, read_label
 from labeltree.errors import LabeltreeError
 
 STATIC = Path(__file__).parent / "static"
@@ -155,7 +155,7 @@ class Annotation:
                 rgb = np.asarray(im.convert("RGB"))
         else:  # no photo: show the label map in its taxonomy colours
             tax = load_taxonomy("cityscapes")
-            label = decode_label(label_path, tax)
+            label = read_label(Sample.of_label(label_path, tax), tax)
             lut = np.zeros((256, 3), np.uint8)
             for c in tax.classes:
                 if 0 <= c.id < 256:

@@ -113,7 +113,7 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
               help="Tree (bundled name or YAML); default cityscapes+vistas+gtsdb where one is needed.")
 @click.option("--levels", is_flag=True, help="Also report every tree level (needs the tree).")
 @click.option("--classes", default="official", show_default=True,
-              help="official (ignoreInEval false: Cityscapes 19, Vistas 65), paper (DESIGN 2.6: Cityscapes 27, "
+              help="official (ignoreInEval false: Cityscapes 19, Vistas 65), paper (docs/design.md 2.6: Cityscapes 27, "
                    "GTSDB 28 by the pixel rule), all, or class ids '7,8,26'.")
 @click.option("--paper-protocol", is_flag=True,
               help="The authors' semantics: predictions of classes the dataset lacks are dropped; flat score maps "

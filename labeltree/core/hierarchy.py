@@ -158,7 +158,7 @@ class Hierarchy:
         return reached
 
     def supervises(self, dataset: str, j: int) -> bool:
-        """Does `dataset` train classifier j? Rule + explicit overrides + the box rule (DESIGN §2.3/2.4)."""
+        """Does `dataset` train classifier j? Rule + explicit overrides + the box rule (docs/design.md §2.3/2.4)."""
         m = self.mapping(dataset)
         c = self.classifiers[j]
         if m.evaluation_only:
@@ -231,7 +231,7 @@ class Hierarchy:
         return [np.asarray(c.children, dtype=np.int64) for c in self.classifiers]
 
     def cascade(self, scores: list[Any], stop_level: int | None = None) -> Any:
-        """Hard top-down argmax cascade (DESIGN §2.5) over per-classifier scores.
+        """Hard top-down argmax cascade (docs/design.md §2.5) over per-classifier scores.
 
         `scores[j]` has shape (..., C_j, H, W) with the class axis at -3 (numpy or torch; the same
         leading shape for all). Returns node indices (..., H, W). With `stop_level`, classifiers
@@ -276,7 +276,7 @@ class Hierarchy:
 
     # -- export --------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN §5 contract: nodes, classifiers, leaves, datasets."""
+        """The docs/design.md §5 contract: nodes, classifiers, leaves, datasets."""
         nodes = [{"name": n.name, "parent": self.nodes[n.parent].name if n.parent >= 0 else None,
                   "level": n.level} for n in self.nodes[1:]]
         classifiers = [{"node": c.name, "level": c.level,

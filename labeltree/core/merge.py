@@ -86,7 +86,7 @@ class MergeResult:
         return self.source == "proposal" or any(c.kind in ("unmapped", "unmatched") for c in self.conflicts)
 
     def to_json(self) -> dict[str, Any]:
-        """DESIGN §5 keys (nodes, classifiers, leaves, datasets) plus coverage and conflicts."""
+        """docs/design.md §5 keys (nodes, classifiers, leaves, datasets) plus coverage and conflicts."""
         out = self.hierarchy.to_json()
         out["source"] = {"kind": self.source, "file": str(self.source_path) if self.source_path else None}
         out["coverage"] = {d: c.to_json() for d, c in self.coverage.items()}
@@ -419,7 +419,7 @@ def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Con
                 continue
             names = [h.nodes[k].name for k in sorted(reached)]
             if m.is_boxes:
-                why = ("box dataset: boxes never train classifiers above their node (DESIGN §2.4)")
+                why = ("box dataset: boxes never train classifiers above their node (docs/design.md §2.4)")
             elif (d, cl.name) in h.overrides:
                 why = "supervise: false override in the tree file"
             else:

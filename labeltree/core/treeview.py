@@ -13,7 +13,7 @@ def _swatch(rgb: tuple[int, int, int]) -> str:
 def render_tree(h: Hierarchy, color: bool = False, supervision: bool = False) -> str:
     """The tree, one node per line, with its classifier and the dataset classes mapped to it.
 
-    With `supervision`, each classifier also lists the datasets that train it (DESIGN §2.3).
+    With `supervision`, each classifier also lists the datasets that train it (docs/design.md §2.3).
     """
     def trained_by(node: int) -> str:
         if not supervision:

@@ -1,4 +1,4 @@
-"""The one label path and the reader base (DESIGN §3; docs/architecture.md).
+"""The one label path and the reader base (docs/design.md §3; docs/architecture.md).
 
 Every consumer (stats, evaluate, annotate-extended, the trainer) gets a sample's label through
 `read_label(sample, taxonomy, mask_mode)`: a dense label file decoded ONCE into its stored values
@@ -68,6 +68,12 @@ class Sample:
     city: str | None = None
     boxes: tuple[Box, ...] = field(default=())
     size: tuple[int, int] | None = None  # (height, width) from the image header, where the reader needed it
+
+    @classmethod
+    def of_label(cls, path: str | Path, taxonomy: Taxonomy) -> Sample:
+        """A sample known only by its label file (for tools that were handed the file itself)."""
+        path = Path(path)
+        return cls(taxonomy.name, "", path.stem, None, path)
 
 
 # -- label values ----------------------------------------------------------------------------------

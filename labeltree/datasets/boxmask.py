@@ -1,4 +1,4 @@
-"""Boxes -> per-pixel masks (DESIGN §3 "GTSDB per-pixel", the authors' released encoding).
+"""Boxes -> per-pixel masks (docs/design.md §3 "GTSDB per-pixel", the authors' released encoding).
 
 `fine` inscribes each sign's shape (the taxonomy's `shape`: circle, triangle, inverted-triangle,
 octagon, diamond) in its inclusive box; `coarse` fills the box. Where boxes overlap, the smaller

@@ -1,4 +1,4 @@
-"""Traffic-sign shapes inscribed in an inclusive pixel box (DESIGN §3, GTSDB "fine" masks).
+"""Traffic-sign shapes inscribed in an inclusive pixel box (docs/design.md §3, GTSDB "fine" masks).
 
 A GTSDB box is tight around the sign, so the sign's outline touches the box where the real sign
 does: a circle, diamond or octagon on all four sides, an upright triangle with its apex at the top

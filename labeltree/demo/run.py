@@ -231,7 +231,7 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
     """{dataset: result} on every val split and Cityscapes Extended, plus a few (image, gt, nodes) samples.
 
     The flat model is scored on the Cityscapes Extended signs with the paper's second-choice rule
-    (DESIGN §2.6): its generic "traffic sign" class sits beside the sign subclasses.
+    (docs/design.md §2.6): its generic "traffic sign" class sits beside the sign subclasses.
     """
     import torch
     from tqdm import tqdm

@@ -7,7 +7,7 @@ Library API (the trainer and `labeltree evaluate` both use it)::
     ev.add(gt_values, pred)            # one image: gt in stored values, pred in dataset values or tree nodes
     ev.add_scores(gt_values, scores)   # flat model: score map (C, H, W), C = tree nodes (pred_space="tree")
     ev.merge(other_evaluator_or_matrix)
-    res = ev.result()                  # dict with the DESIGN §5 keys: mIoU, mPA, pixel_accuracy, classes, ...
+    res = ev.result()                  # dict with the docs/design.md §5 keys: mIoU, mPA, pixel_accuracy, classes, ...
 
     evaluate_arrays(dataset, gt_values, pred_values=None, pred_nodes=None, hierarchy=None,
                     classes="official", paper_protocol=False, levels=False, mean_over="gt") -> dict
@@ -112,7 +112,7 @@ class LabelSpace:
 
 def classes_with_pixels_in_both(counts_a: Mapping[int, int], counts_b: Mapping[int, int],
                                 min_pixels: int = DEFAULT_MIN_PIXELS) -> list[int]:
-    """The GTSDB rule of DESIGN §2.6: class ids with >= `min_pixels` gt pixels in BOTH splits.
+    """The GTSDB rule of docs/design.md §2.6: class ids with >= `min_pixels` gt pixels in BOTH splits.
 
     The paper evaluates GTSDB on 28 of 43 classes: those with at least 1000 pixels in the train and
     the test split at the training scale. Pass per-class pixel counts of the two splits (e.g. from
@@ -129,7 +129,7 @@ def resolve_classes(spec: str | Sequence[int], space: LabelSpace, hierarchy: Hie
 
     official: classes not ignored in evaluation by the taxonomy (Cityscapes 19, Vistas 65, GTSDB 43);
     all: every class but the taxonomy's ignore_ids;
-    paper (DESIGN §2.6, needs the tree): the classes the tree maps to a node (Cityscapes 27, Vistas
+    paper (docs/design.md §2.6, needs the tree): the classes the tree maps to a node (Cityscapes 27, Vistas
     65); for a box dataset only those with >= min_pixels in both splits (`pixel_counts`, GTSDB 28);
     for an evaluation-only dataset (Cityscapes Extended) the classes it shares with the tree's box
     datasets (the sign classes; means run over those present in the gt, 18 in the paper);
@@ -178,7 +178,7 @@ def resolve_classes(spec: str | Sequence[int], space: LabelSpace, hierarchy: Hie
 # -- the flat model's traffic-sign rule -------------------------------------------------------------
 
 def second_choice(scores: np.ndarray, generic: int, subclasses: Sequence[int], axis: int = -3) -> np.ndarray:
-    """Flat decisions with the paper's traffic-sign second-choice rule (DESIGN §2.6), done right.
+    """Flat decisions with the paper's traffic-sign second-choice rule (docs/design.md §2.6), done right.
 
     argmax over `axis`; where the top choice is the generic sign class `generic` and the second
     choice (the best class other than `generic`) is one of `subclasses`, the decision becomes that
@@ -342,7 +342,7 @@ class Evaluator:
 
     dataset: taxonomy name or path (or a Taxonomy); hierarchy: a loaded tree (needed for
     pred_space="tree", classes="paper", levels, paper_protocol's dropped classes); classes:
-    "official" | "paper" | "all" | ids; mean_over: "gt" (default, DESIGN) or "defined"
+    "official" | "paper" | "all" | ids; mean_over: "gt" (default, docs/design.md) or "defined"
     (cityscapesScripts' average over classes with a defined IoU).
     """
 
@@ -472,7 +472,7 @@ class Evaluator:
         return out
 
     def result(self) -> dict[str, Any]:
-        """DESIGN §5: mIoU, mPA, pixel_accuracy, classes {name: {IoU, PA, pixels}}, + extras."""
+        """docs/design.md §5: mIoU, mPA, pixel_accuracy, classes {name: {IoU, PA, pixels}}, + extras."""
         cm, names = self.eval_matrix()
         out: dict[str, Any] = {"dataset": self.taxonomy.name,
                                "classes_evaluated": self.classes if isinstance(self.classes, str)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_MIN_PIXELS = 1000  # the paper's rule: a class is evaluated when it has >= 1000 gt pixels (DESIGN §2.6)
+DEFAULT_MIN_PIXELS = 1000  # the paper's rule: a class is evaluated when it has >= 1000 gt pixels (docs/design.md §2.6)
 
 
 def confusion(gt: np.ndarray, pred: np.ndarray, n: int, valid: np.ndarray | None = None) -> np.ndarray:
@@ -56,7 +56,7 @@ def _mean(x: np.ndarray, mask: np.ndarray) -> float:
 def summarize(cm: np.ndarray, evaluated: np.ndarray | None = None, mean_over: str = "gt") -> dict[str, float]:
     """mPA / mIoU over evaluated classes, global PA, frequency-weighted IoU.
 
-    mean_over="gt" (DESIGN §2.6, the paper): classes present in the ground truth.
+    mean_over="gt" (docs/design.md §2.6, the paper): classes present in the ground truth.
     mean_over="defined": every class whose IoU is defined (gt or false positives), which is what
     cityscapesScripts' getScoreAverage does (a class absent from the gt but predicted scores 0).
     """

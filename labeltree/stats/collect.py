@@ -1,4 +1,4 @@
-"""Class statistics and class weights per dataset, split and tree classifier (DESIGN §4.5, paper Table I).
+"""Class statistics and class weights per dataset, split and tree classifier (docs/design.md §4.5, paper Table I).
 
 Pipeline: each label file is decoded once in a worker (`labeltree.parallel.pmap`) and reduced to a
 small per-image record (sparse `np.bincount` of the stored label values, image size, instance /
@@ -717,7 +717,7 @@ def rollup(groups: Sequence[GroupStats], h: Hierarchy) -> tuple[list[dict], list
     """Pixels rolled up to each classifier's classes, per dataset and split, and per-classifier imbalance.
 
     A class's pixels go, for every classifier on its node's path, to that classifier's child on the
-    path. `trains` says whether the dataset supervises the classifier (DESIGN §2.3-2.4); imbalance is
+    path. `trains` says whether the dataset supervises the classifier (docs/design.md §2.3-2.4); imbalance is
     max/min pixels over the classifier's classes with pixels, counting the datasets that train it
     (all contributing datasets when none does, e.g. evaluation-only data).
     """
@@ -787,7 +787,7 @@ def build_report(groups: Sequence[GroupStats], h: Hierarchy | None = None,
 # -- output ---------------------------------------------------------------------------------------
 
 def write_rows(path: str | Path, rows: list[dict]) -> None:
-    """Rows as JSON (a list of objects, DESIGN §5), CSV or Parquet by the file suffix, atomically."""
+    """Rows as JSON (a list of objects, docs/design.md §5), CSV or Parquet by the file suffix, atomically."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".json":

@@ -1,7 +1,7 @@
 """Synthetic street scenes of one world, written as Cityscapes, Cityscapes Extended, Vistas and GTSDB.
 
 The real datasets cannot be downloaded here, yet tests, the demo, the trainer and the benchmarks
-need data in the exact native layouts (DESIGN §3) with the real taxonomies. One procedural street
+need data in the exact native layouts (docs/design.md §3) with the real taxonomies. One procedural street
 generator paints every frame in the NODES OF THE SEMANTIC TREE (the finest vocabulary there is:
 lane markings, manholes, bicyclists, sign fronts of each GTSDB class, ...); each dataset's label
 is then one lookup `node -> stored value` compiled from the tree file (`Hierarchy.tables(ds)

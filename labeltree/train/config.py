@@ -78,7 +78,7 @@ class OptimCfg(_Strict):
 class LossCfg(_Strict):
     lambdas: dict[int, float] = Field(default_factory=lambda: {1: 1.0})  # per classifier level
     lambda_default: float = 0.1  # levels not listed (paper: 0.1 below Level 1)
-    gating: Literal["path", "l1", "l2"] = "path"  # DESIGN §2.4 box gating rule
+    gating: Literal["path", "l1", "l2"] = "path"  # docs/design.md §2.4 box gating rule
 
 
 class TrainCfg(_Strict):

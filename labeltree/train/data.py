@@ -158,7 +158,7 @@ def _box_values(src: Source, it: Item) -> list[int]:
 
 
 def check_labels(sources: list[Source], workers: int = 1, progress: bool = True) -> None:
-    """Refuse stored values that are no class of the dataset, naming the file (DESIGN §4.6)."""
+    """Refuse stored values that are no class of the dataset, naming the file (docs/design.md §4.6)."""
     for src in sources:
         lut = src.tables.value_to_node
         if src.values is not None:

@@ -1,4 +1,4 @@
-"""Evaluation while training: per dataset, in the dataset's own label space (DESIGN §2.6), through
+"""Evaluation while training: per dataset, in the dataset's own label space (docs/design.md §2.6), through
 the evaluate library's incremental `Evaluator`.
 
 The network's node map is projected with the tree's `node_to_value` (the cascade stopped at the

@@ -1,4 +1,4 @@
-"""The loss of DESIGN §2.3-2.4, and the device-side lookup from stored label values to targets.
+"""The loss of docs/design.md §2.3-2.4, and the device-side lookup from stored label values to targets.
 
 Raw stored labels (each dataset in its own values) become per-classifier targets with ONE gather
 into a table built from the hierarchy's `tables(ds).targets` (dataset exclusions and the box rule

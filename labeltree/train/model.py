@@ -1,4 +1,4 @@
-"""The network of DESIGN §2.7: dilated backbone (output stride 8), shared 1x1 reduction, one head
+"""The network of docs/design.md §2.7: dilated backbone (output stride 8), shared 1x1 reduction, one head
 per tree classifier (bottleneck + 1x1 logits + hybrid upsampling). Heads come from the tree, so a
 changed tree changes the network without code changes.
 """

@@ -1,4 +1,4 @@
-"""Inference: hard top-down cascade (DESIGN §2.5) -> leaf map, per-level maps, dataset ids, colours.
+"""Inference: hard top-down cascade (docs/design.md §2.5) -> leaf map, per-level maps, dataset ids, colours.
 
 Also the bridge for `labeltree evaluate --checkpoint`: `predict_dataset` yields each sample of a
 dataset split with the prediction in that dataset's own stored values.

@@ -29,7 +29,7 @@ from labeltree.train.checkpoint import load_checkpoint
 from labeltree.train.config import config_from_dict
 from labeltree.train.loop import RunResult, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import cityscapes_frame
 from PIL import Image
 
 from labeltree.annotate import db
@@ -42,19 +43,13 @@ GIVE_WAY = GTSDB.find("give way").id
 # -- tiny Cityscapes trees --------------------------------------------------------------------------
 
 def write_frame(root: Path, split: str, city: str, seq: int, label: np.ndarray, image: bool = True) -> str:
-    key = f"{city}_{seq:06d}_000019"
-    gt = root / "gtFine" / split / city / f"{key}_gtFine_labelIds.png"
-    gt.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(label.astype(np.uint8), mode="L").save(gt)
+    rgb = None
     if image:
-        img = root / "leftImg8bit" / split / city / f"{key}_leftImg8bit.png"
-        img.parent.mkdir(parents=True, exist_ok=True)
         rgb = np.zeros((*label.shape, 3), np.uint8)
         rgb[..., 0] = (label.astype(np.int64) * 37) % 256
         rgb[..., 1] = 90
         rgb[..., 2] = np.linspace(40, 200, label.shape[1], dtype=np.uint8)[None, :]
-        Image.fromarray(rgb).save(img)
-    return key
+    return cityscapes_frame(root, split, city, seq, label.astype(np.uint8), rgb)
 
 
 def scene_a() -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:

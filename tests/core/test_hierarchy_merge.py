@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from labeltree.cli import main
 from labeltree.core.tree_file import load_hierarchy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+from builders import save_png as _png
 from click.testing import CliRunner
 from PIL import Image
 
@@ -20,12 +21,6 @@ from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
 
 CS = load_taxonomy("cityscapes")
-
-
-def _png(path: Path, arr: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
 
 
 def _cs_pair(root: Path, key: str = "aachen_000000_000019", label: np.ndarray | None = None,

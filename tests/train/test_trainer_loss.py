@@ -1,4 +1,4 @@
-"""The loss of DESIGN §2.3-2.4 against hand computations on a tiny hand-made mixed batch.
+"""The loss of docs/design.md §2.3-2.4 against hand computations on a tiny hand-made mixed batch.
 
 Expected values are plain `torch.nn.functional.cross_entropy` over pixels chosen by hand from the
 paper's rules (which dataset supervises which classifier, exclusions, box gating); the loss module's

@@ -16,7 +16,7 @@ from labeltree.cli import main
 from labeltree.core.taxonomy import ClassDef, Encoding, Taxonomy, load_taxonomy, taxonomy_from_dict
 from labeltree.core.tree_file import EXTENSION_KEYS, load_hierarchy
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "taxonomy-format.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "taxonomy-format.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.S | re.M)
 
 

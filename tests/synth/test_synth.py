@@ -45,11 +45,6 @@ def _tree_hash(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "synth.json"}
 
 
-def _png(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im)
-
-
 # -- layout ---------------------------------------------------------------------------------------
 
 def test_layout_exact(synth: Path) -> None:

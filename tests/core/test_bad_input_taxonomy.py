@@ -1,5 +1,5 @@
 """Bad taxonomy / tree / rules files through the CLI: exit 2, one message naming file, line and class,
-no traceback (DESIGN §5, issue 2 item 8)."""
+no traceback (docs/design.md §5, issue 2 item 8)."""
 
 from pathlib import Path
 

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from builders import cityscapes_frame, cityscapes_key
 from click.testing import CliRunner
 from PIL import Image
 
 from labeltree.cli import main
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets import cityscapes
 from labeltree.errors import LabeltreeError
 from labeltree.stats import collect as st
 
@@ -26,16 +28,12 @@ UNLABELED = CS.find("unlabeled").id
 # -- helpers: tiny datasets in native layouts ------------------------------------------------------
 
 def cs_label_path(root: Path, split: str, city: str, i: int) -> Path:
-    return root / "gtFine" / split / city / f"{city}_{i:06d}_000019_gtFine_labelIds.png"
+    return cityscapes.label_path(root, split, city, cityscapes_key(city, i))
 
 
 def write_cs(root: Path, split: str, city: str, i: int, arr: np.ndarray, inst: np.ndarray | None = None) -> Path:
-    p = cs_label_path(root, split, city, i)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(p)
-    if inst is not None:
-        Image.fromarray(inst.astype(np.uint16)).save(p.with_name(p.name.replace("labelIds", "instanceIds")))
-    return p
+    cityscapes_frame(root, split, city, i, arr, instances=inst)
+    return cs_label_path(root, split, city, i)
 
 
 def random_cs(root: Path, n: int, seed: int = 0, split: str = "train") -> list[np.ndarray]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import save_png as _png
 from PIL import Image
 
 from labeltree.core.taxonomy import load_taxonomy
@@ -95,16 +96,6 @@ def test_ppm_reader_on_original_p6(real_fixtures: Path) -> None:
 
 
 # -- layouts built here ---------------------------------------------------------------------------
-
-def _png(path: Path, arr: np.ndarray, palette: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(arr)
-    if palette:
-        im = im.convert("P")
-        im.putpalette(list(np.random.default_rng(0).integers(0, 256, 768)))
-    im.save(path)
-    return path
-
 
 def _cityscapes(root: Path, dtype=np.uint8, values=(7, 11, 21)) -> Path:
     rng = np.random.default_rng(3)
