@@ -509,10 +509,10 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
     for metric, short in (("mPA", "PA"), ("mIoU", "IoU")):
         ours, ref = [], []
         for model in ("flat", "hierarchical"):
-            cs = m[model].get("cityscapes", {})
+            cs = m[model].get(layout["table4"]["l1"], {})
             sc = sign_class_of(cs, sign_names)
             ours += [f"{pct(cs.get(metric))} ({pct(sc.get(short) if sc else None)})",
-                     pct(m[model].get("cityscapes-extended", {}).get(metric))]
+                     pct(m[model].get(layout["table4"]["l2"], {}).get(metric))]
             pm = p4[model]
             ref += [f"{pm['L1'][metric]:.1f} ({pm['L1_sign'][metric]:.1f})", f"{pm['L2'][metric]:.1f}"]
         lines.append(_row(f"{metric} (%) ours", ours))
@@ -547,7 +547,9 @@ def _cityscapes_sign_names(h: Any) -> list[str]:
 def verdict(m: dict[str, dict[str, dict[str, Any]]], chance: float) -> list[str]:
     """Plain sentences comparing the two models, whichever way the numbers fall."""
     out = []
-    cols = [c for c in ("cityscapes", "vistas", "gtsdb", "cityscapes-extended") if c in m["hierarchical"]]
+    columns = demo_settings()["report"]["columns"]
+    cols = [c["dataset"] for c in columns if c["dataset"] in m["hierarchical"]]
+    cross = next((c["dataset"] for c in columns if c.get("cross_dataset")), None)
     for metric in ("mPA", "mIoU"):
         better, worse, tied = [], [], []
         for c in cols:
@@ -560,8 +562,8 @@ def verdict(m: dict[str, dict[str, dict[str, Any]]], chance: float) -> list[str]
         lead = ("the hierarchical model wins" if len(better) > len(worse) else
                 "the flat baseline wins" if len(worse) > len(better) else "neither model wins")
         out.append(f"- {metric}: {lead} ({'; '.join(parts)}).")
-    ext = m["hierarchical"].get("cityscapes-extended", {}).get("mPA")
-    fext = m["flat"].get("cityscapes-extended", {}).get("mPA")
+    ext = m["hierarchical"].get(cross, {}).get("mPA") if cross else None
+    fext = m["flat"].get(cross, {}).get("mPA") if cross else None
     if ext is not None:
         out.append(f"- Cross-dataset sign recognition (Cityscapes Extended, mPA): hierarchical {pct(ext)}%, "
                    f"flat {pct(fext)}%, chance {pct(chance)}% (uniform over the sign classes); the hierarchical "
@@ -609,7 +611,7 @@ def run_demo(out: str | Path, quick: bool = False, *, images: int | None = None,
         write_json(out / "eval" / f"{model}.json", metrics[model])
     settings = demo_settings()
     plot_predictions(out / "predictions.png", h, samples, settings["figure_datasets"])
-    plot_per_class(out / "per_class.png", metrics, [("cityscapes", "IoU"), ("cityscapes-extended", "PA")])
+    plot_per_class(out / "per_class.png", metrics, [tuple(p) for p in settings["report"]["per_class_panels"]])
     plot_losses(out / "losses.png", runs)
     seconds["evaluation"] = time.perf_counter() - t
 
