@@ -43,9 +43,9 @@ def main() -> None:
 
 def _register() -> None:
     """Every command, listed here explicitly: nothing is discovered at run time."""
-    from labeltree.commands import annotate, demo, evaluate, gtsdb, imports, merge, stats, synth, train, tree
+    from labeltree.commands import annotate, convert, demo, evaluate, gtsdb, imports, merge, stats, synth, train, tree
 
-    for module in (demo, merge, tree, imports, synth, gtsdb, stats, evaluate, train, annotate):
+    for module in (demo, merge, tree, imports, synth, gtsdb, stats, evaluate, train, annotate, convert):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 

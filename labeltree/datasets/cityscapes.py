@@ -11,6 +11,7 @@ from labeltree.errors import LabeltreeError
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 IMAGE_SUFFIX = "_leftImg8bit.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+TRAIN_LABEL_SUFFIX = "_gtFine_labelTrainIds.png"  # csCreateTrainIdLabelImgs' output
 
 
 def image_path(root: Path, split: str, city: str, key: str) -> Path:
@@ -19,6 +20,10 @@ def image_path(root: Path, split: str, city: str, key: str) -> Path:
 
 def label_path(root: Path, split: str, city: str, key: str) -> Path:
     return Path(root) / "gtFine" / split / city / f"{key}{LABEL_SUFFIX}"
+
+
+def train_label_path(root: Path, split: str, city: str, key: str) -> Path:
+    return Path(root) / "gtFine" / split / city / f"{key}{TRAIN_LABEL_SUFFIX}"
 
 
 def instance_path(root: Path, split: str, city: str, key: str) -> Path:

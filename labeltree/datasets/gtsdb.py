@@ -239,6 +239,17 @@ class GTSDBReader(DatasetReader):
 # -- the per-pixel mask folder (the authors' GTSDB masks: {stem}_labelIds.png) -----------------------
 
 MASK_SUFFIX = "_labelIds.png"
+TRAIN_MASK_SUFFIX = "_labelTrainIds.png"
+
+
+def mask_path(out_dir: str | Path, key: str) -> Path:
+    """A per-pixel mask in the authors' flat folder: `{stem}_labelIds.png` (16-bit, 2000 + ClassID)."""
+    return Path(out_dir) / f"{key}{MASK_SUFFIX}"
+
+
+def train_mask_path(out_dir: str | Path, key: str) -> Path:
+    """Train ids of a mask (8-bit, ClassID, 255 = ignore): `{stem}_labelTrainIds.png`."""
+    return Path(out_dir) / f"{key}{TRAIN_MASK_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -298,7 +309,7 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
     for s in samples:
         report.frames += 1
         report.boxes += len(s.boxes)
-        target = out / f"{s.key}{MASK_SUFFIX}"
+        target = mask_path(out, s.key)
         if skip_existing and target.exists():
             report.skipped += 1
             continue

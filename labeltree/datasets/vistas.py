@@ -20,12 +20,17 @@ def image_path(root: Path, split: str, key: str) -> Path:
 
 
 def label_path(root: Path, split: str, key: str) -> Path:
-    """A v1.x release's label (palette indices, flat `labels/`)."""
-    return Path(root) / VISTAS_SPLITS[split] / "labels" / f"{key}{LABEL_SUFFIX}"
+    """A v1.x release's label (palette indices, flat `labels/`); a split other than train/val/test keeps its name."""
+    return Path(root) / VISTAS_SPLITS.get(split, split) / "labels" / f"{key}{LABEL_SUFFIX}"
 
 
 def instance_path(root: Path, split: str, key: str) -> Path:
     return Path(root) / VISTAS_SPLITS[split] / "instances" / f"{key}{LABEL_SUFFIX}"
+
+
+def train_label_path(root: Path, split: str, key: str) -> Path:
+    """Train ids (8-bit grey, 255 = ignore) beside `labels/`; a split other than train/val/test keeps its name."""
+    return Path(root) / VISTAS_SPLITS.get(split, split) / "labelTrainIds" / f"{key}{LABEL_SUFFIX}"
 
 
 class VistasReader(DatasetReader):
