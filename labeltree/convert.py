@@ -15,6 +15,7 @@ ignore; Cityscapes' `*_gtFine_labelTrainIds.png` as csCreateTrainIdLabelImgs wri
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from labeltree.core.hierarchy import DatasetMapping, Hierarchy
 from labeltree.core.taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy
@@ -137,7 +139,8 @@ class Conversion:
     def signature(self) -> dict[str, Any]:
         """What a rerun must agree with before it may keep existing outputs."""
         return {"source": self.source, "target": self.target.spec, "hierarchy": self.hierarchy,
-                "lut": self.lut.tolist()}
+                "classes": {str(r.source_value): r.target_value for r in self.rules},
+                "lut_sha256": hashlib.sha256(self.lut.tobytes()).hexdigest()}
 
 
 def _target_classes(h: Hierarchy, dataset: str) -> dict[int, int]:
@@ -354,9 +357,16 @@ def _convert_one(job: tuple[Sample, str, bool], conv: Conversion, taxonomy: Taxo
     """Read one label, write its conversion, return its (stored values, pixel counts)."""
     sample, out, write = job
     labels = read_label(sample, taxonomy, mask_mode, unknown, known)
-    counts = np.bincount(labels.ravel(), minlength=0)
-    if write:
-        write_png(out, conv.apply(labels), conv.palette)
+    if labels.dtype == np.uint8 and conv.dtype == "uint8":
+        # 8 bit -> 8 bit: PIL's C histogram and point LUT are ~10x faster than np.bincount / fancy indexing
+        im = Image.fromarray(labels)
+        counts = np.asarray(im.histogram(), dtype=np.int64)
+        converted = np.asarray(im.point(conv.lut[:256].tolist())) if write else None
+    else:
+        counts = np.bincount(labels.ravel())
+        converted = conv.apply(labels) if write else None
+    if converted is not None:
+        write_png(out, converted, conv.palette)
     values = np.flatnonzero(counts)
     return values, counts[values]
 

@@ -304,6 +304,11 @@ def test_hostile_inputs_exit_2_one_line(tree, tmp_path):
         (["src", str(root), str(tmp_path / "o5"), "--to", "tgt", "--hierarchy", str(tree), "--workers", "0"],
          "--workers"),
     ]
+    bad = tmp_path / "bad-root"
+    _write_cs(bad, "train", "x_000001_000002", np.ones((2, 2), np.uint8))
+    _write_cs(bad, "train", "x_000001_000003", np.full((2, 2), 9, np.uint8))  # 9: no class of src
+    cases.append((["src", str(bad), str(tmp_path / "o6"), "--to", "tgt", "--hierarchy", str(tree), "--workers", "2"],
+                  "x_000001_000003_gtFine_labelIds.png: label values not defined in taxonomy 'src': 9 (4 px)"))
     for args, needle in cases:
         r = _cli(["convert", *args])
         assert r.exit_code == 2, (args, r.output)
