@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import read_png, save_png
 from click.testing import CliRunner
 from PIL import Image
 
@@ -28,7 +29,7 @@ from labeltree.convert import (
     convert_dataset,
 )
 from labeltree.core.tree_file import load_hierarchy
-from labeltree.datasets import LabeltreeWarning, decode
+from labeltree.datasets import LabeltreeWarning, cityscapes, decode
 from labeltree.errors import LabeltreeError
 
 
@@ -144,12 +145,9 @@ def test_bundled_tree_examples_of_the_issue():
 
 def _write_cs(root: Path, split: str, key: str, arr: np.ndarray, photo: bool = True) -> None:
     city = key.split("_")[0]
-    (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(root / "gtFine" / split / city / f"{key}_gtFine_labelIds.png")
+    save_png(cityscapes.label_path(root, split, city, key), arr)
     if photo:
-        (root / "leftImg8bit" / split / city).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.zeros(arr.shape + (3,), np.uint8)).save(
-            root / "leftImg8bit" / split / city / f"{key}_leftImg8bit.png")
+        save_png(cityscapes.image_path(root, split, city, key), np.zeros(arr.shape + (3,), np.uint8))
 
 
 def test_convert_dataset_layout_lists_report_rerun(tree, tmp_path):
@@ -159,9 +157,9 @@ def test_convert_dataset_layout_lists_report_rerun(tree, tmp_path):
     _write_cs(root, "train", "x_000001_000002", a)
     _write_cs(root, "val", "y_000003_000004", b)
     rep = convert_dataset("src", root, out, "tgt:trainids", hierarchy=tree, workers=2, progress=False)
-    got = np.array(Image.open(out / "gtFine/train/x/x_000001_000002_gtFine_labelTrainIds.png"))
+    got = read_png(out / "gtFine/train/x/x_000001_000002_gtFine_labelTrainIds.png")
     assert got.tolist() == [[255, 255, 0, 0], [2, 2, 2, 255], [3, 255, 255, 255]]
-    assert np.array(Image.open(out / "gtFine/val/y/y_000003_000004_gtFine_labelTrainIds.png")).tolist() == [[0] * 3] * 2
+    assert read_png(out / "gtFine/val/y/y_000003_000004_gtFine_labelTrainIds.png").tolist() == [[0] * 3] * 2
     rows = {c["source_name"]: (c["pixels"], c["images"], c["target_name"], c["rule"]) for c in rep.classes}
     assert rows == {"unlabeled": (3, 1, "ignore", SOURCE_IGNORE), "a": (2, 1, "ignore", COARSER),
                     "a1": (8, 2, "alpha1", EXACT), "c1a": (3, 1, "cee", ANCESTOR), "d": (1, 1, "ignore", OUTSIDE),
@@ -198,13 +196,13 @@ def test_other_layouts_and_gtsdb_source(tmp_path):
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(g / "00000.png")
     (g / "gt.txt").write_text("00000.ppm;4;2;13;11;14\n")  # a 10x10 stop sign box
     fine = convert_dataset("gtsdb", g, tmp_path / "gf", "cityscapes", workers=1, progress=False)
-    arr = np.array(Image.open(tmp_path / "gf/gtFine/train/gtsdb/gtsdb_000000_000000_gtFine_labelIds.png"))
+    arr = read_png(tmp_path / "gf/gtFine/train/gtsdb/gtsdb_000000_000000_gtFine_labelIds.png")
     assert set(np.unique(arr).tolist()) == {0, 20} and not arr[:2].any() and not arr[:, 14:].any()
     sign = {c["source_name"]: c["pixels"] for c in fine.classes}["stop"]
     assert sign == np.count_nonzero(arr == 20) and 60 < sign < 100  # an octagon inscribed in the 10x10 box
     coarse = convert_dataset("gtsdb", g, tmp_path / "gc", "cityscapes:trainids", workers=1, progress=False,
                              mask_mode="coarse")
-    arr = np.array(Image.open(tmp_path / "gc/gtFine/train/gtsdb/gtsdb_000000_000000_gtFine_labelTrainIds.png"))
+    arr = read_png(tmp_path / "gc/gtFine/train/gtsdb/gtsdb_000000_000000_gtFine_labelTrainIds.png")
     assert np.count_nonzero(arr == 7) == 100 and np.count_nonzero(arr == 255) == 500
     assert {c["source_name"]: c["pixels"] for c in coarse.classes}["stop"] == 100
 
@@ -224,9 +222,9 @@ def test_real_cityscapes_fixture_trainids(real_fixtures, tmp_path):
     root = real_fixtures / "cityscapes"
     rep = convert_dataset("cityscapes", root, tmp_path / "o", "cityscapes:trainids", workers=1, progress=False)
     key = "frankfurt_000000_000294"
-    got = np.array(Image.open(tmp_path / f"o/gtFine/val/frankfurt/{key}_gtFine_labelTrainIds.png"))
-    ids = np.array(Image.open(root / f"gtFine/val/frankfurt/{key}_gtFine_labelIds.png"))
-    fixture = np.array(Image.open(root / f"gtFine/val/frankfurt/{key}_gtFine_labelTrainIds.png"))
+    got = read_png(tmp_path / f"o/gtFine/val/frankfurt/{key}_gtFine_labelTrainIds.png")
+    ids = read_png(root / f"gtFine/val/frankfurt/{key}_gtFine_labelIds.png")
+    fixture = read_png(root / f"gtFine/val/frankfurt/{key}_gtFine_labelTrainIds.png")
     official = _official_trainids(real_fixtures)
     assert np.array_equal(got, official[ids])
     assert build_conversion("cityscapes", "cityscapes:trainids").lut[:34].tolist() == official[:34].tolist()
@@ -277,7 +275,7 @@ def test_cityscapesscripts_conformance(tmp_path):
     assert len(theirs) == 3
     for f in theirs:
         ours = tmp_path / "out" / f.relative_to(cs)
-        a, b = np.array(Image.open(ours)), np.array(Image.open(f))
+        a, b = read_png(ours), read_png(f)
         assert a.dtype == b.dtype == np.uint8 and np.array_equal(a, b), f.name
         assert len(np.unique(b)) >= 8  # the frames exercise many classes, ignore included
         assert 255 in b
