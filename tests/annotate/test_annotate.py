@@ -409,7 +409,7 @@ def server_process(workdir: Path, *options: str) -> Iterator[tuple[subprocess.Po
                              "--port", str(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded CI machine: --gtsdb crops its examples before it binds
         while True:
             try:
                 if httpx2.get(url + "/api/progress", timeout=2).status_code == 200:
@@ -417,6 +417,9 @@ def server_process(workdir: Path, *options: str) -> Iterator[tuple[subprocess.Po
             except httpx2.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:  # still starting: stop it, or reading its stderr would wait forever
+                    proc.kill()
+                    proc.wait()
                 raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.1)
         yield proc, url
