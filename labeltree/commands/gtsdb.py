@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.datasets.authors_masks import DEFAULT_STYLE, STYLES
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, ENCODINGS, MODES
 from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
 
@@ -20,10 +21,13 @@ from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
               help="Ground-truth file (default: GTSDB_DIR/gt.txt).")
 @click.option("--encoding", type=click.Choice(ENCODINGS), default="16bit", show_default=True,
               help="'16bit': 0 = unlabeled, 2000 + ClassID; '8bit': ClassID, 255 = unlabeled.")
+@click.option("--style", type=click.Choice(STYLES), default=DEFAULT_STYLE, show_default=True,
+              help="'clean': exact shapes, smaller sign on top; 'authors': the authors' released masks (Pillow<5.2 "
+                   "rasteriser, truncated corners, last gt.txt line on top, duplicates painted twice).")
 @click.option("--workers", type=int, default=None, help="Processes (default: all CPUs).")
 @click.option("--skip-existing", is_flag=True, help="Keep masks already in OUT_DIR (resume an interrupted run).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, encoding: str,
+def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, encoding: str, style: str,
                     workers: int | None, skip_existing: bool, quiet: bool) -> None:
     """Write one mask PNG per GTSDB frame: OUT_DIR/{stem}_labelIds.png.
 
@@ -35,15 +39,16 @@ def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, 
     Example:
       labeltree gtsdb-masks data/FullIJCNN2013 data/gtsdb-masks --mode fine
       labeltree gtsdb-masks data/FullIJCNN2013 out8 --encoding 8bit --mode coarse
+      labeltree gtsdb-masks data/FullIJCNN2013 data/gtsdb-authors --style authors
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported below, once each
-        r = write_gtsdb_masks(gtsdb_dir, out_dir, mode=mode, gt=gt, encoding=encoding, workers=workers,
+        r = write_gtsdb_masks(gtsdb_dir, out_dir, mode=mode, gt=gt, encoding=encoding, style=style, workers=workers,
                               skip_existing=skip_existing, progress=not quiet)
     for w in r.warnings:
         click.echo(f"warning: {w}", err=True)
     click.echo(f"{r.written} masks written to {r.out_dir}/*{MASK_SUFFIX} ({r.frames} frames, {r.boxes} boxes, "
-               f"{r.labelled_pixels} sign pixels, mode {mode}, {encoding})"
+               f"{r.labelled_pixels} sign pixels, mode {mode}, {encoding}, style {style})"
                + (f", {r.skipped} existing kept" if r.skipped else ""))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy
+from labeltree.datasets.authors_masks import DEFAULT_STYLE, STYLES, authors_items, authors_order, paint_authors
 from labeltree.datasets.base import DatasetReader, Sample, Unknown, examples, warn
 from labeltree.datasets.boxmask import (
     DEFAULT_MASK_MODE,
@@ -260,10 +261,12 @@ class _Job:
     items: tuple[PaintItem, ...]
     unlabeled: int
     dtype: str
+    style: str = DEFAULT_STYLE
 
 
 def _write_job(job: _Job) -> int:
-    mask = paint(job.items, job.height, job.width, job.unlabeled, np.dtype(job.dtype).type)
+    painter = paint_authors if job.style == "authors" else paint
+    mask = painter(job.items, job.height, job.width, job.unlabeled, np.dtype(job.dtype).type)
     write_png(job.out, mask)
     return int(np.count_nonzero(mask != job.unlabeled))
 
@@ -282,12 +285,17 @@ class MaskReport:
 def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DEFAULT_MASK_MODE,
                       gt: str | Path | None = None, encoding: str = "16bit", workers: int | None = None,
                       skip_existing: bool = False,
-                      progress: bool = True, taxonomy: Taxonomy | str = "gtsdb") -> MaskReport:
+                      progress: bool = True, taxonomy: Taxonomy | str = "gtsdb",
+                      style: str = DEFAULT_STYLE) -> MaskReport:
     """Write `{stem}_labelIds.png` for every frame under `gtsdb_dir` (all-unlabeled for frames without signs).
 
     Frame sizes come from the image headers (no pixel decoding). Each file is written atomically,
-    so an interrupted run leaves only complete masks; `skip_existing` resumes one.
+    so an interrupted run leaves only complete masks; `skip_existing` resumes one. `style` 'clean'
+    is today's geometry (smaller sign on top); 'authors' reproduces the authors' release
+    (`datasets.authors_masks`: their rasteriser, paint order and duplicated lines).
     """
+    if style not in STYLES:
+        raise LabeltreeError(f"mask style must be one of {', '.join(STYLES)}, not '{style}'")
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     fmt = mask_format(encoding, tax)
     if mode not in MODES:
@@ -306,6 +314,11 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
     for w in caught:  # pass them on to the caller (the CLI prints them)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     jobs = []
+    gtf = reader.ground_truth() if style == "authors" else None
+    line_text: dict[int, str] = {}
+    if gtf is not None:  # the test frames are painted in the string order of their gt.txt lines
+        raw = Path(gtf.path).read_text(encoding="utf-8-sig").splitlines()
+        line_text = {n: t.strip() for n, t in enumerate(raw, start=1)}
     for s in samples:
         report.frames += 1
         report.boxes += len(s.boxes)
@@ -314,10 +327,15 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
             report.skipped += 1
             continue
         h, w = s.size  # type: ignore[misc]
-        jobs.append(_Job(str(target), h, w, tuple(paint_items(s.boxes, mode, tax, fmt.offset)), fmt.unlabeled,
-                         np.dtype(fmt.dtype).name))
+        if gtf is not None:
+            lines = {b.line for b in s.boxes}
+            ordered = authors_order(s.boxes, s.split, [d for d in gtf.duplicates if d[1] in lines], line_text)
+            items = tuple(authors_items(ordered, mode, tax, fmt.offset))
+        else:
+            items = tuple(paint_items(s.boxes, mode, tax, fmt.offset))
+        jobs.append(_Job(str(target), h, w, items, fmt.unlabeled, np.dtype(fmt.dtype).name, style))
     out.mkdir(parents=True, exist_ok=True)
-    for px in pmap(_write_job, jobs, workers, desc=f"gtsdb masks ({mode})", progress=progress, chunksize=8):
+    for px in pmap(_write_job, jobs, workers, desc=f"gtsdb masks ({mode}, {style})", progress=progress, chunksize=8):
         report.written += 1
         report.labelled_pixels += px
     return report
