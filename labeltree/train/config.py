@@ -75,10 +75,19 @@ class OptimCfg(_Strict):
     epoch_dataset: str | None = None  # epochs counted over this dataset (paper: vistas)
 
 
+class ClassWeightsCfg(_Strict):
+    """Per-classifier class weights from a `labeltree stats` file (labeltree.train.class_weights)."""
+
+    stats: str  # raw-count file (`stats --raw`) or roll-up rows (`stats --tree-out`); relative to the cwd
+    kind: Literal["medfreq", "enet", "inverse"] = "medfreq"
+    split: str = "train"  # the split of the stats file the weights come from
+
+
 class LossCfg(_Strict):
     lambdas: dict[int, float] = Field(default_factory=lambda: {1: 1.0})  # per classifier level
     lambda_default: float = 0.1  # levels not listed (paper: 0.1 below Level 1)
     gating: Literal["path", "l1", "l2"] = "path"  # docs/design.md §2.4 box gating rule
+    class_weights: ClassWeightsCfg | None = None  # None = unweighted (the paper)
 
 
 class TrainCfg(_Strict):

@@ -26,6 +26,7 @@ from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_text
 from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from labeltree.train.class_weights import load_class_weights
 from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg
 from labeltree.train.data import Source, build_loader, build_sources, check_labels, normalise
 from labeltree.train.evaluation import evaluate_sources
@@ -204,6 +205,16 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     mapper = LabelMapper(h, names, device, flat)
     lambdas = [cfg.lam(c.level) for c in h.classifiers]
     chains = {j: gating_chain(h, j, cfg.loss.gating) for j in {b for b in mapper.box_classifier if b is not None}}
+    class_w = None
+    if cfg.loss.class_weights is not None:
+        cw = cfg.loss.class_weights
+        if is_flat:
+            raise LabeltreeError("loss.class_weights: per-classifier weights apply to model.kind hierarchical only")
+        class_w = [torch.as_tensor(w, device=device) for w in load_class_weights(cw.stats, cw.kind, h, cw.split)]
+        if main:
+            log(f"class weights ({cw.kind}, {cw.stats}, split {cw.split}): " + "; ".join(
+                f"{c.name}: {min(w.tolist()):.3g}..{max(w.tolist()):.3g}" for c, w in zip(h.classifiers, class_w,
+                                                                                       strict=True)))
     fwd_model: Any = model
     if cfg.train.compile:
         fwd_model = torch.compile(model)
@@ -242,7 +253,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
             if is_flat:
                 loss, per_head = flat_loss(logits, labels, ds, mapper, rc)
             else:
-                loss, per_head = hierarchical_loss(logits, labels, ds, mapper, lambdas, chains, rc)
+                loss, per_head = hierarchical_loss(logits, labels, ds, mapper, lambdas, chains, rc, class_w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -154,28 +154,40 @@ def gate_box_targets(targets: torch.Tensor, logits: list[torch.Tensor], ds: torc
 
 def pooled_ce(logits: torch.Tensor, target: torch.Tensor,
               reduce_count: Callable[[torch.Tensor], torch.Tensor] | None = None,
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over the supervising pixels of the whole batch (0 when there are none).
 
     With `reduce_count` (DDP), the denominator is the pixel count over ALL processes, scaled so that
-    DDP's gradient averaging yields the gradient of the global pooled mean.
+    DDP's gradient averaging yields the gradient of the global pooled mean. With class `weight`s it
+    is the weighted mean sum_i w[t_i] CE_i / sum_i w[t_i] (PyTorch's weighted 'mean').
     """
     t = target.long()
-    count = (t != NO_TARGET).sum()
-    s = F.cross_entropy(logits.float(), t, ignore_index=NO_TARGET, reduction="sum")
+    valid = t != NO_TARGET
+    if weight is None:
+        count = valid.sum()
+    else:
+        count = weight[t[valid]].sum()
+    s = F.cross_entropy(logits.float(), t, weight=weight, ignore_index=NO_TARGET, reduction="sum")
     if reduce_count is not None:
         total, world = reduce_count(count)
-        return s * world / total.clamp(min=1), total
+        return s * world / _nonzero(total), total
     # an empty set gives 0 (cross_entropy's sum over no pixel is 0 and keeps the graph connected)
-    return s / count.clamp(min=1), count
+    return s / _nonzero(count), count
+
+
+def _nonzero(count: torch.Tensor) -> torch.Tensor:
+    """The denominator, 1 where nothing supervises (a weighted count may be positive and below 1)."""
+    return torch.where(count > 0, count, torch.ones_like(count))
 
 
 def hierarchical_loss(logits: list[torch.Tensor], labels: torch.Tensor, ds: torch.Tensor, mapper: LabelMapper,
                       lambdas: list[float], chains: dict[int, list[tuple[int, int]]],
-                      reduce_count: Callable | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Total = sum_j lambda_j L_j; returns (total, [L_j unweighted])."""
+                      reduce_count: Callable | None = None, weights: list[torch.Tensor] | None = None,
+                      ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Total = sum_j lambda_j L_j; returns (total, [L_j before lambda]). `weights`: class weights per classifier."""
     targets = gate_box_targets(mapper.targets(labels, ds), logits, ds, mapper, chains)
-    per_head = [pooled_ce(lg, targets[j], reduce_count)[0] for j, lg in enumerate(logits)]
+    per_head = [pooled_ce(lg, targets[j], reduce_count, weights[j] if weights is not None else None)[0]
+                for j, lg in enumerate(logits)]
     total = sum(lam * lj for lam, lj in zip(lambdas, per_head, strict=True))
     return total, per_head
 
