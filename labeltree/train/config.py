@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
 from labeltree.resources import config_dir
+from labeltree.train.scaling import ResizeMode
 
 
 class _Strict(BaseModel):
@@ -39,6 +40,7 @@ class DatasetCfg(_Strict):
     val_split: str | None = "val"
     share: int = Field(1, ge=0)  # images of this dataset in every (per-process) batch
     resize: tuple[int, int] | None = None  # (H, W) training scale; None = native size
+    resize_mode: ResizeMode = "fixed"  # fixed = exactly `resize`; cover / short keep the aspect (train.scaling)
     augment: Augment = Field(default_factory=Augment)
     mask_mode: MaskMode | None = None  # box datasets: None = by model kind (`box_mask_mode`)
     max_samples: int | None = None  # use only the first N samples (debugging, tests)
@@ -50,6 +52,7 @@ class EvalDatasetCfg(_Strict):
     images: str | None = None  # where the photos are when `root` has labels only (Cityscapes Extended)
     split: str = "val"
     resize: tuple[int, int] | None = None
+    resize_mode: ResizeMode = "fixed"
     max_samples: int | None = None
 
 
@@ -121,6 +124,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        for d in [*self.datasets, *self.eval_datasets]:
+            if d.resize_mode != "fixed" and not d.resize:
+                raise ValueError(f"datasets ({d.name}): resize_mode {d.resize_mode} needs a resize [H, W] to scale to")
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError(f"datasets: a dataset is listed twice ({names})")

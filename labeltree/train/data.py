@@ -30,6 +30,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json
 from labeltree.parallel import pmap
 from labeltree.train.config import Config, DatasetCfg, EvalDatasetCfg
+from labeltree.train.scaling import scale_pair
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -68,15 +69,19 @@ class Source:
         self.is_boxes = h.mapping(cfg.name).is_boxes
         self.mask_mode = mask_mode
         self.resize = tuple(cfg.resize) if cfg.resize else None
+        self.resize_mode = cfg.resize_mode
         self.pad_value = self.tables.targets.shape[1]
         self.cached = False
         self.values: list[list[int]] | None = None
         index = cache / self.name / split / "index.json" if cache is not None else None
         if index is not None and index.exists():
             meta = json.loads(index.read_text())
-            if meta.get("version") != CACHE_VERSION or (self.resize and tuple(meta["resize"] or ()) != self.resize):
-                raise LabeltreeError(f"cache was prepared with resize {meta.get('resize')}, config asks for "
-                                     f"{self.resize}; rerun `labeltree prepare`", index)
+            mode = meta.get("resize_mode", "fixed")
+            if meta.get("version") != CACHE_VERSION or (self.resize and (
+                    tuple(meta["resize"] or ()) != self.resize or mode != self.resize_mode)):
+                raise LabeltreeError(f"cache was prepared with resize {meta.get('resize')} "
+                                     f"({meta.get('resize_mode', 'fixed')}), config asks for {self.resize} "
+                                     f"({self.resize_mode}); rerun `labeltree prepare`", index)
             base = index.parent
             lab_key = f"label_{mask_mode}" if self.is_boxes else "label"
             self.items = [Item(r["key"], str(base / r["image"]), str(base / r[lab_key]), (), r["source"], self.name)
@@ -121,8 +126,8 @@ class Source:
         if lab.shape != img.shape[:2]:
             raise LabeltreeError(f"label is {lab.shape[1]}x{lab.shape[0]} but its image is "
                                  f"{img.shape[1]}x{img.shape[0]}", it.source)
-        if self.resize and tuple(lab.shape) != self.resize:
-            img, lab = resize_pair(img, lab, self.resize)
+        if self.resize:
+            img, lab = scale_pair(img, lab, self.resize, self.resize_mode)
         return img, lab
 
 
@@ -309,8 +314,8 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 # -- prepared cache ---------------------------------------------------------------------------------
 
-def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path]) -> dict[str, Any]:
-    it, taxonomy, resize, out = args
+def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path, str]) -> dict[str, Any]:
+    it, taxonomy, resize, out, resize_mode = args
     img = read_rgb(it.image)
     rec: dict[str, Any] = {"key": it.key, "source": it.source, "image": f"{it.key}.png"}
     labels: dict[str, np.ndarray] = {}
@@ -325,7 +330,7 @@ def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path]) -> dict[s
         if lab.shape != img.shape[:2]:
             raise LabeltreeError(f"label is {lab.shape[1]}x{lab.shape[0]} but its image is "
                                  f"{img.shape[1]}x{img.shape[0]}", it.source)
-        small, lab_s = resize_pair(img, lab, resize) if resize else (img, lab)
+        small, lab_s = scale_pair(img, lab, resize, resize_mode) if resize else (img, lab)
         file = f"{it.key}_{name}.png"
         _write_png(out / file, lab_s)
         rec[name] = file
@@ -349,10 +354,12 @@ def prepare_cache(cfg: Config, h: Hierarchy, out: Path, workers: int | None = No
             src = Source(d, cfg.resolve_root(d.root), split, h, mode, None)
             folder = out / src.name / split
             folder.mkdir(parents=True, exist_ok=True)
-            recs = list(pmap(_prepare_one, [(it, src.taxonomy, src.resize, folder) for it in src.items], workers,
-                             desc=f"prepare {src.name}/{split}", progress=progress))
+            jobs = [(it, src.taxonomy, src.resize, folder, src.resize_mode) for it in src.items]
+            recs = list(pmap(_prepare_one, jobs, workers, desc=f"prepare {src.name}/{split}", progress=progress))
             index = folder / "index.json"
             write_json(index, {"version": CACHE_VERSION, "dataset": src.name, "split": split,
-                               "resize": list(src.resize) if src.resize else None, "items": recs})
+                               "resize": list(src.resize) if src.resize else None,
+                               **({"resize_mode": src.resize_mode} if src.resize_mode != "fixed" else {}),
+                               "items": recs})
             written.append(index)
     return written

@@ -119,7 +119,8 @@ def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
     out = []
     for d in cfg.datasets:
         if d.val_split:
-            e = EvalDatasetCfg(name=d.name, root=d.root, split=d.val_split, resize=d.resize, max_samples=None)
+            e = EvalDatasetCfg(name=d.name, root=d.root, split=d.val_split, resize=d.resize,
+                               resize_mode=d.resize_mode, max_samples=None)
             out.append(Source(e, cfg.resolve_root(d.root), d.val_split, h, box_mode))
     for e in cfg.eval_datasets:
         if e.images:

@@ -26,6 +26,7 @@ from labeltree.train.config import Config, config_from_dict
 from labeltree.train.data import normalise, resize_pair
 from labeltree.train.loss import FlatSpace, flat_space
 from labeltree.train.model import SegNet, build_model
+from labeltree.train.scaling import scaled_size
 
 
 @dataclass
@@ -103,11 +104,12 @@ class Predictor:
         return colors[nodes]
 
     def predict_array(self, img: np.ndarray, resize: tuple[int, int] | None = None, sliding: bool = False,
-                      ) -> tuple[np.ndarray, list[torch.Tensor]]:
+                      resize_mode: str = "fixed") -> tuple[np.ndarray, list[torch.Tensor]]:
         """One HxWx3 uint8 image -> (node map at the image's size, scores at network scale)."""
         H, W = img.shape[:2]
-        if resize and (H, W) != tuple(resize):
-            img, _ = resize_pair(img, np.zeros((H, W), np.uint8), resize)
+        size = scaled_size((H, W), resize, resize_mode)
+        if size != (H, W):
+            img, _ = resize_pair(img, np.zeros((H, W), np.uint8), size)
         x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
         sc = self.scores(x, sliding)
         nodes = self.nodes(sc)
@@ -160,16 +162,24 @@ def dataset_resize(cfg: Config, dataset: str) -> tuple[int, int] | None:
     return None
 
 
+def dataset_resize_mode(cfg: Config, dataset: str) -> str:
+    """How `dataset_resize` is applied: fixed size, or aspect-preserving (train.scaling)."""
+    for d in list(cfg.datasets) + list(cfg.eval_datasets):
+        if d.name == dataset and d.resize:
+            return d.resize_mode
+    return "fixed"
+
+
 def checkpoint_predict(checkpoint: str | Path, dataset: str, pred_space: str = "dataset", sliding: bool = False):
     """`sample -> prediction` from a trained checkpoint (`labeltree evaluate --checkpoint`): dataset values,
     or tree nodes with `pred_space='tree'` for a hierarchical model."""
     pred = load_predictor(checkpoint)
     name = pred.h.mapping(dataset).dataset
     tree_space = pred_space == "tree" and pred.flat is None
-    resize = dataset_resize(pred.cfg, name)
+    resize, mode = dataset_resize(pred.cfg, name), dataset_resize_mode(pred.cfg, name)
 
     def predict(sample: Sample) -> np.ndarray:
-        nodes, _ = pred.predict_array(read_rgb(sample.image), resize, sliding)
+        nodes, _ = pred.predict_array(read_rgb(sample.image), resize, sliding, mode)
         return nodes if tree_space else pred.dataset_values(nodes, name)
 
     return predict
@@ -185,9 +195,10 @@ def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str 
     pred = checkpoint if isinstance(checkpoint, Predictor) else load_predictor(checkpoint, device)
     tax = pred.h.mapping(dataset).taxonomy
     reader = open_dataset(tax, root)
-    resize = dataset_resize(pred.cfg, dataset) or dataset_resize(pred.cfg, pred.h.mapping(dataset).dataset)
+    key = dataset if dataset_resize(pred.cfg, dataset) else pred.h.mapping(dataset).dataset
+    resize, mode = dataset_resize(pred.cfg, key), dataset_resize_mode(pred.cfg, key)
     for s in reader.samples(split):
-        nodes, _ = pred.predict_array(read_rgb(s.image), resize, sliding)
+        nodes, _ = pred.predict_array(read_rgb(s.image), resize, sliding, mode)
         yield s, pred.dataset_values(nodes, pred.h.mapping(dataset).dataset)
 
 
@@ -223,12 +234,13 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
     pred = load_predictor(checkpoint, device)
     out = Path(out_dir)
     resize = dataset_resize(pred.cfg, dataset) if dataset else None
+    mode = dataset_resize_mode(pred.cfg, dataset) if dataset else "fixed"
     if dataset:
         pred.h.mapping(dataset)  # fail early on an unknown dataset
     written: list[Path] = []
     for path in tqdm(collect_images(inputs), desc="predict", unit="img", disable=not progress):
         img = read_rgb(path)
-        nodes, sc = pred.predict_array(img, resize, sliding)
+        nodes, sc = pred.predict_array(img, resize, sliding, mode)
         stem = path.stem
         if colour or not dataset:
             written.append(out / f"{stem}_tree.png")
