@@ -110,6 +110,8 @@ class TrainCfg(_Strict):
     eval_at_end: bool = True
     check_labels: bool = True
     cache: str | None = None  # folder written by `labeltree prepare` (relative to --data-root)
+    cache_format: Literal["png", "npy"] = "png"  # what `prepare` writes; npy = memory-mapped crops (train.fastload)
+    jitter_on_device: bool = False  # colour jitter on the batch after the transfer (train.fastload), not per sample
 
 
 class Config(_Strict):

@@ -30,6 +30,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json
 from labeltree.parallel import pmap
 from labeltree.train.config import Config, DatasetCfg, EvalDatasetCfg
+from labeltree.train.fastload import NEUTRAL, apply_jitter, crop_from, draw_jitter, has_jitter
 from labeltree.train.scaling import scale_pair
 
 MEAN = (0.485, 0.456, 0.406)
@@ -118,6 +119,8 @@ class Source:
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(HxWx3 uint8 image, HxW stored values) at training scale."""
         it = self.items[i]
+        if it.image.endswith(".npy"):  # the npy cache: memory-mapped, read lazily (a crop reads its window)
+            return np.load(it.image, mmap_mode="r"), read_cached_label(Path(it.label))  # type: ignore[arg-type]
         img = read_rgb(it.image)
         if self.cached:
             lab = read_cached_label(Path(it.label))  # type: ignore[arg-type]
@@ -133,6 +136,8 @@ class Source:
 
 def read_cached_label(path: Path) -> np.ndarray:
     """A label of the prepared cache (stored values, already checked when the cache was written)."""
+    if path.suffix == ".npy":
+        return np.load(path, mmap_mode="r")
     return decode_array(path)
 
 
@@ -184,7 +189,7 @@ def check_labels(sources: list[Source], workers: int = 1, progress: bool = True)
 
 # -- augmentation and batches ---------------------------------------------------------------------
 
-def make_transform(cfg: DatasetCfg, crop: tuple[int, int], pad_value: int) -> v2.Transform:
+def make_transform(cfg: DatasetCfg, crop: tuple[int, int], pad_value: int, jitter: bool = True) -> v2.Transform:
     a = cfg.augment
     ts: list[v2.Transform] = []
     if a.scale != (1.0, 1.0):
@@ -192,7 +197,7 @@ def make_transform(cfg: DatasetCfg, crop: tuple[int, int], pad_value: int) -> v2
     ts.append(v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: pad_value}))
     if a.hflip:
         ts.append(v2.RandomHorizontalFlip())
-    if a.brightness or a.contrast or a.saturation or a.hue:
+    if jitter and (a.brightness or a.contrast or a.saturation or a.hue):
         ts.append(v2.ColorJitter(a.brightness, a.contrast, a.saturation, a.hue))
     return v2.Compose(ts)
 
@@ -216,26 +221,53 @@ class _RandomRescale(v2.Transform):
 class MixedDataset(Dataset):
     """Keys are (dataset position, sample index, augmentation seed) tuples from MixedBatchSampler."""
 
-    def __init__(self, sources: list[Source], crop: tuple[int, int]):
+    def __init__(self, sources: list[Source], crop: tuple[int, int], jitter_on_device: bool = False):
         self.sources = sources
-        self.transforms = [make_transform(s.cfg, crop, s.pad_value) for s in sources]  # type: ignore[arg-type]
+        self.crop = crop
+        self.jitter_on_device = jitter_on_device
+        self.transforms = [make_transform(s.cfg, crop, s.pad_value, not jitter_on_device)  # type: ignore[arg-type]
+                           for s in sources]
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _fast(self, d: int, i: int) -> bool:
+        """The npy cache and no random rescale: crop straight from the memory map (train.fastload)."""
+        src = self.sources[d]
+        return src.cached and src.items[i].image.endswith(".npy") and tuple(src.cfg.augment.scale) == (1.0, 1.0)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[Any, ...]:
         d, i, seed = key
-        img, lab = self.sources[d].load(i)
+        src = self.sources[d]
+        img, lab = src.load(i)
+        a = src.cfg.augment
+        if self._fast(d, i):
+            g = torch.Generator().manual_seed(seed)
+            im, lb = crop_from(img, lab, self.crop, src.pad_value, a.hflip, g)
+            im_t, lb_t = torch.from_numpy(im).permute(2, 0, 1), torch.from_numpy(lb)
+            jit = draw_jitter(a, g) if has_jitter(a) else torch.tensor(NEUTRAL)
+            if not self.jitter_on_device:
+                if has_jitter(a):
+                    im_t = apply_jitter(im_t[None], jit[None])[0].round().to(torch.uint8)
+                return im_t, lb_t, d
+            return im_t, lb_t, d, jit
         torch.manual_seed(seed)
         im_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
-        lb_t = tv_tensors.Mask(torch.from_numpy(lab.astype(np.int32)))
+        lb_t = tv_tensors.Mask(torch.from_numpy(np.asarray(lab).astype(np.int32)))
         im_t, lb_t = self.transforms[d](im_t, lb_t)
-        return im_t.as_subclass(torch.Tensor), lb_t.as_subclass(torch.Tensor), d
+        out = im_t.as_subclass(torch.Tensor), lb_t.as_subclass(torch.Tensor), d
+        if self.jitter_on_device:
+            g = torch.Generator().manual_seed(seed)
+            return (*out, draw_jitter(a, g) if has_jitter(a) else torch.tensor(NEUTRAL))
+        return out
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
 
 
-def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, torch.Tensor]:
-    return {"image": torch.stack([b[0] for b in batch]), "label": torch.stack([b[1] for b in batch]),
-            "ds": torch.as_tensor([b[2] for b in batch], dtype=torch.long)}
+def collate(batch: list[tuple[Any, ...]]) -> dict[str, torch.Tensor]:
+    out = {"image": torch.stack([b[0] for b in batch]), "label": torch.stack([b[1] for b in batch]),
+           "ds": torch.as_tensor([b[2] for b in batch], dtype=torch.long)}
+    if len(batch[0]) > 3:  # jitter factors, applied on the device (train.fastload.apply_jitter)
+        out["jitter"] = torch.stack([b[3] for b in batch])
+    return out
 
 
 class MixedBatchSampler:
@@ -299,7 +331,7 @@ def build_loader(cfg: Config, sources: list[Source], start_step: int, rank: int 
                  pin: bool = False) -> DataLoader:
     sampler = MixedBatchSampler([len(s) for s in sources], [d.share for d in cfg.datasets], cfg.train.seed,
                                 start_step, cfg.train.steps, rank, world)
-    ds = MixedDataset(sources, tuple(cfg.train.crop))
+    ds = MixedDataset(sources, tuple(cfg.train.crop), cfg.train.jitter_on_device)
     w = cfg.train.workers
     return DataLoader(ds, batch_sampler=sampler, num_workers=w, collate_fn=collate, pin_memory=pin,
                       persistent_workers=False, prefetch_factor=4 if w > 0 else None)
@@ -314,10 +346,11 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 # -- prepared cache ---------------------------------------------------------------------------------
 
-def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path, str]) -> dict[str, Any]:
-    it, taxonomy, resize, out, resize_mode = args
+def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path, str, str]) -> dict[str, Any]:
+    it, taxonomy, resize, out, resize_mode, fmt = args
     img = read_rgb(it.image)
-    rec: dict[str, Any] = {"key": it.key, "source": it.source, "image": f"{it.key}.png"}
+    rec: dict[str, Any] = {"key": it.key, "source": it.source, "image": f"{it.key}.{fmt}"}
+    write = _write_npy if fmt == "npy" else _write_png
     labels: dict[str, np.ndarray] = {}
     s = it.sample(img.shape[:2])
     if it.label is not None:
@@ -331,12 +364,17 @@ def _prepare_one(args: tuple[Item, Any, tuple[int, int] | None, Path, str]) -> d
             raise LabeltreeError(f"label is {lab.shape[1]}x{lab.shape[0]} but its image is "
                                  f"{img.shape[1]}x{img.shape[0]}", it.source)
         small, lab_s = scale_pair(img, lab, resize, resize_mode) if resize else (img, lab)
-        file = f"{it.key}_{name}.png"
-        _write_png(out / file, lab_s)
+        file = f"{it.key}_{name}.{fmt}"
+        write(out / file, lab_s)
         rec[name] = file
         rec["values" + name[len("label"):]] = label_values(lab_s)
-    _write_png(out / rec["image"], small)
+    write(out / rec["image"], small)
     return rec
+
+
+def _write_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(arr))
 
 
 def _write_png(path: Path, arr: np.ndarray) -> None:
@@ -354,7 +392,7 @@ def prepare_cache(cfg: Config, h: Hierarchy, out: Path, workers: int | None = No
             src = Source(d, cfg.resolve_root(d.root), split, h, mode, None)
             folder = out / src.name / split
             folder.mkdir(parents=True, exist_ok=True)
-            jobs = [(it, src.taxonomy, src.resize, folder, src.resize_mode) for it in src.items]
+            jobs = [(it, src.taxonomy, src.resize, folder, src.resize_mode, cfg.train.cache_format) for it in src.items]
             recs = list(pmap(_prepare_one, jobs, workers, desc=f"prepare {src.name}/{split}", progress=progress))
             index = folder / "index.json"
             write_json(index, {"version": CACHE_VERSION, "dataset": src.name, "split": split,

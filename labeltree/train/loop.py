@@ -30,6 +30,7 @@ from labeltree.train.class_weights import load_class_weights
 from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg
 from labeltree.train.data import Source, build_loader, build_sources, check_labels, normalise
 from labeltree.train.evaluation import evaluate_sources
+from labeltree.train.fastload import apply_jitter
 from labeltree.train.loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
 from labeltree.train.model import build_model
 from labeltree.train.predict import Predictor
@@ -246,6 +247,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             ds = batch["ds"].to(device, non_blocking=True)
+            if "jitter" in batch:  # train.jitter_on_device: colour jitter on the whole batch, after the transfer
+                images = apply_jitter(images, batch["jitter"])
             x = normalise(images)
             if device.type == "cuda" and cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
