@@ -71,7 +71,7 @@ def apply_jitter(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     x = ((x - grey) * s + grey).clamp(0, 255)
     if bool((p[:, 3] != 0).any()):
         m = _hue_matrices(p[:, 3])
-        x = torch.einsum("bij,bjhw->bihw", m, x).clamp(0, 255)
+        x = torch.bmm(m, x.flatten(2)).view_as(x).clamp(0, 255)
     return x
 
 
