@@ -33,7 +33,9 @@ def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, 
 
     Frames without signs get an all-unlabeled mask; where boxes overlap the smaller sign is on top.
     Frame sizes are read from the image headers; boxes reaching outside a frame are clipped
-    (reported), duplicate gt.txt lines are reported and drawn once.
+    (reported), duplicate gt.txt lines are reported and drawn once. `--style authors` reproduces
+    the authors' released masks instead: their rasteriser and corner truncation, the sign of the
+    last gt.txt line on top (test frames: lines in string order), duplicate lines painted twice.
 
     \b
     Example:
