@@ -160,26 +160,23 @@ def draw_line(out: np.ndarray, x0: int, y0: int, x1: int, y1: int, value: int) -
         for _ in range(dx):
             point(x0, y0)
             x0 += xs
-    elif dx > dy:
-        n, dy2, dx2 = dx, dy + dy, dx + dx
-        e = dy2 - dx
-        for _ in range(n):
+    else:  # one step along the major axis per pixel, a minor step when the error term reaches 0
+        x_major = dx > dy
+        major, minor = (dx, dy) if x_major else (dy, dx)
+        e = 2 * minor - major
+        for _ in range(major):
             point(x0, y0)
             if e >= 0:
-                y0 += ys
-                e -= dx2
-            e += dy2
-            x0 += xs
-    else:
-        n, dx2, dy2 = dy, dx + dx, dy + dy
-        e = dx2 - dy
-        for _ in range(n):
-            point(x0, y0)
-            if e >= 0:
+                if x_major:
+                    y0 += ys
+                else:
+                    x0 += xs
+                e -= 2 * major
+            e += 2 * minor
+            if x_major:
                 x0 += xs
-                e -= dy2
-            e += dx2
-            y0 += ys
+            else:
+                y0 += ys
 
 
 def outline_polygon(out: np.ndarray, pts: Sequence[tuple[int, int]], value: int) -> None:
