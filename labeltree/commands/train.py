@@ -66,17 +66,25 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
                 levels: bool, sliding: bool, no_colour: bool, device: str | None) -> None:
     """Segment images with a trained checkpoint: per image a PNG in tree colours and/or dataset ids.
 
+    CHECKPOINT is a .pt from `labeltree train`, or a .onnx from `labeltree export` (run with ONNX
+    Runtime: the same files, no torch needed).
+
     \b
     Example:
       labeltree predict runs/tiny/best.pt data/synth/cityscapes/leftImg8bit/val -o preds --dataset cityscapes
       labeltree evaluate cityscapes data/synth/cityscapes preds/cityscapes --classes paper
     """
-    from labeltree.train.predict import predict_files
-
     if no_colour and not dataset:
         raise LabeltreeError("--no-colour needs --dataset (otherwise nothing would be written)")
+    kw = {}
+    if checkpoint.suffix.lower() == ".onnx":  # `labeltree export` model: ONNX Runtime, no torch
+        from labeltree.onnx_runtime import predict_files
+
+        kw["log"] = lambda s: click.echo(s, err=True)
+    else:
+        from labeltree.train.predict import predict_files
     files = predict_files(checkpoint, list(inputs), out, dataset=dataset, overlay=overlay, sliding=sliding,
-                          levels=levels, colour=not no_colour, device=device)
+                          levels=levels, colour=not no_colour, device=device, **kw)
     click.echo(f"wrote {len(files)} files to {out}")
 
 

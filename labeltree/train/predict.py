@@ -21,6 +21,7 @@ from labeltree.datasets.decode import read_rgb as decode_rgb
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_png
+from labeltree.images import collect_images
 from labeltree.train.checkpoint import load_checkpoint
 from labeltree.train.config import Config, config_from_dict
 from labeltree.train.data import normalise, resize_pair
@@ -146,6 +147,10 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
     if state.get("head_sizes") and list(state["head_sizes"]) != sizes:
         raise LabeltreeError(f"checkpoint heads {state['head_sizes']} do not match the tree '{cfg.hierarchy}' "
                              f"({sizes}); was the tree file changed after training?", checkpoint)
+    heads = ["flat"] if flat else [c.name for c in h.classifiers]
+    if state.get("head_names") and list(state["head_names"]) != heads:
+        raise LabeltreeError(f"checkpoint classifiers {state['head_names']} are not those of the tree "
+                             f"'{cfg.hierarchy}' ({heads}); was the tree file changed after training?", checkpoint)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(cfg.model, sizes)
     model.load_state_dict(state["model"])
@@ -202,24 +207,6 @@ def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str 
         yield s, pred.dataset_values(nodes, pred.h.mapping(dataset).dataset)
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def collect_images(inputs: list[str | Path]) -> list[Path]:
-    out: list[Path] = []
-    for i in inputs:
-        p = Path(i)
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
-        elif p.exists():
-            out.append(p)
-        else:
-            raise LabeltreeError("input image not found", p)
-    if not out:
-        raise LabeltreeError(f"no images found in {', '.join(map(str, inputs))}")
-    return out
-
-
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str | Path, dataset: str | None = None,
                   overlay: bool = False, sliding: bool = False, levels: bool = False, colour: bool = True,
                   device: str | None = None, progress: bool = True) -> list[Path]:
@@ -231,6 +218,10 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
     """
     from tqdm import tqdm
 
+    if Path(checkpoint).suffix.lower() == ".onnx":  # a `labeltree export` model
+        from labeltree.onnx_runtime import predict_files as predict_onnx
+
+        return predict_onnx(checkpoint, inputs, out_dir, dataset, overlay, sliding, levels, colour, device, progress)
     pred = load_predictor(checkpoint, device)
     out = Path(out_dir)
     resize = dataset_resize(pred.cfg, dataset) if dataset else None

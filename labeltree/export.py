@@ -1,0 +1,315 @@
+"""`labeltree export`: a checkpoint -> one ONNX file that takes uint8 images and ends in labels.
+
+The graph holds everything between a photo and an answer, so that a deployment needs nothing of
+labeltree: the ImageNet normalisation, the network, each classifier's argmax and the hard top-down
+cascade of DESIGN §2.5 as gathers through tables compiled from the tree, then the chosen output
+(tree nodes, one map per level, a dataset's own ids, or each classifier's probabilities). Names,
+colours and tables ride along in metadata_props (read back by labeltree.onnx_runtime).
+
+The TorchScript exporter is used (`dynamo=False`): it exports this network in about a second, the
+torch.export one takes ~20 s for the tiny backbone and needs onnxscript besides.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from . import onnx_runtime as rt
+from .errors import LabeltreeError
+from .fsutil import atomic_path
+
+KINDS = ("leaves", "levels", "scores")  # and dataset:NAME
+LAYOUTS = ("nchw", "nhwc")
+MIN_OPSET = 13  # Softmax / ArgMax on one axis, Gather as used here
+DEFAULT_OPSET = 17
+MIN_SIZE = 8  # the network runs at 1/8 of the input
+TRACE_SIZE = (32, 48)  # dummy image for tracing a dynamic-size graph (any size traces the same graph)
+
+
+def max_opset() -> int:
+    """The newest opset torch's TorchScript exporter writes."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
+
+
+def parse_output(text: str) -> tuple[str, str | None]:
+    """`leaves` | `levels` | `scores` | `dataset:NAME` -> (kind, dataset)."""
+    t = text.strip()
+    if t in KINDS:
+        return t, None
+    if t.startswith("dataset:") and t[len("dataset:"):].strip():
+        return "dataset", t[len("dataset:"):].strip()
+    raise LabeltreeError(f"--output: expected leaves, levels, scores or dataset:NAME (e.g. dataset:cityscapes), "
+                         f"got {text!r}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise LabeltreeError(f"--size: expected HxW like 512x706, got {text!r}") from None
+    return h, w
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    outputs: list[dict[str, Any]]
+    input_shape: list[int | str]
+    opset: int
+
+
+class DeployGraph(nn.Module):
+    """uint8 images -> normalise -> network -> argmax + cascade (or softmax) -> gathers into the output ids.
+
+    `owners[j]` / `children[j]`: the node owning classifier j and its logit -> node table (None: the flat
+    model, whose one classifier's argmax is the class). `tables[i]`: output i = tables[i][decision] (None:
+    the decision itself). Everything is a buffer, so it becomes a constant of the graph.
+    """
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, owners: list[int] | None,
+                 children: list[np.ndarray], tables: list[np.ndarray | None], dtypes: list[torch.dtype],
+                 scores: bool, nhwc: bool):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.owners = owners
+        self.n_children = len(children)
+        for j, ch in enumerate(children):
+            self.register_buffer(f"children{j}", torch.as_tensor(ch, dtype=torch.int64))
+        self.has_table = [t is not None for t in tables]
+        for i, t in enumerate(tables):
+            if t is not None:
+                self.register_buffer(f"table{i}", torch.as_tensor(t, dtype=torch.int64))
+        self.dtypes = dtypes
+        self.scores = scores
+        self.nhwc = nhwc
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = images.permute(0, 3, 1, 2) if self.nhwc else images
+        x = (x.float() - self.mean) / self.std  # as trainer.data.normalise
+        logits = self.net(x)
+        if self.scores:
+            return tuple(lg.softmax(1) for lg in logits)
+        if self.owners is None:
+            cur = logits[0].argmax(1)
+        else:  # Hierarchy.cascade, with the argmax of the logits (the softmax's decisions, without the exps)
+            cur = torch.zeros_like(logits[0][:, 0], dtype=torch.int64)
+            for j, owner in enumerate(self.owners):
+                cand = getattr(self, f"children{j}")[logits[j].argmax(1)]
+                cur = torch.where(cur == owner, cand, cur)
+        outs = []
+        for i, dt in enumerate(self.dtypes):
+            v = getattr(self, f"table{i}")[cur] if self.has_table[i] else cur
+            outs.append(v.to(dt))
+        return tuple(outs)
+
+
+def _dataset_info(pred: Any, key: str) -> dict[str, Any]:
+    """A dataset's node -> stored value table (the Predictor's 'no label' fill where it has no class)."""
+    from trainer.predict import no_label_value
+
+    h = pred.h
+    m = h.mapping(key)
+    fill = no_label_value(h, key)
+    n2v = h.tables(key).node_to_value
+    values = np.where(n2v < 0, fill, n2v).astype(np.int64)
+    return {"name": m.taxonomy.name, "values": values.tolist(), "fill": int(fill), "dtype": m.taxonomy.encoding.dtype}
+
+
+def _value_names(pred: Any, key: str, values: set[int], fill: int) -> dict[str, str]:
+    tax = pred.h.mapping(key).taxonomy
+    names = {tax.stored_value(c.id): c.name for c in tax.classes if c.id >= 0}
+    return {str(v): names.get(v, "unlabeled" if v == fill else f"value {v}") for v in sorted(values)}
+
+
+def metadata_tables(pred: Any) -> dict[str, Any]:
+    """What the runner needs besides the graph: names, colours, level / dataset tables, classifiers."""
+    h = pred.h
+    n = len(h.nodes)
+    return {
+        "nodes": [nd.name for nd in h.nodes],
+        "colors": h.colors().tolist(),
+        "levels": [h.node_at_level(np.arange(n), k).tolist() for k in range(1, h.depth + 1)],
+        "classifiers": [{"node": c.node, "name": c.name, "children": list(c.children)} for c in h.classifiers],
+        "flat_nodes": pred.flat.class_to_node().tolist() if pred.flat is not None else None,
+        "datasets": {key: _dataset_info(pred, key) for key in h.mappings},
+    }
+
+
+def plan_outputs(pred: Any, kind: str, dataset: str | None, tables: dict[str, Any],
+                 ) -> tuple[list[dict[str, Any]], list[np.ndarray | None], list[torch.dtype]]:
+    """Per graph output: its metadata entry, its gather table (None = the decision) and dtype."""
+    h, flat = pred.h, pred.flat
+    if kind == "scores":
+        if flat is not None:
+            return [{"name": "scores_0", "kind": "scores", "classifier": "flat", "dtype": "float32",
+                     "classes": flat.names(h)}], [], []
+        return ([{"name": f"scores_{j}", "kind": "scores", "classifier": c.name, "dtype": "float32",
+                  "classes": [h.nodes[k].name for k in c.children]} for j, c in enumerate(h.classifiers)], [], [])
+    # what the decision is (a tree node, or the flat model's class) and which nodes it can reach
+    to_node = tables["flat_nodes"]
+    reach = sorted(set(to_node)) if flat is not None else list(h.leaves)
+
+    def through(node_table: np.ndarray, fill: int) -> np.ndarray:  # node table -> decision table
+        if flat is None:
+            return node_table
+        return np.append(node_table, fill)[np.asarray(to_node)]  # class of no node (-1) -> fill
+
+    def names(ids: list[int]) -> dict[str, str]:
+        return {str(i): (h.nodes[i].name if i >= 0 else "unlabeled") for i in ids}
+
+    if kind == "leaves":
+        table = None if flat is None else np.asarray(to_node, dtype=np.int64)
+        return [{"name": "leaves", "kind": "nodes", "dtype": "int32", "ids": names(reach)}], [table], [torch.int32]
+    if kind == "levels":
+        if flat is not None:
+            raise LabeltreeError("--output levels: the flat model has no cascade levels; export leaves, "
+                                 "dataset:NAME or scores")
+        outs, tabs = [], []
+        for k, lut in enumerate(tables["levels"], start=1):
+            lut_a = np.asarray(lut, dtype=np.int64)
+            outs.append({"name": f"level{k}", "kind": "level", "level": k, "dtype": "int32",
+                         "ids": names(sorted(set(lut_a[reach].tolist())))})
+            tabs.append(lut_a)
+        return outs, tabs, [torch.int32] * len(outs)
+    assert dataset is not None
+    key = h.mapping(dataset).dataset  # unknown dataset -> one line naming the tree
+    d = tables["datasets"][key]
+    values = np.asarray(d["values"], dtype=np.int64)
+    table = through(values, d["fill"])
+    reached = set(table.tolist()) if flat is not None else set(values[reach].tolist())
+    entry = {"name": key, "kind": "dataset", "dataset": key, "dtype": d["dtype"],
+             "ids": _value_names(pred, key, reached, d["fill"])}
+    # uint16 has no TorchScript-exporter dtype: int32 in the traced graph, one Cast appended after export
+    return [entry], [table], [torch.uint8 if d["dtype"] == "uint8" else torch.int32]
+
+
+def _cast_outputs(model: Any, outputs: list[dict[str, Any]]) -> None:
+    """Append a Cast to UINT16 for each uint16 dataset output (ONNX: rename, cast back to the name)."""
+    from onnx import TensorProto, helper
+
+    for o in outputs:
+        if o["dtype"] != "uint16":
+            continue
+        name, raw = o["name"], o["name"] + "_int32"
+        for node in model.graph.node:
+            node.output[:] = [raw if x == name else x for x in node.output]
+        model.graph.node.append(helper.make_node("Cast", [raw], [name], to=TensorProto.UINT16, name=f"{name}_cast"))
+        for vi in model.graph.output:
+            if vi.name == name:
+                vi.type.tensor_type.elem_type = TensorProto.UINT16
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves", size: tuple[int, int] | None = None,
+                batch: int | None = None, opset: int = DEFAULT_OPSET, layout: str = "nchw",
+                force: bool = False) -> ExportResult:
+    """Write `out` (atomically; an existing file only with `force`). size / batch None = dynamic."""
+    try:
+        import onnx
+    except ImportError:
+        raise LabeltreeError(f"the onnx package is not installed; install it with: {rt.INSTALL_HINT}") from None
+    from trainer.data import MEAN, STD
+    from trainer.predict import load_predictor
+
+    out, checkpoint = Path(out), Path(checkpoint)
+    kind, dataset = parse_output(output)
+    if out.suffix.lower() != ".onnx":
+        raise LabeltreeError("the output file must end in .onnx (predict and evaluate recognise models by it)", out)
+    if layout not in LAYOUTS:
+        raise LabeltreeError(f"--layout: expected nchw or nhwc, got {layout!r}")
+    if not MIN_OPSET <= opset <= max_opset():
+        raise LabeltreeError(f"--opset: {opset} is outside {MIN_OPSET}..{max_opset()} (what this torch exports)")
+    if size is not None and min(size) < MIN_SIZE:
+        raise LabeltreeError(f"--size: {size[0]}x{size[1]}: both sides must be at least {MIN_SIZE} pixels")
+    if batch is not None and batch < 1:
+        raise LabeltreeError(f"--batch: must be at least 1, got {batch}")
+    if out.exists() and out.resolve() == checkpoint.resolve():
+        raise LabeltreeError("the output would overwrite the checkpoint; choose another file name", out)
+    if out.exists() and not force:
+        raise LabeltreeError("exists; pass --force to replace it", out)
+
+    pred = load_predictor(checkpoint, "cpu")  # a checkpoint of another tree: one line (heads do not match)
+    if dataset is not None:
+        pred.h.mapping(dataset)
+    tables = metadata_tables(pred)
+    outs, gather, dtypes = plan_outputs(pred, kind, dataset, tables)
+    h, flat = pred.h, pred.flat
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+    graph = DeployGraph(pred.model, mean, std, None if flat is not None else [c.node for c in h.classifiers],
+                        [] if flat is not None else h.child_table, gather, dtypes, kind == "scores",
+                        layout == "nhwc").eval()
+
+    H, W = size or TRACE_SIZE
+    shape = (batch or 1, H, W, 3) if layout == "nhwc" else (batch or 1, 3, H, W)
+    dummy = torch.zeros(shape, dtype=torch.uint8)
+    dyn: dict[int, str] = {}
+    if batch is None:
+        dyn[0] = "batch"
+    if size is None:
+        dyn.update({1: "height", 2: "width"} if layout == "nhwc" else {2: "height", 3: "width"})
+    axes: dict[str, dict[int, str]] = {}
+    if dyn:
+        axes[rt.INPUT] = dyn
+        for o in outs:
+            hw = {2: "height", 3: "width"} if o["kind"] == "scores" else {1: "height", 2: "width"}
+            axes[o["name"]] = ({0: "batch"} if batch is None else {}) | (hw if size is None else {})
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notice and tracer remarks
+        with torch.no_grad():
+            torch.onnx.export(graph, (dummy,), buf, dynamo=False, input_names=[rt.INPUT],
+                              output_names=[o["name"] for o in outs], dynamic_axes=axes or None,
+                              opset_version=opset, do_constant_folding=True)
+    model = onnx.load_from_string(buf.getvalue())
+    _cast_outputs(model, outs)
+
+    cfg = pred.cfg
+    resize = {d.name: list(d.resize) for d in list(cfg.datasets) + list(cfg.eval_datasets) if d.resize}
+    input_shape: list[int | str] = [dyn.get(i, s) for i, s in enumerate(shape)]
+    meta = {
+        rt.K_FORMAT: rt.FORMAT,
+        rt.K_VERSION: __version__,
+        rt.K_TREE: h.name,
+        rt.K_TREE_HASH: rt.tree_hash(h),
+        rt.K_MODEL: json.dumps({"kind": cfg.model.kind, "backbone": cfg.model.backbone,
+                                "classifiers": [c.name for c in h.classifiers] if flat is None else ["flat"]}),
+        rt.K_OUTPUT: output.strip(),
+        rt.K_OUTPUTS: json.dumps(outs),
+        rt.K_MEAN: json.dumps(list(MEAN)),
+        rt.K_STD: json.dumps(list(STD)),
+        rt.K_LAYOUT: layout,
+        rt.K_INPUT: json.dumps({"name": rt.INPUT, "dtype": "uint8", "shape": input_shape,
+                                "size": list(size) if size else None, "batch": batch,
+                                "normalise": "(x - 255 * mean) / (255 * std), RGB, per channel"}),
+        rt.K_RESIZE: json.dumps(resize),
+        rt.K_TABLES: json.dumps(tables, separators=(",", ":")),
+        rt.K_SOURCE: json.dumps({"checkpoint": checkpoint.name}),
+    }
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name, model.producer_version = "labeltree", __version__
+    model.doc_string = (f"labeltree {cfg.model.kind} segmentation network, tree '{h.name}': uint8 {layout.upper()} "
+                        f"RGB images -> {output.strip()} (see metadata_props labeltree.*)")
+    onnx.checker.check_model(model, full_check=True)
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the temp file is 0600; the model gets the mode any new file would
+    return ExportResult(out, outs, input_shape, opset)
