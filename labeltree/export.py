@@ -214,6 +214,25 @@ def _cast_outputs(model: Any, outputs: list[dict[str, Any]]) -> None:
                 vi.type.tensor_type.elem_type = TensorProto.UINT16
 
 
+def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
+                ) -> tuple[DeployGraph, list[dict[str, Any]], dict[str, Any]]:
+    """A Predictor's network wrapped for export: (graph in eval mode, its outputs' metadata, the tables)."""
+    from trainer.data import MEAN, STD
+
+    kind, dataset = parse_output(output)
+    h, flat = pred.h, pred.flat
+    if dataset is not None:
+        h.mapping(dataset)
+    tables = metadata_tables(pred)
+    outs, gather, dtypes = plan_outputs(pred, kind, dataset, tables)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+    graph = DeployGraph(pred.model, mean, std, None if flat is not None else [c.node for c in h.classifiers],
+                        [] if flat is not None else h.child_table, gather, dtypes, kind == "scores",
+                        layout == "nhwc").eval()
+    return graph, outs, tables
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves", size: tuple[int, int] | None = None,
                 batch: int | None = None, opset: int = DEFAULT_OPSET, layout: str = "nchw",
                 force: bool = False) -> ExportResult:
@@ -226,7 +245,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     from trainer.predict import load_predictor
 
     out, checkpoint = Path(out), Path(checkpoint)
-    kind, dataset = parse_output(output)
+    parse_output(output)
     if out.suffix.lower() != ".onnx":
         raise LabeltreeError("the output file must end in .onnx (predict and evaluate recognise models by it)", out)
     if layout not in LAYOUTS:
@@ -242,17 +261,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     if out.exists() and not force:
         raise LabeltreeError("exists; pass --force to replace it", out)
 
-    pred = load_predictor(checkpoint, "cpu")  # a checkpoint of another tree: one line (heads do not match)
-    if dataset is not None:
-        pred.h.mapping(dataset)
-    tables = metadata_tables(pred)
-    outs, gather, dtypes = plan_outputs(pred, kind, dataset, tables)
+    with warnings.catch_warnings():  # the backbone's "no model.pretrained" notice: the weights are in the checkpoint
+        warnings.simplefilter("ignore", UserWarning)
+        pred = load_predictor(checkpoint, "cpu")  # a checkpoint of another tree: one line (heads do not match)
+    graph, outs, tables = build_graph(pred, output, layout)
     h, flat = pred.h, pred.flat
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
-    graph = DeployGraph(pred.model, mean, std, None if flat is not None else [c.node for c in h.classifiers],
-                        [] if flat is not None else h.child_table, gather, dtypes, kind == "scores",
-                        layout == "nhwc").eval()
 
     H, W = size or TRACE_SIZE
     shape = (batch or 1, H, W, 3) if layout == "nhwc" else (batch or 1, 3, H, W)

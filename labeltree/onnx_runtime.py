@@ -350,10 +350,10 @@ def checkpoint_source(value: str | Path, options: dict[str, Any]) -> Callable[[A
     key = m.check_dataset(options["dataset"])
     assert key is not None
     tree_space = options.get("pred_space") == "tree" and not m.is_flat
-    if tree_space or options.get("levels") or options.get("classes") == "paper" or options.get("paper_protocol"):
+    if tree_space:  # node ids mean something only in the model's own tree (dataset ids in any)
+        if not m.has_nodes:
+            raise LabeltreeError(f"--pred-space tree needs tree nodes; this model gives {key} ids only", m.path)
         _check_tree(m, options.get("hierarchy_ref"))
-    if tree_space and not m.has_nodes:
-        raise LabeltreeError(f"--pred-space tree needs tree nodes; this model gives {key} ids only", m.path)
 
     def predict(sample: Any) -> np.ndarray:
         if sample.image is None:
