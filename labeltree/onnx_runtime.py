@@ -127,15 +127,13 @@ class Prediction:
 class OnnxModel:
     """An exported labeltree model in an ONNX Runtime session, with the tree tables from its metadata."""
 
-    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, device: str | None = None):
         ort = import_ort()
         self.path = Path(path)
         if not self.path.exists():
             raise LabeltreeError("ONNX model not found", self.path)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers_for(device))
         except LabeltreeError:
@@ -148,27 +146,32 @@ class OnnxModel:
         if meta.get(K_FORMAT) != FORMAT:
             raise LabeltreeError(f"an ONNX model without labeltree metadata ({K_FORMAT} = {FORMAT}); export one "
                                  "with `labeltree export CHECKPOINT OUT.onnx`", self.path)
-        self.meta = meta
-        self.tree = meta.get(K_TREE, "")
-        self.tree_sha256 = meta.get(K_TREE_HASH, "")
-        self.output = meta.get(K_OUTPUT, "")
-        self.outputs: list[dict[str, Any]] = _json(meta, K_OUTPUTS, self.path)
-        self.model_info: dict[str, Any] = _json(meta, K_MODEL, self.path)
-        self.layout = meta.get(K_LAYOUT, "nchw")
-        inp = _json(meta, K_INPUT, self.path)
-        self.size: tuple[int, int] | None = tuple(inp["size"]) if inp.get("size") else None
-        self.batch: int | None = inp.get("batch")
-        self.resize: dict[str, list[int]] = _json(meta, K_RESIZE, self.path)
-        t = _json(meta, K_TABLES, self.path)
-        self.node_names: list[str] = t["nodes"]
-        self.colors = np.vstack([np.asarray(t["colors"], dtype=np.uint8).reshape(-1, 3), np.zeros((1, 3), np.uint8)])
-        self.level_tables = [np.asarray(x, dtype=np.int64) for x in t["levels"]]
-        self.classifiers: list[dict[str, Any]] = t["classifiers"]
-        self.flat_nodes = np.asarray(t["flat_nodes"], dtype=np.int64) if t.get("flat_nodes") is not None else None
-        self.datasets: dict[str, dict[str, Any]] = t["datasets"]
-        self.by_kind: dict[str, list[dict[str, Any]]] = {}
-        for o in self.outputs:
-            self.by_kind.setdefault(o["kind"], []).append(o)
+        try:  # a file edited by hand: one line, not a KeyError
+            self.meta = meta
+            self.tree = meta.get(K_TREE, "")
+            self.tree_sha256 = meta.get(K_TREE_HASH, "")
+            self.output = meta.get(K_OUTPUT, "")
+            self.outputs: list[dict[str, Any]] = _json(meta, K_OUTPUTS, self.path)
+            self.model_info: dict[str, Any] = _json(meta, K_MODEL, self.path)
+            self.layout = meta.get(K_LAYOUT, "nchw")
+            inp = _json(meta, K_INPUT, self.path)
+            self.size: tuple[int, int] | None = tuple(inp["size"]) if inp.get("size") else None
+            self.batch: int | None = inp.get("batch")
+            self.resize: dict[str, list[int]] = _json(meta, K_RESIZE, self.path)
+            t = _json(meta, K_TABLES, self.path)
+            self.node_names: list[str] = t["nodes"]
+            colors = np.asarray(t["colors"], dtype=np.uint8).reshape(-1, 3)
+            self.colors = np.vstack([colors, np.zeros((1, 3), np.uint8)])  # -1 -> black
+            self.level_tables = [np.asarray(x, dtype=np.int64) for x in t["levels"]]
+            self.classifiers: list[dict[str, Any]] = t["classifiers"]
+            self.flat_nodes = np.asarray(t["flat_nodes"], dtype=np.int64) if t.get("flat_nodes") is not None else None
+            self.datasets: dict[str, dict[str, Any]] = t["datasets"]
+            self.by_kind: dict[str, list[dict[str, Any]]] = {}
+            for o in self.outputs:
+                self.by_kind.setdefault(o["kind"], []).append(o)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise LabeltreeError(f"labeltree metadata is incomplete ({type(e).__name__}: {e}); re-export the model "
+                                 "with `labeltree export`", self.path) from None
 
     # -- what the model can answer -----------------------------------------------------------
     @property
@@ -286,14 +289,6 @@ class OnnxModel:
 
     def colour(self, nodes: np.ndarray) -> np.ndarray:
         return self.colors[nodes]  # -1 -> black (the last row)
-
-
-def load_model(path: str | Path, device: str | None = None) -> OnnxModel:
-    return OnnxModel(path, device)
-
-
-def is_onnx(path: str | Path) -> bool:
-    return Path(path).suffix.lower() == ".onnx"
 
 
 def predict_files(model: str | Path | OnnxModel, inputs: list[str | Path], out_dir: str | Path,
