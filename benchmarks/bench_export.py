@@ -5,7 +5,7 @@ Quick check:   python benchmarks/bench_export.py --quick         (96x128, 1 iter
 
 Every setting does the same work per frame: uint8 frame -> normalise -> network -> argmax + hard
 cascade -> leaf map at full resolution, on random weights (speed does not depend on them):
-  pytorch predict   trainer.predict.Predictor: softmax + cascade, as `labeltree predict CK.pt` runs it
+  pytorch predict   labeltree.train.predict.Predictor: softmax + cascade, as `labeltree predict CK.pt` runs it
   pytorch graph     the graph that is exported (argmax of the logits + gathers), run eagerly
   ort               `labeltree export --output leaves --size HxW --batch B` in ONNX Runtime
 Ratios are against `pytorch predict`. On a GPU (torch sees CUDA and onnxruntime has the CUDA execution
@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labeltree.export import build_graph, export_onnx
-from labeltree.hierarchy import load_hierarchy
-from labeltree.onnx_runtime import import_ort
-from trainer.checkpoint import save_checkpoint
-from trainer.config import config_from_dict
-from trainer.model import build_model
-from trainer.predict import load_predictor
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.deploy.export import build_graph, export_onnx
+from labeltree.deploy.runtime import import_ort
+from labeltree.train.checkpoint import save_checkpoint
+from labeltree.train.config import config_from_dict
+from labeltree.train.model import build_model
+from labeltree.train.predict import load_predictor
 
 TINY = {"backbone": "tiny", "width": 32, "bottleneck": 16, "tiny_channels": [16, 32, 48, 64]}  # configs/cpu-tiny
 

@@ -43,9 +43,22 @@ def main() -> None:
 
 def _register() -> None:
     """Every command, listed here explicitly: nothing is discovered at run time."""
-    from labeltree.commands import annotate, convert, demo, evaluate, gtsdb, imports, merge, stats, synth, train, tree
+    from labeltree.commands import (
+        annotate,
+        convert,
+        demo,
+        evaluate,
+        export,
+        gtsdb,
+        imports,
+        merge,
+        stats,
+        synth,
+        train,
+        tree,
+    )
 
-    for module in (demo, merge, tree, imports, synth, gtsdb, stats, evaluate, train, annotate, convert):
+    for module in (demo, merge, tree, imports, synth, gtsdb, stats, evaluate, train, export, annotate, convert):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 

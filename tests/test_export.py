@@ -20,20 +20,20 @@ import torch
 from click.testing import CliRunner
 
 import labeltree
-from labeltree import onnx_runtime as rt
 from labeltree.cli import main
-from labeltree.decode import read_rgb
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.datasets.decode import read_rgb
+from labeltree.deploy import runtime as rt
+from labeltree.deploy.export import export_onnx
+from labeltree.deploy.runtime import OnnxModel, tree_hash
 from labeltree.errors import LabeltreeError
-from labeltree.export import export_onnx
-from labeltree.hierarchy import load_hierarchy
-from labeltree.onnx_runtime import OnnxModel, tree_hash
-from labeltree.synth import synthesize
-from trainer.checkpoint import save_checkpoint
-from trainer.config import config_from_dict
-from trainer.data import MEAN, STD, normalise
-from trainer.loss import flat_space
-from trainer.model import build_model
-from trainer.predict import Predictor, load_predictor
+from labeltree.synth.scene import synthesize
+from labeltree.train.checkpoint import save_checkpoint
+from labeltree.train.config import config_from_dict
+from labeltree.train.data import MEAN, STD, normalise
+from labeltree.train.loss import flat_space
+from labeltree.train.model import build_model
+from labeltree.train.predict import Predictor, load_predictor
 
 DATASETS = ["cityscapes", "vistas", "gtsdb"]
 CS_RESIZE = (32, 64)  # cityscapes' training scale in the checkpoint's config (predict --dataset uses it)

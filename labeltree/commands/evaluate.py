@@ -128,7 +128,8 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
 @click.option("--gtsdb-mask", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
               help="GTSDB ground truth: sign shapes in the boxes (fine) or filled boxes (coarse).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Predict with this trained checkpoint (labeltree train) instead of reading PRED_DIR.")
+              help="Predict with this trained checkpoint (labeltree train), or a .onnx model (labeltree export), "
+                   "instead of reading PRED_DIR.")
 @click.option("--sliding-window", is_flag=True, help="With --checkpoint: crop-sized windows instead of whole images.")
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the results as JSON.")
@@ -151,7 +152,12 @@ def evaluate_cmd(**kw: Any) -> None:
     from labeltree.evaluate.evaluator import evaluate_folder
 
     predict = None
-    if kw["checkpoint"] is not None:
+    if kw["checkpoint"] is not None and kw["checkpoint"].suffix.lower() == ".onnx":  # ONNX Runtime, no torch
+        from labeltree.deploy.runtime import checkpoint_predict as onnx_predict
+
+        predict = onnx_predict(kw["checkpoint"], kw["dataset"], kw["pred_space"], kw["sliding_window"],
+                               kw["hierarchy_ref"])
+    elif kw["checkpoint"] is not None:
         from labeltree.train.predict import checkpoint_predict  # torch only when a checkpoint predicts
 
         predict = checkpoint_predict(kw["checkpoint"], kw["dataset"], kw["pred_space"], kw["sliding_window"])

@@ -219,7 +219,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
     from tqdm import tqdm
 
     if Path(checkpoint).suffix.lower() == ".onnx":  # a `labeltree export` model
-        from labeltree.onnx_runtime import predict_files as predict_onnx
+        from labeltree.deploy.runtime import predict_files as predict_onnx
 
         return predict_onnx(checkpoint, inputs, out_dir, dataset, overlay, sliding, levels, colour, device, progress)
     pred = load_predictor(checkpoint, device)

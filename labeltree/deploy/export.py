@@ -4,7 +4,7 @@ The graph holds everything between a photo and an answer, so that a deployment n
 labeltree: the ImageNet normalisation, the network, each classifier's argmax and the hard top-down
 cascade of DESIGN §2.5 as gathers through tables compiled from the tree, then the chosen output
 (tree nodes, one map per level, a dataset's own ids, or each classifier's probabilities). Names,
-colours and tables ride along in metadata_props (read back by labeltree.onnx_runtime).
+colours and tables ride along in metadata_props (read back by labeltree.deploy.runtime).
 
 The TorchScript exporter is used (`dynamo=False`): it exports this network in about a second, the
 torch.export one takes ~20 s for the tiny backbone and needs onnxscript besides.
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from . import onnx_runtime as rt
-from .errors import LabeltreeError
-from .fsutil import atomic_path
+from labeltree import __version__
+from labeltree.deploy import runtime as rt
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path
 
 KINDS = ("leaves", "levels", "scores")  # and dataset:NAME
 LAYOUTS = ("nchw", "nhwc")
@@ -100,7 +100,7 @@ class DeployGraph(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = images.permute(0, 3, 1, 2) if self.nhwc else images
-        x = (x.float() - self.mean) / self.std  # as trainer.data.normalise
+        x = (x.float() - self.mean) / self.std  # as labeltree.train.data.normalise
         logits = self.net(x)
         if self.scores:
             return tuple(lg.softmax(1) for lg in logits)
@@ -120,7 +120,7 @@ class DeployGraph(nn.Module):
 
 def _dataset_info(pred: Any, key: str) -> dict[str, Any]:
     """A dataset's node -> stored value table (the Predictor's 'no label' fill where it has no class)."""
-    from trainer.predict import no_label_value
+    from labeltree.train.predict import no_label_value
 
     h = pred.h
     m = h.mapping(key)
@@ -217,7 +217,7 @@ def _cast_outputs(model: Any, outputs: list[dict[str, Any]]) -> None:
 def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
                 ) -> tuple[DeployGraph, list[dict[str, Any]], dict[str, Any]]:
     """A Predictor's network wrapped for export: (graph in eval mode, its outputs' metadata, the tables)."""
-    from trainer.data import MEAN, STD
+    from labeltree.train.data import MEAN, STD
 
     kind, dataset = parse_output(output)
     h, flat = pred.h, pred.flat
@@ -241,8 +241,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
         import onnx
     except ImportError:
         raise LabeltreeError(f"the onnx package is not installed; install it with: {rt.INSTALL_HINT}") from None
-    from trainer.data import MEAN, STD
-    from trainer.predict import load_predictor
+    from labeltree.train.data import MEAN, STD
+    from labeltree.train.predict import load_predictor
 
     out, checkpoint = Path(out), Path(checkpoint)
     parse_output(output)

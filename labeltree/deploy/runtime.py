@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .decode import read_rgb
-from .errors import LabeltreeError
-from .fsutil import write_png
+from labeltree.datasets.decode import read_rgb
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import write_png
 
 FORMAT = "labeltree-onnx-1"
 INPUT = "images"
 INSTALL_HINT = "pip install 'labeltree[deploy]'"
 
-# metadata_props keys (written by labeltree.export, read here)
+# metadata_props keys (written by labeltree.deploy.export, read here)
 K_FORMAT = "labeltree.format"
 K_VERSION = "labeltree.version"
 K_TREE = "labeltree.tree"
@@ -269,7 +269,7 @@ class OnnxModel:
         x = resize_image(img, size) if size != (H, W) else img
         return self.interpret(self.run_images([x])[0], (H, W))
 
-    # -- derived maps, as trainer.predict.Predictor ----------------------------------------------
+    # -- derived maps, as labeltree.train.predict.Predictor ----------------------------------------------
     def dataset_values(self, p: Prediction, dataset: str) -> np.ndarray:
         key = self.dataset_key(dataset)
         if key in p.values:
@@ -295,10 +295,10 @@ def predict_files(model: str | Path | OnnxModel, inputs: list[str | Path], out_d
                   dataset: str | None = None, overlay: bool = False, sliding: bool = False, levels: bool = False,
                   colour: bool = True, device: str | None = None, progress: bool = True,
                   log: Callable[[str], None] | None = None) -> list[Path]:
-    """`labeltree predict MODEL.onnx`: the files trainer.predict.predict_files writes for a .pt, same names."""
+    """`labeltree predict MODEL.onnx`: the files labeltree.train.predict.predict_files writes for a .pt, same names."""
     from tqdm import tqdm
 
-    from .images import collect_images
+    from labeltree.images import collect_images
 
     m = model if isinstance(model, OnnxModel) else OnnxModel(model, device)
     if sliding:
@@ -337,18 +337,20 @@ def predict_files(model: str | Path | OnnxModel, inputs: list[str | Path], out_d
     return written
 
 
-def checkpoint_source(value: str | Path, options: dict[str, Any]) -> Callable[[Any], np.ndarray]:
-    """`labeltree evaluate DATASET GT --checkpoint MODEL.onnx`: predictions straight from the model."""
-    m = OnnxModel(value)
-    if options.get("sliding_window"):
+def checkpoint_predict(model: str | Path, dataset: str, pred_space: str = "dataset", sliding: bool = False,
+                       hierarchy_ref: str | None = None) -> Callable[[Any], np.ndarray]:
+    """`labeltree evaluate DATASET GT --checkpoint MODEL.onnx`: `sample -> prediction`, as
+    labeltree.train.predict.checkpoint_predict for a .pt (dataset values, or tree nodes)."""
+    m = OnnxModel(model)
+    if sliding:
         raise LabeltreeError("--sliding-window needs the PyTorch checkpoint (.pt)", m.path)
-    key = m.check_dataset(options["dataset"])
+    key = m.check_dataset(dataset)
     assert key is not None
-    tree_space = options.get("pred_space") == "tree" and not m.is_flat
+    tree_space = pred_space == "tree" and not m.is_flat
     if tree_space:  # node ids mean something only in the model's own tree (dataset ids in any)
         if not m.has_nodes:
             raise LabeltreeError(f"--pred-space tree needs tree nodes; this model gives {key} ids only", m.path)
-        _check_tree(m, options.get("hierarchy_ref"))
+        _check_tree(m, hierarchy_ref)
 
     def predict(sample: Any) -> np.ndarray:
         if sample.image is None:
@@ -361,7 +363,7 @@ def checkpoint_source(value: str | Path, options: dict[str, Any]) -> Callable[[A
 
 def _check_tree(m: OnnxModel, ref: str | None) -> None:
     """The tree `evaluate` projects with must be the one the model was exported from (same node ids)."""
-    from .hierarchy import load_hierarchy
+    from labeltree.core.tree_file import load_hierarchy
 
     h = load_hierarchy(ref or "cityscapes+vistas+gtsdb")
     if tree_hash(h) != m.tree_sha256:
