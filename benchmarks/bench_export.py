@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from labeltree.core.tree_file import load_hierarchy
-from labeltree.deploy.export import build_graph, export_onnx
-from labeltree.deploy.runtime import import_ort
+from labeltree.export.graph import build_graph, export_onnx
+from labeltree.export.runtime import import_ort
 from labeltree.train.checkpoint import save_checkpoint
 from labeltree.train.config import config_from_dict
 from labeltree.train.model import build_model

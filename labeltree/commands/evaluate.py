@@ -153,7 +153,7 @@ def evaluate_cmd(**kw: Any) -> None:
 
     predict = None
     if kw["checkpoint"] is not None and kw["checkpoint"].suffix.lower() == ".onnx":  # ONNX Runtime, no torch
-        from labeltree.deploy.runtime import checkpoint_predict as onnx_predict
+        from labeltree.export.runtime import checkpoint_predict as onnx_predict
 
         predict = onnx_predict(kw["checkpoint"], kw["dataset"], kw["pred_space"], kw["sliding_window"],
                                kw["hierarchy_ref"])

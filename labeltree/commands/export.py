@@ -37,7 +37,7 @@ def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynam
       labeltree export runs/tiny/best.pt cs.onnx --output dataset:cityscapes --size 512x1024
       labeltree predict tiny.onnx data/synth/cityscapes/leftImg8bit/val -o preds --dataset cityscapes
     """
-    from labeltree.deploy.export import export_onnx, parse_size
+    from labeltree.export.graph import export_onnx, parse_size
 
     if dynamic and (size or batch is not None):
         raise LabeltreeError("--dynamic: give either --dynamic or a fixed --size / --batch, not both")

@@ -78,7 +78,7 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
         raise LabeltreeError("--no-colour needs --dataset (otherwise nothing would be written)")
     kw = {}
     if checkpoint.suffix.lower() == ".onnx":  # `labeltree export` model: ONNX Runtime, no torch
-        from labeltree.deploy.runtime import predict_files
+        from labeltree.export.runtime import predict_files
 
         kw["log"] = lambda s: click.echo(s, err=True)
     else:

@@ -18,10 +18,10 @@ from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.base import Sample
 from labeltree.datasets.decode import read_rgb as decode_rgb
+from labeltree.datasets.images import collect_images
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_png
-from labeltree.images import collect_images
 from labeltree.train.checkpoint import load_checkpoint
 from labeltree.train.config import Config, config_from_dict
 from labeltree.train.data import normalise, resize_pair
@@ -219,7 +219,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
     from tqdm import tqdm
 
     if Path(checkpoint).suffix.lower() == ".onnx":  # a `labeltree export` model
-        from labeltree.deploy.runtime import predict_files as predict_onnx
+        from labeltree.export.runtime import predict_files as predict_onnx
 
         return predict_onnx(checkpoint, inputs, out_dir, dataset, overlay, sliding, levels, colour, device, progress)
     pred = load_predictor(checkpoint, device)

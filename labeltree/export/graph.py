@@ -4,7 +4,7 @@ The graph holds everything between a photo and an answer, so that a deployment n
 labeltree: the ImageNet normalisation, the network, each classifier's argmax and the hard top-down
 cascade of DESIGN §2.5 as gathers through tables compiled from the tree, then the chosen output
 (tree nodes, one map per level, a dataset's own ids, or each classifier's probabilities). Names,
-colours and tables ride along in metadata_props (read back by labeltree.deploy.runtime).
+colours and tables ride along in metadata_props (read back by labeltree.export.runtime).
 
 The TorchScript exporter is used (`dynamo=False`): it exports this network in about a second, the
 torch.export one takes ~20 s for the tiny backbone and needs onnxscript besides.
@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from labeltree import __version__
-from labeltree.deploy import runtime as rt
 from labeltree.errors import LabeltreeError
+from labeltree.export import runtime as rt
 from labeltree.fsutil import atomic_path
 
 KINDS = ("leaves", "levels", "scores")  # and dataset:NAME

@@ -25,7 +25,7 @@ FORMAT = "labeltree-onnx-1"
 INPUT = "images"
 INSTALL_HINT = "pip install 'labeltree[deploy]'"
 
-# metadata_props keys (written by labeltree.deploy.export, read here)
+# metadata_props keys (written by labeltree.export.graph, read here)
 K_FORMAT = "labeltree.format"
 K_VERSION = "labeltree.version"
 K_TREE = "labeltree.tree"
@@ -298,7 +298,7 @@ def predict_files(model: str | Path | OnnxModel, inputs: list[str | Path], out_d
     """`labeltree predict MODEL.onnx`: the files labeltree.train.predict.predict_files writes for a .pt, same names."""
     from tqdm import tqdm
 
-    from labeltree.images import collect_images
+    from labeltree.datasets.images import collect_images
 
     m = model if isinstance(model, OnnxModel) else OnnxModel(model, device)
     if sliding:

@@ -23,10 +23,10 @@ import labeltree
 from labeltree.cli import main
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.decode import read_rgb
-from labeltree.deploy import runtime as rt
-from labeltree.deploy.export import export_onnx
-from labeltree.deploy.runtime import OnnxModel, tree_hash
 from labeltree.errors import LabeltreeError
+from labeltree.export import runtime as rt
+from labeltree.export.graph import export_onnx
+from labeltree.export.runtime import OnnxModel, tree_hash
 from labeltree.synth.scene import synthesize
 from labeltree.train.checkpoint import save_checkpoint
 from labeltree.train.config import config_from_dict
