@@ -23,6 +23,15 @@ class _Group(click.Group):
         except LabeltreeError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except OSError as e:  # a file problem no check foresaw (race, odd file system): still one line
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            sys.exit(2)
+        except RuntimeError as e:
+            if "symlink loop" not in str(e).lower():
+                raise
+            click.echo(f"error: {e}; give the file itself", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

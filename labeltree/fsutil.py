@@ -1,11 +1,23 @@
-"""Atomic file output: write to a temp file in the same folder, then rename over the target."""
+"""Output policy and atomic file output, shared by every command.
+
+- Outputs are written to a temp file in the same folder, then renamed over the target: a kill
+  leaves the old file or the new one, never half of one. Temp files are named
+  `.NAME.lt<pid>-<random>.tmp`; a later write into the same folder removes those whose process is
+  gone, so an interrupted run leaves nothing behind once it is rerun.
+- Outputs get the mode the umask gives (0644 under umask 022), like any file `open()` creates.
+- `check_outputs` is the one rule for output options: never an input of the command, an existing
+  file only with --force, a path that can be written; it runs before the work so nothing is lost.
+- OSErrors on an output path become one LabeltreeError naming that path.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,21 +25,110 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from labeltree.errors import LabeltreeError
+
+_TMP_RE = re.compile(r"^\..+\.(?:lt(\d+)-[a-z0-9_]+|[a-z0-9_]{8})\.tmp$")
+_cleaned: set[tuple[int, str]] = set()  # (pid, folder): stale temp files are looked for once per process and folder
+
+
+def umask_mode(base: int = 0o666) -> int:
+    """`base` with the process umask applied (what open() would give a new file)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: str | Path) -> list[Path]:
+    """Delete temp files of atomic writes whose writer is gone (killed run); returns what was removed.
+
+    Files named by a live process are kept (a parallel worker may be writing them); old-style names
+    (`.NAME.XXXXXXXX.tmp`, no pid) come only from killed runs of earlier versions and are removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TMP_RE.match(e.name)
+        if m is None or (m.group(1) is not None and _alive(int(m.group(1)))):
+            continue
+        try:
+            if e.is_file(follow_symlinks=False):
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
+
+
+def output_error(target: str | Path, e: OSError) -> LabeltreeError:
+    """One line for an OSError while writing `target` (no space, read-only, not a folder, ...)."""
+    hint = {errno.ENOSPC: "the disk is full; free space or choose another path",
+            errno.EDQUOT: "the disk quota is exceeded; free space or choose another path",
+            errno.EROFS: "the file system is read-only; choose another path",
+            errno.EACCES: "no permission to write there; choose another path",
+            errno.EPERM: "no permission to write there; choose another path",
+            errno.EISDIR: "it is a folder; give a file name",
+            errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+            errno.EEXIST: "a part of the path is a file, not a folder; choose another path",
+            errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+            errno.ELOOP: "the path is a symlink loop; choose another path"}.get(e.errno or 0, "choose another path")
+    return LabeltreeError(f"cannot write output ({e.strerror or e}): {hint}", target)
+
+
+def _mkdir_parent(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(target, e) from None
+
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path next to `target`; on success rename it onto `target`, else delete it."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    if target.is_dir():
+        raise LabeltreeError("the output path is a folder; give a file name", target)
+    _mkdir_parent(target)
+    key = (os.getpid(), str(target.parent))
+    if key not in _cleaned:
+        remove_stale_tmp(target.parent)
+        _cleaned.add(key)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.lt{os.getpid()}-", suffix=".tmp", dir=target.parent)
+        try:
+            os.fchmod(fd, umask_mode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise output_error(target, e) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as e:
+        # an error on the temp file or the rename is about the output; others (an input read in the body) pass on
+        if e.filename in (None, str(tmp_path), str(target)) or Path(str(e.filename)) in (tmp_path, target):
+            raise output_error(target, e) from None
+        raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        try:
+            tmp_path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def write_text(target: str | Path, text: str) -> None:
@@ -51,3 +152,64 @@ def write_png(target: str | Path, array: np.ndarray, palette: np.ndarray | None 
             im.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
     with atomic_path(target) as tmp:
         im.save(tmp, format="PNG")
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when `a` and `b` name one file (hard links and symlinks included), existing or not."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, RuntimeError, ValueError):
+        return str(a) == str(b)
+
+
+def _writable_parent(p: Path) -> Path | None:
+    """The nearest existing ancestor of `p`'s folder, or None when one of them is a regular file."""
+    q = p.parent
+    while True:
+        if q.exists():
+            return q if q.is_dir() else None
+        if q.is_symlink():  # dangling link or loop
+            return None
+        if q == q.parent:
+            return q
+        q = q.parent
+
+
+def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), force: bool = False,
+                 folder: bool = False) -> None:
+    """Refuse, before any work, an output that is an input, exists without --force, or cannot be written."""
+    for i in inputs:
+        if same_file(path, i):
+            raise LabeltreeError(f"{option} names an input of this command; choose another path "
+                                 "(no command writes over its inputs)", path)
+    try:
+        is_dir, exists = path.is_dir(), path.exists() or path.is_symlink()
+    except OSError as e:
+        raise output_error(path, e) from None
+    if folder:
+        if exists and not is_dir:
+            raise LabeltreeError(f"{option} must be a folder, but a file is there; choose another path", path)
+    else:
+        if is_dir:
+            raise LabeltreeError(f"{option} is a folder; give a file name", path)
+        if exists and not force:
+            raise LabeltreeError(f"{option}: the file exists; pass --force to replace it", path)
+    parent = path if folder and is_dir else _writable_parent(path)
+    if parent is None:
+        raise LabeltreeError(f"{option}: a part of the path is a file, not a folder; choose another path", path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LabeltreeError(f"{option}: no permission to write in {parent} (read-only?); choose another path", path)
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path] = (),
+                  force: bool = False) -> None:
+    """`check_output` for every given output option, and no two options naming one file."""
+    given = [(o, Path(p)) for o, p in outputs.items() if p is not None]
+    inputs = [Path(i) for i in inputs]
+    for k, (opt, p) in enumerate(given):
+        check_output(p, opt, inputs, force)
+        for opt2, p2 in given[:k]:
+            if same_file(p, p2):
+                raise LabeltreeError(f"{opt} and {opt2} name the same file; give each its own path", p)

@@ -30,7 +30,7 @@ def annotate_group() -> None:
 @click.option("--min-size", default=20, show_default=True, type=int,
               help="Components whose box is smaller on either side stay plain 'traffic sign'.")
 @click.option("--split-touching", is_flag=True, help="Separate touching signs (distance transform + watershed).")
-@click.option("--workers", default=None, type=int, help="Processes (default: all cores).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes (default: all cores).")
 def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_size: int, split_touching: bool,
                 workers: int | None) -> None:
     """Find sign instances (8-connected components of the traffic-sign mask) to label.
@@ -95,7 +95,8 @@ def serve_cmd(workdir: Path, host: str, port: int, order: str, gtsdb_dir: Path |
 @annotate_group.command("export-labels")
 @click.argument("workdir", type=_PATH)
 @click.argument("csv_file", type=_PATH)
-def export_labels_cmd(workdir: Path, csv_file: Path) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing CSV_FILE.")
+def export_labels_cmd(workdir: Path, csv_file: Path, force: bool) -> None:
     """Write one CSV row per proposal: image, component, x0, y0, x1, y1, area, class.
 
     \b
@@ -103,7 +104,9 @@ def export_labels_cmd(workdir: Path, csv_file: Path) -> None:
       labeltree annotate-extended export-labels work/ signs.csv
     """
     from labeltree.annotate.export import export_labels
+    from labeltree.fsutil import check_outputs
 
+    check_outputs({"CSV_FILE": csv_file}, [workdir, workdir / "annotations.sqlite"], force)
     n = export_labels(workdir, csv_file)
     click.echo(f"{n} proposals written to {csv_file}")
 
@@ -135,7 +138,7 @@ def import_cmd(workdir: Path, csv_file: Path) -> None:
 @click.argument("out_root", type=_PATH)
 @click.option("--images", type=click.Choice(["none", "symlink", "copy"]), default="symlink", show_default=True,
               help="Also put the leftImg8bit frames into OUT_ROOT.")
-@click.option("--workers", default=None, type=int, help="Processes (default: all cores).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes (default: all cores).")
 def export_cmd(workdir: Path, out_root: Path, images: str, workers: int | None) -> None:
     """Write 16-bit Cityscapes Extended labels: OUT_ROOT/gtFine/{split}/{city}/*_gtFine_labelIds.png.
 

@@ -18,7 +18,7 @@ from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
-from labeltree.fsutil import atomic_path, write_json
+from labeltree.fsutil import atomic_path, check_outputs, write_json
 
 
 #: option name -> factory(value, all options) -> predict(sample) -> array
@@ -131,8 +131,10 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
               help="Predict with this trained checkpoint (labeltree train), or a .onnx model (labeltree export), "
                    "instead of reading PRED_DIR.")
 @click.option("--sliding-window", is_flag=True, help="With --checkpoint: crop-sized windows instead of whole images.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the results as JSON.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the results as JSON (an existing file only with --force).")
+@click.option("--force", is_flag=True, help="Replace an existing -o / --plot-confusion file (checked first).")
 @click.option("--plot-confusion", type=click.Path(path_type=Path), default=None,
               help="Write the confusion matrix as a PNG (log colour scale).")
 @click.option("--quiet", is_flag=True, help="No table on stdout (JSON only with -o).")
@@ -151,6 +153,8 @@ def evaluate_cmd(**kw: Any) -> None:
     """
     from labeltree.evaluate.evaluator import evaluate_folder
 
+    inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
+    check_outputs({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]}, inputs, kw["force"])
     predict = None
     if kw["checkpoint"] is not None and kw["checkpoint"].suffix.lower() == ".onnx":  # ONNX Runtime, no torch
         from labeltree.export.runtime import checkpoint_predict as onnx_predict

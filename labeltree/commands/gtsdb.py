@@ -24,11 +24,13 @@ from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
 @click.option("--style", type=click.Choice(STYLES), default=DEFAULT_STYLE, show_default=True,
               help="'clean': exact shapes, smaller sign on top; 'authors': the authors' released masks (Pillow<5.2 "
                    "rasteriser, truncated corners, last gt.txt line on top, duplicates painted twice).")
-@click.option("--workers", type=int, default=None, help="Processes (default: all CPUs).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all CPUs).")
 @click.option("--skip-existing", is_flag=True, help="Keep masks already in OUT_DIR (resume an interrupted run).")
+@click.option("--force", is_flag=True, help="Replace masks already in OUT_DIR (without it, or --skip-existing, an "
+                                            "existing mask stops the run before anything is written).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, encoding: str, style: str,
-                    workers: int | None, skip_existing: bool, quiet: bool) -> None:
+                    workers: int | None, skip_existing: bool, force: bool, quiet: bool) -> None:
     """Write one mask PNG per GTSDB frame: OUT_DIR/{stem}_labelIds.png.
 
     Frames without signs get an all-unlabeled mask; where boxes overlap the smaller sign is on top.
@@ -46,7 +48,7 @@ def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported below, once each
         r = write_gtsdb_masks(gtsdb_dir, out_dir, mode=mode, gt=gt, encoding=encoding, style=style, workers=workers,
-                              skip_existing=skip_existing, progress=not quiet)
+                              skip_existing=skip_existing, progress=not quiet, force=force)
     for w in r.warnings:
         click.echo(f"warning: {w}", err=True)
     click.echo(f"{r.written} masks written to {r.out_dir}/*{MASK_SUFFIX} ({r.frames} frames, {r.boxes} boxes, "

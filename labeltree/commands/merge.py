@@ -10,6 +10,7 @@ import click
 
 from labeltree.core.merge import merge
 from labeltree.core.tree_file import write_hierarchy
+from labeltree.fsutil import check_outputs
 
 
 @click.command("merge")
@@ -17,10 +18,12 @@ from labeltree.core.tree_file import write_hierarchy
 @click.option("--rules", type=click.Path(path_type=Path),
               help="Tree file with (some of) the rules; classes it does not mention are matched by name.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write the merged tree file here (atomic); `labeltree tree OUT.yaml` reads it back.")
+              help="Write the merged tree file here (atomic); `labeltree tree OUT.yaml` reads it back. Never one of "
+                   "the inputs; an existing file only with --force.")
+@click.option("--force", is_flag=True, help="Replace an existing -o file.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--color/--no-color", default=None, help="Colour swatches (default: when the terminal has them).")
-def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None, fmt: str,
+def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None, force: bool, fmt: str,
               color: bool | None) -> None:
     """Merge the label spaces of DATASETS (names or taxonomy .yaml files) into one tree.
 
@@ -35,6 +38,8 @@ def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None
       labeltree merge cityscapes vistas-v2.0 -o draft.yaml
       labeltree merge cityscapes my-bikelanes.yaml --rules my-rules.yaml -o tree.yaml
     """
+    inputs = [Path(d) for d in datasets if Path(d).exists()] + ([rules] if rules is not None else [])
+    check_outputs({"-o": output}, inputs, force)
     result = merge(list(datasets), rules)
     if output is not None:
         head = [f"written by `labeltree merge {' '.join(datasets)}`"

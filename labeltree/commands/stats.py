@@ -11,6 +11,7 @@ from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import check_outputs
 from labeltree.stats.collect import (
     DEFAULT_MIN_PIXELS,
     RunInfo,
@@ -67,7 +68,15 @@ _common = [
                  help="A class counts as evaluated with at least this many pixels (the paper's GTSDB rule)."),
     click.option("--all-classes", is_flag=True, help="List classes without pixels in the terminal table too."),
     click.option("--quiet", is_flag=True, help="No terminal table, no progress bar."),
+    click.option("--force", is_flag=True, help="Replace existing output files (-o, --summary-out, --tree-out, --plot, "
+                                               "--raw); without it an existing one stops the run before counting. "
+                                               "An input is never replaced."),
 ]
+
+
+def _named(output: Path | None, summary_out: Path | None, tree_out: Path | None, plot: Path | None,
+           raw_out: Path | None) -> dict[str, Path | None]:
+    return {"-o": output, "--summary-out": summary_out, "--tree-out": tree_out, "--plot": plot, "--raw": raw_out}
 
 
 def _apply(opts):
@@ -88,7 +97,7 @@ def _apply(opts):
 @_apply(_common)
 @click.option("--raw", "raw_out", type=click.Path(path_type=Path), default=None,
               help="Also write the raw counts (.json) so that this run can be merged with others by stats-merge.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all CPUs).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all CPUs).")
 @click.option("--shard", default=None, help="K/N: count only shard K of N (sorted samples, every N-th); "
                                               "-o then writes raw counts for stats-merge.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
@@ -106,7 +115,8 @@ def _apply(opts):
                    "file); 'ignore' counts them as the ignore value.")
 def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str | None, output: Path | None,
               summary_out: Path | None, tree_out: Path | None, plot: Path | None, min_pixels: int,
-              all_classes: bool, quiet: bool, raw_out: Path | None, workers: int | None, shard: str | None,
+              all_classes: bool, quiet: bool, force: bool, raw_out: Path | None, workers: int | None,
+              shard: str | None,
               cache: bool, cache_dir: Path | None, skip_bad: bool, instances: bool, mask_mode: str,
               unknown: str) -> None:
     """Class statistics of one dataset: Table I per split, pixels / images / share / class weights per
@@ -127,6 +137,7 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
         _check_table(output, "-o")
     _check_table(summary_out, "--summary-out")
     _check_table(tree_out, "--tree-out")
+    check_outputs(_named(output, summary_out, tree_out, plot, raw_out), [root], force)
     tax = load_taxonomy(dataset)
     h = resolve_hierarchy(hierarchy, tax)
     info = RunInfo()
@@ -158,7 +169,7 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
 @click.option("--allow-partial", is_flag=True, help="Merge even when shards are missing.")
 def stats_merge_cmd(parts: tuple[Path, ...], hierarchy: str | None, output: Path | None, summary_out: Path | None,
                     tree_out: Path | None, plot: Path | None, min_pixels: int, all_classes: bool, quiet: bool,
-                    raw_out: Path | None, allow_partial: bool) -> None:
+                    force: bool, raw_out: Path | None, allow_partial: bool) -> None:
     """Combine raw-count files (shards of one dataset, or several datasets) and report them as `stats` does.
 
     Shards of a dataset split are summed (each K of K/N must be there exactly once); different
@@ -173,6 +184,7 @@ def stats_merge_cmd(parts: tuple[Path, ...], hierarchy: str | None, output: Path
     _check_table(output, "-o")
     _check_table(summary_out, "--summary-out")
     _check_table(tree_out, "--tree-out")
+    check_outputs(_named(output, summary_out, tree_out, plot, raw_out), parts, force)
     loaded = [(str(p), g) for p in parts for g in read_raw(p)]
     if not loaded:
         raise LabeltreeError("the parts hold no dataset splits", parts[0])

@@ -23,10 +23,12 @@ def _config(config: str, data_root: Path | None, sets: tuple[str, ...], steps: i
               help="Run folder: config.yaml, train.jsonl, metrics.jsonl, last.pt, best.pt.")
 @click.option("--steps", type=int, help="Train until this step (overrides train.steps).")
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT/last.pt.")
+@click.option("--force", is_flag=True, help="Start a new run in an OUT that holds one (its checkpoints and logs are "
+                                            "replaced); without --resume or --force such an OUT is refused.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (dotted, YAML value), e.g. --set model.pretrained=r50.pth.")
 @click.option("--progress/--no-progress", default=True)
-def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None, resume: bool,
+def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None, resume: bool, force: bool,
               sets: tuple[str, ...], progress: bool) -> None:
     """Train the hierarchical classifiers (or the flat baseline: --set model.kind=flat).
 
@@ -41,8 +43,10 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
     """
     from labeltree.train.loop import train
 
+    if resume and force:
+        raise LabeltreeError("--resume continues the run in --out, --force starts it over: give one of them")
     cfg = _config(config, data_root, sets, steps)
-    r = train(cfg, out, resume=resume, progress=progress, log=click.echo)
+    r = train(cfg, out, resume=resume, force=force, progress=progress, log=click.echo)
     if r.losses:
         last = r.losses[-1]
         heads = " ".join(f"{k}={v:.4f}" for k, v in last["heads"].items())
@@ -62,8 +66,9 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
               "the whole image at once.")
 @click.option("--no-colour", "no_colour", is_flag=True, help="With --dataset: skip the tree-colour PNG.")
 @click.option("--device", help="cpu, cuda, cuda:1 (default: cuda when available).")
+@click.option("--force", is_flag=True, help="Replace prediction files already in OUT (inputs are never replaced).")
 def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: str | None, overlay: bool,
-                levels: bool, sliding: bool, no_colour: bool, device: str | None) -> None:
+                levels: bool, sliding: bool, no_colour: bool, device: str | None, force: bool) -> None:
     """Segment images with a trained checkpoint: per image a PNG in tree colours and/or dataset ids.
 
     CHECKPOINT is a .pt from `labeltree train`, or a .onnx from `labeltree export` (run with ONNX
@@ -84,7 +89,7 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
     else:
         from labeltree.train.predict import predict_files
     files = predict_files(checkpoint, list(inputs), out, dataset=dataset, overlay=overlay, sliding=sliding,
-                          levels=levels, colour=not no_colour, device=device, **kw)
+                          levels=levels, colour=not no_colour, device=device, force=force, **kw)
     click.echo(f"wrote {len(files)} files to {out}")
 
 
@@ -94,7 +99,7 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="Cache folder; then train with --set train.cache=OUT.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--workers", type=int, help="Processes (default: all cores).")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes (default: all cores).")
 def prepare_cmd(config: str, data_root: Path | None, out: Path, sets: tuple[str, ...], workers: int | None) -> None:
     """Resize every training/validation image and label to its training scale once, into a cache.
 

@@ -286,7 +286,7 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
                       gt: str | Path | None = None, encoding: str = "16bit", workers: int | None = None,
                       skip_existing: bool = False,
                       progress: bool = True, taxonomy: Taxonomy | str = "gtsdb",
-                      style: str = DEFAULT_STYLE) -> MaskReport:
+                      style: str = DEFAULT_STYLE, force: bool = True) -> MaskReport:
     """Write `{stem}_labelIds.png` for every frame under `gtsdb_dir` (all-unlabeled for frames without signs).
 
     Frame sizes come from the image headers (no pixel decoding). Each file is written atomically,
@@ -326,6 +326,9 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
         if skip_existing and target.exists():
             report.skipped += 1
             continue
+        if not force and target.exists():
+            raise LabeltreeError("the mask exists; pass --force to replace the masks in the folder, or "
+                                 "--skip-existing to keep them and write only the missing ones", target)
         h, w = s.size  # type: ignore[misc]
         if gtf is not None:
             lines = {b.line for b in s.boxes}

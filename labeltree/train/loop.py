@@ -24,7 +24,7 @@ from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import write_text
+from labeltree.fsutil import check_output, write_text
 from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from labeltree.train.class_weights import load_class_weights
 from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg
@@ -130,11 +130,25 @@ def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
     return out
 
 
+RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl")
+
+
+def check_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """A run folder holding a run is continued (`resume`) or started over (`force`), never silently mixed."""
+    check_output(out, "--out", folder=True)
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    if found and not resume and not force:
+        raise LabeltreeError(f"--out holds a run ({', '.join(found)}); pass --resume to continue it or --force to "
+                             "start over (its checkpoints and logs are replaced), or choose another --out", out)
+
+
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
-          log: Any = print) -> RunResult:
-    """Train (or continue with `resume`) into run folder `out`; returns what was logged."""
+          log: Any = print, force: bool = False) -> RunResult:
+    """Train (or continue with `resume`, or start over in a used folder with `force`) into run folder `out`."""
     rank, world, local_rank = _dist_env()
     out = Path(out)
+    if rank == 0:
+        check_run_folder(out, resume, force)
     device = pick_device(cfg.train.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -174,6 +188,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         text = cfg.to_yaml()
         write_text(out / "config.yaml", text)
         log(f"# resolved config (saved to {out / 'config.yaml'})\n{text}")
+    if main and state is None:
+        for n in ("train.jsonl", "metrics.jsonl"):  # a fresh run (--force) must not append to the old history
+            (out / n).unlink(missing_ok=True)
     if cfg.train.check_labels and main and state is None:
         check_labels(sources, workers=cfg.train.workers or 1, progress=progress)
     if world > 1:

@@ -6,6 +6,7 @@ dataset split with the prediction in that dataset's own stored values.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from labeltree.datasets.decode import read_rgb as decode_rgb
 from labeltree.datasets.images import collect_images
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import write_png
+from labeltree.fsutil import check_output
+from labeltree.fsutil import write_png as _write_png
 from labeltree.train.checkpoint import load_checkpoint
 from labeltree.train.config import Config, config_from_dict
 from labeltree.train.data import normalise, resize_pair
@@ -209,7 +211,7 @@ def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str 
 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str | Path, dataset: str | None = None,
                   overlay: bool = False, sliding: bool = False, levels: bool = False, colour: bool = True,
-                  device: str | None = None, progress: bool = True) -> list[Path]:
+                  device: str | None = None, progress: bool = True, force: bool = False) -> list[Path]:
     """Write per image: `{stem}_tree.png` (tree colours), `{dataset}/{stem}.png` (the dataset's ids),
     `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k).
 
@@ -229,7 +231,21 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
     if dataset:
         pred.h.mapping(dataset)  # fail early on an unknown dataset
     written: list[Path] = []
-    for path in tqdm(collect_images(inputs), desc="predict", unit="img", disable=not progress):
+    images = collect_images(inputs)
+    check_output(out, "-o", folder=True)
+    sources = {os.path.realpath(p) for p in images} | {os.path.realpath(checkpoint)}
+    mine: set[Path] = set()  # written by this run (an image in two inputs is predicted twice)
+
+    def write_png(target: Path, arr: np.ndarray) -> None:  # the output policy, per file
+        if os.path.realpath(target) in sources:
+            raise LabeltreeError("this output would replace an input image; choose another -o", target)
+        if target.exists() and not force and target not in mine:
+            raise LabeltreeError("the prediction file exists; pass --force to replace it, or choose another -o",
+                                 target)
+        _write_png(target, arr)
+        mine.add(target)
+
+    for path in tqdm(images, desc="predict", unit="img", disable=not progress):
         img = read_rgb(path)
         nodes, sc = pred.predict_array(img, resize, sliding, mode)
         stem = path.stem
