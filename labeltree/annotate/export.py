@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +53,13 @@ class ImportReport:
     changes: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # image, component, old, new
 
 
+def _rows(reader: csv.DictReader, source: Path) -> Iterator[dict[Any, Any]]:
+    try:
+        yield from reader
+    except csv.Error as e:
+        raise LabeltreeError(f"not a readable CSV ({e})", source, reader.line_num) from None
+
+
 def import_labels(workdir: str | Path, source: str | Path, annotator: str = "import") -> ImportReport:
     """Validate every row first (image, component, class), then write all of them in one transaction."""
     source = Path(source)
@@ -59,6 +68,11 @@ def import_labels(workdir: str | Path, source: str | Path, annotator: str = "imp
         text = source.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise LabeltreeError(f"cannot read the CSV ({e.strerror})", source) from None
+    except UnicodeDecodeError as e:
+        raise LabeltreeError(f"not a text CSV (byte {e.start} is no UTF-8); give the CSV written by export-labels",
+                             source) from None
+    if "\0" in text:
+        raise LabeltreeError("not a text CSV (it holds NUL bytes); give the CSV written by export-labels", source)
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_IMPORT if c not in header]
@@ -72,12 +86,16 @@ def import_labels(workdir: str | Path, source: str | Path, annotator: str = "imp
             "SELECT p.id, p.component, i.key FROM proposals p JOIN images i ON i.id=p.image_id")}
         planned: dict[int, tuple[str, int, str, int]] = {}
         report = ImportReport()
-        for row in reader:
+        for row in _rows(reader, source):
             line = reader.line_num
+            if None in row or any(v is None for v in row.values()):  # short rows get None, long ones a None key
+                n = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                raise LabeltreeError(f"row has {n} fields but the header has {len(header)} ({', '.join(header)}): "
+                                     "fix the row", source, line)
             image = (row.get("image") or "").strip()
             comp_s = (row.get("component") or "").strip()
             cls_s = (row.get("class") or "").strip()
-            if not comp_s.isdigit():
+            if not (comp_s.isascii() and comp_s.isdigit()):
                 raise LabeltreeError(f"component must be a positive integer, got {comp_s!r}", source, line)
             pid = index.get((image, int(comp_s)))
             if pid is None:

@@ -56,8 +56,18 @@ class _Req(BaseModel):
     annotator: Annotator | None = None
 
 
+SQLITE_MAX = 2**63 - 1  # ids above SQLite's integer range name no proposal: 404 / 422, never a 500
+
+
+def _pid(request: Request) -> int:
+    pid = request.path_params["pid"]
+    if not 0 < pid <= SQLITE_MAX:
+        raise HTTPException(404, f"no proposal {pid}")
+    return pid
+
+
 class NextReq(_Req):
-    after: int = Field(default=0, ge=0, strict=True)
+    after: int = Field(default=0, ge=0, le=SQLITE_MAX, strict=True)
 
 
 class UndoReq(_Req):
@@ -67,7 +77,7 @@ class UndoReq(_Req):
 class DecideReq(_Req):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    proposal: int = Field(gt=0, strict=True)
+    proposal: int = Field(gt=0, le=SQLITE_MAX, strict=True)
     cls: str | int = Field(alias="class")
     previous: str | int | None = None
 
@@ -324,12 +334,12 @@ def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None, orde
         return JSONResponse(await run_in_threadpool(work))
 
     async def proposal(request: Request) -> Response:
-        pid = request.path_params["pid"]
+        pid = _pid(request)
         return JSONResponse(await run_in_threadpool(state.proposal_json, pid))
 
     def _picture(kind: str, media: str):
         async def view(request: Request) -> Response:
-            pid = request.path_params["pid"]
+            pid = _pid(request)
 
             def work() -> bytes:
                 row = db.proposal_row(state.con, pid)
@@ -382,4 +392,25 @@ def serve(workdir: str | Path, host: str = "127.0.0.1", port: int = 8765, log_le
     if app is None:
         app = create_app(workdir, allowed_hosts=allowed_hosts_for(host), order=order, gtsdb=gtsdb,
                          examples_per_class=examples_per_class)
+    check_bind(host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def check_bind(host: str, port: int) -> None:
+    """Fail with one line (exit 2) when HOST:PORT cannot be bound, before uvicorn prints its own exit 3."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise LabeltreeError(f"--port {port}: a port is 1..65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise LabeltreeError(f"--host {host}: cannot resolve it ({e})") from None
+    fam, _, _, _, addr = infos[0]
+    with socket.socket(fam, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a TIME_WAIT port is free
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise LabeltreeError(f"cannot listen on {host}:{port} ({e.strerror or e}); is another serve running? "
+                                 "choose another --port") from None

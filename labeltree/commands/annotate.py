@@ -56,7 +56,7 @@ def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_si
 @annotate_group.command("serve")
 @click.argument("workdir", type=_PATH)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (default: this machine only).")
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--order", type=click.Choice(["image", "confidence"]), default="image", show_default=True,
               help="Proposal order: image by image, or most confident model suggestion first (after suggest).")
 @click.option("--gtsdb", "gtsdb_dir", type=_PATH, default=None,
@@ -72,7 +72,9 @@ def serve_cmd(workdir: Path, host: str, port: int, order: str, gtsdb_dir: Path |
       labeltree annotate-extended serve work/ --port 8765 --gtsdb ~/data/FullIJCNN2013
       # then open http://127.0.0.1:8765/?annotator=alice
     """
-    from labeltree.annotate.server import allowed_hosts_for, create_app, serve
+    from labeltree.annotate.server import allowed_hosts_for, check_bind, create_app, serve
+
+    check_bind(host, port)  # before the (slow) app build: a port in use is one line, exit 2
 
     # built before binding, so that a WORKDIR or --gtsdb that is not ready fails here with a clear message
     app = create_app(workdir, allowed_hosts=allowed_hosts_for(host), order=order, gtsdb=gtsdb_dir,

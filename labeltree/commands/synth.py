@@ -23,7 +23,7 @@ def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
 
 @click.command("synth")
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--images", "-n", type=click.IntRange(min=1), default=50, show_default=True,
+@click.option("--images", "-n", type=click.IntRange(min=1, max=1_000_000), default=50, show_default=True,
               help="Frames per dataset (GTSDB: at most 900, its numbering).")
 @click.option("--gtsdb-images", type=click.IntRange(min=0, max=900), default=None,
               help="GTSDB frames if different from --images (2/3 from 00000 = train, the rest from 00600 = test).")

@@ -57,7 +57,9 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
 @click.command("predict")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Output folder (a prediction folder: files named as this run's outputs are replaced; an input "
+                   "image never is).")
 @click.option("--dataset", help="Also write the ids of this dataset (e.g. cityscapes) as {dataset}/{stem}.png "
               "(evaluate with: labeltree evaluate DATASET GT_ROOT OUT/{dataset}).")
 @click.option("--overlay", is_flag=True, help="Write {stem}_overlay.png (image blended with tree colours).")
@@ -66,9 +68,8 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
               "the whole image at once.")
 @click.option("--no-colour", "no_colour", is_flag=True, help="With --dataset: skip the tree-colour PNG.")
 @click.option("--device", help="cpu, cuda, cuda:1 (default: cuda when available).")
-@click.option("--force", is_flag=True, help="Replace prediction files already in OUT (inputs are never replaced).")
 def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: str | None, overlay: bool,
-                levels: bool, sliding: bool, no_colour: bool, device: str | None, force: bool) -> None:
+                levels: bool, sliding: bool, no_colour: bool, device: str | None) -> None:
     """Segment images with a trained checkpoint: per image a PNG in tree colours and/or dataset ids.
 
     CHECKPOINT is a .pt from `labeltree train`, or a .onnx from `labeltree export` (run with ONNX
@@ -89,7 +90,7 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
     else:
         from labeltree.train.predict import predict_files
     files = predict_files(checkpoint, list(inputs), out, dataset=dataset, overlay=overlay, sliding=sliding,
-                          levels=levels, colour=not no_colour, device=device, force=force, **kw)
+                          levels=levels, colour=not no_colour, device=device, **kw)
     click.echo(f"wrote {len(files)} files to {out}")
 
 

@@ -37,6 +37,8 @@ LABEL_DECODER = os.environ.get("LABELTREE_PNG_DECODER", "torchvision").strip().l
 _HAVE_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 # torchvision 0.29 announces that its image codecs move to torchcodec; they still work and are the
 # fastest exact decoder here. Silence that one notice (per call it would flood every reader).
+# check_pixels bounds every image this package decodes, below PIL's own bomb limit: PIL's warning is noise
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
 
@@ -58,6 +60,20 @@ class PngHeader:
         return {PNG_GREY: 1, PNG_PALETTE: 1, PNG_GREY_ALPHA: 2, PNG_RGB: 3, PNG_RGBA: 4}.get(self.colour_type, 0)
 
 
+#: images with more pixels are refused before decoding (a forged header would otherwise allocate gigabytes);
+#: 80 Mpx holds every frame of the datasets here (Vistas' largest ~ 25 Mpx). LABELTREE_MAX_PIXELS overrides.
+MAX_PIXELS = int(os.environ.get("LABELTREE_MAX_PIXELS", "80000000"))
+
+
+def check_pixels(width: int, height: int, path: str | Path | None = None) -> None:
+    """Refuse empty images and images above MAX_PIXELS, from their header, before any pixel is decoded."""
+    if width <= 0 or height <= 0:
+        raise LabeltreeError(f"image header says {width}x{height} pixels: the file is corrupt", path)
+    if width * height > MAX_PIXELS:
+        raise LabeltreeError(f"image header says {width}x{height} pixels, more than the {MAX_PIXELS} this tool "
+                             "decodes (a corrupt or forged header?); set LABELTREE_MAX_PIXELS to allow it", path)
+
+
 def png_header(head: bytes, path: str | Path | None = None) -> PngHeader | None:
     """Parse the IHDR chunk from the first 29+ bytes; None when the bytes are no PNG."""
     if not head.startswith(PNG_SIGNATURE):
@@ -72,7 +88,35 @@ def _torchvision_exact(hdr: PngHeader) -> bool:
     return hdr.bit_depth in (8, 16) and hdr.colour_type in (PNG_GREY, PNG_PALETTE) and hdr.interlace == 0
 
 
-def check_png_chunks(data: bytes, path: str | Path | None = None) -> None:
+def _row_bytes(hdr: PngHeader) -> int:
+    return (hdr.width * hdr.channels * hdr.bit_depth + 7) // 8
+
+
+def check_png_pixels(idat: bytes, hdr: PngHeader, path: str | Path | None = None) -> None:
+    """Inflate the image data of a non-interlaced PNG and check it holds every row with a valid filter byte.
+
+    libpng (inside torchvision) kills the process on "Not enough image data" or a bad filter byte
+    although every chunk and CRC is intact (a broken writer); this check raises first, naming the file.
+    """
+    stride = 1 + _row_bytes(hdr)
+    need = hdr.height * stride
+    try:
+        raw = zlib.decompressobj().decompress(idat, need)
+    except zlib.error as e:
+        raise LabeltreeError(f"PNG image data cannot be inflated ({e}): the file is corrupt; re-extract or "
+                             "re-download it", path) from None
+    if len(raw) < need:
+        raise LabeltreeError(f"PNG image data holds {len(raw) // stride} of {hdr.height} rows "
+                             f"({len(raw)} of {need} bytes): the file is truncated or corrupt; re-extract or "
+                             "re-download it", path)
+    filters = np.frombuffer(raw, dtype=np.uint8)[::stride]
+    if filters.size and int(filters.max()) > 4:
+        row = int(np.argmax(filters > 4))
+        raise LabeltreeError(f"PNG row {row} has filter type {int(filters[row])} (valid: 0-4): the file is corrupt",
+                             path)
+
+
+def check_png_chunks(data: bytes, path: str | Path | None = None, hdr: PngHeader | None = None) -> None:
     """Walk the chunk list: every chunk complete with a matching CRC-32, IDAT present, IEND reached.
 
     torchvision's decode_png (0.29) crashes the process (SIGSEGV) on any libpng error after the
@@ -83,6 +127,7 @@ def check_png_chunks(data: bytes, path: str | Path | None = None) -> None:
     """
     view = memoryview(data)
     pos, n, idat = 8, len(data), False
+    parts: list[memoryview] = []
     while True:
         if pos + 12 > n:
             raise LabeltreeError(f"PNG ends after {n} bytes in the middle of its chunk list (no IEND chunk): the file "
@@ -96,12 +141,16 @@ def check_png_chunks(data: bytes, path: str | Path | None = None) -> None:
         if zlib.crc32(view[pos + 4:end]) != int.from_bytes(view[end:end + 4], "big"):
             raise LabeltreeError(f"PNG chunk {ctype!r} at byte {pos} fails its CRC check: the file is corrupt; "
                                  "re-extract or re-download it", path)
-        idat |= ctype == b"IDAT"
+        if ctype == b"IDAT":
+            idat = True
+            parts.append(view[pos + 8:end])
         if ctype == b"IEND":
             break
         pos = end + 4
     if not idat:
         raise LabeltreeError("PNG has no image data (IDAT chunk): the file is corrupt", path)
+    if hdr is not None and hdr.interlace == 0:
+        check_png_pixels(b"".join(parts), hdr, path)
 
 
 def _decode_torchvision(data: bytes) -> np.ndarray:
@@ -114,8 +163,9 @@ def _decode_torchvision(data: bytes) -> np.ndarray:
     return t[0].numpy()
 
 
-def _decode_pil(source: Path | bytes) -> np.ndarray:
+def _decode_pil(source: Path | bytes, path: str | Path | None = None) -> np.ndarray:
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        check_pixels(*im.size, path)
         im.load()
         arr = np.asarray(im)
     if arr.dtype == bool:  # 1-bit greyscale: stored samples are 0/1
@@ -163,13 +213,15 @@ def decode_array(path: Path, hdr: PngHeader | None = None, decoder: str | None =
         hdr = png_header(data[:33], path)
     decoder = decoder or LABEL_DECODER
     try:
+        if hdr is not None:  # PIL pads missing rows silently and libpng segfaults on them: check every PNG
+            check_pixels(hdr.width, hdr.height, path)
+            check_png_chunks(data, path, hdr)
         if hdr is not None and decoder == "torchvision" and _torchvision_exact(hdr) and _HAVE_TORCHVISION:
-            check_png_chunks(data, path)
             return _decode_torchvision(data)
-        return _decode_pil(data)
+        return _decode_pil(data, path)
     except LabeltreeError:
         raise
-    except (OSError, RuntimeError, ValueError, SyntaxError) as e:
+    except (OSError, RuntimeError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         what = hdr.description if hdr is not None else "image"
         raise LabeltreeError(f"cannot decode {what} ({str(e).strip() or type(e).__name__}): the file is truncated "
                              "or corrupt; re-extract or re-download it", path) from None
@@ -180,14 +232,16 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     hdr = read_png_header(path)
     if hdr is not None:
+        check_pixels(hdr.width, hdr.height, path)
         return hdr.height, hdr.width
     try:
         with Image.open(path) as im:
             w, h = im.size
     except FileNotFoundError:
         raise LabeltreeError("image file not found", path) from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise LabeltreeError(f"cannot read image header ({e}): the file is truncated or corrupt", path) from None
+    check_pixels(w, h, path)
     return h, w
 
 
@@ -196,13 +250,18 @@ def read_rgb(path: str | Path) -> np.ndarray:
     use). Writable so that torch.from_numpy can take it as is; np.array costs ~0.6 ms more than
     np.asarray on 2 Mpx, against ~30 ms of JPEG decoding."""
     path = Path(path)
+    data, hdr = read_file_and_header(path)
+    if hdr is not None:  # PIL pads a PNG whose image data ends early without a word: check it (~ +50% time)
+        check_pixels(hdr.width, hdr.height, path)
+        check_png_chunks(data, path, hdr)
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
+            check_pixels(*im.size, path)
             im.load()
             return np.array(im if im.mode == "RGB" else im.convert("RGB"))
     except FileNotFoundError:
         raise LabeltreeError("image file not found", path) from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise LabeltreeError(f"cannot decode image ({e}): the file is truncated or corrupt; re-extract it from the "
                              "dataset", path) from None
 

@@ -31,6 +31,9 @@ GTSDB_SPLITS = {"train": range(0, 600), "test": range(600, 900)}
 GT_FILE = "gt.txt"
 
 
+MAX_COORD = 1 << 20  # a box coordinate beyond this is a broken line, not a frame (GTSDB frames are 1360x800)
+
+
 def frame_name(index: int) -> str:
     """The release's frame file name: 00000.ppm .. 00899.ppm."""
     return f"{index:05d}.ppm"
@@ -99,6 +102,9 @@ def load_gt(path: str | Path, taxonomy: Taxonomy | None = None,
         except ValueError:
             raise LabeltreeError(f"malformed line {line!r}: coordinates and ClassID must be integers "
                                  f"({GT_FORMAT})", path, n) from None
+        if any(abs(v) > MAX_COORD for v in (x0, y0, x1, y1)):
+            raise LabeltreeError(f"coordinate out of range (|value| > {MAX_COORD}) in line {line!r}: GTSDB frames are "
+                                 "1360x800; fix or remove the line", path, n)
         if k not in class_ids:
             raise LabeltreeError(f"ClassID {k} is not a {tax.name} class (ids {min(class_ids)}..{max(class_ids)}) "
                                  f"in line {line!r}", path, n)

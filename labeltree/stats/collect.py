@@ -384,18 +384,22 @@ class GroupStats:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], path: str | Path | None = None) -> GroupStats:
+        c = _count
         try:
-            g = cls(str(d["dataset"]), str(d["taxonomy"]), str(d["split"]), int(d["lut_size"]),
+            shard = tuple(c(v, "shard", 1) for v in d["shard"]) if d.get("shard") else None
+            if shard is not None and (len(shard) != 2 or shard[0] > shard[1]):
+                raise ValueError(f"shard {d['shard']} is not [K, N] with 1 <= K <= N")
+            g = cls(str(d["dataset"]), str(d["taxonomy"]), str(d["split"]), c(d["lut_size"], "lut_size", 1, MAX_LUT),
                     [int(v) for v in d["ignored"]], str(d.get("annotation", "dense")), d.get("mask_mode"),
-                    d.get("hierarchy"), tuple(d["shard"]) if d.get("shard") else None, int(d["samples"]),
-                    int(d["images"]), Counter({str(k): int(v) for k, v in d["sizes"].items()}),
+                    d.get("hierarchy"), shard, c(d["samples"], "samples"),  # type: ignore[arg-type]
+                    c(d["images"], "images"), Counter({str(k): c(v, f"sizes.{k}") for k, v in d["sizes"].items()}),
                     [str(b) for b in d.get("bad", [])])
             for k in _ARRAYS:
                 for i, v in d["counts"].get(k, {}).items():
-                    g.arrays[k][int(i)] = int(v)
-            g.box_area_min = {int(k): int(v) for k, v in d.get("box_area_min", {}).items()}
-            g.box_area_max = {int(k): int(v) for k, v in d.get("box_area_max", {}).items()}
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+                    g.arrays[k][c(i, f"counts.{k} index", 0, g.lut_size - 1)] = c(v, f"counts.{k}.{i}")
+            g.box_area_min = {int(k): c(v, "box_area_min") for k, v in d.get("box_area_min", {}).items()}
+            g.box_area_max = {int(k): c(v, "box_area_max") for k, v in d.get("box_area_max", {}).items()}
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError) as e:
             raise LabeltreeError(f"not a labeltree stats raw-count group ({type(e).__name__}: {e}); write one "
                                  "with `labeltree stats ... --shard K/N -o FILE.json` or `--raw FILE.json`",
                                  path) from None
@@ -426,6 +430,21 @@ class RunInfo:
     computed: int = 0  # samples decoded in this run
     cached: int = 0  # samples served from the cache
     bad: list[str] = field(default_factory=list)
+
+
+MAX_COUNT = 1 << 62  # counts are summed in int64: a bigger one is a broken file, not a dataset
+MAX_LUT = 1 << 24
+
+
+def _count(v: Any, what: str, lo: int = 0, hi: int = MAX_COUNT) -> int:
+    """A whole number in [lo, hi] from a raw-count file (no fractions, no bools, no 10^30)."""
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError(f"{what}: {v!r} is not a whole number")
+    if not lo <= v <= hi:
+        raise ValueError(f"{what}: {v!r} is out of range {lo}..{hi}")
+    return int(v)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

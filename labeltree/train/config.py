@@ -7,7 +7,7 @@ prints and saves next to its checkpoints, so that a run folder says exactly what
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,18 +19,43 @@ from labeltree.train.scaling import ResizeMode
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # nan / inf / 1e400 never reach training
+
+
+# bounds that keep a typo from asking for hundreds of GB (a crop or width of 10^5) or a silent no-op
+MAX_SIDE = 8192  # pixels of a crop or resize side
+MAX_CROP_PIXELS = 1 << 24  # 16 Mpx per crop
+MAX_WIDTH = 4096  # channels of a layer
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+Channels = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d{1,3}|mps)$"
+
+
+def check_device(spec: str, option: str = "--device") -> str:
+    """A device name torch understands (auto, cpu, cuda, cuda:N, mps), checked before torch sees it."""
+    import re
+
+    if not re.match(DEVICE_PATTERN, spec):
+        raise LabeltreeError(f"{option} {spec!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return spec
 
 
 class Augment(_Strict):
     """Per-dataset augmentation; flips are off by default (left/right signs are different classes)."""
 
-    scale: tuple[float, float] = (1.0, 1.0)  # random rescale range applied after `resize`
-    hflip: bool = False
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    hue: float = 0.0
+    scale: tuple[Annotated[float, Field(gt=0.0, le=8.0)], Annotated[float, Field(gt=0.0, le=8.0)]] = (1.0, 1.0)
+    hflip: bool = False  # scale: random rescale range applied after `resize`
+    brightness: Unit = 0.0
+    contrast: Unit = 0.0
+    saturation: Unit = 0.0
+    hue: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Augment:
+        if self.scale[0] > self.scale[1]:
+            raise ValueError(f"scale: the range must be (low, high), got {list(self.scale)}")
+        return self
 
 
 class DatasetCfg(_Strict):
@@ -38,12 +63,12 @@ class DatasetCfg(_Strict):
     root: str  # absolute, or relative to --data-root
     split: str = "train"
     val_split: str | None = "val"
-    share: int = Field(1, ge=0)  # images of this dataset in every (per-process) batch
-    resize: tuple[int, int] | None = None  # (H, W) training scale; None = native size
+    share: int = Field(1, ge=0, le=1024)  # images of this dataset in every (per-process) batch
+    resize: tuple[Side, Side] | None = None  # (H, W) training scale; None = native size
     resize_mode: ResizeMode = "fixed"  # fixed = exactly `resize`; cover / short keep the aspect (train.scaling)
     augment: Augment = Field(default_factory=Augment)
     mask_mode: MaskMode | None = None  # box datasets: None = by model kind (`box_mask_mode`)
-    max_samples: int | None = None  # use only the first N samples (debugging, tests)
+    max_samples: int | None = Field(None, ge=1)  # use only the first N samples (debugging, tests)
 
 
 class EvalDatasetCfg(_Strict):
@@ -51,29 +76,29 @@ class EvalDatasetCfg(_Strict):
     root: str
     images: str | None = None  # where the photos are when `root` has labels only (Cityscapes Extended)
     split: str = "val"
-    resize: tuple[int, int] | None = None
+    resize: tuple[Side, Side] | None = None
     resize_mode: ResizeMode = "fixed"
-    max_samples: int | None = None
+    max_samples: int | None = Field(None, ge=1)
 
 
 class ModelCfg(_Strict):
     kind: Literal["hierarchical", "flat"] = "hierarchical"
     backbone: Literal["resnet50", "resnet18", "tiny"] = "resnet50"
     pretrained: str | None = None  # path to a torchvision state dict of the backbone
-    width: int = 256  # shared feature width and per-head bottleneck width (paper: 256)
-    bottleneck: int = 64  # inner width of each head's bottleneck block
-    tiny_channels: tuple[int, int, int, int] = (16, 32, 48, 64)
-    bn_momentum: float = 0.1  # PyTorch convention (= TF decay 0.9)
+    width: Channels = 256  # shared feature width and per-head bottleneck width (paper: 256)
+    bottleneck: Channels = 64  # inner width of each head's bottleneck block
+    tiny_channels: tuple[Channels, Channels, Channels, Channels] = (16, 32, 48, 64)
+    bn_momentum: Unit = 0.1  # PyTorch convention (= TF decay 0.9)
 
 
 class OptimCfg(_Strict):
     # paper: SGD with momentum; adamw (beta1 = momentum) trains a tiny net from scratch in fewer steps
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1.7e-4
-    gamma: float = 0.5  # lr factor at each milestone (paper: halved)
-    milestones: list[int] = Field(default_factory=list)  # in `milestone_unit`
+    lr: float = Field(0.01, gt=0.0, le=100.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1.7e-4, ge=0.0, le=1.0)
+    gamma: float = Field(0.5, gt=0.0, le=1.0)  # lr factor at each milestone (paper: halved)
+    milestones: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)  # in `milestone_unit`
     milestone_unit: Literal["steps", "epochs"] = "steps"
     epoch_dataset: str | None = None  # epochs counted over this dataset (paper: vistas)
 
@@ -87,31 +112,38 @@ class ClassWeightsCfg(_Strict):
 
 
 class LossCfg(_Strict):
-    lambdas: dict[int, float] = Field(default_factory=lambda: {1: 1.0})  # per classifier level
-    lambda_default: float = 0.1  # levels not listed (paper: 0.1 below Level 1)
+    lambdas: dict[Annotated[int, Field(ge=1, le=64)], Annotated[float, Field(ge=0.0, le=1e3)]] = Field(
+        default_factory=lambda: {1: 1.0})  # per classifier level
+    lambda_default: float = Field(0.1, ge=0.0, le=1e3)  # levels not listed (paper: 0.1 below Level 1)
     gating: Literal["path", "l1", "l2"] = "path"  # docs/design.md §2.4 box gating rule
     class_weights: ClassWeightsCfg | None = None  # None = unweighted (the paper)
 
 
 class TrainCfg(_Strict):
-    steps: int = 1000
-    crop: tuple[int, int] = (512, 706)  # (H, W)
-    seed: int = 0
-    workers: int = 2
+    steps: int = Field(1000, ge=0, le=10**9)
+    crop: tuple[Side, Side] = (512, 706)  # (H, W)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    workers: int = Field(2, ge=0, le=256)
     pin_memory: bool = True
     amp: bool = True  # bf16 autocast (CUDA only)
     channels_last: bool = True  # CUDA only
     compile: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # CPU intra-op threads (None = torch's default); 1 helps on busy 2-core boxes
-    log_every: int = 1
-    checkpoint_every: int = 500
-    eval_every: int = 0  # 0 = only at the end
+    device: str = Field("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:N | mps
+    threads: int | None = Field(None, ge=1, le=1024)  # CPU intra-op threads (None = torch's default)
+    log_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    eval_every: int = Field(0, ge=0)  # 0 = only at the end
     eval_at_end: bool = True
     check_labels: bool = True
     cache: str | None = None  # folder written by `labeltree prepare` (relative to --data-root)
     cache_format: Literal["png", "npy"] = "png"  # what `prepare` writes; npy = memory-mapped crops (train.fastload)
     jitter_on_device: bool = False  # colour jitter on the batch after the transfer (train.fastload), not per sample
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainCfg:
+        if self.crop[0] * self.crop[1] > MAX_CROP_PIXELS:
+            raise ValueError(f"crop: {self.crop[0]}x{self.crop[1]} is more than {MAX_CROP_PIXELS} pixels per crop")
+        return self
 
 
 class Config(_Strict):
@@ -202,8 +234,17 @@ def find_config(ref: str | Path) -> Path:
 def load_config(ref: str | Path, overrides: list[str] | tuple[str, ...] = (), data_root: str | Path | None = None,
                 ) -> Config:
     path = find_config(ref)
+    if path.is_dir():
+        raise LabeltreeError("a training config must be a YAML file, not a folder", path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LabeltreeError(f"not a text file (byte {e.start} is no UTF-8): give a YAML training config",
+                             path) from None
+    except OSError as e:
+        raise LabeltreeError(f"cannot read the config ({e.strerror or e})", path) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise LabeltreeError(f"not valid YAML: {e}", path, line + 1 if line is not None else None) from None

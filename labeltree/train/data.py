@@ -337,6 +337,25 @@ def build_loader(cfg: Config, sources: list[Source], start_step: int, rank: int 
                       persistent_workers=False, prefetch_factor=4 if w > 0 else None)
 
 
+WORKER_PREFIX = "labeltree.errors.LabeltreeError: "
+
+
+def batches(loader: DataLoader):
+    """Iterate `loader`; a LabeltreeError raised in a worker process comes back as its own one line.
+
+    torch re-raises a worker's exception with the worker's whole traceback as the message; the
+    user needs only its last line (the file and what is wrong with it).
+    """
+    try:
+        yield from loader
+    except LabeltreeError as e:
+        text = str(e)
+        if "Original Traceback" not in text:
+            raise
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        raise LabeltreeError(last.removeprefix(WORKER_PREFIX)) from None
+
+
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """uint8 [B,3,H,W] -> float, ImageNet mean/std (on whatever device the images are)."""
     mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255

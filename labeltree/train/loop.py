@@ -28,7 +28,7 @@ from labeltree.fsutil import check_output, write_text
 from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from labeltree.train.class_weights import load_class_weights
 from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg
-from labeltree.train.data import Source, build_loader, build_sources, check_labels, normalise
+from labeltree.train.data import Source, batches, build_loader, build_sources, check_labels, normalise
 from labeltree.train.evaluation import evaluate_sources
 from labeltree.train.fastload import apply_jitter
 from labeltree.train.loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
@@ -58,6 +58,10 @@ def pick_device(spec: str, local_rank: int = 0) -> torch.device:
         raise LabeltreeError(f"train.device={spec} but no CUDA device is available; use train.device=cpu")
     if spec == "cuda":
         return torch.device(f"cuda:{local_rank}")
+    if spec.startswith("cuda:") and int(spec[5:]) >= torch.cuda.device_count():
+        raise LabeltreeError(f"train.device={spec} but there are {torch.cuda.device_count()} CUDA devices")
+    if spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LabeltreeError("train.device=mps but MPS is not available; use train.device=cpu")
     return torch.device(spec)
 
 
@@ -260,7 +264,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     t_last = time.perf_counter()
     ips = 0.0
     try:
-        for batch in loader:
+        for batch in batches(loader):
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             ds = batch["ds"].to(device, non_blocking=True)
@@ -286,6 +290,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
                     dist.all_reduce(vals)
                     vals /= world
                 v = vals.tolist()
+                if not math.isfinite(v[0]):  # a diverged run must not go on to write best.pt and exit 0
+                    raise LabeltreeError(f"the loss is {v[0]} at step {step}: training diverged; lower optim.lr "
+                                         f"(now {opt.param_groups[0]['lr']:g}) or check the data", out)
                 now = time.perf_counter()
                 ips = cfg.batch_size * world * cfg.train.log_every / max(now - t_last, 1e-9)
                 t_last = now

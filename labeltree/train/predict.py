@@ -25,7 +25,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.fsutil import check_output
 from labeltree.fsutil import write_png as _write_png
 from labeltree.train.checkpoint import load_checkpoint
-from labeltree.train.config import Config, config_from_dict
+from labeltree.train.config import Config, check_device, config_from_dict
 from labeltree.train.data import normalise, resize_pair
 from labeltree.train.loss import FlatSpace, flat_space
 from labeltree.train.model import SegNet, build_model
@@ -139,6 +139,10 @@ def no_label_value(h: Hierarchy, dataset: str) -> int:
 
 
 def load_predictor(checkpoint: str | Path, device: str | torch.device | None = None) -> Predictor:
+    if isinstance(device, str) and device != "auto":  # checked before torch sees it (a RuntimeError otherwise)
+        check_device(device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise LabeltreeError(f"--device {device}: no CUDA device is available; use --device cpu")
     state = load_checkpoint(checkpoint)
     cfg = config_from_dict(state["config"])
     cfg.model.pretrained = None  # the weights are in the checkpoint
@@ -153,7 +157,8 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
     if state.get("head_names") and list(state["head_names"]) != heads:
         raise LabeltreeError(f"checkpoint classifiers {state['head_names']} are not those of the tree "
                              f"'{cfg.hierarchy}' ({heads}); was the tree file changed after training?", checkpoint)
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device) if device and device != "auto" else auto
     model = build_model(cfg.model, sizes)
     model.load_state_dict(state["model"])
     model.to(dev).eval()
@@ -211,7 +216,7 @@ def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str 
 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str | Path, dataset: str | None = None,
                   overlay: bool = False, sliding: bool = False, levels: bool = False, colour: bool = True,
-                  device: str | None = None, progress: bool = True, force: bool = False) -> list[Path]:
+                  device: str | None = None, progress: bool = True) -> list[Path]:
     """Write per image: `{stem}_tree.png` (tree colours), `{dataset}/{stem}.png` (the dataset's ids),
     `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k).
 
@@ -234,16 +239,11 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
     images = collect_images(inputs)
     check_output(out, "-o", folder=True)
     sources = {os.path.realpath(p) for p in images} | {os.path.realpath(checkpoint)}
-    mine: set[Path] = set()  # written by this run (an image in two inputs is predicted twice)
 
-    def write_png(target: Path, arr: np.ndarray) -> None:  # the output policy, per file
+    def write_png(target: Path, arr: np.ndarray) -> None:  # OUT is a prediction folder: never over an input
         if os.path.realpath(target) in sources:
             raise LabeltreeError("this output would replace an input image; choose another -o", target)
-        if target.exists() and not force and target not in mine:
-            raise LabeltreeError("the prediction file exists; pass --force to replace it, or choose another -o",
-                                 target)
         _write_png(target, arr)
-        mine.add(target)
 
     for path in tqdm(images, desc="predict", unit="img", disable=not progress):
         img = read_rgb(path)
