@@ -17,6 +17,7 @@ from labeltree.core.importers import (
 )
 from labeltree.core.taxonomy import Taxonomy
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import check_outputs, same_file
 
 
 def _common(f: Any) -> Any:
@@ -41,6 +42,14 @@ def _emit(tax: Taxonomy, output: Path | None, force: bool, sources: list[Path]) 
     write_taxonomy(tax, output)
     click.echo(f"wrote {output}: taxonomy '{tax.name}', {len(tax.classes)} classes, ignored ids {tax.ignore_ids}",
                err=True)
+
+
+def _precheck(output: Path | None, force: bool, sources: list[Path]) -> None:
+    """Before reading: never the source, an existing file only with --force (fsutil's one output policy)."""
+    if output is not None:
+        if any(same_file(output, s) for s in sources):
+            raise LabeltreeError("refusing to overwrite the source file; choose another -o", output)
+        check_outputs({"-o": output}, sources, force)
 
 
 def _opts(name: str | None, ignore: tuple[str, ...]) -> dict[str, Any]:
@@ -75,6 +84,7 @@ def vistas_config_cmd(file: Path, output: Path | None, force: bool, name: str | 
     Example:
       labeltree import vistas-config config_v1.2.json -o vistas-v1.2.yaml
     """
+    _precheck(output, force, [file])
     _emit(import_vistas_config(file, **_opts(name, ignore)), output, force, [file])
 
 
@@ -96,6 +106,7 @@ def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ig
     Example:
       labeltree import table bikelanes.tsv --name bikelanes -o bikelanes.yaml
     """
+    _precheck(output, force, [file])
     enc: dict[str, Any] = {"format": fmt, "offset": offset}
     if dtype:
         enc["dtype"] = dtype

@@ -41,11 +41,14 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
       labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 200
       labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 400 --resume
     """
-    from labeltree.train.loop import train
+    from labeltree.train.config import check_run_folder
 
     if resume and force:
         raise LabeltreeError("--resume continues the run in --out, --force starts it over: give one of them")
     cfg = _config(config, data_root, sets, steps)
+    check_run_folder(out, resume, force)  # before torch is imported: a refusal takes no time
+    from labeltree.train.loop import train
+
     r = train(cfg, out, resume=resume, force=force, progress=progress, log=click.echo)
     if r.losses:
         last = r.losses[-1]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import check_output
 from labeltree.resources import config_dir
 from labeltree.train.scaling import ResizeMode
 
@@ -30,6 +31,18 @@ Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 Channels = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d{1,3}|mps)$"
+
+
+RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl")
+
+
+def check_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """A run folder holding a run is continued (`resume`) or started over (`force`), never silently mixed."""
+    check_output(out, "--out", folder=True)
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    if found and not resume and not force:
+        raise LabeltreeError(f"--out holds a run ({', '.join(found)}); pass --resume to continue it or --force to "
+                             "start over (its checkpoints and logs are replaced), or choose another --out", out)
 
 
 def check_device(spec: str, option: str = "--device") -> str:

@@ -24,10 +24,10 @@ from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import check_output, write_text
+from labeltree.fsutil import write_text
 from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from labeltree.train.class_weights import load_class_weights
-from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg
+from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg, check_run_folder
 from labeltree.train.data import Source, batches, build_loader, build_sources, check_labels, normalise
 from labeltree.train.evaluation import evaluate_sources
 from labeltree.train.fastload import apply_jitter
@@ -132,18 +132,6 @@ def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
             e = e.model_copy(update={"images": str(cfg.resolve_root(e.images))})
         out.append(Source(e, cfg.resolve_root(e.root), e.split, h, box_mode))
     return out
-
-
-RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl")
-
-
-def check_run_folder(out: Path, resume: bool, force: bool) -> None:
-    """A run folder holding a run is continued (`resume`) or started over (`force`), never silently mixed."""
-    check_output(out, "--out", folder=True)
-    found = [n for n in RUN_FILES if (out / n).exists()]
-    if found and not resume and not force:
-        raise LabeltreeError(f"--out holds a run ({', '.join(found)}); pass --resume to continue it or --force to "
-                             "start over (its checkpoints and logs are replaced), or choose another --out", out)
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
