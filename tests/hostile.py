@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -34,7 +35,8 @@ def refused(args: list, root: Path, *needles: str, usage: bool = False, env: dic
     assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
     assert isinstance(res.exception, SystemExit), res.exception
     assert "Traceback" not in res.output
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    # progress bars (tqdm: '\r'-separated, '%|') may precede the message; the message itself is one line
+    lines = [ln for ln in re.split(r"[\r\n]", res.stderr) if ln.strip() and "%|" not in ln]
     if usage:
         assert lines and lines[-1].startswith("Error:"), res.stderr
     else:

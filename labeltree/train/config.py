@@ -143,9 +143,9 @@ class TrainCfg(_Strict):
     compile: bool = False
     device: str = Field("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = Field(None, ge=1, le=1024)  # CPU intra-op threads (None = torch's default)
-    log_every: int = Field(1, ge=1)
-    checkpoint_every: int = Field(500, ge=1)
-    eval_every: int = Field(0, ge=0)  # 0 = only at the end
+    log_every: int = Field(1, ge=1, le=10**9)
+    checkpoint_every: int = Field(500, ge=1, le=10**9)
+    eval_every: int = Field(0, ge=0, le=10**9)  # 0 = only at the end
     eval_at_end: bool = True
     check_labels: bool = True
     cache: str | None = None  # folder written by `labeltree prepare` (relative to --data-root)
