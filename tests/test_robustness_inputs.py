@@ -384,3 +384,18 @@ def test_snapshot_sees_changes(tmp_path: Path) -> None:  # the helper every case
     s = snapshot(tmp_path)
     (tmp_path / "a").write_bytes(b"2")
     assert snapshot(tmp_path) != s
+
+
+def test_annotate_exports_replace_earlier_outputs_only_with_force(tmp_path: Path, workdir: Path) -> None:
+    out = tmp_path / "ext"
+    assert invoke(["annotate-extended", "export", workdir, out, "--workers", "1", "--images", "none"]).exit_code == 0
+    label = out / "gtFine/val/frankfurt/frankfurt_000000_000019_gtFine_labelIds.png"
+    assert decode_array(label)[10, 10] == 20  # undecided sign keeps its Cityscapes id
+    refused(["annotate-extended", "export", workdir, out, "--workers", "1", "--images", "none"], tmp_path,
+            "earlier export", "--force")
+    assert invoke(["annotate-extended", "export", workdir, out, "--workers", "1", "--images", "none",
+                   "--force"]).exit_code == 0
+    (tmp_path / "signs.csv").write_text("mine\n")
+    refused(["annotate-extended", "export-labels", workdir, tmp_path / "signs.csv"], tmp_path, "signs.csv", "--force")
+    assert invoke(["annotate-extended", "export-labels", workdir, tmp_path / "signs.csv", "--force"]).exit_code == 0
+    assert (tmp_path / "signs.csv").read_text().startswith("image,component,")

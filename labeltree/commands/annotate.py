@@ -141,7 +141,9 @@ def import_cmd(workdir: Path, csv_file: Path) -> None:
 @click.option("--images", type=click.Choice(["none", "symlink", "copy"]), default="symlink", show_default=True,
               help="Also put the leftImg8bit frames into OUT_ROOT.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes (default: all cores).")
-def export_cmd(workdir: Path, out_root: Path, images: str, workers: int | None) -> None:
+@click.option("--force", is_flag=True, help="Replace the label images of an earlier export in OUT_ROOT (without it "
+                                            "an OUT_ROOT holding gtFine/ files is refused before anything is written).")
+def export_cmd(workdir: Path, out_root: Path, images: str, workers: int | None, force: bool) -> None:
     """Write 16-bit Cityscapes Extended labels: OUT_ROOT/gtFine/{split}/{city}/*_gtFine_labelIds.png.
 
     Labelled sign pixels become 2000 + ClassID; every other pixel keeps its Cityscapes id.
@@ -152,7 +154,13 @@ def export_cmd(workdir: Path, out_root: Path, images: str, workers: int | None) 
       labeltree stats cityscapes-extended ~/data/cityscapes-extended
     """
     from labeltree.annotate.export import export_extended
+    from labeltree.fsutil import check_output
 
+    check_output(out_root, "OUT_ROOT", folder=True)
+    gt = out_root / "gtFine"
+    if not force and gt.is_dir() and next((p for p in gt.rglob("*") if p.is_file()), None) is not None:
+        raise LabeltreeError("OUT_ROOT holds label images (gtFine/) of an earlier export; pass --force to replace "
+                             "them, or choose another OUT_ROOT", out_root)
     r = export_extended(workdir, out_root, workers=workers, images=images)
     if r.images == 0:
         raise LabeltreeError("the database has no images; run propose first", workdir)
