@@ -154,7 +154,14 @@ OPTION_CASES = [
     (["stats", "cityscapes", "{tmp}", "--workers", "0"], "--workers"),
     (["evaluate", "cityscapes", "{tmp}", "{tmp}", "--workers", "-2"], "--workers"),
     (["gtsdb-masks", "{tmp}", "{tmp}/m", "--workers", "0"], "--workers"),
+    (["stats", "cityscapes", "{tmp}", "--min-pixels", "-5"], "--min-pixels"),
+    (["evaluate", "cityscapes", "{tmp}", "{tmp}", "--min-pixels", "-1"], "--min-pixels"),
 ]
+
+
+def test_shard_count_beyond_any_dataset(tmp_path: Path) -> None:
+    refused(["stats", "cityscapes", tmp_path, "--shard", "1/99999999999999999999", "-o", tmp_path / "s.json"],
+            tmp_path, "--shard", "100000")
 
 
 @pytest.mark.parametrize("argv,option", OPTION_CASES,
@@ -216,6 +223,7 @@ RAW_CASES = {"pixels 10^30": ("counts", "pixels", 10**30), "pixels negative": ("
              "pixels fractional": ("counts", "pixels", 2.5), "pixels text": ("counts", "pixels", "many"),
              "images 10^30": ("images", None, 10**30), "lut_size 10^30": ("lut_size", None, 10**30),
              "samples -1": ("samples", None, -1), "shard 3 of 2": ("shard", None, [3, 2]),
+             "shard of 10^30": ("shard", None, [1, 10**30]),
              "index beyond lut": ("counts", "index", 10**6), "pixels true": ("counts", "pixels", True)}
 
 

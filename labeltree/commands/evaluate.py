@@ -123,7 +123,7 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
 @click.option("--gtsdb-size", default="512x850", show_default=True,
               help="--classes paper on GTSDB: frame size HxW at which the >= --min-pixels rule is counted "
                    "(the authors train on GTSDB resized to 512x850; 'native' = no resize).")
-@click.option("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS, show_default=True,
+@click.option("--min-pixels", type=click.IntRange(min=0), default=DEFAULT_MIN_PIXELS, show_default=True,
               help="--classes paper on GTSDB: pixels a class needs in both splits.")
 @click.option("--gtsdb-mask", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
               help="GTSDB ground truth: sign shapes in the boxes (fine) or filled boxes (coarse).")

@@ -64,7 +64,7 @@ _common = [
                  help="Per classifier, class and dataset: rolled-up pixels, .json/.csv/.parquet."),
     click.option("--plot", type=click.Path(path_type=Path), default=None,
                  help="PNG: log-scale pixel share per class, grouped by classifier, coloured by tree level."),
-    click.option("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS, show_default=True,
+    click.option("--min-pixels", type=click.IntRange(min=0), default=DEFAULT_MIN_PIXELS, show_default=True,
                  help="A class counts as evaluated with at least this many pixels (the paper's GTSDB rule)."),
     click.option("--all-classes", is_flag=True, help="List classes without pixels in the terminal table too."),
     click.option("--quiet", is_flag=True, help="No terminal table, no progress bar."),

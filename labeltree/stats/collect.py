@@ -387,7 +387,7 @@ class GroupStats:
         c = _count
         try:
             shard = tuple(c(v, "shard", 1) for v in d["shard"]) if d.get("shard") else None
-            if shard is not None and (len(shard) != 2 or shard[0] > shard[1]):
+            if shard is not None and (len(shard) != 2 or not shard[0] <= shard[1] <= MAX_SHARDS):
                 raise ValueError(f"shard {d['shard']} is not [K, N] with 1 <= K <= N")
             g = cls(str(d["dataset"]), str(d["taxonomy"]), str(d["split"]), c(d["lut_size"], "lut_size", 1, MAX_LUT),
                     [int(v) for v in d["ignored"]], str(d.get("annotation", "dense")), d.get("mask_mode"),
@@ -434,6 +434,7 @@ class RunInfo:
 
 MAX_COUNT = 1 << 62  # counts are summed in int64: a bigger one is a broken file, not a dataset
 MAX_LUT = 1 << 24
+MAX_SHARDS = 100_000  # more shards than any dataset has images is a typo
 
 
 def _count(v: Any, what: str, lo: int = 0, hi: int = MAX_COUNT) -> int:
@@ -451,8 +452,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise LabeltreeError(f"--shard must be K/N with 1 <= K <= N (e.g. 2/8), got '{text}'")
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)) <= MAX_SHARDS:
+        raise LabeltreeError(f"--shard must be K/N with 1 <= K <= N <= {MAX_SHARDS} (e.g. 2/8), got '{text}'")
     return int(m.group(1)), int(m.group(2))
 
 
