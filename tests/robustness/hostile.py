@@ -8,8 +8,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from builders import save_png
 from click.testing import CliRunner, Result
-from PIL import Image
 
 from labeltree.cli import main
 
@@ -71,9 +71,7 @@ def short_png(width: int = 16, height: int = 8, have: int = 3, channels: int = 1
 
 
 def png(path: Path, arr: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
+    return save_png(path, arr)
 
 
 CS_KEY = "aachen_000000_000019"
