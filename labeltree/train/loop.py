@@ -27,7 +27,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_text
 from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from labeltree.train.class_weights import load_class_weights
-from labeltree.train.config import Config, EvalDatasetCfg, OptimCfg, check_run_folder
+from labeltree.train.config import RUN_FILES, Config, EvalDatasetCfg, OptimCfg, check_run_folder
 from labeltree.train.data import Source, batches, build_loader, build_sources, check_labels, normalise
 from labeltree.train.evaluation import evaluate_sources
 from labeltree.train.fastload import apply_jitter
@@ -181,7 +181,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         write_text(out / "config.yaml", text)
         log(f"# resolved config (saved to {out / 'config.yaml'})\n{text}")
     if main and state is None:
-        for n in ("train.jsonl", "metrics.jsonl"):  # a fresh run (--force) must not append to the old history
+        for n in RUN_FILES:  # a fresh run (--force): no old history appended to, no old best.pt left beside it
             (out / n).unlink(missing_ok=True)
     if cfg.train.check_labels and main and state is None:
         check_labels(sources, workers=cfg.train.workers or 1, progress=progress)
