@@ -147,7 +147,8 @@ def _train_one(kind: str, plan: Plan, data: Path, run: Path, progress: bool, thr
         def quiet(msg: str) -> None:
             f.write(msg + "\n")
             f.flush()
-        res = train(cfg, run, resume=(run / "last.pt").exists(), progress=progress, log=quiet)
+        resume = (run / "last.pt").exists()  # else start over: a kill before the first checkpoint left only logs
+        res = train(cfg, run, resume=resume, force=not resume, progress=progress, log=quiet)
     return res.last or run / "last.pt"
 
 
