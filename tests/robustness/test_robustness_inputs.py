@@ -258,7 +258,7 @@ def test_stats_merge_accepts_the_unchanged_counts(tmp_path: Path, raw_counts: di
 BASE = {"datasets": [{"name": "cityscapes", "root": "cs"}]}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**30, 10**30))
 def test_any_lr_is_accepted_only_when_finite_positive_and_sane(lr: float) -> None:
     ok = isinstance(lr, float | int) and math.isfinite(lr) and 0 < lr <= 100
@@ -270,7 +270,7 @@ def test_any_lr_is_accepted_only_when_finite_positive_and_sane(lr: float) -> Non
         assert ok and cfg.optim.lr == lr
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.sampled_from(["checkpoint_every", "workers", "steps", "log_every", "eval_every"]),
        st.integers(-10**30, 10**30) | st.floats(allow_nan=True, allow_infinity=True))
 def test_any_train_count_is_a_whole_number_in_range(key: str, value: float) -> None:
@@ -330,7 +330,7 @@ def test_import_refuses_hostile_csv(tmp_path: Path, workdir: Path, name: str) ->
 _cell = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(st.one_of(_cell, st.sampled_from(["frankfurt_000000_000019", "1", "14", "other", ""])),
                          max_size=5), max_size=4))
 def test_any_csv_rows_import_or_fail_with_one_line(tmp_path: Path, workdir: Path, table: list[list[str]]) -> None:
