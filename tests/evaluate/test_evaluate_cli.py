@@ -242,7 +242,7 @@ def test_gtsdb_fine_vs_coarse_boxes(real_gtsdb_root, tmp_path):
     assert res["mIoU"] == 1.0 and res["n_present"] == len(expect)
     with pytest.warns(UserWarning):
         res, _ = evaluate_folder("gtsdb", root, tmp_path / "fine", "train", workers=1, progress=False,
-                                 mask_mode="coarse")
+                                 mask_mode="coarse", drop="none")
     # against filled boxes the corners the shapes leave 'unlabeled' are errors ("other")
     for v, (tp, fn, fp) in expect.items():
         c = res["classes"][tax.by_id(v - tax.encoding.offset).display]
