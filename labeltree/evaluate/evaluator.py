@@ -833,8 +833,8 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
         jobs = [_Job(ev.counter, s, p, mask_mode) for s, p in pairs]
         nw = default_workers() if workers is None else max(1, workers)
         if nw > 1 and len(jobs) > 1:
-            # The first image is counted here, before the pool forks: that loads the PNG decoder (torch +
-            # torchvision, ~6 s of CPU) once, and the forked workers inherit it instead of each importing it.
+            # The first image is counted here, before the pool forks: that loads the PNG decoders (pyspng,
+            # PIL) once, and the forked workers inherit them instead of each importing them.
             ev.merge(_count_job(jobs[0]))
             jobs = jobs[1:]
         for cm in pmap(_count_job, jobs, nw, desc=f"evaluate {reader.taxonomy.name}", progress=progress,
