@@ -782,7 +782,7 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
                     workers: int | None = None, progress: bool = True, gtsdb_size: tuple[int, int] | None = (512, 850),
                     min_pixels: int = DEFAULT_MIN_PIXELS, mask_mode: str = DEFAULT_MASK_MODE,
                     protocol: str = "official", drop: str | None = None, gtsdb_root: str | Path | None = None,
-                    ) -> tuple[dict[str, Any], Evaluator]:
+                    sign_rule: bool | None = None) -> tuple[dict[str, Any], Evaluator]:
     """Evaluate a folder of predictions (or a `predict(sample) -> array` callable) on one split.
 
     Files are decoded once each, in a process pool (`workers`, default all cores); each worker
@@ -817,7 +817,7 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
     ev = Evaluator(reader.taxonomy if isinstance(dataset, Taxonomy) else dataset, hierarchy=hierarchy,
                    classes=classes, pred_space=getattr(predict, "pred_space", pred_space),
                    paper_protocol=paper_protocol, mean_over=mean_over, levels=levels, pixel_counts=counts,
-                   min_pixels=min_pixels, protocol=protocol, drop=drop)
+                   min_pixels=min_pixels, protocol=protocol, drop=drop, sign_rule=sign_rule)
     if predict is not None:
         for s in samples:
             gt = read_label(s, reader.taxonomy, mask_mode)
