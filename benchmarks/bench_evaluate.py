@@ -51,8 +51,7 @@ from labeltree.core.taxonomy import load_taxonomy  # noqa: E402
 
 CS_MODULE = "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling"
 #: the venv tests/test_conformance.py builds and caches
-CS_VENV_PY = (Path.home() / ".cache" / "labeltree-tests" /
-              f"cityscapesscripts-2.3.0-py{sys.version_info.major}.{sys.version_info.minor}" / "bin" / "python")
+CS_VENV_PY = Path.home() / ".cache" / "labeltree-tests" / "cityscapesscripts-venv" / "bin" / "python"
 #: label-only commands: their start-up is timed and checked for torch (python -X importtime)
 LABEL_ONLY = [["tree"], ["merge", "cityscapes", "vistas", "gtsdb", "--format", "json"], ["evaluate", "--help"],
               ["stats", "--help"], ["gtsdb-masks", "--help"], ["annotate-extended", "propose", "--help"]]

@@ -6,7 +6,7 @@ Library API (the trainer and `labeltree evaluate` both use it)::
     ev.add(gt_values, pred)            # one image: gt in stored values, pred in dataset values or tree nodes
     ev.add_scores(gt_values, scores)   # flat model: score map (C, H, W), C = tree nodes (pred_space="tree")
     ev.merge(other_evaluator_or_matrix)
-    res = ev.result()                  # docs/design.md §5 keys: protocol, rules, mIoU, mPA, pixel_accuracy, classes, ...
+    res = ev.result()                  # docs/design.md §5: protocol, rules, mIoU, mPA, pixel_accuracy, classes, ...
 
     evaluate_arrays(dataset, gt_values, pred_values=None, pred_nodes=None, hierarchy=None,
                     protocol="official", classes=None, mean_over=None, drop=None, levels=False) -> dict

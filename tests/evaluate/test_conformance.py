@@ -1,8 +1,9 @@
 """`--protocol official` against the official tools themselves.
 
-Cityscapes: cityscapesScripts 2.3.0's own `evalPixelLevelSemanticLabeling` runs in a venv this test
-builds once and caches (~/.cache/labeltree-tests/; numpy < 2.4 because the evaluator uses np.in1d,
-gone in numpy 2.4). It needs PyPI the first time; without it the test says skipped and why.
+Cityscapes: cityscapesScripts' own `evalPixelLevelSemanticLabeling` runs in the venv that
+tests/cityscapesscripts_env.py builds once and caches (~/.cache/labeltree-tests/; numpy < 2.4 because
+the evaluator uses np.in1d, gone in numpy 2.4). It needs PyPI the first time; without it the test
+says skipped and why.
 Mapillary Vistas: its script is no package on PyPI, so its rules (re-derived from the source, commit
 in labeltree/evaluate/protocols.py) are checked on hand-computed edge cases.
 """
@@ -13,7 +14,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +23,15 @@ from PIL import Image
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.evaluate.evaluator import evaluate_arrays, evaluate_folder
 
-CACHE = Path(os.environ.get("LABELTREE_TEST_CACHE", Path.home() / ".cache" / "labeltree-tests"))
-VENV = CACHE / f"cityscapesscripts-2.3.0-py{sys.version_info.major}.{sys.version_info.minor}"
-REQUIREMENTS = ["cityscapesscripts==2.3.0", "numpy<2.4"]
-
 
 def _venv_python() -> Path:
-    """The cached venv's python, built on first use (under a lock); pytest.skip with the reason when that fails."""
-    import fcntl
-    import shutil
+    """The cached cityscapesScripts venv (tests/cityscapesscripts_env.py); skipped with the reason without it."""
+    from cityscapesscripts_env import cityscapesscripts_python
 
-    py, done = VENV / "bin" / "python", VENV / ".complete"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{VENV.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.is_file() and py.is_file():
-            return py
-        shutil.rmtree(VENV, ignore_errors=True)  # a half-built one
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=300)
-            r = subprocess.run([str(py), "-m", "pip", "install", "-q", *REQUIREMENTS], capture_output=True,
-                               text=True, timeout=900)
-        except (OSError, subprocess.SubprocessError) as e:
-            pytest.skip(f"could not build the cityscapesScripts venv in {VENV} ({e})")
-        if r.returncode:
-            last = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]
-            pytest.skip(f"could not build the cityscapesScripts venv in {VENV} (pip install "
-                        f"{' '.join(REQUIREMENTS)}: {last[0]})")
-        done.write_text(" ".join(REQUIREMENTS) + "\n")
-    return py
+    try:
+        return cityscapesscripts_python()
+    except RuntimeError as e:
+        pytest.skip(str(e))
 
 
 # Runs in the cityscapesScripts venv: its evaluateImgLists on (prediction, gt) lists, one case per argument.
