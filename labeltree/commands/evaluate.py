@@ -18,6 +18,7 @@ from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
+from labeltree.evaluate.protocols import DROPS, PROTOCOLS, Rules
 from labeltree.fsutil import atomic_path, check_outputs, write_json
 
 
@@ -45,16 +46,23 @@ def format_table(res: dict[str, Any]) -> str:
     names = list(res["classes"])
     width = max([len(n) for n in names] + [14])
     lines = [f"{res['dataset']} ({res.get('split', '')}, {res.get('images', '?')} images, classes: "
-             f"{res['classes_evaluated']}, protocol: {res['protocol']})",
+             f"{res['classes_evaluated']}, protocol: {res['protocol']})"]
+    if res.get("rules"):
+        lines.append(Rules(**{**res["rules"], "overrides": tuple(res["rules"]["overrides"])}).describe())
+    lines += [
              f"{'class':<{width}}  {'IoU':>6}  {'PA':>6}  {'pixels':>12}", "-" * (width + 32)]
     for n, c in res["classes"].items():
         if c["pixels"] == 0 and c["FP"] == 0:
             continue
         lines.append(f"{n:<{width}}  {_fmt(c['IoU'])}  {_fmt(c['PA'])}  {c['pixels']:>12}")
-    absent = [n for n, c in res["classes"].items() if c["pixels"] == 0]
+    absent = [n for n, c in res["classes"].items() if c["pixels"] == 0 and c["IoU"] is None]
     lines.append("-" * (width + 32))
-    lines.append(f"{'mIoU':<{width}}  {_fmt(res['mIoU'])}   over {res['n_present']} of {res['n_classes']} classes "
-                 f"present in the gt" + (" (IoU defined)" if res.get("mean_over") == "defined" else ""))
+    if res.get("mean_over") == "defined":
+        n_def = sum(1 for c in res["classes"].values() if c["IoU"] is not None)
+        over = f"over {n_def} of {res['n_classes']} classes with a defined IoU"
+    else:
+        over = f"over {res['n_present']} of {res['n_classes']} classes present in the gt"
+    lines.append(f"{'mIoU':<{width}}  {_fmt(res['mIoU'])}   {over}")
     lines.append(f"{'mPA':<{width}}  {_fmt(res['mPA'])}")
     lines.append(f"{'pixel accuracy':<{width}}  {_fmt(res['pixel_accuracy'])}")
     lines.append(f"{'fwIoU':<{width}}  {_fmt(res['fwIoU'])}")
@@ -112,14 +120,26 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
 @click.option("--hierarchy", "hierarchy_ref", default=None,
               help="Tree (bundled name or YAML); default cityscapes+vistas+gtsdb where one is needed.")
 @click.option("--levels", is_flag=True, help="Also report every tree level (needs the tree).")
-@click.option("--classes", default="official", show_default=True,
-              help="official (ignoreInEval false: Cityscapes 19, Vistas 65), paper (docs/design.md 2.6: Cityscapes 27, "
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="official", show_default=True,
+              help="official: the dataset's official tool exactly (Cityscapes: cityscapesScripts, 19 classes, mean "
+                   "over classes with a defined IoU; Vistas: the mapillary_vistas script, 65 classes, non-evaluated "
+                   "predictions dropped); GTSDB / Cityscapes Extended have none and use paper. paper: the authors' "
+                   "code (Cityscapes 27, GTSDB 28, Cityscapes Extended 18 by the pixel rules; mean over classes "
+                   "present in the gt; predictions of classes the dataset lacks dropped; flat sign rule).")
+@click.option("--classes", default=None,
+              help="Override the protocol's class set: official (Cityscapes 19, Vistas 65), paper (Cityscapes 27, "
                    "GTSDB 28 by the pixel rule), all, or class ids '7,8,26'.")
-@click.option("--paper-protocol", is_flag=True,
-              help="The authors' semantics: predictions of classes the dataset lacks are dropped; flat score maps "
-                   "(.npy) use the traffic-sign second-choice rule.")
-@click.option("--mean-over", type=click.Choice(["gt", "defined"]), default="gt", show_default=True,
-              help="Average over classes present in the gt, or over classes with a defined IoU (cityscapesScripts).")
+@click.option("--paper-protocol", is_flag=True, default=None,
+              help="Override: drop predictions of classes the dataset lacks and use the flat sign rule (part of "
+                   "--protocol paper).")
+@click.option("--drop", type=click.Choice(DROPS), default=None,
+              help="Override which predictions are dropped (neither error nor union): none, foreign (classes the "
+                   "dataset lacks), unevaluated (every non-evaluated label, Vistas' tool).")
+@click.option("--mean-over", type=click.Choice(["gt", "defined"]), default=None,
+              help="Override the mean: over classes present in the gt (paper) or with a defined IoU (official tools).")
+@click.option("--gtsdb-root", type=click.Path(path_type=Path), default=None,
+              help="Cityscapes Extended under the paper's class rule: the GTSDB root whose train and test pixel "
+                   "counts the rule needs.")
 @click.option("--gtsdb-size", default="512x850", show_default=True,
               help="--classes paper on GTSDB: frame size HxW at which the >= --min-pixels rule is counted "
                    "(the authors train on GTSDB resized to 512x850; 'native' = no resize).")
@@ -142,20 +162,26 @@ def evaluate_cmd(**kw: Any) -> None:
     """Evaluate predictions against a dataset split: per-class IoU / PA, mIoU, mPA, per tree level.
 
     Predictions are matched to the ground truth by file name (Cityscapes: a file under PRED_DIR whose
-    name starts with {city}_{seq}_{frame}; Vistas / GTSDB: the same stem). Ignored gt pixels are not
-    counted; predictions of classes outside the evaluated set count as errors.
+    name starts with {city}_{seq}_{frame}; Vistas / GTSDB: the same stem). --protocol names the whole
+    rule set (class set, mean, dropped predictions, flat sign rule); the table and the JSON say which
+    protocol and rules produced the numbers. Single options override single rules.
 
     \b
     Examples:
       labeltree evaluate cityscapes /data/cityscapes results/ -o cs.json
+      labeltree evaluate cityscapes /data/cityscapes results/ --protocol paper
+      labeltree evaluate cityscapes-extended /data/cs-ext preds/ --protocol paper --gtsdb-root /data/FullIJCNN2013
       labeltree evaluate vistas /data/vistas preds/ --pred-space tree --levels
-      labeltree evaluate gtsdb /data/FullIJCNN2013 preds/ --classes paper --plot-confusion cm.png
+      labeltree evaluate gtsdb /data/FullIJCNN2013 preds/ --plot-confusion cm.png
     """
+    from labeltree.core.taxonomy import load_taxonomy
     from labeltree.evaluate.evaluator import evaluate_folder
+    from labeltree.evaluate.protocols import resolve_rules
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
     check_outputs({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]}, inputs, kw["force"])
     predict = None
+    hierarchy = None
     if kw["checkpoint"] is not None and kw["checkpoint"].suffix.lower() == ".onnx":  # ONNX Runtime, no torch
         from labeltree.export.runtime import checkpoint_predict as onnx_predict
 
@@ -164,18 +190,22 @@ def evaluate_cmd(**kw: Any) -> None:
     elif kw["checkpoint"] is not None:
         from labeltree.train.predict import checkpoint_predict  # torch only when a checkpoint predicts
 
-        predict = checkpoint_predict(kw["checkpoint"], kw["dataset"], kw["pred_space"], kw["sliding_window"])
+        predict = checkpoint_predict(kw["checkpoint"], kw["dataset"], kw["sliding_window"])
+        hierarchy = predict.hierarchy  # the tree the model was trained on
     elif kw["pred_dir"] is None:
         raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")
-    needs_tree = (kw["pred_space"] == "tree" or kw["levels"] or kw["classes"] == "paper" or kw["paper_protocol"])
-    hierarchy = None
-    if kw["hierarchy_ref"] is not None or needs_tree:
+    pp = kw["paper_protocol"]
+    drop = kw["drop"] if kw["drop"] is not None else (None if pp is None else "foreign")
+    rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"], drop, pp)
+    needs_tree = (kw["pred_space"] == "tree" or kw["levels"] or rules.classes == "paper" or rules.drop == "foreign")
+    if hierarchy is None and (kw["hierarchy_ref"] is not None or needs_tree):
         hierarchy = load_hierarchy(kw["hierarchy_ref"] or "cityscapes+vistas+gtsdb")
     res, _ev = evaluate_folder(
         kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], predict=predict, hierarchy=hierarchy,
-        classes=kw["classes"], pred_space=kw["pred_space"], paper_protocol=kw["paper_protocol"],
-        levels=kw["levels"], mean_over=kw["mean_over"], workers=kw["workers"], gtsdb_size=_parse_size(kw["gtsdb_size"]),
-        min_pixels=kw["min_pixels"], mask_mode=kw["gtsdb_mask"])
+        classes=kw["classes"], pred_space=kw["pred_space"], paper_protocol=pp, drop=kw["drop"],
+        protocol=kw["protocol"], levels=kw["levels"], mean_over=kw["mean_over"], workers=kw["workers"],
+        gtsdb_size=_parse_size(kw["gtsdb_size"]), min_pixels=kw["min_pixels"], mask_mode=kw["gtsdb_mask"],
+        gtsdb_root=kw["gtsdb_root"])
     if not kw["quiet"]:
         click.echo(format_table(res))
     if kw["output"] is not None:

@@ -1,13 +1,17 @@
 """Pixel decoding for every reader: the ONE place that picks the PNG decoder.
 
 PNG decoding dominates everything downstream (stats, evaluation, training input), so label PNGs go
-through the fastest decoder that returns exactly the stored values. `benchmarks/bench_readers.py`
-measures PIL, OpenCV and `torchvision.io.decode_png` on 8-bit grey, 8-bit palette and 16-bit label
-maps and checks them pixel for pixel against PIL: torchvision (libpng/zlib) is exact for 8/16-bit
-grey and palette PNGs (palette files come back as INDICES with ImageReadMode.UNCHANGED) and the
-fastest; OpenCV expands palettes to BGR, so it cannot read Vistas labels at all. PNGs torchvision
-does not reproduce exactly (1/2/4-bit samples, which it rescales; interlaced files, untested) and
-non-PNG files go through PIL. Image headers are read without decoding pixels (`image_size`).
+through the fastest decoder that returns exactly the stored values, chosen per format by
+measurement (`benchmarks/bench_readers.py`; 2048x1024 label maps, this machine):
+- 8-bit greyscale (Cityscapes labelIds, predictions): pyspng (libspng), ~26 ms against PIL's ~41 ms,
+  exact, and no torch import (torchvision's decode_png costs 3-7 s of start-up for ~10% more speed);
+- 8-bit palette (Vistas): PIL, ~17 ms; it returns the INDICES (pyspng and OpenCV expand palettes to
+  colours, so they cannot read Vistas labels at all);
+- 16-bit greyscale (instance ids, GTSDB masks): PIL, ~52 ms (pyspng 0.1.4 returns grey+alpha for
+  them and is no faster);
+- everything else (1/2/4-bit samples, interlaced files, non-PNG): PIL.
+LABELTREE_PNG_DECODER=pil forces PIL everywhere; =torchvision restores the old torchvision path for
+8/16-bit grey and palette files. Image headers are read without decoding pixels (`image_size`).
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ PNG_GREY, PNG_RGB, PNG_PALETTE, PNG_GREY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6
 PNG_COLOUR_NAMES = {PNG_GREY: "greyscale", PNG_RGB: "RGB colour", PNG_PALETTE: "palette", PNG_GREY_ALPHA:
                     "greyscale+alpha", PNG_RGBA: "RGBA colour"}
 
-#: which library decodes label PNGs (see module docstring); LABELTREE_PNG_DECODER=pil forces the reference decoder
-LABEL_DECODER = os.environ.get("LABELTREE_PNG_DECODER", "torchvision").strip().lower() or "torchvision"
+#: which library decodes label PNGs (see module docstring): auto (per format), pil, torchvision
+LABEL_DECODER = os.environ.get("LABELTREE_PNG_DECODER", "auto").strip().lower() or "auto"
 _HAVE_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+_HAVE_PYSPNG = importlib.util.find_spec("pyspng") is not None
 # torchvision 0.29 announces that its image codecs move to torchcodec; they still work and are the
 # fastest exact decoder here. Silence that one notice (per call it would flood every reader).
 # check_pixels bounds every image this package decodes, below PIL's own bomb limit: PIL's warning is noise
@@ -171,6 +176,16 @@ def _decode_torchvision(data: bytes) -> np.ndarray:
     return t[0].numpy()
 
 
+def _pyspng_exact(hdr: PngHeader) -> bool:
+    return hdr.bit_depth == 8 and hdr.colour_type == PNG_GREY and hdr.interlace == 0
+
+
+def _decode_pyspng(data: bytes) -> np.ndarray:
+    import pyspng
+
+    return pyspng.load(data)
+
+
 def _decode_pil(source: Path | bytes, path: str | Path | None = None) -> np.ndarray:
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
         check_pixels(*im.size, path)
@@ -224,6 +239,8 @@ def decode_array(path: Path, hdr: PngHeader | None = None, decoder: str | None =
         if hdr is not None:  # PIL pads missing rows silently and libpng segfaults on them: check every PNG
             check_pixels(hdr.width, hdr.height, path)
             check_png_chunks(data, path, hdr)
+        if hdr is not None and decoder == "auto" and _pyspng_exact(hdr) and _HAVE_PYSPNG:
+            return _decode_pyspng(data)
         if hdr is not None and decoder == "torchvision" and _torchvision_exact(hdr) and _HAVE_TORCHVISION:
             return _decode_torchvision(data)
         return _decode_pil(data, path)

@@ -216,15 +216,9 @@ def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable
 
 def _sign_rule_for_flat(pred: Any) -> tuple[int, list[int]] | None:
     """The flat model's (generic sign class, sign subclasses) in its own class indices."""
-    from labeltree.evaluate.evaluator import sign_rule_nodes
+    from labeltree.train.predict import flat_sign_rule
 
-    rule = sign_rule_nodes(pred.h)
-    if rule is None or pred.flat is None:
-        return None
-    index = {n: i for i, n in enumerate(pred.flat.nodes)}
-    if rule[0] not in index:
-        return None
-    return index[rule[0]], [index[n] for n in rule[1] if n in index]
+    return flat_sign_rule(pred)
 
 
 def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = False,
@@ -237,16 +231,14 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
     import torch
     from tqdm import tqdm
 
-    from labeltree.evaluate.evaluator import second_choice
     from labeltree.train.evaluation import make_evaluator
     from labeltree.train.loop import eval_sources
-    from labeltree.train.predict import load_predictor
+    from labeltree.train.predict import flat_sign_nodes, load_predictor
 
     pred = load_predictor(checkpoint)
     cfg = train_config(plan, data, "flat" if pred.flat is not None else "hierarchical")
     sources = eval_sources(cfg, pred.h)
     rule = _sign_rule_for_flat(pred)
-    class_to_node = pred.flat.class_to_node() if pred.flat is not None else None
     signs = _sign_node_mask(pred.h)
     results, samples = {}, {}
     pred.model.eval()
@@ -258,7 +250,7 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
             img, lab = src.load(i)
             scores = pred.scores(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None])
             if use_rule:
-                nodes = class_to_node[second_choice(scores[0][0].cpu().numpy(), rule[0], rule[1], axis=0)]
+                nodes = flat_sign_nodes(pred, scores, rule)[0]
             else:
                 nodes = pred.nodes(scores)[0].cpu().numpy()
             ev.add(lab, pred.dataset_values(nodes, src.name), gt_path=src.items[i].source)

@@ -2,34 +2,33 @@
 
 Library API (the trainer and `labeltree evaluate` both use it)::
 
-    ev = Evaluator("cityscapes", hierarchy=h, classes="official", pred_space="tree",
-                   paper_protocol=False, mean_over="gt", levels=True)
+    ev = Evaluator("cityscapes", hierarchy=h, protocol="official", pred_space="tree", levels=True)
     ev.add(gt_values, pred)            # one image: gt in stored values, pred in dataset values or tree nodes
     ev.add_scores(gt_values, scores)   # flat model: score map (C, H, W), C = tree nodes (pred_space="tree")
     ev.merge(other_evaluator_or_matrix)
-    res = ev.result()                  # dict with the docs/design.md §5 keys: mIoU, mPA, pixel_accuracy, classes, ...
+    res = ev.result()                  # docs/design.md §5: protocol, rules, mIoU, mPA, pixel_accuracy, classes, ...
 
     evaluate_arrays(dataset, gt_values, pred_values=None, pred_nodes=None, hierarchy=None,
-                    classes="official", paper_protocol=False, levels=False, mean_over="gt") -> dict
+                    protocol="official", classes=None, mean_over=None, drop=None, levels=False) -> dict
     second_choice(scores, generic, subclasses, axis=-3) -> decisions      # the paper's flat sign rule
+
+`protocol` (labeltree.evaluate.protocols) selects a whole rule set: `official` = the dataset's
+official tool (cityscapesScripts, the Mapillary Vistas script), `paper` = the authors' code;
+`classes`, `mean_over`, `drop`, `sign_rule` (and the legacy `paper_protocol`) override single rules.
 
 `gt_values` / predictions are numpy arrays (or torch tensors, moved to the CPU) of one image or a
 batch (any leading shape). Inputs are accumulated incrementally into ONE int64 matrix over the
 dataset's whole label space (every class of its taxonomy + "unlabeled" + "not a class of this
 dataset"), counted with one np.bincount over raw value pairs; the evaluated classes, "other"
-predictions, categories and tree levels are all block sums of that matrix at `result()` time.
-
-Semantics (official tools): gt pixels of classes outside the evaluated set are not counted at all
-(a prediction there is no false positive); a prediction of a class outside the evaluated set on an
-evaluated pixel is an error (column "other"). `paper_protocol=True` additionally drops predictions of
-tree nodes the dataset has no class for (the authors' code: neither error nor union).
+predictions, dropped predictions, categories and tree levels are all block sums of that matrix at
+`result()` time.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from labeltree.datasets.gtsdb import GTSDB_SPLITS
 from labeltree.datasets.registry import open_dataset, reader_class
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS, fold, group_iou, per_class, summarize
+from labeltree.evaluate.protocols import resolve_rules
 from labeltree.parallel import default_workers, pmap
 
 CLASS_SETS = ("official", "paper", "all")
@@ -172,7 +172,33 @@ def resolve_classes(spec: str | Sequence[int], space: LabelSpace, hierarchy: Hie
         box_nodes = {n for d in hierarchy.mappings.values() if d.is_boxes for n in d.to_node.values()
                      if n is not None}
         mask &= np.array([m.to_node.get(int(c)) in box_nodes for c in space.ids], dtype=bool)
+        if pixel_counts is not None:  # the paper's rule: >= min_pixels in the box dataset's train AND test split
+            keep = set(classes_with_pixels_in_both(pixel_counts[0], pixel_counts[1], min_pixels))
+            mask &= np.array([int(c) in keep for c in space.ids], dtype=bool)
     return mask
+
+
+def no_class_value(mapping: Any) -> int:
+    """The stored value that means 'no class' in a dataset (its unlabeled value or first ignored id).
+
+    `labeltree predict` writes it for a tree node the dataset has no class for, so the paper protocol
+    drops predictions of it (in dataset ids there is no other way to say "a class this dataset lacks").
+    """
+    tax = mapping.taxonomy
+    if tax.encoding.unlabeled is not None:
+        return int(tax.encoding.unlabeled)
+    ignored = sorted(c for c, n in mapping.to_node.items() if n is None and c >= 0)
+    return int(tax.stored_value(ignored[0])) if ignored else 0
+
+
+def box_counts_as(hierarchy: Hierarchy, dataset: str, counts: Mapping[int, int]) -> dict[int, int]:
+    """A box dataset's per-class pixel counts re-keyed by the class ids of `dataset` mapped to the same node."""
+    box = next((m for m in hierarchy.mappings.values() if m.is_boxes), None)
+    if box is None:
+        raise LabeltreeError(f"tree '{hierarchy.name}' has no box dataset whose pixel counts the paper's rule needs")
+    by_node = {n: counts.get(c, 0) for c, n in box.to_node.items() if n is not None}
+    target = hierarchy.mapping(dataset)
+    return {c: by_node[n] for c, n in target.to_node.items() if n is not None and n in by_node}
 
 
 # -- the flat model's traffic-sign rule -------------------------------------------------------------
@@ -184,8 +210,9 @@ def second_choice(scores: np.ndarray, generic: int, subclasses: Sequence[int], a
     choice (the best class other than `generic`) is one of `subclasses`, the decision becomes that
     subclass. The pixel is then recorded as that subclass everywhere: correct where it equals the gt,
     a confusion (and a false positive of that subclass) where it does not. A generic top choice whose
-    second choice is no subclass stays generic. (The authors' code credited the correct case but
-    mis-recorded the wrong-subclass one.)
+    second choice is no subclass stays generic (an error on a sign pixel of any subclass). The
+    authors' metric mis-records exactly that case: "generic top-1 + a non-subclass top-2" is
+    recorded as class 7 (a sign subclass) instead of the generic class.
     """
     scores = np.asarray(scores)
     top = np.argmax(scores, axis=axis)
@@ -348,13 +375,16 @@ class Evaluator:
 
     dataset: str | Taxonomy
     hierarchy: Hierarchy | None = None
-    classes: str | Sequence[int] = "official"
+    classes: str | Sequence[int] | None = None  # None: the protocol's
     pred_space: str = "dataset"
-    paper_protocol: bool = False
-    mean_over: str = "gt"
+    paper_protocol: bool | None = None  # override: True = drop foreign + sign rule, False = neither
+    mean_over: str | None = None  # None: the protocol's
     levels: bool = False
     pixel_counts: tuple[Mapping[int, int], Mapping[int, int]] | None = None
     min_pixels: int = DEFAULT_MIN_PIXELS
+    protocol: str = "official"
+    drop: str | None = None  # override of the protocol's drop rule (none | foreign | unevaluated)
+    sign_rule: bool | None = None  # override of the protocol's flat sign rule
     matrix: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -363,6 +393,19 @@ class Evaluator:
         self.matrix = np.zeros((self.space.n, self.space.n), dtype=np.int64)
         if self.pred_space not in ("dataset", "tree"):
             raise LabeltreeError(f"--pred-space must be 'dataset' or 'tree', not {self.pred_space!r}")
+        pp = self.paper_protocol
+        self.rules = resolve_rules(
+            self.protocol, self.taxonomy.name, self.classes, self.mean_over,
+            self.drop if self.drop is not None else (None if pp is None else ("foreign" if pp else "none")),
+            self.sign_rule if self.sign_rule is not None else pp)
+        if self.classes is None and self.rules.classes == "paper" and not self._paper_classes_known():
+            # arrays without the tree (or a box dataset without both splits' counts): the paper's class rule
+            # cannot be applied here; evaluate every class and say so (evaluate_folder applies the rule)
+            self.rules = replace(self.rules, classes="all", note="; ".join(
+                x for x in (self.rules.note, "the paper's class rule needs the tree and the pixel counts of both "
+                            "splits: every class evaluated") if x))
+        self.classes = self.rules.classes if isinstance(self.rules.classes, str) else list(self.rules.classes)
+        self.mean_over = self.rules.mean_over
         if self.mean_over not in ("gt", "defined"):
             raise LabeltreeError(f"mean over must be 'gt' or 'defined', not {self.mean_over!r}")
         self.mapping = None
@@ -389,10 +432,19 @@ class Evaluator:
                                          self.min_pixels)
         ref = (self.taxonomy.name if isinstance(self.dataset, Taxonomy)
                else str(resolve_taxonomy_path(self.dataset).resolve()))
-        rule = sign_rule_nodes(self.hierarchy) if (self.paper_protocol and self.hierarchy is not None) else None
+        # paper: the classes-the-dataset-lacks rule applied to the evaluated split itself (Cityscapes Extended:
+        # a sign class needs >= min_pixels in this gt too), checked on the matrix at result() time
+        self.min_gt_pixels = (self.min_pixels if self.rules.classes == "paper" and self.mapping is not None
+                              and self.mapping.evaluation_only and self.pixel_counts is not None else None)
+        rule = sign_rule_nodes(self.hierarchy) if (self.rules.sign_rule and self.hierarchy is not None) else None
         self.counter = PairCounter(self.taxonomy.name, ref, self.space.lut, self.node_lut, self.pred_space,
                                    self.space.n, len(self.hierarchy.nodes) if self.hierarchy is not None else 0,
                                    (rule[0], tuple(rule[1])) if rule else None)
+
+    def _paper_classes_known(self) -> bool:
+        if self.hierarchy is None:
+            return False
+        return self.pixel_counts is not None or not self.hierarchy.mapping(self.taxonomy.name).is_boxes
 
     # -- counting ---------------------------------------------------------------------------------
     def confusion(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
@@ -419,15 +471,33 @@ class Evaluator:
 
     # -- numbers ----------------------------------------------------------------------------------
     def _col_drop(self) -> np.ndarray:
-        """Per label-space index: True where predictions are dropped (paper protocol: foreign)."""
+        """Per label-space index: True where predictions are dropped (neither error nor union).
+
+        foreign (paper): tree nodes the dataset has no class for and, in dataset ids, the dataset's
+        no-class value (what `labeltree predict` writes for such nodes); unevaluated (Vistas' tool):
+        every label that is not evaluated.
+        """
         drop = np.zeros(self.space.n, dtype=bool)
-        if self.paper_protocol:
+        if self.rules.drop == "foreign":
             drop[self.space.foreign] = True
+            if self.pred_space == "dataset":
+                v = no_class_value(self.mapping) if self.mapping is not None else self.taxonomy.encoding.unlabeled
+                if v is not None and 0 <= v < len(self.space.lut) and self.space.lut[v] >= 0:
+                    drop[self.space.lut[v]] = True
+        elif self.rules.drop == "unevaluated":
+            drop[:] = True
+            drop[: self.space.K] = ~self.evaluated
         return drop
+
+    def evaluated_now(self) -> np.ndarray:
+        """The evaluated classes, after the split's own >= min_pixels rule where it applies."""
+        if self.min_gt_pixels is None:
+            return self.evaluated
+        return self.evaluated & (self.matrix[: self.space.K].sum(axis=1) >= self.min_gt_pixels)
 
     def eval_matrix(self) -> tuple[np.ndarray, list[str]]:
         """Evaluated classes x (evaluated classes + "other"), and the row names."""
-        ev = np.flatnonzero(self.evaluated)
+        ev = np.flatnonzero(self.evaluated_now())
         k = len(ev)
         rows = np.full(self.space.n, -1, dtype=np.int64)
         rows[ev] = np.arange(k)
@@ -443,7 +513,7 @@ class Evaluator:
         node_of = np.full(self.space.n, -1, dtype=np.int64)
         node_of[: self.space.K] = self.value_to_node[self.space.values]
         anc = np.where(node_of >= 0, h.node_at_level(np.clip(node_of, 0, None), level), -1)
-        ev = np.flatnonzero(self.evaluated & (anc[: self.space.K] >= 0))
+        ev = np.flatnonzero(self.evaluated_now() & (anc[: self.space.K] >= 0))
         level_nodes = sorted({int(anc[i]) for i in ev})
         pos = {nd: k for k, nd in enumerate(level_nodes)}
         k = len(level_nodes)
@@ -465,7 +535,7 @@ class Evaluator:
         """Cityscapes category IoU: classes grouped by the taxonomy's `category` field."""
         cm, _ = self.eval_matrix()
         by_id = {c.id: c for c in self.taxonomy.classes}
-        cats = [by_id[int(self.space.ids[i])].category for i in np.flatnonzero(self.evaluated)]
+        cats = [by_id[int(self.space.ids[i])].category for i in np.flatnonzero(self.evaluated_now())]
         out = {}
         for cat in dict.fromkeys(c for c in cats if c):
             out[cat] = group_iou(cm, np.array([c == cat for c in cats]))
@@ -477,7 +547,7 @@ class Evaluator:
         out: dict[str, Any] = {"dataset": self.taxonomy.name,
                                "classes_evaluated": self.classes if isinstance(self.classes, str)
                                else [int(c) for c in self.classes],
-                               "protocol": "paper" if self.paper_protocol else "standard",
+                               "protocol": self.rules.protocol, "rules": self.rules.as_dict(),
                                "mean_over": self.mean_over}
         out.update(_scores(cm, names, self.mean_over))
         cats = self.category_iou()
@@ -529,8 +599,9 @@ def _check_integer(a: np.ndarray, path: Any, what: str) -> None:
 
 
 def evaluate_arrays(dataset: str | Taxonomy, gt_values: Any, pred_values: Any = None, pred_nodes: Any = None,
-                    hierarchy: Hierarchy | None = None, classes: str | Sequence[int] = "official",
-                    paper_protocol: bool = False, levels: bool = False, mean_over: str = "gt") -> dict[str, Any]:
+                    hierarchy: Hierarchy | None = None, classes: str | Sequence[int] | None = None,
+                    paper_protocol: bool | None = None, levels: bool = False, mean_over: str | None = None,
+                    protocol: str = "official", drop: str | None = None) -> dict[str, Any]:
     """One-shot evaluation of arrays (or lists of arrays, one per image).
 
     Give predictions either in the dataset's stored values (`pred_values`) or as tree node indices
@@ -540,7 +611,7 @@ def evaluate_arrays(dataset: str | Taxonomy, gt_values: Any, pred_values: Any = 
         raise LabeltreeError("give exactly one of pred_values (dataset ids) or pred_nodes (tree nodes)")
     ev = Evaluator(dataset, hierarchy=hierarchy, classes=classes,
                    pred_space="dataset" if pred_values is not None else "tree",
-                   paper_protocol=paper_protocol, mean_over=mean_over, levels=levels)
+                   paper_protocol=paper_protocol, mean_over=mean_over, levels=levels, protocol=protocol, drop=drop)
     preds = pred_values if pred_values is not None else pred_nodes
     if isinstance(gt_values, (list, tuple)):
         if not isinstance(preds, (list, tuple)) or len(preds) != len(gt_values):
@@ -706,11 +777,12 @@ def gtsdb_class_pixels(reader: Any, split: str, size: tuple[int, int] | None = N
 
 def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str | Path | None = None,
                     split: str | None = None, *, predict: Any = None, hierarchy: Hierarchy | None = None,
-                    classes: str | Sequence[int] = "official", pred_space: str = "dataset",
-                    paper_protocol: bool = False, levels: bool = False, mean_over: str = "gt",
+                    classes: str | Sequence[int] | None = None, pred_space: str = "dataset",
+                    paper_protocol: bool | None = None, levels: bool = False, mean_over: str | None = None,
                     workers: int | None = None, progress: bool = True, gtsdb_size: tuple[int, int] | None = (512, 850),
                     min_pixels: int = DEFAULT_MIN_PIXELS, mask_mode: str = DEFAULT_MASK_MODE,
-                    ) -> tuple[dict[str, Any], Evaluator]:
+                    protocol: str = "official", drop: str | None = None, gtsdb_root: str | Path | None = None,
+                    sign_rule: bool | None = None) -> tuple[dict[str, Any], Evaluator]:
     """Evaluate a folder of predictions (or a `predict(sample) -> array` callable) on one split.
 
     Files are decoded once each, in a process pool (`workers`, default all cores); each worker
@@ -727,16 +799,29 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
     if not samples:
         raise LabeltreeError(f"no ground truth for split '{split}' under {Path(gt_root).resolve()}", gt_root)
     counts = None
-    if classes == "paper" and reader.taxonomy.annotation == "boxes":
+    pp = None if paper_protocol is None else ("foreign" if paper_protocol else "none")
+    rules = resolve_rules(protocol, reader.taxonomy.name, classes, mean_over, drop if drop is not None else pp)
+    if rules.classes == "paper" and reader.taxonomy.annotation == "boxes":
         counts = (gtsdb_class_pixels(reader, "train", gtsdb_size, mask_mode),
                   gtsdb_class_pixels(reader, "test", gtsdb_size, mask_mode))
+    elif rules.classes == "paper" and hierarchy is not None and hierarchy.mapping(reader.taxonomy.name).evaluation_only:
+        if gtsdb_root is None:
+            raise LabeltreeError(f"the paper's class rule for '{reader.taxonomy.name}' needs the box dataset's pixel "
+                                 "counts (>= --min-pixels in GTSDB train and test): pass --gtsdb-root DIR, or choose "
+                                 "the classes yourself with --classes all|IDS")
+        box = next(m for m in hierarchy.mappings.values() if m.is_boxes)
+        greader = open_dataset(box.taxonomy, gtsdb_root, mask_mode=mask_mode)
+        counts = tuple(box_counts_as(hierarchy, reader.taxonomy.name, gtsdb_class_pixels(greader, sp, gtsdb_size,
+                                                                                         mask_mode))
+                       for sp in ("train", "test"))
     ev = Evaluator(reader.taxonomy if isinstance(dataset, Taxonomy) else dataset, hierarchy=hierarchy,
-                   classes=classes, pred_space=pred_space, paper_protocol=paper_protocol, mean_over=mean_over,
-                   levels=levels, pixel_counts=counts, min_pixels=min_pixels)
+                   classes=classes, pred_space=getattr(predict, "pred_space", pred_space),
+                   paper_protocol=paper_protocol, mean_over=mean_over, levels=levels, pixel_counts=counts,
+                   min_pixels=min_pixels, protocol=protocol, drop=drop, sign_rule=sign_rule)
     if predict is not None:
         for s in samples:
             gt = read_label(s, reader.taxonomy, mask_mode)
-            pred = _to_numpy(predict(s))
+            pred = _to_numpy(predict(s, ev.rules) if getattr(predict, "takes_rules", False) else predict(s))
             if pred.ndim == 3 and np.issubdtype(pred.dtype, np.floating):
                 pred = ev.counter.decide(pred, None)
             ev.add(gt, pred, s.label or s.image, s.key)
@@ -748,8 +833,8 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
         jobs = [_Job(ev.counter, s, p, mask_mode) for s, p in pairs]
         nw = default_workers() if workers is None else max(1, workers)
         if nw > 1 and len(jobs) > 1:
-            # The first image is counted here, before the pool forks: that loads the PNG decoder (torch +
-            # torchvision, ~6 s of CPU) once, and the forked workers inherit it instead of each importing it.
+            # The first image is counted here, before the pool forks: that loads the PNG decoders (pyspng,
+            # PIL) once, and the forked workers inherit them instead of each importing them.
             ev.merge(_count_job(jobs[0]))
             jobs = jobs[1:]
         for cm in pmap(_count_job, jobs, nw, desc=f"evaluate {reader.taxonomy.name}", progress=progress,
@@ -761,7 +846,7 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
     res["images"] = n_images
     if counts is not None:
         res["paper_rule"] = {"min_pixels": min_pixels, "size": list(gtsdb_size) if gtsdb_size else None,
-                             "classes": [int(c) for c in ev.space.ids[ev.evaluated]]}
+                             "classes": [int(c) for c in ev.space.ids[ev.evaluated_now()]]}
     return res, ev
 
 

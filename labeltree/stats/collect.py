@@ -538,8 +538,8 @@ def collect_stats(dataset: str | Path, root: str | Path, splits: Sequence[str] |
         nw = default_workers() if workers is None else max(1, workers)
         first = []
         if nw > 1 and len(tasks) > 1:
-            # The first file is counted here, before the pool forks: that loads the PNG decoder (torch +
-            # torchvision, ~6 s of CPU) once, and the forked workers inherit it instead of each importing it.
+            # The first file is counted here, before the pool forks: that loads the PNG decoders (pyspng,
+            # PIL) once, and the forked workers inherit them instead of each importing them.
             first, tasks = [_work(tasks[0])], tasks[1:]
         results = itertools.chain(first, pmap(_work, tasks, nw, desc=f"stats {tax.name} {'+'.join(chosen)}",
                                               progress=progress, chunksize=max(1, min(16, len(tasks) // (8 * nw)))))

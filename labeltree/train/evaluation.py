@@ -17,27 +17,34 @@ import torch
 
 from labeltree.evaluate.evaluator import Evaluator
 from labeltree.train.data import Source
-from labeltree.train.predict import Predictor
+from labeltree.train.predict import Predictor, flat_sign_nodes, flat_sign_rule
 
 
 def make_evaluator(pred: Predictor, dataset: str) -> Evaluator:
     m = pred.h.mapping(dataset)
-    return Evaluator(m.taxonomy, hierarchy=pred.h, classes="all" if m.is_boxes else "paper",
-                     pred_space="dataset", levels=not m.is_boxes)
+    # the paper's class sets and mean; predictions of nodes the dataset lacks count as errors (drop none), as
+    # the training logs and the demo's tables always have
+    return Evaluator(m.taxonomy, hierarchy=pred.h, classes="all" if m.is_boxes else "paper", protocol="paper",
+                     drop="none", pred_space="dataset", levels=not m.is_boxes)
 
 
 def evaluate_sources(pred: Predictor, sources: list[Source], sliding: bool = False) -> dict[str, dict[str, Any]]:
     """{dataset: metrics (mIoU, mPA, pixel_accuracy, classes, levels)} over whole images at training scale."""
+    rule = flat_sign_rule(pred)
     was_training = pred.model.training
     pred.model.eval()
     out = {}
     try:
         for src in sources:
             ev = make_evaluator(pred, src.name)
+            # the flat model on the evaluation-only sign dataset: the paper's second-choice rule (as the demo)
+            use_rule = rule is not None and pred.h.mapping(src.name).evaluation_only
             for i in range(len(src)):
                 img, lab = src.load(i)
                 x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
-                nodes = pred.nodes(pred.scores(x, sliding))[0].cpu().numpy()
+                scores = pred.scores(x, sliding)
+                nodes = (flat_sign_nodes(pred, scores, rule)[0] if use_rule
+                         else pred.nodes(scores)[0].cpu().numpy())
                 ev.add(lab, pred.dataset_values(nodes, src.name), gt_path=src.items[i].source)
             res = ev.result()
             res.pop("confusion", None)  # keep metrics.jsonl readable; the matrix is in `labeltree evaluate`

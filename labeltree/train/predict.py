@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,12 +131,9 @@ def read_rgb(path: str | Path | None) -> np.ndarray:
 
 def no_label_value(h: Hierarchy, dataset: str) -> int:
     """The stored value that means 'no class' in a dataset (its unlabeled value or first ignored id)."""
-    m = h.mapping(dataset)
-    tax = m.taxonomy
-    if tax.encoding.unlabeled is not None:
-        return tax.encoding.unlabeled
-    ignored = sorted(c for c, n in m.to_node.items() if n is None and c >= 0)
-    return tax.stored_value(ignored[0]) if ignored else 0
+    from labeltree.evaluate.evaluator import no_class_value
+
+    return no_class_value(h.mapping(dataset))  # one rule: the paper protocol drops exactly this value
 
 
 def load_predictor(checkpoint: str | Path, device: str | torch.device | None = None) -> Predictor:
@@ -182,18 +180,67 @@ def dataset_resize_mode(cfg: Config, dataset: str) -> str:
     return "fixed"
 
 
-def checkpoint_predict(checkpoint: str | Path, dataset: str, pred_space: str = "dataset", sliding: bool = False):
-    """`sample -> prediction` from a trained checkpoint (`labeltree evaluate --checkpoint`): dataset values,
-    or tree nodes with `pred_space='tree'` for a hierarchical model."""
+def flat_sign_rule(pred: Predictor) -> tuple[int, list[int]] | None:
+    """The flat model's (generic sign class, sign subclasses) in its own class indices, or None."""
+    from labeltree.evaluate.evaluator import sign_rule_nodes
+
+    rule = sign_rule_nodes(pred.h)
+    if rule is None or pred.flat is None:
+        return None
+    index = {n: i for i, n in enumerate(pred.flat.nodes)}
+    if rule[0] not in index:
+        return None
+    return index[rule[0]], [index[n] for n in rule[1] if n in index]
+
+
+def flat_sign_nodes(pred: Predictor, scores: list[torch.Tensor], rule: tuple[int, list[int]]) -> np.ndarray:
+    """Tree nodes [B,H,W] of a flat model with the paper's second-choice sign rule (-1 = its extra classes).
+
+    The one implementation of the rule for models: `evaluate --checkpoint` (paper protocol), evaluation
+    during training and the demo all call this.
+    """
+    from labeltree.evaluate.evaluator import second_choice
+
+    assert pred.flat is not None
+    decisions = second_choice(scores[0].cpu().numpy(), rule[0], rule[1], axis=-3)
+    return pred.flat.class_to_node()[decisions]
+
+
+def checkpoint_predict(checkpoint: str | Path, dataset: str, sliding: bool = False):
+    """`sample, rules -> prediction` from a trained checkpoint (`labeltree evaluate --checkpoint`).
+
+    A hierarchical model gives tree nodes (the evaluator projects them, and the
+    paper protocol can then tell a node the dataset lacks from the dataset's own classes). A flat model gives
+    the dataset's ids (its extra 'unlabeled' classes are no tree node), with the second-choice sign rule when
+    the rules ask for it. The function's `pred_space` and `hierarchy` attributes tell the evaluator.
+    """
     pred = load_predictor(checkpoint)
     name = pred.h.mapping(dataset).dataset
-    tree_space = pred_space == "tree" and pred.flat is None
     resize, mode = dataset_resize(pred.cfg, name), dataset_resize_mode(pred.cfg, name)
+    rule = flat_sign_rule(pred)
 
-    def predict(sample: Sample) -> np.ndarray:
-        nodes, _ = pred.predict_array(read_rgb(sample.image), resize, sliding, mode)
-        return nodes if tree_space else pred.dataset_values(nodes, name)
+    def predict(sample: Sample, rules: Any = None) -> np.ndarray:
+        img = read_rgb(sample.image)
+        if pred.flat is None:
+            nodes, _ = pred.predict_array(img, resize, sliding, mode)
+            return nodes
+        if rule is None or rules is None or not rules.sign_rule:
+            nodes, _ = pred.predict_array(img, resize, sliding, mode)
+            return pred.dataset_values(nodes, name)
+        H, W = img.shape[:2]
+        size = scaled_size((H, W), resize, mode)
+        if size != (H, W):
+            img, _ = resize_pair(img, np.zeros((H, W), np.uint8), size)
+        sc = pred.scores(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None], sliding)
+        nodes = flat_sign_nodes(pred, sc, rule)[0]
+        if nodes.shape != (H, W):
+            t = torch.from_numpy(nodes)[None, None].float()
+            nodes = F.interpolate(t, size=(H, W), mode="nearest")[0, 0].long().numpy()
+        return pred.dataset_values(nodes, name)
 
+    predict.pred_space = "tree" if pred.flat is None else "dataset"  # type: ignore[attr-defined]
+    predict.hierarchy = pred.h  # type: ignore[attr-defined]
+    predict.takes_rules = True  # type: ignore[attr-defined]
     return predict
 
 

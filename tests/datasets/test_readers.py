@@ -234,8 +234,11 @@ def test_decoder_is_exact_against_pil(tmp_path: Path, kind: str) -> None:
     assert got.dtype == ref.dtype and got.shape == ref.shape
     np.testing.assert_array_equal(got, ref)
     np.testing.assert_array_equal(decode_array(path, decoder="pil"), ref)
-    if kind in ("L", "P", "I;16"):
-        assert decode.LABEL_DECODER == "torchvision" and decode._torchvision_exact(decode.read_png_header(path))
+    hdr = decode.read_png_header(path)
+    assert decode.LABEL_DECODER == "auto"
+    assert decode._pyspng_exact(hdr) == (kind == "L")  # 8-bit grey: pyspng; palette / 16-bit / low bit depth: PIL
+    if kind == "L":
+        np.testing.assert_array_equal(decode._decode_pyspng(path.read_bytes()), ref)
 
 
 def test_unknown_values_ignore_maps_to_taxonomy_ignore_value() -> None:

@@ -73,14 +73,16 @@ def test_hand_computation_official_semantics(cs):
 
 def test_all_classes_and_mean_over_defined(cs):
     gt, pred = _hand_case(cs)
-    r = evaluate_arrays("cityscapes", gt, pred, classes="all")
+    r = evaluate_arrays("cityscapes", gt, pred, classes="all", mean_over="gt")
     assert r["n_classes"] == len([c for c in cs.classes if c.id >= 0]) - len(cs.ignore_ids)
     assert r["classes"]["parking"]["FP"] == 1 and r["classes"]["parking"]["IoU"] == 0.0
     assert r["classes"]["static"]["FP"] == 0  # predicted only on an ignored pixel
     assert r["other_pixels"] == 0
     assert r["mIoU"] == pytest.approx((1 / 4 + 1 / 2 + 1 / 2) / 3)
-    d = evaluate_arrays("cityscapes", gt, pred, classes="all", mean_over="defined")
+    # the official protocol's mean (the default) runs over classes with a defined IoU: parking scores 0
+    d = evaluate_arrays("cityscapes", gt, pred, classes="all")
     assert d["mIoU"] == pytest.approx((1 / 4 + 1 / 2 + 1 / 2 + 0) / 4)
+    assert d["rules"]["overrides"] == ["classes=all"] and r["rules"]["overrides"] == ["classes=all", "mean_over=gt"]
 
 
 def test_explicit_class_ids(cs):
@@ -145,9 +147,15 @@ def test_gtsdb_values_and_unlabeled():
     pred = gt.copy()
     pred[1, 1] = 0  # 'no sign' on a sign pixel: an error
     pred[3, 0] = k5  # a sign on unlabeled background: not counted (gt ignored)
-    r = evaluate_arrays("gtsdb", gt, pred)
+    r = evaluate_arrays("gtsdb", gt, pred, drop="none")
     c = r["classes"]["speed limit 80"]
     assert (c["TP"], c["FN"], c["FP"]) == (3, 1, 0)
+    # GTSDB has no official tool: the paper protocol drops the 'no class' value (what predict writes for
+    # a tree node GTSDB lacks), so the 'no sign' pixel is neither an error nor in a union
+    p = evaluate_arrays("gtsdb", gt, pred)
+    c = p["classes"]["speed limit 80"]
+    assert (c["TP"], c["FN"], c["FP"]) == (3, 0, 0) and p["protocol"] == "paper"
+    assert "no official" in p["rules"]["note"]
     assert r["classes"]["speed limit 100"]["IoU"] == 1.0
     assert r["n_classes"] == 43 and r["n_present"] == 2
     with pytest.raises(LabeltreeError, match="1999"):
@@ -226,7 +234,7 @@ def test_tree_predictions_project_and_paper_protocol(cs, tree):
     assert r["classes"]["road"]["TP"] == 2 and r["classes"]["road"]["FN"] == 1
     assert r["other_pixels"] == 1
     assert r["classes"]["road"]["IoU"] == pytest.approx(2 / 3)
-    p = evaluate_arrays("cityscapes", gt, pred_nodes=pred, hierarchy=tree, paper_protocol=True)
+    p = evaluate_arrays("cityscapes", gt, pred_nodes=pred, hierarchy=tree, protocol="paper")
     assert p["classes"]["road"]["IoU"] == 1.0  # the Curb pixel is dropped
     assert p["pixels"] == 3 and p["other_pixels"] == 0
     assert p["protocol"] == "paper"
@@ -262,7 +270,7 @@ def test_second_choice_recorded_right_in_gtsdb(tree):
     assert r["classes"]["speed limit 80"]["TP"] == 2 and r["classes"]["speed limit 80"]["FN"] == 1
     assert r["classes"]["stop"]["FP"] == 1
     # without the rule the generic sign is no GTSDB class: 2 errors in 'other'
-    flat = Evaluator("gtsdb", hierarchy=tree, pred_space="tree")
+    flat = Evaluator("gtsdb", hierarchy=tree, pred_space="tree", sign_rule=False, drop="none")
     flat.add_scores(gt, scores)
     f = flat.result()
     assert f["classes"]["speed limit 80"]["TP"] == 1 and f["other_pixels"] == 2
@@ -336,7 +344,7 @@ def test_levels_with_tree_predictions_of_internal_nodes(toy):
     car, road = ids(tax, "car", "road")
     gt = np.array([[car, car, road]], dtype=np.uint8)
     pred = np.array([[h.index["Car"], h.index["Vehicle"], h.index["Road"]]], dtype=np.uint16)
-    r = evaluate_arrays(tax, gt, pred_nodes=pred, hierarchy=h, levels=True)
+    r = evaluate_arrays(tax, gt, pred_nodes=pred, hierarchy=h, levels=True, drop="none")
     # 'Vehicle' (no class of this dataset at that depth) is an error at every level: the projection
     # goes through the dataset's classes
     assert r["classes"]["car"]["TP"] == 1 and r["other_pixels"] == 1
@@ -424,8 +432,9 @@ def test_same_numbers_as_cityscapes_scripts_on_the_real_fixture(real_fixtures, c
         got = ours["categories"].get(cat)
         assert (got is None and math.isnan(iou)) or got == pytest.approx(iou, abs=1e-12), cat
     assert ours["mIoU_categories"] == pytest.approx(ref["mIoU_categories"], abs=1e-12)
-    # the default mean (classes present in the gt) differs exactly by the predicted-but-absent classes
-    default = evaluate_arrays("cityscapes", gt, pred)
+    assert evaluate_arrays("cityscapes", gt, pred)["mIoU"] == ours["mIoU"]  # the official protocol is the default
+    # the mean over classes present in the gt differs exactly by the predicted-but-absent classes
+    default = evaluate_arrays("cityscapes", gt, pred, mean_over="gt")
     present = [ref["classes"][n] for n, c in default["classes"].items() if c["pixels"] > 0]
     assert default["mIoU"] == pytest.approx(sum(present) / len(present), abs=1e-12)
     assert default["mIoU"] != pytest.approx(ours["mIoU"])

@@ -242,10 +242,61 @@ def test_gtsdb_fine_vs_coarse_boxes(real_gtsdb_root, tmp_path):
     assert res["mIoU"] == 1.0 and res["n_present"] == len(expect)
     with pytest.warns(UserWarning):
         res, _ = evaluate_folder("gtsdb", root, tmp_path / "fine", "train", workers=1, progress=False,
-                                 mask_mode="coarse")
+                                 mask_mode="coarse", drop="none")
     # against filled boxes the corners the shapes leave 'unlabeled' are errors ("other")
     for v, (tp, fn, fp) in expect.items():
         c = res["classes"][tax.by_id(v - tax.encoding.offset).display]
         assert (c["TP"], c["FN"], c["FP"]) == (tp, fn, fp)
         assert c["IoU"] == pytest.approx(tp / (tp + fn + fp))
     assert res["mIoU"] < 0.9 and res["other_pixels"] > 0
+
+
+def test_protocols_named_in_table_and_json(cs_set, tmp_path):
+    root, gts, preds = cs_set
+    out = {}
+    for protocol in ("official", "paper"):
+        res = _run("evaluate", "cityscapes", root / "gt", root / "pred", "--protocol", protocol, "--workers", "1",
+                   "-o", tmp_path / f"{protocol}.json")
+        assert res.exit_code == 0, res.output
+        assert f"protocol {protocol} (" in res.output
+        out[protocol] = json.loads((tmp_path / f"{protocol}.json").read_text())
+        assert out[protocol]["protocol"] == protocol and out[protocol]["rules"]["overrides"] == []
+    o, p = out["official"], out["paper"]
+    assert o["n_classes"] == 19 and o["mean_over"] == "defined" and o["rules"]["drop"] == "none"
+    assert p["n_classes"] == 27 and p["mean_over"] == "gt" and p["rules"]["drop"] == "foreign"
+    assert "cityscapesScripts" in o["rules"]["tool"]
+    # the paper drops Cityscapes' no-class value (0, what `labeltree predict` writes for nodes it lacks)
+    ref = Evaluator("cityscapes", hierarchy=load_hierarchy("cityscapes+vistas+gtsdb"), protocol="paper")
+    for key in gts:
+        ref.add(gts[key], preds[key])
+    assert p["classes"] == ref.result()["classes"]
+    # an override is named
+    res = _run("evaluate", "cityscapes", root / "gt", root / "pred", "--mean-over", "gt", "--workers", "1")
+    assert res.exit_code == 0 and "overridden: mean_over=gt" in res.output
+
+
+def test_cityscapes_extended_paper_rule_needs_gtsdb(tmp_path, real_gtsdb_root):
+    ext = load_taxonomy("cityscapes-extended")
+    s80, stop, give = (ext.stored_value(ext.find(n).id) for n in ("speed limit 80", "stop", "give way"))
+    lab = np.full((40, 80), 7, np.uint16)
+    lab[10:30, 5:25] = s80  # 400 pixels
+    lab[10:12, 40:45] = give  # 10 pixels
+    write_png(tmp_path / "ext/gtFine/val/aachen/aachen_000000_000019_gtFine_labelIds.png", lab)
+    write_png(tmp_path / "pred/aachen_000000_000019.png", lab)
+    res = _run("evaluate", "cityscapes-extended", tmp_path / "ext", tmp_path / "pred", "--protocol", "official")
+    assert res.exit_code == 2 and "--gtsdb-root" in res.output
+    h = load_hierarchy("cityscapes+vistas+gtsdb")
+    r, _ = evaluate_folder("cityscapes-extended", tmp_path / "ext", tmp_path / "pred", hierarchy=h, workers=1,
+                           progress=False, gtsdb_root=real_gtsdb_root, min_pixels=50, gtsdb_size=None)
+    assert r["protocol"] == "paper" and "no official" in r["rules"]["note"]
+    from labeltree.datasets.registry import open_dataset
+    from labeltree.evaluate.evaluator import box_counts_as, gtsdb_class_pixels
+
+    g = open_dataset("gtsdb", real_gtsdb_root)
+    both = [box_counts_as(h, "cityscapes-extended", gtsdb_class_pixels(g, sp, None)) for sp in ("train", "test")]
+    want = sorted(ext.find(n).id for n in ("speed limit 80", "give way", "stop")
+                  if all(c.get(ext.find(n).id, 0) >= 50 for c in both)
+                  and int((lab == ext.stored_value(ext.find(n).id)).sum()) >= 50)
+    assert r["paper_rule"]["classes"] == want
+    assert want == [ext.find("speed limit 80").id]  # give way: 10 pixels in this split; stop: none
+    assert list(r["classes"]) == ["speed limit 80"] and r["mIoU"] == 1.0

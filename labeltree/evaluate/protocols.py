@@ -1,0 +1,109 @@
+"""Evaluation protocols (docs/design.md §2.6): one name selects a whole, documented set of rules.
+
+`official` reproduces the dataset's official tool exactly:
+- Cityscapes: cityscapesScripts 2.3.0 `evalPixelLevelSemanticLabeling` (`getIouScoreForLabel`,
+  `getScoreAverage`): the 19 classes with ignoreInEval false; gt pixels of other ids are not
+  counted; a prediction of an ignored id on an evaluated pixel is a false negative of that pixel's
+  class and nobody's false positive; the mean runs over every class whose IoU is defined, so a class
+  predicted but absent from the gt scores 0.
+- Mapillary Vistas: `mapillary_vistas/evaluation/confusion_matrix.py` and `helpers/print.py` of
+  github.com/mapillary/mapillary_vistas at commit a64822981e4ed951394fb4943adde7b1dee8931d (no
+  package on PyPI; rules re-derived from that source): the matrix over all labels is cut to the rows
+  AND columns of labels with `evaluate` true, so a prediction of a non-evaluated label (Unlabeled) or
+  of a value outside the label list is neither a false negative nor a false positive; IoU is NaN
+  where TP + FP + FN = 0 and the average runs over the non-NaN IoUs.
+- Datasets without an official pixel-level tool (GTSDB, Cityscapes Extended) use `paper`; the
+  result says so.
+
+`paper` is the authors' code: the paper's class sets (Cityscapes 27, Vistas 65, GTSDB 28 of 43 by
+the >= 1000-pixel rule at 512x850, Cityscapes Extended: sign classes with >= 1000 pixels in GTSDB
+train, GTSDB test and the evaluated Cityscapes Extended split), means over classes present in the
+gt, predictions of classes the dataset lacks dropped (a tree node without a class of the dataset;
+in dataset ids the dataset's "no class" value, which `labeltree predict` writes for such nodes), and
+the flat model's second-choice traffic-sign rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from labeltree.errors import LabeltreeError
+
+PROTOCOLS = ("official", "paper")
+#: drop rules: which predictions are neither errors nor in any union
+DROPS = ("none", "foreign", "unevaluated")
+
+VISTAS_COMMIT = "a64822981e4ed951394fb4943adde7b1dee8931d"
+
+#: taxonomy name -> (official tool, mean rule, drop rule)
+OFFICIAL_TOOLS: dict[str, tuple[str, str, str]] = {
+    "cityscapes": ("cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling", "defined", "none"),
+    "vistas": (f"mapillary_vistas evaluation (github.com/mapillary/mapillary_vistas @ {VISTAS_COMMIT[:7]})",
+               "defined", "unevaluated"),
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rules that produced a result; `as_dict()` goes into the JSON as "rules"."""
+
+    protocol: str  # official | paper: what the numbers are
+    tool: str  # the tool or paper whose semantics these are
+    classes: str | tuple[int, ...]  # class set (official | paper | all | ids)
+    mean_over: str  # gt | defined
+    drop: str  # none | foreign | unevaluated
+    sign_rule: bool  # the flat model's second-choice rule on score maps
+    requested: str  # the protocol asked for
+    overrides: tuple[str, ...] = ()  # options that changed a rule of the protocol
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["classes"] = self.classes if isinstance(self.classes, str) else list(self.classes)
+        d["overrides"] = list(self.overrides)
+        return d
+
+    def describe(self) -> str:
+        drop = {"none": "none dropped", "foreign": "of classes the dataset lacks dropped",
+                "unevaluated": "of non-evaluated labels dropped"}[self.drop]
+        classes = self.classes if isinstance(self.classes, str) else "ids " + ",".join(map(str, self.classes))
+        s = (f"protocol {self.protocol} ({self.tool}): classes {classes}, "
+             f"mean over classes {'present in the gt' if self.mean_over == 'gt' else 'with a defined IoU'}, "
+             f"predictions {drop}" + (", flat second-choice sign rule" if self.sign_rule else ""))
+        if self.overrides:
+            s += f"; overridden: {', '.join(self.overrides)}"
+        if self.note:
+            s += f"; {self.note}"
+        return s
+
+
+def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | None = None,
+                  mean_over: str | None = None, drop: str | None = None, sign_rule: bool | None = None,
+                  ) -> Rules:
+    """The rules of `protocol` for a dataset (taxonomy name), with any explicit overrides applied."""
+    if protocol not in PROTOCOLS:
+        raise LabeltreeError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if drop is not None and drop not in DROPS:
+        raise LabeltreeError(f"drop rule must be one of {', '.join(DROPS)}, not {drop!r}")
+    note = ""
+    if protocol == "official" and dataset in OFFICIAL_TOOLS:
+        tool, mean, dr = OFFICIAL_TOOLS[dataset]
+        base = Rules("official", tool, "official", mean, dr, False, protocol)
+    else:
+        if protocol == "official":
+            note = f"'{dataset}' has no official pixel-level evaluation tool: the paper protocol is used"
+        base = Rules("paper", "Meletis & Dubbelman 2018, authors' code", "paper", "gt", "foreign", True, protocol,
+                     note=note)
+    over = []
+    kw: dict[str, Any] = {}
+    for name, value, current in (("classes", classes, base.classes), ("mean_over", mean_over, base.mean_over),
+                                 ("drop", drop, base.drop), ("sign_rule", sign_rule, base.sign_rule)):
+        if value is None:
+            continue
+        value = value if isinstance(value, (str, bool)) else tuple(int(v) for v in value)
+        if value != current:
+            over.append(f"{name}={value if not isinstance(value, tuple) else ','.join(map(str, value))}")
+        kw[name] = value
+    return Rules(**{**asdict(base), **kw, "overrides": tuple(over)})

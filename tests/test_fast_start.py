@@ -1,0 +1,54 @@
+"""Label-only commands never import torch (start-up: torch + torchvision cost 3-7 s per command)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import labeltree
+
+TAX = Path(labeltree.__file__).parent / "taxonomies"
+
+# Runs several label-only commands in ONE child process and reports which heavy modules they loaded.
+_RUN = """
+import sys
+from labeltree.cli import main
+for args in [a.split("|") for a in sys.argv[1:]]:
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit as e:
+        assert not e.code, (args, e.code)
+print("LOADED", sorted(m for m in ("torch", "torchvision") if m in sys.modules))
+"""
+
+
+def _cityscapes(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for key in ("aachen_000000_000019", "aachen_000001_000019"):
+        lab = np.full((32, 64), 7, np.uint8)
+        lab[rng.integers(0, 20):, :20] = 26
+        lab[:4] = 0
+        d = root / "gt/gtFine/val/aachen"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(lab).save(d / f"{key}_gtFine_labelIds.png")
+        p = root / "pred"
+        p.mkdir(exist_ok=True)
+        Image.fromarray(np.where(lab == 26, 24, lab).astype(np.uint8)).save(p / f"{key}.png")
+
+
+def test_label_only_commands_do_not_import_torch(tmp_path, real_gtsdb_root):
+    _cityscapes(tmp_path)
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    tree = TAX / "hierarchies/cityscapes+vistas+gtsdb.yaml"
+    cmds = ["tree", "merge|cityscapes|vistas|gtsdb|--format|json", f"validate|{TAX / 'cityscapes.yaml'}|{tree}",
+            f"stats|cityscapes|{gt}|-o|{tmp_path / 's.json'}",
+            f"evaluate|cityscapes|{gt}|{pred}|--workers|1|-o|{tmp_path / 'e.json'}",
+            f"evaluate|cityscapes|{gt}|{pred}|--workers|1|--protocol|paper|--quiet",
+            f"gtsdb-masks|{real_gtsdb_root}|{tmp_path / 'masks'}",
+            f"annotate-extended|propose|{gt}|{tmp_path / 'work'}|--workers|1"]
+    r = subprocess.run([sys.executable, "-c", _RUN, *cmds], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "LOADED []" in r.stdout, r.stdout[-2000:]
+    assert (tmp_path / "e.json").is_file() and any((tmp_path / "masks").rglob("*.png"))
