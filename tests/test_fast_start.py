@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import labeltree
+from labeltree.resources import taxonomy_dir
 
-TAX = Path(labeltree.__file__).parent / "taxonomies"
+TAX = taxonomy_dir()  # the bundled files, wherever the install put them
 
 # Runs several label-only commands in ONE child process and reports which heavy modules they loaded.
 _RUN = """
