@@ -17,7 +17,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -213,3 +213,15 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | 
         for opt2, p2 in given[:k]:
             if same_file(p, p2):
                 raise LabeltreeError(f"{opt} and {opt2} name the same file; give each its own path", p)
+
+
+def input_sparing_png_writer(inputs: Iterable[str | Path]) -> Callable[[str | Path, np.ndarray], None]:
+    """`write_png` that refuses to replace any of `inputs`: a prediction folder may be the image folder."""
+    sources = {os.path.realpath(p) for p in inputs}
+
+    def write(target: str | Path, arr: np.ndarray) -> None:
+        if os.path.realpath(target) in sources:
+            raise LabeltreeError("this output would replace an input image; choose another -o", target)
+        write_png(target, arr)
+
+    return write

@@ -19,7 +19,7 @@ from PIL import Image
 
 from labeltree.datasets.decode import read_rgb
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import write_png
+from labeltree.fsutil import check_output, input_sparing_png_writer
 
 FORMAT = "labeltree-onnx-1"
 INPUT = "images"
@@ -316,7 +316,11 @@ def predict_files(model: str | Path | OnnxModel, inputs: list[str | Path], out_d
         colour = False
     out = Path(out_dir)
     written: list[Path] = []
-    for path in tqdm(collect_images(inputs), desc="predict", unit="img", disable=not progress):
+    images = collect_images(inputs)
+    check_output(out, "-o", folder=True)
+    write_png = input_sparing_png_writer([*images, m.path])  # OUT is a prediction folder: never over an input
+
+    for path in tqdm(images, desc="predict", unit="img", disable=not progress):
         img = read_rgb(path)
         p = m.predict_array(img, key)
         stem = path.stem

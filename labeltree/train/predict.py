@@ -6,7 +6,6 @@ dataset split with the prediction in that dataset's own stored values.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,7 @@ from labeltree.datasets.decode import read_rgb as decode_rgb
 from labeltree.datasets.images import collect_images
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import check_output
-from labeltree.fsutil import write_png as _write_png
+from labeltree.fsutil import check_output, input_sparing_png_writer
 from labeltree.train.checkpoint import load_checkpoint
 from labeltree.train.config import Config, check_device, config_from_dict
 from labeltree.train.data import normalise, resize_pair
@@ -285,12 +283,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
     written: list[Path] = []
     images = collect_images(inputs)
     check_output(out, "-o", folder=True)
-    sources = {os.path.realpath(p) for p in images} | {os.path.realpath(checkpoint)}
-
-    def write_png(target: Path, arr: np.ndarray) -> None:  # OUT is a prediction folder: never over an input
-        if os.path.realpath(target) in sources:
-            raise LabeltreeError("this output would replace an input image; choose another -o", target)
-        _write_png(target, arr)
+    write_png = input_sparing_png_writer([*images, checkpoint])  # OUT is a prediction folder: never over an input
 
     for path in tqdm(images, desc="predict", unit="img", disable=not progress):
         img = read_rgb(path)

@@ -381,3 +381,18 @@ def test_missing_deploy_extra_says_how_to_install(env: dict[str, Any], tmp_path:
     monkeypatch.setitem(sys.modules, "onnx", None)
     out = cli("export", env["flat"], tmp_path / "m.onnx", code=2)
     assert "pip install 'labeltree[deploy]'" in out and len(out.strip().splitlines()) == 1
+
+
+def test_onnx_predict_never_writes_over_an_input_image(env: dict[str, Any], tmp_path: Path) -> None:
+    """-o onto the image folder: a prediction that would replace one of the input images is refused, bytes kept."""
+    m = tmp_path / "tiny.onnx"
+    cli("export", env["hier"], m)
+    src = tmp_path / "imgs"
+    src.mkdir()
+    photo = env["images"][0]
+    (src / "a.png").write_bytes(photo.read_bytes())
+    (src / "a_tree.png").write_bytes(photo.read_bytes())  # an input that `predict` would name a_tree.png
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    out = cli("predict", m, src, "-o", src, code=2)
+    assert "would replace an input image" in out and "Traceback" not in out
+    assert {p.name: p.read_bytes() for p in src.iterdir() if p.name in before} == before
