@@ -157,8 +157,7 @@ def label_values(lab: np.ndarray) -> list[int]:
 
 def _values_of(args: tuple[str, Any, bool]) -> list[int]:
     label, taxonomy, cached = args
-    lab = read_cached_label(Path(label)) if cached else read_label(
-        Sample(taxonomy.name, "", Path(label).stem, None, Path(label)), taxonomy)
+    lab = read_cached_label(Path(label)) if cached else read_label(Sample.of_label(label, taxonomy), taxonomy)
     return label_values(lab)
 
 
