@@ -35,7 +35,7 @@ from labeltree.datasets import gtsdb as gtsdb_layout
 from labeltree.datasets import vistas as vistas_layout
 from labeltree.datasets.base import Unknown, ignore_value
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
-from labeltree.datasets.registry import READERS
+from labeltree.datasets.registry import reader_for
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_json, write_png, write_text
 from labeltree.parallel import pmap
@@ -280,7 +280,7 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
         for c in ttax.classes:
             if 0 <= ttax.stored_value(c.id) < 256:
                 palette[ttax.stored_value(c.id)] = c.color
-    layout = READERS[ttax.encoding.format].layout if ttax is not None else "tree"
+    layout = reader_for(ttax).layout if ttax is not None else "tree"
     return Conversion(stax.name, t, h.name, rules, lut, ignore, dtype, layout, palette,
                       str(overrides) if overrides is not None else None)
 

@@ -16,6 +16,7 @@ from labeltree.core.importers import (
     write_taxonomy,
 )
 from labeltree.core.taxonomy import Taxonomy
+from labeltree.datasets.registry import LAYOUTS
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import check_outputs, same_file
 
@@ -94,11 +95,14 @@ def vistas_config_cmd(file: Path, output: Path | None, force: bool, name: str | 
 @click.option("--annotation", type=click.Choice(["dense", "boxes"]), default="dense", show_default=True)
 @click.option("--encoding", "fmt", type=click.Choice(["png-ids", "png-palette-index", "gtsdb-gt-txt"]),
               default="png-ids", show_default=True, help="How label files store a class.")
+@click.option("--layout", type=click.Choice(sorted(LAYOUTS)), default=None,
+              help="File layout when it is not the encoding's usual one (png-ids: cityscapes).")
 @click.option("--dtype", type=click.Choice(["uint8", "uint16"]), help="Label image type (default: smallest fit).")
 @click.option("--offset", type=int, default=0, show_default=True, help="Stored value = id + offset.")
 @click.option("--palette", type=click.Choice(["auto"]), help="Generate colours when the table has none.")
 def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ignore: tuple[str, ...],
-              annotation: str, fmt: str, dtype: str | None, offset: int, palette: str | None) -> None:
+              annotation: str, fmt: str, layout: str | None, dtype: str | None, offset: int,
+              palette: str | None) -> None:
     """CSV/TSV label table: columns id, name, colour ('r,g,b' or color_r/color_g/color_b), optional
     readable, category, trainId, hasInstances, ignoreInEval/evaluate, shape, synonyms.
 
@@ -110,6 +114,8 @@ def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ig
     enc: dict[str, Any] = {"format": fmt, "offset": offset}
     if dtype:
         enc["dtype"] = dtype
+    if layout:
+        enc["layout"] = layout
     tax = import_table(file, palette=palette, annotation=annotation, encoding=enc, **_opts(name, ignore))
     _emit(tax, output, force, [file])
 

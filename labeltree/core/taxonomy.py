@@ -78,6 +78,9 @@ class Encoding(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     format: Literal["png-ids", "png-palette-index", "gtsdb-gt-txt"]
+    # the file layout (reader) when it is not the format's usual one: a png-ids dataset may be laid
+    # out as Cityscapes (the default), BDD100K or IDD; names from `datasets.registry.LAYOUTS`
+    layout: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     dtype: Literal["uint8", "uint16"] = "uint8"
     offset: int = 0
     unlabeled: int | None = None  # stored value that means "no label" and is no class id

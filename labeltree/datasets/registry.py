@@ -11,11 +11,25 @@ from labeltree.datasets.gtsdb import GTSDBReader
 from labeltree.datasets.vistas import VistasReader
 from labeltree.errors import LabeltreeError
 
+# the usual layout of each encoding format; a taxonomy's `encoding.layout` names another one
 READERS: dict[str, type[DatasetReader]] = {
     "png-ids": CityscapesReader,
     "png-palette-index": VistasReader,
     "gtsdb-gt-txt": GTSDBReader,
 }
+# every layout by name (Cityscapes, Vistas, GTSDB and the layouts that share a format with them)
+LAYOUTS: dict[str, type[DatasetReader]] = {cls.layout: cls for cls in (CityscapesReader, VistasReader, GTSDBReader)}
+
+
+def reader_for(tax: Taxonomy) -> type[DatasetReader]:
+    """The reader class of a taxonomy: its `encoding.layout`, else its format's usual layout."""
+    lay = tax.encoding.layout
+    if lay is None:
+        return READERS[tax.encoding.format]
+    if lay not in LAYOUTS:
+        raise LabeltreeError(f"taxonomy '{tax.name}': encoding.layout '{lay}' is unknown (known: "
+                             f"{', '.join(sorted(LAYOUTS))})")
+    return LAYOUTS[lay]
 
 
 def open_dataset(dataset: str | Path | Taxonomy, root: str | Path, unknown: Unknown = "error",
@@ -26,14 +40,12 @@ def open_dataset(dataset: str | Path | Taxonomy, root: str | Path, unknown: Unkn
     GTSDB takes `gt=` (another gt.txt) and `mask_mode=` ('fine' | 'coarse', for `read_label`).
     """
     tax = dataset if isinstance(dataset, Taxonomy) else load_taxonomy(dataset)
-    cls = READERS[tax.encoding.format]
+    cls = reader_for(tax)
     return cls(tax, Path(root), unknown, **options)
-
 
 
 def reader_class(layout: str) -> type[DatasetReader]:
     """The reader of a layout name ('cityscapes', 'vistas', 'gtsdb'): its file-name conventions."""
-    for cls in READERS.values():
-        if cls.layout == layout:
-            return cls
-    raise LabeltreeError(f"unknown dataset layout '{layout}' (known: {', '.join(c.layout for c in READERS.values())})")
+    if layout in LAYOUTS:
+        return LAYOUTS[layout]
+    raise LabeltreeError(f"unknown dataset layout '{layout}' (known: {', '.join(LAYOUTS)})")
