@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from labeltree.errors import LabeltreeError
-from labeltree.synth.scene import GTSDB_SIGNS, as_json, parse_size, summary, synthesize
+from labeltree.synth.scene import GTSDB_SIGNS, HIERARCHY, as_json, parse_size, summary, synthesize
 
 
 def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
@@ -31,6 +31,8 @@ def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
               help="Signs per GTSDB frame LO-HI (1 frame in 10 has none).")
 @click.option("--street-signs", default=None,
               help="Sign posts per Cityscapes/Vistas frame LO-HI (default: 0-3, mostly 1-2).")
+@click.option("--tree", "tree", default=HIERARCHY, show_default=True,
+              help="Bundled tree name or tree file: its datasets are written, each in its own layout.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed and size, same bytes.")
 @click.option("--size", default="256x128", show_default=True, help="Frame size WIDTHxHEIGHT for all datasets.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
@@ -41,7 +43,8 @@ def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
 @click.option("--json", "as_json_flag", is_flag=True, help="Print a JSON summary instead of text.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str, street_signs: str | None,
-              seed: int, size: str, workers: int | None, force: bool, as_json_flag: bool, no_progress: bool) -> None:
+              tree: str, seed: int, size: str, workers: int | None, force: bool, as_json_flag: bool,
+              no_progress: bool) -> None:
     """Write synthetic street scenes of one world in the datasets' native layouts.
 
     \b
@@ -50,7 +53,9 @@ def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str
     OUT/vistas/{training,validation}/{images,labels,instances}/ + config.json (v1.2 palette labels)
     OUT/gtsdb/NNNNN.ppm + gt.txt                                  (all 43 sign classes, drawn by shape)
 
-    Labels come from the taxonomies and the tree file. OUT must be new, empty, or an earlier synth
+    With --tree, every dataset of that tree is written under OUT/<dataset>/ in its layout (e.g.
+    OUT/vistas-v2.0/{training,validation}/v2.0/labels/, BDD100K, IDD). Labels come from the
+    taxonomies and the tree file. OUT must be new, empty, or an earlier synth
     output (recognised by OUT/synth.json; its dataset folders are replaced); any other folder needs
     --force.
 
@@ -58,9 +63,10 @@ def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str
     Example:
       labeltree synth data/synth --images 200 --seed 1 --size 256x128
       labeltree stats cityscapes data/synth/cityscapes
+      labeltree synth data/synth-v2 --tree cityscapes+vistas-v2.0+gtsdb
     """
     res = synthesize(out, images=images, seed=seed, size=parse_size(size), workers=workers, force=force,
-                     gtsdb_images=gtsdb_images, progress=not no_progress,
+                     gtsdb_images=gtsdb_images, progress=not no_progress, hierarchy=tree,
                      gtsdb_signs=parse_range(gtsdb_signs, "--gtsdb-signs") or GTSDB_SIGNS,
                      street_signs=parse_range(street_signs, "--street-signs"))
     click.echo(as_json(res) if as_json_flag else summary(res))

@@ -19,13 +19,24 @@ def image_path(root: Path, split: str, key: str) -> Path:
     return Path(root) / VISTAS_SPLITS[split] / "images" / f"{key}{IMAGE_SUFFIX}"
 
 
-def label_path(root: Path, split: str, key: str) -> Path:
-    """A v1.x release's label (palette indices, flat `labels/`); a split other than train/val/test keeps its name."""
-    return Path(root) / VISTAS_SPLITS.get(split, split) / "labels" / f"{key}{LABEL_SUFFIX}"
+def _release_dir(version: str | None) -> str:
+    """Where a release keeps labels / instances inside a split: v1.x flat, v2.0 under `v2.0/`."""
+    return "" if not version or version.startswith("1") else f"v{version}"
 
 
-def instance_path(root: Path, split: str, key: str) -> Path:
-    return Path(root) / VISTAS_SPLITS[split] / "instances" / f"{key}{LABEL_SUFFIX}"
+def label_path(root: Path, split: str, key: str, version: str | None = None) -> Path:
+    """A label (palette indices) of release `version` (v1.x flat `labels/`, v2.0 `v2.0/labels/`); a split
+    other than train/val/test keeps its name."""
+    return Path(root) / VISTAS_SPLITS.get(split, split) / _release_dir(version) / "labels" / f"{key}{LABEL_SUFFIX}"
+
+
+def instance_path(root: Path, split: str, key: str, version: str | None = None) -> Path:
+    return Path(root) / VISTAS_SPLITS[split] / _release_dir(version) / "instances" / f"{key}{LABEL_SUFFIX}"
+
+
+def config_name(version: str) -> str:
+    """The release's label config beside the splits: `config.json` up to v1.2, `config_v2.0.json` for v2.0."""
+    return "config.json" if not _release_dir(version) else f"config_{_release_dir(version)}.json"
 
 
 def train_label_path(root: Path, split: str, key: str) -> Path:

@@ -39,6 +39,7 @@ from labeltree.core.taxonomy import ClassDef, Taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets import cityscapes, gtsdb, vistas
 from labeltree.datasets.gtsdb import GTSDB_SPLITS
+from labeltree.datasets.registry import reader_for
 from labeltree.datasets.shapes import shape_mask
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json, write_png, write_text
@@ -47,12 +48,9 @@ from labeltree.synth.signs import draw_sign
 
 HIERARCHY = "cityscapes+vistas+gtsdb"
 MARKER = "synth.json"
-# Where each synthetic dataset lives under OUT (also the sub-folders a re-run replaces).
-FOLDERS = {"cityscapes": "cityscapes", "cityscapes-extended": "cityscapes-extended", "vistas": "vistas",
-           "gtsdb": "gtsdb"}
 # Dataset class for world objects the dataset has no class for (Cityscapes labels a street lamp or
-# the back of a sign as "static"). Names, looked up in the taxonomy.
-FALLBACK_CLASS = {"cityscapes": "static", "cityscapes-extended": "static", "vistas": "Unlabeled"}
+# the back of a sign as "static"), by layout; a layout without one (BDD100K, IDD) gets its ignore value.
+FALLBACK_CLASS = {"cityscapes": "static", "vistas": "Unlabeled"}
 # Tree nodes the street generator paints (looked up by name in the tree file).
 WORLD_NODES = ("Sky", "Building", "Vegetation", "Terrain", "Road", "Sidewalk", "Lane Marking - General",
                "Lane Marking - Crosswalk", "Crosswalk - Plain", "Bike Lane", "Manhole", "Catch Basin", "Pole",
@@ -72,7 +70,12 @@ VAL_EVERY = 5  # every 5th frame is validation: 80 % / 20 %
 # -- the world's vocabulary -----------------------------------------------------------------------
 
 class World:
-    """Tree nodes of the generator's objects and the per-dataset `node -> stored value` tables."""
+    """Tree nodes of the generator's objects and the per-dataset `node -> stored value` tables.
+
+    The datasets are the tree file's (trained and evaluation-only), each written in its taxonomy's
+    layout; an evaluation-only dataset in the layout of a trained one (Cityscapes Extended) gets that
+    dataset's frames with its own labels. The sign classes are those of the tree's box dataset.
+    """
 
     def __init__(self, hierarchy: str = HIERARCHY):
         h = load_hierarchy(hierarchy)
@@ -82,21 +85,22 @@ class World:
             raise LabeltreeError(f"the synthetic street needs tree nodes {', '.join(missing)}, which tree "
                                  f"'{h.name}' does not have", h.path)
         self.node = {n: h.index[n] for n in WORLD_NODES}
+        self.datasets: list[str] = list(h.mappings)
         self.tax: dict[str, Taxonomy] = {}
+        self.layout: dict[str, str] = {}
         self.lut: dict[str, np.ndarray] = {}
-        for ds in ("cityscapes", "cityscapes-extended", "vistas", "gtsdb"):
+        for ds in self.datasets:
             m = h.mapping(ds)
             self.tax[ds] = m.taxonomy
-            n2v = h.tables(ds).node_to_value.copy()
-            if ds in FALLBACK_CLASS:
-                fb = m.taxonomy.find(FALLBACK_CLASS[ds])
-                if fb is None:
-                    raise LabeltreeError(f"taxonomy '{m.taxonomy.name}' has no class '{FALLBACK_CLASS[ds]}' "
-                                         "for objects it does not label", h.path)
-                n2v[n2v < 0] = m.taxonomy.stored_value(fb.id)
-            self.lut[ds] = n2v
-        gt = self.tax["gtsdb"]
-        v2n = h.tables("gtsdb").value_to_node
+            self.layout[ds] = reader_for(m.taxonomy).layout
+            self.lut[ds] = self._node_values(ds)
+        boxes = [ds for ds in self.datasets if self.layout[ds] == "gtsdb"]
+        if not boxes:
+            raise LabeltreeError(f"the synthetic street draws GTSDB's signs: tree '{h.name}' has no dataset in "
+                                 "the GTSDB layout", h.path)
+        self.sign_dataset = boxes[0]
+        gt = self.tax[self.sign_dataset]
+        v2n = h.tables(self.sign_dataset).value_to_node
         self.signs: list[ClassDef] = sorted(gt.classes, key=lambda c: c.id)
         self.sign_node = {c.id: int(v2n[gt.stored_value(c.id)]) for c in self.signs}
         bad = [c.name for c in self.signs if c.shape is None or self.sign_node[c.id] < 0]
@@ -104,18 +108,45 @@ class World:
             raise LabeltreeError(f"GTSDB classes {', '.join(bad)} have no shape or no tree node", h.path)
         # stored value -> does the class have instances (encoded per the taxonomy's encoding.instances)
         self.has_instances: dict[str, np.ndarray] = {}
-        for ds in ("cityscapes", "vistas"):
-            tax = self.tax[ds]
-            flags = np.zeros(tax.lut_size, dtype=bool)
-            for c in tax.classes:
-                if c.id >= 0:
-                    flags[tax.stored_value(c.id)] = c.has_instances
-            self.has_instances[ds] = flags
+        for ds, tax in self.tax.items():
+            if tax.annotation == "dense" and tax.encoding.instances is not None:
+                flags = np.zeros(tax.lut_size, dtype=bool)
+                for c in tax.classes:
+                    if c.id >= 0:
+                        flags[tax.stored_value(c.id)] = c.has_instances
+                self.has_instances[ds] = flags
+        trained = [ds for ds in self.datasets if not h.mapping(ds).evaluation_only]
+        # evaluation-only dataset -> the trained dataset of its layout whose frames it labels
+        self.shares = {ds: next(t for t in trained if self.layout[t] == self.layout[ds]) for ds in self.datasets
+                       if h.mapping(ds).evaluation_only and any(self.layout[t] == self.layout[ds] for t in trained)}
+        self.rendered = [ds for ds in self.datasets if ds not in self.shares]
+
+    def _node_values(self, ds: str) -> np.ndarray:
+        """node -> stored value: the dataset's class at the depth it annotates; a node finer than the
+        dataset gets its ancestor's class (Hierarchy.tables), a node coarser than every class of the
+        dataset (a painted inner node) its first mapped descendant's, anything else the fallback."""
+        h, tax = self.hierarchy, self.tax[ds]
+        n2v = h.tables(ds).node_to_value.copy()
+        for n in np.flatnonzero(n2v < 0):
+            below = [d for d in sorted(h.descendants(int(n))) if d != n and n2v[d] >= 0]
+            if below:
+                n2v[n] = n2v[below[0]]
+        if tax.annotation == "dense":
+            name = FALLBACK_CLASS.get(self.layout[ds])
+            fb = tax.find(name) if name is not None else None
+            if fb is not None:
+                n2v[n2v < 0] = tax.stored_value(fb.id)
+            elif tax.ignore_ids:
+                n2v[n2v < 0] = tax.stored_value(tax.ignore_ids[0])
+            else:
+                raise LabeltreeError(f"taxonomy '{tax.name}' has no class for objects it does not label "
+                                     f"({name or 'an ignore id'})", h.path)
+        return n2v
 
     def instances(self, ds: str, values: np.ndarray, inst: np.ndarray) -> np.ndarray:
         """The dataset's 16-bit instance map, encoded as its taxonomy's `encoding.instances` says."""
         enc = self.tax[ds].encoding.instances
-        if enc is None:
+        if enc is None or ds not in self.has_instances:
             raise LabeltreeError(f"taxonomy '{ds}' has no encoding.instances: it defines no instance files")
         return _instances(values, inst, self.has_instances[ds], enc.factor, enc.stuff_factor, np.uint16)
 
@@ -575,7 +606,7 @@ def render_scene(dataset: str, seed: int, index: int, width: int, height: int,
     `street_signs` (lo, hi) overrides that number of posts.
     """
     world = world or get_world()
-    style = STYLES["gtsdb" if dataset == "gtsdb" else dataset]
+    style = STYLES[world.layout[dataset]]
     rng = frame_rng(seed, dataset, index)
     st = _Street(rng, style, width, height)
     cv = _background(world, st, rng)
@@ -747,45 +778,62 @@ class _Job:
 
 
 def _make(job: _Job) -> dict:
-    """Render and write one frame; returns what the summary needs."""
+    """Render and write one frame in its dataset's layout; returns what the summary needs."""
     world = get_world(job.hierarchy)
-    out = Path(job.out)
-    if job.dataset == "gtsdb":
+    layout = world.layout[job.dataset]
+    if layout == "gtsdb":
         classes = gtsdb_sign_classes(job.seed, job.index, len(world.signs), job.gtsdb_signs)
-        sc = render_scene("gtsdb", job.seed, job.index, job.width, job.height, classes, world)
+        sc = render_scene(job.dataset, job.seed, job.index, job.width, job.height, classes, world)
         name = gtsdb.frame_name(job.index)
-        write_ppm(out / FOLDERS["gtsdb"] / name, sc.rgb)
-        return {"dataset": "gtsdb", "name": name,
+        write_ppm(Path(job.out) / job.dataset / name, sc.rgb)
+        return {"dataset": job.dataset, "name": name,
                 "boxes": [(s.x0, s.y0, s.x1, s.y1, s.class_id) for s in sc.signs]}
     sc = render_scene(job.dataset, job.seed, job.index, job.width, job.height, None, world, job.street_signs)
-    if job.dataset == "cityscapes":
-        split, city, key = cityscapes_key(job.index)
-        root, ext_root = out / FOLDERS["cityscapes"], out / FOLDERS["cityscapes-extended"]
-        ids = world.labels("cityscapes", sc.nodes)
-        write_png(cityscapes.image_path(root, split, city, key), sc.rgb)
-        write_png(cityscapes.label_path(root, split, city, key), ids)
-        write_png(cityscapes.instance_path(root, split, city, key), world.instances("cityscapes", ids, sc.inst))
-        ext = world.labels("cityscapes-extended", sc.nodes)
-        # Extended is a full Cityscapes layout: the same photos (hard links where possible), 16-bit labels
-        _link(cityscapes.image_path(root, split, city, key), cityscapes.image_path(ext_root, split, city, key))
-        write_png(cityscapes.label_path(ext_root, split, city, key), ext)
-        counts = np.bincount(ids.ravel(), minlength=256)
-        return {"dataset": "cityscapes", "split": split, "counts": counts,
-                "signs": [s.class_id for s in sc.signs if s.front]}
+    split, values = WRITERS[layout](world, job, sc)
+    return {"dataset": job.dataset, "split": split,
+            "counts": np.bincount(values.ravel(), minlength=world.tax[job.dataset].lut_size),
+            "signs": [s.class_id for s in sc.signs if s.front]}
+
+
+def _write_cityscapes(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+    """labelIds + instanceIds + photo; the evaluation datasets that share these frames (Cityscapes
+    Extended) get their own labels and hard links to the photos."""
+    split, city, key = cityscapes_key(job.index)
+    out, ds = Path(job.out), job.dataset
+    root = out / ds
+    ids = world.labels(ds, sc.nodes)
+    write_png(cityscapes.image_path(root, split, city, key), sc.rgb)
+    write_png(cityscapes.label_path(root, split, city, key), ids)
+    if ds in world.has_instances:
+        write_png(cityscapes.instance_path(root, split, city, key), world.instances(ds, ids, sc.inst))
+    for other in (e for e, src in world.shares.items() if src == ds):
+        _link(cityscapes.image_path(root, split, city, key), cityscapes.image_path(out / other, split, city, key))
+        write_png(cityscapes.label_path(out / other, split, city, key), world.labels(other, sc.nodes))
+    return split, ids
+
+
+def _write_vistas(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+    """JPEG photo, palette label and instance PNG in the folders of the taxonomy's release."""
     split = cityscapes_split(job.index)
     key = vistas_key(job.seed, job.index)
-    root = out / FOLDERS["vistas"]
-    lab = world.labels("vistas", sc.nodes)
-    tax = world.tax["vistas"]
+    root, ds = Path(job.out) / job.dataset, job.dataset
+    tax = world.tax[ds]
+    lab = world.labels(ds, sc.nodes)
     palette = np.zeros((256, 3), dtype=np.uint8)
     for c in tax.classes:
         palette[tax.stored_value(c.id)] = c.color
     _write_jpeg(vistas.image_path(root, split, key), sc.rgb)
-    write_png(vistas.label_path(root, split, key), lab, palette=palette)
-    write_png(vistas.instance_path(root, split, key), world.instances("vistas", lab, sc.inst))
-    return {"dataset": "vistas", "split": vistas.VISTAS_SPLITS[split],
-            "counts": np.bincount(lab.ravel(), minlength=256),
-            "signs": [s.class_id for s in sc.signs if s.front]}
+    write_png(vistas.label_path(root, split, key, tax.version), lab, palette=palette)
+    if ds in world.has_instances:
+        write_png(vistas.instance_path(root, split, key, tax.version), world.instances(ds, lab, sc.inst))
+    return vistas.VISTAS_SPLITS[split], lab
+
+
+# layout -> frame writer (GTSDB frames are written by _make: their labels are gt.txt lines)
+WRITERS: dict[str, Callable[[World, _Job, Scene], tuple[str, np.ndarray]]] = {
+    "cityscapes": _write_cityscapes,
+    "vistas": _write_vistas,
+}
 
 
 def vistas_config(tax: Taxonomy) -> dict:
@@ -807,11 +855,17 @@ class SynthResult:
     signs: dict[str, dict[int, int]]  # dataset -> GTSDB ClassID -> sign count
     gtsdb_boxes: int
     seconds: float
+    layouts: dict[str, str] = field(default_factory=dict)  # dataset -> layout
+    shared: dict[str, str] = field(default_factory=dict)  # evaluation dataset -> dataset whose frames it labels
 
     @property
     def images(self) -> int:
         """Frames rendered (Cityscapes Extended shares the Cityscapes frames)."""
-        return sum(sum(self.frames.get(ds, {}).values()) for ds in ("cityscapes", "vistas", "gtsdb"))
+        return sum(sum(self.frames.get(ds, {}).values()) for ds in self.rendered)
+
+    @property
+    def rendered(self) -> list[str]:
+        return [ds for ds in self.roots if ds not in self.shared]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -825,17 +879,23 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _prepare_out(out: Path, force: bool) -> None:
-    """Refuse a non-empty folder that is not an earlier synth output (unless forced); clear an earlier one."""
+def _prepare_out(out: Path, force: bool, folders: list[str]) -> None:
+    """Refuse a non-empty folder that is not an earlier synth output (unless forced); clear an earlier
+    one's dataset folders (those it recorded and those about to be written, nothing else)."""
     if out.exists() and not out.is_dir():
         raise LabeltreeError("OUT exists and is a file; give a folder", out)
     if not out.exists() or not any(out.iterdir()):
         return
     marker = out / MARKER
     if marker.exists():
-        for sub in FOLDERS.values():
-            if (out / sub).is_dir():
-                shutil.rmtree(out / sub)
+        try:
+            recorded = [str(v["root"]) for v in json.loads(marker.read_text()).get("datasets", {}).values()]
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            recorded = []
+        for sub in dict.fromkeys([*recorded, *folders]):
+            target = out / sub
+            if sub and "/" not in sub and sub not in (".", "..") and target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
         return
     if not force:
         raise LabeltreeError(f"folder is not empty and is no earlier `labeltree synth` output (no {MARKER}); "
@@ -847,11 +907,12 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
                workers: int | None = None, force: bool = False, gtsdb_images: int | None = None,
                progress: bool = True, hierarchy: str = HIERARCHY, gtsdb_signs: tuple[int, int] = GTSDB_SIGNS,
                street_signs: tuple[int, int] | None = None) -> SynthResult:
-    """Write `images` frames of each dataset under `out` (see module doc); returns counts for a summary.
+    """Write `images` frames of each dataset of the tree `hierarchy` under `out/<dataset>/` (see module
+    doc); returns counts for a summary.
 
-    GTSDB gets `gtsdb_images` frames (default: `images`, at most 900 because of its numbering) with
-    `gtsdb_signs` (lo, hi) signs each; `street_signs` sets the sign posts per Cityscapes/Vistas frame
-    (default: the style's 0-3). Denser signs give a sign classifier more examples per frame.
+    The box dataset (GTSDB) gets `gtsdb_images` frames (default: `images`, at most 900 because of
+    its numbering) with `gtsdb_signs` (lo, hi) signs each; `street_signs` sets the sign posts per
+    dense frame (default: the style's 0-3). Denser signs give a sign classifier more examples per frame.
     An earlier synth output in `out` is replaced; any other non-empty folder needs `force`.
     """
     if images < 1:
@@ -864,25 +925,31 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
     n_gtsdb = min(images, GTSDB_TRAIN + GTSDB_TEST) if gtsdb_images is None else gtsdb_images
     frames_gtsdb = gtsdb_layout(n_gtsdb)
     world = get_world(hierarchy)
-    _prepare_out(out, force)
+    _prepare_out(out, force, world.datasets)
     t0 = time.perf_counter()
     params = {"generator": "labeltree synth", "seed": seed, "images": images, "gtsdb_images": n_gtsdb,
               "size": [width, height], "hierarchy": hierarchy, "gtsdb_signs": list(gtsdb_signs),
               "street_signs": list(street_signs) if street_signs is not None else None}
     write_json(out / MARKER, {**params, "complete": False})
-    jobs = [_Job(ds, i, seed, width, height, str(out), hierarchy, street_signs=street_signs)
-            for ds in ("cityscapes", "vistas") for i in range(images)]
-    jobs += [_Job("gtsdb", i, seed, width, height, str(out), hierarchy, gtsdb_signs=gtsdb_signs) for i in frames_gtsdb]
-    frames: dict[str, dict[str, int]] = {"cityscapes": {}, "vistas": {}, "gtsdb": {}}
-    counts = {ds: np.zeros(256, dtype=np.int64) for ds in ("cityscapes", "vistas")}
-    signs: dict[str, dict[int, int]] = {"cityscapes": {}, "vistas": {}, "gtsdb": {}}
-    gt_lines: list[str] = []
+    jobs = []
+    for ds in world.rendered:
+        if world.layout[ds] == "gtsdb":
+            jobs += [_Job(ds, i, seed, width, height, str(out), hierarchy, gtsdb_signs=gtsdb_signs)
+                     for i in frames_gtsdb]
+        else:
+            jobs += [_Job(ds, i, seed, width, height, str(out), hierarchy, street_signs=street_signs)
+                     for i in range(images)]
+    frames: dict[str, dict[str, int]] = {ds: {} for ds in world.rendered}
+    counts = {ds: np.zeros(world.tax[ds].lut_size, dtype=np.int64) for ds in world.rendered
+              if world.layout[ds] != "gtsdb"}
+    signs: dict[str, dict[int, int]] = {ds: {} for ds in world.rendered}
+    gt_lines: dict[str, list[str]] = {ds: [] for ds in world.rendered if world.layout[ds] == "gtsdb"}
     for r in pmap(_make, jobs, workers=workers, desc="synth", progress=progress, chunksize=4):
         ds = r["dataset"]
-        if ds == "gtsdb":
+        if ds in gt_lines:
             split = "train" if int(r["name"][:5]) < GTSDB_TEST_START else "test"
             for x0, y0, x1, y1, k in r["boxes"]:
-                gt_lines.append(gtsdb.gt_line(r["name"], x0, y0, x1, y1, k))
+                gt_lines[ds].append(gtsdb.gt_line(r["name"], x0, y0, x1, y1, k))
                 signs[ds][k] = signs[ds].get(k, 0) + 1
         else:
             split = r["split"]
@@ -890,43 +957,57 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
             for k in r["signs"]:
                 signs[ds][k] = signs[ds].get(k, 0) + 1
         frames[ds][split] = frames[ds].get(split, 0) + 1
-    write_text(out / FOLDERS["gtsdb"] / gtsdb.GT_FILE, "".join(line + "\n" for line in gt_lines))
-    write_json(out / FOLDERS["vistas"] / "config.json", vistas_config(world.tax["vistas"]))
+    for ds, lines in gt_lines.items():
+        write_text(out / ds / gtsdb.GT_FILE, "".join(line + "\n" for line in lines))
+    for ds in world.rendered:
+        if world.layout[ds] == "vistas":
+            tax = world.tax[ds]
+            write_json(out / ds / vistas.config_name(tax.version), vistas_config(tax))
     pixels = {}
     for ds, c in counts.items():
         tax = world.tax[ds]
         total = max(1, int(c.sum()))
-        pixels[ds] = {tax.find(int(v)).display: float(c[v]) / total for v in np.flatnonzero(c)}
-    frames["cityscapes-extended"] = dict(frames["cityscapes"])
-    signs["cityscapes-extended"] = signs.pop("cityscapes")
+        names = {tax.stored_value(k.id): k.display for k in tax.classes}
+        pixels[ds] = {names.get(int(v), str(v)): float(c[v]) / total for v in np.flatnonzero(c)}
+    for ev, src in world.shares.items():
+        frames[ev] = dict(frames[src])
+        signs[ev] = signs.pop(src)
     seconds = time.perf_counter() - t0
-    roots = {ds: out / sub for ds, sub in FOLDERS.items()}
-    res = SynthResult(out, roots, frames, pixels, signs, len(gt_lines), seconds)
+    roots = {ds: out / ds for ds in world.datasets}
+    n_boxes = sum(len(v) for v in gt_lines.values())
+    res = SynthResult(out, roots, frames, pixels, signs, n_boxes, seconds, dict(world.layout), dict(world.shares))
     write_json(out / MARKER, {**params, "complete": True, "frames": frames,
                               "signs": {d: {str(k): v for k, v in sorted(s.items())} for d, s in signs.items()},
-                              "gtsdb_boxes": len(gt_lines),
-                              "datasets": {ds: {"root": sub, "taxonomy": ds} for ds, sub in FOLDERS.items()}})
+                              "gtsdb_boxes": n_boxes,
+                              "datasets": {ds: {"root": ds, "taxonomy": world.tax[ds].name,
+                                                "layout": world.layout[ds]} for ds in world.datasets}})
     return res
+
+
+# what each layout's synthetic files are, for the summary
+WHAT = {"cityscapes": "leftImg8bit/*.png, gtFine/*_labelIds.png, *_instanceIds.png (16-bit)",
+        "vistas": "{training,validation}/images/*.jpg, labels/*.png (palette), instances/*.png, config",
+        "gtsdb": "NNNNN.ppm (P6), gt.txt"}
 
 
 def summary(res: SynthResult) -> str:
     """Human-readable lines: where each dataset went, frames per split, pixel shares, signs."""
     lines = [f"wrote {res.out} in {res.seconds:.1f} s ({res.images} frames, "
              f"{60 * res.images / max(res.seconds, 1e-9):.0f} frames/min)"]
-    what = {"cityscapes": "leftImg8bit/*.png, gtFine/*_labelIds.png (8-bit), *_instanceIds.png (16-bit)",
-            "cityscapes-extended": "gtFine/*_labelIds.png (16-bit, signs 2000 + GTSDB ClassID), leftImg8bit (links)",
-            "vistas": "{training,validation}/images/*.jpg, labels/*.png (palette), instances/*.png, config.json",
-            "gtsdb": "NNNNN.ppm (P6), gt.txt"}
     for ds, root in res.roots.items():
         split = ", ".join(f"{s} {n}" for s, n in sorted(res.frames.get(ds, {}).items()))
         extra = ""
         if ds in res.signs and res.signs[ds]:
             s = res.signs[ds]
             extra = f"; {sum(s.values())} signs of {len(s)} classes"
-        if ds == "gtsdb":
+        layout = res.layouts.get(ds, "")
+        if layout == "gtsdb":
             extra += f"; gt.txt {res.gtsdb_boxes} boxes"
+        what = WHAT.get(layout, "")
+        if ds in res.shared:
+            what = f"gtFine/*_labelIds.png (its own labels of the {res.shared[ds]} frames), leftImg8bit (links)"
         lines.append(f"  {ds:<20} {root}  [{split}{extra}]")
-        lines.append(f"  {'':<20} {what[ds]}")
+        lines.append(f"  {'':<20} {what}")
     for ds, shares in res.pixels.items():
         top = sorted(shares.items(), key=lambda kv: -kv[1])[:6]
         lines.append(f"  pixels {ds}: " + ", ".join(f"{n} {100 * v:.1f}%" for n, v in top))
