@@ -145,8 +145,10 @@ def parse_mapping(key: str, spec: Any, nodes: list[Node], index: dict[str, int],
     return DatasetMapping(key, tax, to_node, evaluation_only)
 
 
-EXTENSION_KEYS = {"name", "description", "extends", "datasets", "evaluation_datasets", "add", "mappings",
+EXTENSION_KEYS = {"name", "description", "extends", "include", "datasets", "evaluation_datasets", "add", "mappings",
                   "supervision"}
+# what an `include:`d extension contributes to the including one
+INCLUDED_KEYS = ("datasets", "evaluation_datasets", "add", "mappings", "supervision")
 
 
 def _base_path(ref: str, path: Path) -> Path:
@@ -174,6 +176,8 @@ def expand_extends(data: dict[str, Any], path: Path, _seen: tuple[Path, ...] = (
     if unknown:
         hint = "; an extension adds nodes with 'add', it has no 'tree'" if "tree" in unknown else ""
         raise LabeltreeError(f"unknown top-level key(s) {sorted(unknown)} in a tree file with 'extends'{hint}", path)
+    if "include" in data:
+        data = _apply_includes(data, path)
     base_path = _base_path(str(data["extends"]), path)
     if base_path.resolve() in _seen:
         raise LabeltreeError(f"extends: cycle: '{base_path}' extends itself "
@@ -241,6 +245,62 @@ def expand_extends(data: dict[str, Any], path: Path, _seen: tuple[Path, ...] = (
         "overrides": [{**o, "dataset": ref(o["dataset"])} if isinstance(o, dict) and "dataset" in o else o
                       for o in base_sup.get("overrides") or []] + list(own_sup.get("overrides") or []),
     }
+    return out
+
+
+def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`include: [EXT, ...]`: other extensions' datasets, nodes, mappings and overrides, applied to
+    THIS file's base (their own `extends` only says which tree they were written against). A
+    dataset add-on written once serves every base tree that has the nodes it names."""
+    inc = data.get("include")
+    if not isinstance(inc, list) or not inc:
+        raise LabeltreeError("include: expected a list of extension files (bundled names or paths)", path,
+                             line_of(path, "include"))
+    own = {k: v for k, v in data.items() if k != "include"}
+    merged: dict[str, Any] = {"datasets": [], "evaluation_datasets": [], "add": {}, "mappings": {},
+                              "supervision": {"overrides": []}}
+    for k, ref in enumerate([*inc, None]):
+        if ref is None:
+            part, where = own, path
+        else:
+            where = _base_path(str(ref), path)
+            if not where.exists():
+                raise LabeltreeError(f"include: extension file not found (searched {where.resolve()})", path,
+                                     line_of(path, "include", k))
+            part = load_yaml(where, "tree")
+            if not isinstance(part, dict) or "extends" not in part or "include" in part:
+                raise LabeltreeError(f"include: '{ref}' is not an extension without includes of its own (a tree "
+                                     "file with 'extends' and no 'include')", path, line_of(path, "include", k))
+            bad = set(part) - EXTENSION_KEYS
+            if bad:
+                raise LabeltreeError(f"unknown top-level key(s) {sorted(bad)} in an extension", where)
+
+        def ref_of(d: Any, where: Path = where) -> str:  # taxonomy paths relative to the file naming them
+            return str(resolve_ref(str(d), where)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
+
+        for key in ("datasets", "evaluation_datasets"):
+            v = part.get(key) or []
+            if not isinstance(v, list):
+                raise LabeltreeError(f"'{key}' must be a list of dataset names or taxonomy files", where,
+                                     line_of(where, key))
+            merged[key] += [ref_of(d) for d in v]
+        for parent, kids in (part.get("add") or {}).items():
+            merged["add"].setdefault(parent, [])
+            merged["add"][parent] = merged["add"][parent] + (kids if isinstance(kids, list) else [kids])
+        for dset, m in (part.get("mappings") or {}).items():
+            if ref_of(dset) in merged["mappings"]:
+                raise LabeltreeError(f"mappings.{dset}: dataset is mapped twice (by an included extension and "
+                                     f"by {where.name})", where, line_of(where, "mappings", dset))
+            merged["mappings"][ref_of(dset)] = m
+        sup = part.get("supervision") or {}
+        if isinstance(sup, dict):
+            merged["supervision"]["overrides"] += [{**o, "dataset": ref_of(o["dataset"])}
+                                                   if isinstance(o, dict) and "dataset" in o else o
+                                                   for o in sup.get("overrides") or []]
+            if "exclude_single_child" in sup:
+                merged["supervision"]["exclude_single_child"] = sup["exclude_single_child"]
+    out = {k: v for k, v in own.items() if k not in INCLUDED_KEYS}
+    out.update({k: v for k, v in merged.items() if v})
     return out
 
 
