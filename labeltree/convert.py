@@ -30,6 +30,7 @@ from labeltree.core.taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.core.yamlio import line_of, load_yaml
 from labeltree.datasets import Sample, open_dataset, read_label
+from labeltree.datasets import bdd100k as bdd_layout
 from labeltree.datasets import cityscapes as cs_layout
 from labeltree.datasets import gtsdb as gtsdb_layout
 from labeltree.datasets import vistas as vistas_layout
@@ -129,7 +130,7 @@ class Conversion:
     lut: np.ndarray  # stored source value -> stored target value (target dtype)
     ignore: int  # the target's ignore value
     dtype: str  # 'uint8' | 'uint16'
-    layout: str = "tree"  # the target's layout: 'cityscapes' | 'vistas' | 'gtsdb' | 'tree'
+    layout: str = "tree"  # the target's layout: 'cityscapes' | 'vistas' | 'gtsdb' | 'bdd100k' | 'tree'
     palette: np.ndarray | None = None  # target colours (Vistas labels are palette images)
     overrides: str | None = None  # the override file, for the record
 
@@ -305,6 +306,8 @@ def output_path(out: Path, conv: Conversion, s: Sample, index: int) -> Path:
         if t.kind == "trainids":
             return cs_layout.train_label_path(out, s.split, city, key)
         return cs_layout.label_path(out, s.split, city, key)
+    if conv.layout == "bdd100k":  # its masks store train ids: native and trainids write the same files
+        return bdd_layout.label_path(out, s.split, s.key)
     if conv.layout == "vistas":
         if t.kind == "trainids":
             return vistas_layout.train_label_path(out, s.split, s.key)

@@ -100,15 +100,18 @@ def vistas_config_cmd(file: Path, output: Path | None, force: bool, name: str | 
 @click.option("--dtype", type=click.Choice(["uint8", "uint16"]), help="Label image type (default: smallest fit).")
 @click.option("--offset", type=int, default=0, show_default=True, help="Stored value = id + offset.")
 @click.option("--palette", type=click.Choice(["auto"]), help="Generate colours when the table has none.")
+@click.option("--version", "version", default="", help="Release the table belongs to (the taxonomy's `version`).")
+@click.option("--description", default="", help="One line on the source (the taxonomy's `description`).")
 def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ignore: tuple[str, ...],
               annotation: str, fmt: str, layout: str | None, dtype: str | None, offset: int,
-              palette: str | None) -> None:
+              palette: str | None, version: str, description: str) -> None:
     """CSV/TSV label table: columns id, name, colour ('r,g,b' or color_r/color_g/color_b), optional
     readable, category, trainId, hasInstances, ignoreInEval/evaluate, shape, synonyms.
 
     \b
     Example:
       labeltree import table bikelanes.tsv --name bikelanes -o bikelanes.yaml
+      labeltree import table taxonomies/tables/bdd100k.tsv --name bdd100k --layout bdd100k -o bdd100k.yaml
     """
     _precheck(output, force, [file])
     enc: dict[str, Any] = {"format": fmt, "offset": offset}
@@ -116,7 +119,8 @@ def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ig
         enc["dtype"] = dtype
     if layout:
         enc["layout"] = layout
-    tax = import_table(file, palette=palette, annotation=annotation, encoding=enc, **_opts(name, ignore))
+    tax = import_table(file, palette=palette, annotation=annotation, encoding=enc, version=version,
+                       description=description, **_opts(name, ignore))
     _emit(tax, output, force, [file])
 
 

@@ -29,6 +29,7 @@ from labeltree.core.tree_file import (
     parse_mapping,
     parse_tree,
     resolve_ref,
+    tree_datasets,
 )
 from labeltree.core.treeview import render_tree
 from labeltree.core.yamlio import load_yaml
@@ -145,8 +146,7 @@ def _bundled_for(paths: list[Path]) -> tuple[Path, list[str]] | None:
     """The smallest bundled tree file whose datasets include all of `paths`, and their keys there."""
     wanted = [p.resolve() for p in paths]
     for _name, tree_path in sorted(bundled_hierarchies().items(), key=lambda kv: len(kv[0])):
-        data = yaml.safe_load(tree_path.read_text())
-        keys = [str(d) for d in (data.get("datasets") or [])] + [str(d) for d in data.get("evaluation_datasets") or []]
+        _data, keys = tree_datasets(yaml.safe_load(tree_path.read_text()), tree_path)
         by_path = {}
         for k in keys:
             try:

@@ -523,6 +523,17 @@ def bundled_hierarchies() -> dict[str, Path]:
     return {p.stem: p for p in sorted(hierarchy_dir().glob("*.yaml"))}
 
 
+def tree_datasets(data: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[str]]:
+    """A tree file's data with `extends:` expanded, and every dataset it maps (trained and evaluated ones):
+    an extension lists only its new datasets, its base's come from the base."""
+    if isinstance(data, dict) and "extends" in data:
+        data = expand_extends(data, path)
+    if not isinstance(data, dict):
+        return data, []
+    keys = [str(d) for d in (data.get("datasets") or [])] + [str(d) for d in data.get("evaluation_datasets") or []]
+    return data, keys
+
+
 def load_hierarchy(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
     """Load a tree file by bundled name (`cityscapes+vistas+gtsdb`, `cityscapes+vistas`) or path.
 
@@ -537,9 +548,8 @@ def load_hierarchy(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
         return hierarchy_from_dict(load_yaml(known[str(ref)], "tree"), known[str(ref)])
     wanted = [d for d in str(ref).split("+") if d]
     for _name, path in sorted(known.items(), key=lambda kv: len(kv[0])):
-        data = yaml.safe_load(path.read_text())
-        have = set(map(str, data.get("datasets", []))) | set(map(str, data.get("evaluation_datasets") or []))
-        if set(wanted) <= have:
+        data, have = tree_datasets(yaml.safe_load(path.read_text()), path)
+        if set(wanted) <= set(have):
             return hierarchy_from_dict(data, path, restrict=wanted)
     raise LabeltreeError(f"no bundled tree covers '{ref}' (bundled: {', '.join(known)}); "
                          "write a tree file (see docs/taxonomy-format.md) or run `labeltree merge`")

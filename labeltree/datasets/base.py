@@ -120,7 +120,13 @@ def _label_kind(taxonomy: Taxonomy) -> str:
     return f"{'16' if taxonomy.encoding.dtype == 'uint16' else '8'}-bit greyscale PNGs whose values are class ids"
 
 
+# per layout (`encoding.layout`): which files hold its labels, said when another kind of file is handed in
+WHAT_TO_USE: dict[str, str] = {}
+
+
 def _what_to_use(taxonomy: Taxonomy) -> str:
+    if taxonomy.encoding.layout in WHAT_TO_USE:
+        return WHAT_TO_USE[taxonomy.encoding.layout]
     f = taxonomy.encoding.format
     if f == "png-palette-index":
         return "use the files in {training,validation}/[v1.2|v2.0/]labels/ (mode P), not a colour rendering"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy
 from labeltree.datasets.base import DatasetReader, Unknown
+from labeltree.datasets.bdd100k import BDD100KReader
 from labeltree.datasets.cityscapes import CityscapesReader
 from labeltree.datasets.gtsdb import GTSDBReader
 from labeltree.datasets.vistas import VistasReader
@@ -18,7 +19,8 @@ READERS: dict[str, type[DatasetReader]] = {
     "gtsdb-gt-txt": GTSDBReader,
 }
 # every layout by name (Cityscapes, Vistas, GTSDB and the layouts that share a format with them)
-LAYOUTS: dict[str, type[DatasetReader]] = {cls.layout: cls for cls in (CityscapesReader, VistasReader, GTSDBReader)}
+LAYOUTS: dict[str, type[DatasetReader]] = {cls.layout: cls for cls in (CityscapesReader, VistasReader, GTSDBReader,
+                                                                      BDD100KReader)}
 
 
 def reader_for(tax: Taxonomy) -> type[DatasetReader]:

@@ -12,6 +12,12 @@
   AND columns of labels with `evaluate` true, so a prediction of a non-evaluated label (Unlabeled) or
   of a value outside the label list is neither a false negative nor a false positive; IoU is NaN
   where TP + FP + FN = 0 and the average runs over the non-NaN IoUs.
+- BDD100K: `bdd100k/eval/seg.py` of github.com/bdd100k/bdd100k at commit 9ac17c6c7c51d2fc83065fccd707cd5b1882a293
+  (`fast_hist`, `per_class_iou`, `evaluate_segmentation`): the 19 train classes; gt pixels of 255 are not
+  counted; a prediction of 255 on an evaluated pixel falls into the tool's extra 'ignored' column, so it
+  is a false negative of that pixel's class and nobody's false positive; the mean runs over the classes
+  present in the gt (`gt_id_set`). (The tool also counts predicted values 19..254 as 'ignored';
+  labeltree refuses them as no class of the dataset.)
 - Datasets without an official pixel-level tool (GTSDB, Cityscapes Extended) use `paper`; the
   result says so.
 
@@ -36,12 +42,14 @@ PROTOCOLS = ("official", "paper")
 DROPS = ("none", "foreign", "unevaluated")
 
 VISTAS_COMMIT = "a64822981e4ed951394fb4943adde7b1dee8931d"
+BDD100K_COMMIT = "9ac17c6c7c51d2fc83065fccd707cd5b1882a293"
 
 #: taxonomy name -> (official tool, mean rule, drop rule)
 OFFICIAL_TOOLS: dict[str, tuple[str, str, str]] = {
     "cityscapes": ("cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling", "defined", "none"),
     "vistas": (f"mapillary_vistas evaluation (github.com/mapillary/mapillary_vistas @ {VISTAS_COMMIT[:7]})",
                "defined", "unevaluated"),
+    "bdd100k": (f"bdd100k eval/seg.py (github.com/bdd100k/bdd100k @ {BDD100K_COMMIT[:7]})", "gt", "none"),
 }
 
 
