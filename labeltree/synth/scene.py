@@ -37,7 +37,7 @@ from PIL import Image
 
 from labeltree.core.taxonomy import ClassDef, Taxonomy
 from labeltree.core.tree_file import load_hierarchy
-from labeltree.datasets import cityscapes, gtsdb, vistas
+from labeltree.datasets import bdd100k, cityscapes, gtsdb, vistas
 from labeltree.datasets.gtsdb import GTSDB_SPLITS
 from labeltree.datasets.registry import reader_for
 from labeltree.datasets.shapes import shape_mask
@@ -188,6 +188,12 @@ STYLES = {
                         (0.70, 0.80), (0.82, 0.90), 5.0, (0, 1, 1, 2, 2, 3), (12, 36), 0.2),
     "vistas": Style((1.3, 2.4), (0.32, 0.50), (0.70, 1.10), 0.15, 2.0, False, (1.0, 1.0, 1.0), 0.12,
                     (0.9, 1.3), (0.8, 1.2), 4.0, (0, 1, 1, 2, 2, 3), (12, 36), 0.25),
+    # BDD100K: dashcams behind the windscreen, wide lenses, day and dusk, compressed
+    "bdd100k": Style((1.25, 1.5), (0.42, 0.55), (0.55, 0.75), 0.10, 1.5, True, (1.0, 0.98, 0.95), 0.08,
+                     (0.75, 1.15), (0.55, 1.1), 6.0, (0, 1, 1, 2), (10, 30), 0.3),
+    # IDD: Indian roads, hazy warm light, higher cameras
+    "idd": Style((1.4, 1.8), (0.36, 0.46), (0.75, 0.95), 0.10, 1.5, False, (1.06, 1.0, 0.88), 0.05,
+                 (0.7, 0.95), (0.9, 1.15), 6.0, (0, 1, 1, 2), (10, 32), 0.3),
     "gtsdb": Style((1.3, 1.4), (0.44, 0.50), (0.90, 1.00), 0.08, 1.0, False, (0.95, 0.98, 1.08), 0.03,
                    (0.9, 1.1), (0.85, 1.0), 7.0, (), (14, 40), 0.0),
 }
@@ -829,10 +835,29 @@ def _write_vistas(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
     return vistas.VISTAS_SPLITS[split], lab
 
 
+def bdd100k_key(seed: int, index: int) -> str:
+    """A BDD100K-style video name `xxxxxxxx-xxxxxxxx`, stable for (seed, index)."""
+    d = hashlib.sha256(f"labeltree-synth/bdd100k/{seed}/{index}".encode()).hexdigest()
+    return f"{d[:8]}-{d[8:16]}"
+
+
+def _write_bdd100k(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+    """JPEG photo, 8-bit mask of train ids (255 = unknown) and its colour map, as the 10K release."""
+    split = cityscapes_split(job.index)
+    key = bdd100k_key(job.seed, job.index)
+    root, ds = Path(job.out) / job.dataset, job.dataset
+    lab = world.labels(ds, sc.nodes)
+    _write_jpeg(bdd100k.image_path(root, split, key), sc.rgb)
+    write_png(bdd100k.label_path(root, split, key), lab)
+    write_png(bdd100k.colormap_path(root, split, key), lab, palette=bdd100k.colormap_palette(world.tax[ds]))
+    return split, lab
+
+
 # layout -> frame writer (GTSDB frames are written by _make: their labels are gt.txt lines)
 WRITERS: dict[str, Callable[[World, _Job, Scene], tuple[str, np.ndarray]]] = {
     "cityscapes": _write_cityscapes,
     "vistas": _write_vistas,
+    "bdd100k": _write_bdd100k,
 }
 
 
@@ -987,6 +1012,7 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
 # what each layout's synthetic files are, for the summary
 WHAT = {"cityscapes": "leftImg8bit/*.png, gtFine/*_labelIds.png, *_instanceIds.png (16-bit)",
         "vistas": "{training,validation}/images/*.jpg, labels/*.png (palette), instances/*.png, config",
+        "bdd100k": "images/10k/{train,val}/*.jpg, labels/sem_seg/masks/*.png (train ids), colormaps/",
         "gtsdb": "NNNNN.ppm (P6), gt.txt"}
 
 
