@@ -18,8 +18,9 @@ from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
               help="Target: DATASET (its stored values and layout), DATASET:trainids (train ids, 255 = ignore), "
                    "tree or tree:LEVEL (16-bit tree-node indices cut at a depth, 65535 = ignore).")
 @click.option("--split", "splits", multiple=True, help="Split(s) to convert (repeatable; default: every split).")
-@click.option("--hierarchy", default="cityscapes+vistas+gtsdb", show_default=True,
-              help="Tree (bundled name or .yaml) that maps DATASET and the target.")
+@click.option("--hierarchy", default=None,
+              help="Tree (bundled name or .yaml) that maps DATASET and the target (default: the smallest bundled "
+                   "tree that maps both, e.g. cityscapes+vistas+gtsdb).")
 @click.option("--overrides", type=click.Path(path_type=Path), default=None,
               help="YAML mapping 'source class: target class' (name or id, or 'ignore') that replaces the tree's "
                    "choice for those classes.")
@@ -33,7 +34,7 @@ from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 @click.option("--all-classes", is_flag=True, help="List source classes without pixels in the table too.")
 @click.option("--quiet", is_flag=True, help="No table, no progress bar.")
 @unknown_option
-def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str, ...], hierarchy: str,
+def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str, ...], hierarchy: str | None,
                 overrides: Path | None, mask_mode: str, gt: Path | None, workers: int | None, force: bool,
                 report_path: Path | None, all_classes: bool, quiet: bool, unknown: str) -> None:
     """Convert DATASET's labels under ROOT into another label space, written to OUT in the target's layout
@@ -50,6 +51,7 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
       labeltree convert gtsdb data/FullIJCNN2013 data/gtsdb-tree --to tree:2 --mask-mode coarse
     """
     from labeltree.convert import convert_dataset, render_report
+    from labeltree.core.tree_file import default_tree
     from labeltree.errors import LabeltreeError
     from labeltree.fsutil import write_json
 
@@ -57,6 +59,9 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
                                     or root.resolve() in report_path.resolve().parents):
         raise LabeltreeError("--report must lie outside the dataset root (convert never writes into its input)",
                              report_path)
+    if hierarchy is None:
+        target = to.partition(":")[0]
+        hierarchy = default_tree([dataset] + ([target] if target != "tree" else []))
     rep = convert_dataset(dataset, root, out, to, hierarchy=hierarchy, splits=list(splits) or None,
                           overrides=overrides, workers=workers, force=force, mask_mode=mask_mode,
                           unknown=unknown, progress=not quiet, gt=gt)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from labeltree.core.tree_file import load_hierarchy
+from labeltree.core.tree_file import default_tree, load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
@@ -118,7 +118,8 @@ def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
               help="Predictions hold the dataset's own ids (Cityscapes labelIds, Vistas indices, GTSDB 2000+k) or "
                    "tree node indices (16-bit PNG), projected with the tree's evaluation mapping.")
 @click.option("--hierarchy", "hierarchy_ref", default=None,
-              help="Tree (bundled name or YAML); default cityscapes+vistas+gtsdb where one is needed.")
+              help="Tree (bundled name or YAML); default: where one is needed, the smallest bundled tree "
+                   "that maps DATASET.")
 @click.option("--levels", is_flag=True, help="Also report every tree level (needs the tree).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="official", show_default=True,
               help="official: the dataset's official tool exactly (Cityscapes: cityscapesScripts, 19 classes, mean "
@@ -199,7 +200,7 @@ def evaluate_cmd(**kw: Any) -> None:
     rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"], drop, pp)
     needs_tree = (kw["pred_space"] == "tree" or kw["levels"] or rules.classes == "paper" or rules.drop == "foreign")
     if hierarchy is None and (kw["hierarchy_ref"] is not None or needs_tree):
-        hierarchy = load_hierarchy(kw["hierarchy_ref"] or "cityscapes+vistas+gtsdb")
+        hierarchy = load_hierarchy(kw["hierarchy_ref"] or default_tree([kw["dataset"]]))
     res, _ev = evaluate_folder(
         kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], predict=predict, hierarchy=hierarchy,
         classes=kw["classes"], pred_space=kw["pred_space"], paper_protocol=pp, drop=kw["drop"],

@@ -23,13 +23,12 @@ from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
 from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
 from labeltree.core.tree_file import (
     assign_colors,
-    bundled_hierarchies,
+    bundled_for,
     expand_extends,
     hierarchy_from_dict,
     parse_mapping,
     parse_tree,
     resolve_ref,
-    tree_datasets,
 )
 from labeltree.core.treeview import render_tree
 from labeltree.core.yamlio import load_yaml
@@ -144,18 +143,8 @@ def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> Me
 
 def _bundled_for(paths: list[Path]) -> tuple[Path, list[str]] | None:
     """The smallest bundled tree file whose datasets include all of `paths`, and their keys there."""
-    wanted = [p.resolve() for p in paths]
-    for _name, tree_path in sorted(bundled_hierarchies().items(), key=lambda kv: len(kv[0])):
-        _data, keys = tree_datasets(yaml.safe_load(tree_path.read_text()), tree_path)
-        by_path = {}
-        for k in keys:
-            try:
-                by_path[resolve_taxonomy_path(resolve_ref(k, tree_path)).resolve()] = k
-            except LabeltreeError:
-                continue
-        if all(w in by_path for w in wanted):
-            return tree_path, [by_path[w] for w in wanted]
-    return None
+    found = bundled_for(list(paths))
+    return (found[1], found[2]) if found is not None else None
 
 
 # -- rules file (possibly partial) ---------------------------------------------------------------

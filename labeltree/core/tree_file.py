@@ -13,10 +13,12 @@ from typing import Any
 import yaml
 
 from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
-from labeltree.core.taxonomy import Taxonomy, load_taxonomy, normalise_name
+from labeltree.core.taxonomy import Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
 from labeltree.core.yamlio import line_of, load_yaml
 from labeltree.errors import LabeltreeError
 from labeltree.resources import hierarchy_dir
+
+DEFAULT_TREE = "cityscapes+vistas+gtsdb"  # the paper's tree
 
 # -- parsing -------------------------------------------------------------------------------------
 
@@ -532,6 +534,33 @@ def tree_datasets(data: dict[str, Any], path: Path) -> tuple[dict[str, Any], lis
         return data, []
     keys = [str(d) for d in (data.get("datasets") or [])] + [str(d) for d in data.get("evaluation_datasets") or []]
     return data, keys
+
+
+def bundled_for(datasets: list[str | Path]) -> tuple[str, Path, list[str]] | None:
+    """The smallest bundled tree that maps every one of `datasets` (names or taxonomy files): its
+    name, file and the datasets' keys in it; None if no bundled tree covers them all."""
+    wanted = [resolve_taxonomy_path(d).resolve() for d in datasets]
+    for name, tree_path in sorted(bundled_hierarchies().items(), key=lambda kv: (len(kv[0]), kv[0])):
+        _data, keys = tree_datasets(yaml.safe_load(tree_path.read_text()), tree_path)
+        by_path = {}
+        for k in keys:
+            try:
+                by_path[resolve_taxonomy_path(resolve_ref(k, tree_path)).resolve()] = k
+            except LabeltreeError:
+                continue
+        if all(w in by_path for w in wanted):
+            return name, tree_path, [by_path[w] for w in wanted]
+    return None
+
+
+def default_tree(datasets: list[str | Path]) -> str:
+    """The tree a command uses when none is given: the smallest bundled one mapping `datasets`
+    (the paper's tree for Cityscapes / Vistas v1.2 / GTSDB, an extension for BDD100K or IDD)."""
+    try:
+        found = bundled_for(datasets)
+    except LabeltreeError:  # a taxonomy that is no bundled name or file: no bundled tree maps it
+        found = None
+    return found[0] if found is not None else DEFAULT_TREE
 
 
 def load_hierarchy(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:

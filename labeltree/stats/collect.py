@@ -48,7 +48,7 @@ import numpy as np
 
 from labeltree.core.hierarchy import IGNORE, Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
-from labeltree.core.tree_file import load_hierarchy
+from labeltree.core.tree_file import default_tree, load_hierarchy
 from labeltree.datasets.base import Sample
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.datasets.registry import open_dataset
@@ -467,11 +467,12 @@ def shard_of(samples: Sequence[Sample], shard: tuple[int, int] | None) -> list[S
 
 
 def resolve_hierarchy(ref: str | Path | None, taxonomy: Taxonomy) -> Hierarchy | None:
-    """`None` -> the bundled tree when it maps the dataset; 'none' -> no tree; else that tree file/name."""
+    """`None` -> the smallest bundled tree that maps the dataset, if any; 'none' -> no tree; else that
+    tree file/name."""
     if ref is not None and str(ref).lower() == "none":
         return None
     if ref is None:
-        h = load_hierarchy()
+        h = load_hierarchy(default_tree([taxonomy.name]))
         return h if any(m.taxonomy.name == taxonomy.name for m in h.mappings.values()) else None
     h = load_hierarchy(ref)
     h.mapping(taxonomy.name)  # raises with the mapped datasets listed

@@ -90,7 +90,7 @@ def test_key_tables_match_the_models(doc):
     assert set(enc) - {"anything else"} == set(Encoding.model_fields)
     assert set(mapping) == {"map", "ignore", "by_name: true", "inherit: DATASET"}
     assert set(tree) == {"name", "description", "datasets", "evaluation_datasets", "tree", "mappings", "supervision",
-                         "extends", "add"}
+                         "extends", "add", "include"}
     assert set(ext) == EXTENSION_KEYS
     shapes = re.search(r"\| `shape` \| no \| (.*) \|", doc).group(1)
     literal = ClassDef.model_fields["shape"].annotation.__args__[0]
