@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from labeltree.core.taxonomy import Taxonomy
+from labeltree.core.taxonomy import Taxonomy, bundled_taxonomies, load_taxonomy
 from labeltree.datasets.base import DatasetReader, Sample, examples, report_unpaired
 from labeltree.errors import LabeltreeError
 
@@ -69,6 +69,18 @@ def split_key(key: str) -> tuple[str, str]:
     if not sep or not re.fullmatch(_FRAME, seq) or not re.fullmatch(_FRAME, frame):
         raise LabeltreeError(f"'{key}' is no IDD sample key (expected {{seq}}_{{frame}}, e.g. 0_005506)")
     return seq, frame
+
+
+def _bundled_reading(columns: set[str]) -> list[str]:
+    """Bundled IDD-layout taxonomies whose files store one of `columns` (for the refusal's advice)."""
+    out = []
+    for name, path in sorted(bundled_taxonomies().items()):
+        if name != path.stem:
+            continue  # each file once
+        tax = load_taxonomy(path)
+        if tax.encoding.layout == "idd" and column_of(tax) in columns:
+            out.append(tax.name)
+    return out
 
 
 class IDDReader(DatasetReader):
@@ -147,11 +159,14 @@ class IDDReader(DatasetReader):
                 "taxonomy 'cityscapes'", gt)
         if other:
             found = "; ".join(f"{len(ps)} *{label_suffix(c)} (column {c})" for c, ps in sorted(other.items()))
+            readers = _bundled_reading(set(other))
+            which = (f"taxonomy {' or '.join(repr(n) for n in readers)}" if readers
+                     else "a taxonomy of that column (encoding.column)")
             raise LabeltreeError(
                 f"no IDD labels at column {self.column} (taxonomy '{self.taxonomy.name}' reads {want}); this folder "
                 f"has {found}, e.g. {examples([p.name for ps in other.values() for p in ps], 2)}. Write the "
-                f"{self.column} PNGs with the IDD tools (github.com/AutoNUE/public-code): {tools}, or open it with a "
-                "taxonomy of that column (encoding.column)", gt)
+                f"{self.column} PNGs with the IDD tools (github.com/AutoNUE/public-code): {tools}, or open it with "
+                f"{which}", gt)
         if polygons:
             raise LabeltreeError(
                 f"only polygon files here ({len(polygons)} *{POLYGONS_SUFFIX}), no label PNGs: expected {want}. "

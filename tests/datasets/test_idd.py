@@ -261,6 +261,7 @@ def test_refuses_another_level(tmp_path):
     idd_frame(tmp_path, "val", "0", "000001", np.zeros((4, 4), np.uint8), column="level1Id")
     text = _refusal(tmp_path)
     assert "no IDD labels at column level3Id" in text and "1 *_gtFine_labellevel1Ids.png (column level1Id)" in text
+    assert "--id-type level3Id, or open it with taxonomy 'idd-level1'" in text
     code, out = run("stats", "idd-level1", str(tmp_path), "--workers", "1", "--no-cache", "--quiet")
     assert code == 0, out  # the level-1 taxonomy reads it
 
