@@ -33,6 +33,7 @@ from labeltree.datasets import Sample, open_dataset, read_label
 from labeltree.datasets import bdd100k as bdd_layout
 from labeltree.datasets import cityscapes as cs_layout
 from labeltree.datasets import gtsdb as gtsdb_layout
+from labeltree.datasets import idd as idd_layout
 from labeltree.datasets import vistas as vistas_layout
 from labeltree.datasets.base import Unknown, ignore_value
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
@@ -130,9 +131,10 @@ class Conversion:
     lut: np.ndarray  # stored source value -> stored target value (target dtype)
     ignore: int  # the target's ignore value
     dtype: str  # 'uint8' | 'uint16'
-    layout: str = "tree"  # the target's layout: 'cityscapes' | 'vistas' | 'gtsdb' | 'bdd100k' | 'tree'
+    layout: str = "tree"  # the target's layout: 'cityscapes' | 'vistas' | 'gtsdb' | 'bdd100k' | 'idd' | 'tree'
     palette: np.ndarray | None = None  # target colours (Vistas labels are palette images)
     overrides: str | None = None  # the override file, for the record
+    column: str | None = None  # IDD targets: the label table column the files store (their name's level)
 
     def apply(self, labels: np.ndarray) -> np.ndarray:
         return self.lut[labels]
@@ -283,7 +285,8 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
                 palette[ttax.stored_value(c.id)] = c.color
     layout = reader_for(ttax).layout if ttax is not None else "tree"
     return Conversion(stax.name, t, h.name, rules, lut, ignore, dtype, layout, palette,
-                      str(overrides) if overrides is not None else None)
+                      str(overrides) if overrides is not None else None,
+                      idd_layout.column_of(ttax) if layout == "idd" and ttax is not None else None)
 
 
 # -- where the outputs go (the target layout's own path functions) ----------------------------------
@@ -308,6 +311,11 @@ def output_path(out: Path, conv: Conversion, s: Sample, index: int) -> Path:
         return cs_layout.label_path(out, s.split, city, key)
     if conv.layout == "bdd100k":  # its masks store train ids: native and trainids write the same files
         return bdd_layout.label_path(out, s.split, s.key)
+    if conv.layout == "idd":
+        seq, frame = _idd_place(conv, s, index)
+        if t.kind == "trainids":
+            return idd_layout.train_label_path(out, s.split, seq, frame)
+        return idd_layout.label_path(out, s.split, seq, frame, conv.column or idd_layout.DEFAULT_COLUMN)
     if conv.layout == "vistas":
         if t.kind == "trainids":
             return vistas_layout.train_label_path(out, s.split, s.key)
@@ -315,6 +323,17 @@ def output_path(out: Path, conv: Conversion, s: Sample, index: int) -> Path:
     if t.kind == "trainids":
         return gtsdb_layout.train_mask_path(out, s.key)
     return gtsdb_layout.mask_path(out, s.key)
+
+
+def _idd_place(conv: Conversion, s: Sample, index: int) -> tuple[str, str]:
+    """(sequence, frame) of a sample in the IDD layout: its own for an IDD sample; else the sample's
+    city (or the source dataset's name) as the sequence and its key's letters and digits as the frame
+    (Cityscapes aachen_000003_000019 -> aachen/000003000019), the index where none are left."""
+    seq = _CITY_OK.sub("", s.city or "") or _CITY_OK.sub("", conv.source) or "frames"
+    rest = s.key.removeprefix(f"{s.city}_") if s.city else s.key
+    if s.city is not None and rest != s.key and "_" not in rest:
+        return s.city, rest  # an IDD sample: {seq}_{frame}
+    return seq, _CITY_OK.sub("", rest) or f"{index:06d}"
 
 
 def tree_label_path(out: Path, split: str, key: str, level: int | None = None) -> Path:

@@ -100,27 +100,38 @@ def vistas_config_cmd(file: Path, output: Path | None, force: bool, name: str | 
 @click.option("--dtype", type=click.Choice(["uint8", "uint16"]), help="Label image type (default: smallest fit).")
 @click.option("--offset", type=int, default=0, show_default=True, help="Stored value = id + offset.")
 @click.option("--palette", type=click.Choice(["auto"]), help="Generate colours when the table has none.")
+@click.option("--column", "columns", multiple=True, metavar="FIELD=COLUMN",
+              help="Read FIELD (id, name, category, category_id, ...) from COLUMN (repeatable). With id=COLUMN, "
+                   "rows sharing a value become one class and the files are taken to store COLUMN.")
 @click.option("--version", "version", default="", help="Release the table belongs to (the taxonomy's `version`).")
 @click.option("--description", default="", help="One line on the source (the taxonomy's `description`).")
 def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ignore: tuple[str, ...],
               annotation: str, fmt: str, layout: str | None, dtype: str | None, offset: int,
-              palette: str | None, version: str, description: str) -> None:
+              palette: str | None, columns: tuple[str, ...], version: str, description: str) -> None:
     """CSV/TSV label table: columns id, name, colour ('r,g,b' or color_r/color_g/color_b), optional
     readable, category, trainId, hasInstances, ignoreInEval/evaluate, shape, synonyms.
 
     \b
-    Example:
+    Examples:
       labeltree import table bikelanes.tsv --name bikelanes -o bikelanes.yaml
       labeltree import table taxonomies/tables/bdd100k.tsv --name bdd100k --layout bdd100k -o bdd100k.yaml
+      labeltree import table taxonomies/tables/idd.tsv --name idd --layout idd \\
+        --column id=level3Id --column name=level3Name -o idd.yaml
     """
     _precheck(output, force, [file])
+    remap: dict[str, str] = {}
+    for spec in columns:
+        field, sep, col = spec.partition("=")
+        if not sep or not field.strip() or not col.strip():
+            raise LabeltreeError(f"--column {spec}: expected FIELD=COLUMN, e.g. id=level3Id")
+        remap[field.strip()] = col.strip()
     enc: dict[str, Any] = {"format": fmt, "offset": offset}
     if dtype:
         enc["dtype"] = dtype
     if layout:
         enc["layout"] = layout
-    tax = import_table(file, palette=palette, annotation=annotation, encoding=enc, version=version,
-                       description=description, **_opts(name, ignore))
+    tax = import_table(file, palette=palette, annotation=annotation, encoding=enc, columns=remap or None,
+                       version=version, description=description, **_opts(name, ignore))
     _emit(tax, output, force, [file])
 
 

@@ -137,7 +137,8 @@ def build_taxonomy(classes: list[dict[str, Any]], path: Path, lines: list[int | 
 
 # -- sources -------------------------------------------------------------------------------------
 
-def read_table(path: str | Path, palette: str | None = None) -> tuple[list[dict[str, Any]], list[int | None]]:
+def read_table(path: str | Path, palette: str | None = None, columns: dict[str, str] | None = None
+               ) -> tuple[list[dict[str, Any]], list[int | None]]:
     """Rows of a CSV/TSV label table as ClassDef dicts, and each row's line in the file.
 
     Columns (case and punctuation ignored): id, name, colour as 'r,g,b' / '#rrggbb' or color_r/g/b,
@@ -145,6 +146,10 @@ def read_table(path: str | Path, palette: str | None = None) -> tuple[list[dict[
     categoryId, trainId, hasInstances/instances, ignoreInEval or evaluate, shape, synonyms and
     includes ('|'-separated). Lines starting with '#' are comments. Without a colour column,
     `palette='auto'` gives each class a distinct colour.
+
+    `columns` ({field: column}) reads a field from another column, for tables with one row per
+    fine label and several id columns (IDD: `{'id': 'level3Id', 'name': 'level3Name'}`): rows that
+    share the id then become one class (see `group_rows`).
     """
     path = Path(path)
     text = read_text_file(path, "label table")
@@ -156,6 +161,22 @@ def read_table(path: str | Path, palette: str | None = None) -> tuple[list[dict[
     rows = list(reader)
     header_line, header = numbered[0][0], rows[0]
     fields: list[str | None] = [COLUMNS.get(_key(h)) for h in header]
+    fine_col: int | None = None
+    for field, col in (columns or {}).items():
+        if field not in set(COLUMNS.values()) - {"color_r", "color_g", "color_b"}:
+            raise LabeltreeError(f"--column {field}={col}: '{field}' is no class field (use one of "
+                                 f"{', '.join(sorted(set(COLUMNS.values()) - {'color_r', 'color_g', 'color_b'}))})",
+                                 path, header_line)
+        hits = [i for i, h in enumerate(header) if _key(h) == _key(col)]
+        if not hits:
+            raise LabeltreeError(f"--column {field}={col}: the table has no column '{col}' (header: {header})", path,
+                                 header_line)
+        for i, f in enumerate(fields):
+            if f == field and i != hits[0]:
+                if field == "name":
+                    fine_col = i  # the row's own label name: kept as what its class includes
+                fields[i] = None
+        fields[hits[0]] = field
     if "id" not in fields:
         raise LabeltreeError(f"label table has no id column (header: {header}); name one 'id'", path, header_line)
     if "name" not in fields and "readable" not in fields:
@@ -201,19 +222,63 @@ def read_table(path: str | Path, palette: str | None = None) -> tuple[list[dict[
             c["name"] = c.get("readable", "")
         if "category" not in fields and "--" in c["name"]:
             c["category"] = c["name"].split("--")[0]  # Mapillary machine names: category--group--class
+        if fine_col is not None:
+            c["_row_name"] = row[fine_col]
         classes.append(c)
         lines.append(line)
+    if columns and "id" in columns:
+        classes, lines = group_rows(classes, lines, path, columns["id"])
     if palette == "auto" and "color" not in fields and not has_rgb:
         for c, col in zip(classes, auto_colours(len(classes)), strict=True):
             c["color"] = col
     return classes, lines
 
 
+GROUP_AGREE = ("name", "readable", "category", "category_id", "train_id", "shape")
+
+
+def group_rows(rows: list[dict[str, Any]], lines: list[int | None], path: Path,
+               id_column: str) -> tuple[list[dict[str, Any]], list[int | None]]:
+    """Rows that share an id (read from `id_column`) as one class each, in order of first appearance.
+
+    The rows must agree on name, category and the other per-class fields (an error names the row
+    that does not); the class takes the colour of the row named like it (else of its first row),
+    has instances if any row has, is ignored in evaluation only if every row is, and `includes`
+    the other rows' own names (what the coarser level folds in, for `labeltree merge`).
+    """
+    groups: dict[int, list[int]] = {}
+    for k, r in enumerate(rows):
+        groups.setdefault(r["id"], []).append(k)
+    out, out_lines = [], []
+    for cid, members in groups.items():
+        first = rows[members[0]]
+        for k in members[1:]:
+            for f in GROUP_AGREE:
+                if rows[k].get(f) != first.get(f):
+                    raise LabeltreeError(f"rows with {id_column} {cid} disagree on {f}: {first.get(f)!r} (line "
+                                         f"{lines[members[0]]}) and {rows[k].get(f)!r}", path, lines[k])
+        own = [rows[k].get("_row_name", rows[k]["name"]) for k in members]
+        rep = rows[members[own.index(first["name"])]] if first["name"] in own else first
+        c = {f: v for f, v in first.items() if not f.startswith("_")}
+        c["color"] = rep["color"]
+        c["has_instances"] = any(rows[k].get("has_instances", False) for k in members)
+        if any("ignore_in_eval" in rows[k] for k in members):
+            c["ignore_in_eval"] = all(rows[k].get("ignore_in_eval", False) for k in members)
+        folded = [n for n in own if n != first["name"]]
+        if folded:
+            c["includes"] = list(dict.fromkeys([*first.get("includes", []), *folded]))
+        out.append(c)
+        out_lines.append(lines[members[0]])
+    return out, out_lines
+
+
 def import_table(path: str | Path, *, name: str | None = None, palette: str | None = None,
-                 **kwargs: Any) -> Taxonomy:
-    """A taxonomy from a CSV/TSV label table (see `read_table`)."""
+                 columns: dict[str, str] | None = None, **kwargs: Any) -> Taxonomy:
+    """A taxonomy from a CSV/TSV label table (see `read_table`; `columns` remaps and groups)."""
     path = Path(path)
-    classes, lines = read_table(path, palette)
+    classes, lines = read_table(path, palette, columns)
+    if columns and "id" in columns:
+        kwargs["encoding"] = {**(kwargs.get("encoding") or {}), "column": columns["id"]}
     tax = build_taxonomy(classes, path, lines, name=name or path.stem, **kwargs)
     if all("ignore_in_eval" not in c for c in classes) and tax.ignore_ids:
         for c in tax.classes:

@@ -82,6 +82,9 @@ class Encoding(BaseModel):
     # out as Cityscapes (the default), BDD100K or IDD; names from `datasets.registry.LAYOUTS`
     layout: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     dtype: Literal["uint8", "uint16"] = "uint8"
+    # the label table column the files store, where the table has several (IDD: level3Id, its tools'
+    # *_gtFine_labellevel3Ids.png); set by `labeltree import table --column id=COLUMN`
+    column: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     offset: int = 0
     unlabeled: int | None = None  # stored value that means "no label" and is no class id
     instances: InstanceEncoding | None = None  # the dataset's instance files, where it has them

@@ -9,6 +9,7 @@ from labeltree.datasets.base import DatasetReader, Unknown
 from labeltree.datasets.bdd100k import BDD100KReader
 from labeltree.datasets.cityscapes import CityscapesReader
 from labeltree.datasets.gtsdb import GTSDBReader
+from labeltree.datasets.idd import IDDReader
 from labeltree.datasets.vistas import VistasReader
 from labeltree.errors import LabeltreeError
 
@@ -20,7 +21,7 @@ READERS: dict[str, type[DatasetReader]] = {
 }
 # every layout by name (Cityscapes, Vistas, GTSDB and the layouts that share a format with them)
 LAYOUTS: dict[str, type[DatasetReader]] = {cls.layout: cls for cls in (CityscapesReader, VistasReader, GTSDBReader,
-                                                                      BDD100KReader)}
+                                                                      BDD100KReader, IDDReader)}
 
 
 def reader_for(tax: Taxonomy) -> type[DatasetReader]:

@@ -18,6 +18,12 @@
   is a false negative of that pixel's class and nobody's false positive; the mean runs over the classes
   present in the gt (`gt_id_set`). (The tool also counts predicted values 19..254 as 'ignored';
   labeltree refuses them as no class of the dataset.)
+- IDD (level 3): `evaluation/evaluate_mIoU.py` of github.com/AutoNUE/public-code at commit
+  5d9a93beb176b03dd32c79ce050d0fbddc9acd00: gt 255 is no pixel of any class, a prediction of 255
+  (or above 25) on a class pixel is that class's false negative and nobody's false positive, IoU
+  per level-3 class. Two differences, both said in the result: the tool first resizes gt and
+  prediction to 1280x720 (nearest), labeltree compares them at the labels' own size; the tool's
+  mean runs over all 26 classes (NaN when one is absent), labeltree's over those with a defined IoU.
 - Datasets without an official pixel-level tool (GTSDB, Cityscapes Extended) use `paper`; the
   result says so.
 
@@ -50,6 +56,8 @@ OFFICIAL_TOOLS: dict[str, tuple[str, str, str]] = {
     "vistas": (f"mapillary_vistas evaluation (github.com/mapillary/mapillary_vistas @ {VISTAS_COMMIT[:7]})",
                "defined", "unevaluated"),
     "bdd100k": (f"bdd100k eval/seg.py (github.com/bdd100k/bdd100k @ {BDD100K_COMMIT[:7]})", "gt", "none"),
+    "idd": ("AutoNUE public-code evaluation/evaluate_mIoU.py @ 5d9a93b (at the labels' own size, not resized to "
+            "1280x720; mean over classes with a defined IoU)", "defined", "none"),
 }
 
 
