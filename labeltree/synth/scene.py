@@ -37,7 +37,7 @@ from PIL import Image
 
 from labeltree.core.taxonomy import ClassDef, Taxonomy
 from labeltree.core.tree_file import load_hierarchy
-from labeltree.datasets import bdd100k, cityscapes, gtsdb, vistas
+from labeltree.datasets import bdd100k, cityscapes, gtsdb, idd, vistas
 from labeltree.datasets.gtsdb import GTSDB_SPLITS
 from labeltree.datasets.registry import reader_for
 from labeltree.datasets.shapes import shape_mask
@@ -853,11 +853,32 @@ def _write_bdd100k(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]
     return split, lab
 
 
+IDD_SEQUENCES = 4  # synthetic IDD frames go round-robin into this many sequence folders per split
+
+
+def idd_key(index: int) -> tuple[str, str, str]:
+    """(split, sequence, frame) of IDD frame `index`: sequences '0'.., frames numbered within a split."""
+    split = cityscapes_split(index)
+    j = index // VAL_EVERY if split == "val" else index - index // VAL_EVERY
+    return split, str(j % IDD_SEQUENCES), f"{j:06d}"
+
+
+def _write_idd(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+    """PNG photo and the label PNG of the taxonomy's column (createLabels' `_gtFine_label{column}s.png`)."""
+    split, seq, frame = idd_key(job.index)
+    root, ds = Path(job.out) / job.dataset, job.dataset
+    lab = world.labels(ds, sc.nodes)
+    write_png(idd.image_path(root, split, seq, frame), sc.rgb)
+    write_png(idd.label_path(root, split, seq, frame, idd.column_of(world.tax[ds])), lab)
+    return split, lab
+
+
 # layout -> frame writer (GTSDB frames are written by _make: their labels are gt.txt lines)
 WRITERS: dict[str, Callable[[World, _Job, Scene], tuple[str, np.ndarray]]] = {
     "cityscapes": _write_cityscapes,
     "vistas": _write_vistas,
     "bdd100k": _write_bdd100k,
+    "idd": _write_idd,
 }
 
 
@@ -1013,6 +1034,7 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
 WHAT = {"cityscapes": "leftImg8bit/*.png, gtFine/*_labelIds.png, *_instanceIds.png (16-bit)",
         "vistas": "{training,validation}/images/*.jpg, labels/*.png (palette), instances/*.png, config",
         "bdd100k": "images/10k/{train,val}/*.jpg, labels/sem_seg/masks/*.png (train ids), colormaps/",
+        "idd": "leftImg8bit/{train,val}/{seq}/*_leftImg8bit.png, gtFine/.../*_gtFine_labellevel3Ids.png",
         "gtsdb": "NNNNN.ppm (P6), gt.txt"}
 
 
