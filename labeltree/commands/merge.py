@@ -35,7 +35,8 @@ def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None
     Examples:
       labeltree merge cityscapes vistas gtsdb
       labeltree merge cityscapes vistas gtsdb --format json > tree.json
-      labeltree merge cityscapes vistas-v2.0 -o draft.yaml
+      labeltree merge cityscapes vistas-v2.0 gtsdb
+      labeltree merge cityscapes my-bikelanes.yaml -o draft.yaml
       labeltree merge cityscapes my-bikelanes.yaml --rules my-rules.yaml -o tree.yaml
     """
     inputs = [Path(d) for d in datasets if Path(d).exists()] + ([rules] if rules is not None else [])

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from labeltree.core.taxonomy import Taxonomy
+from labeltree.core.taxonomy import Taxonomy, normalise_name
 from labeltree.errors import LabeltreeError
 
 NO_TARGET = 255  # target value for "this pixel does not supervise this classifier"
@@ -205,11 +205,18 @@ class Hierarchy:
                 if j is not None and supervised[j]:
                     targets[j, value] = self.classifiers[j].children.index(anc)
         # Predicted node -> the dataset's class at the depth it annotates: nearest ancestor-or-self
-        # that one of its classes maps to (lowest id wins when several do).
+        # that one of its classes maps to. When several do, the class named like the node wins, else
+        # the lowest id (Vistas v2.0 maps four sign-front kinds to Traffic Sign (Front): a prediction
+        # there is its 'Traffic Sign (Front)', not 'Traffic Sign - Direction (Front)', the lowest id).
         node_value: dict[int, int] = {}
+        named: dict[int, int] = {}
         for cid, node in sorted(m.to_node.items()):
             if node is not None and cid >= 0:
                 node_value.setdefault(node, tax.stored_value(cid))
+                c = tax.by_id(cid)
+                if normalise_name(self.nodes[node].name) in (normalise_name(c.display), normalise_name(c.name)):
+                    named.setdefault(node, tax.stored_value(cid))
+        node_value.update(named)
         n2v = np.full(len(self.nodes), -1, dtype=np.int32)
         for i in range(len(self.nodes)):
             for anc in self.ancestors(i):
