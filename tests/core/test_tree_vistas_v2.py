@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from labeltree.cli import main
 from labeltree.core.hierarchy import IGNORE, NO_TARGET
-from labeltree.core.tree_file import load_hierarchy
+from labeltree.core.tree_file import bundled_hierarchies, load_hierarchy
 from labeltree.synth.scene import WORLD_NODES
 from labeltree.train.config import load_config
 
@@ -150,6 +151,25 @@ def test_an_extension_written_for_the_v12_tree_fits(tmp_path, base):
     got = {c: (e.nodes[n].name if n is not None else None) for c, n in e.mapping("bikes.yaml").to_node.items()}
     assert got == {0: None, 1: "Driveable", 2: "Bicyclist", 3: "Standard Bicycle", 4: "Cargo Bike",
                    5: "Traffic Light"}
+
+
+V12_EXTENSIONS = sorted(n for n, p in bundled_hierarchies().items()
+                        if "authors" not in n and (yaml.safe_load(p.read_text()) or {}).get("extends") == V12)
+
+
+@pytest.mark.parametrize("name", V12_EXTENSIONS)
+def test_the_bundled_extensions_of_the_v12_tree_fit_the_v2_tree(tmp_path, name):
+    """BDD100K's and IDD's extension files, re-based on this tree unchanged otherwise: each class on a node
+    of the same name."""
+    path = bundled_hierarchies()[name]
+    data = yaml.safe_load(path.read_text())
+    data["extends"], data["name"] = V2, f"{name}-on-v2"
+    (tmp_path / "ext.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    a, b = load_hierarchy(path), load_hierarchy(tmp_path / "ext.yaml")
+    for ds in data["mappings"]:
+        names = [{c: (t.nodes[n].name if n is not None else None) for c, n in t.mapping(ds).to_node.items()}
+                 for t in (a, b)]
+        assert names[0] == names[1], ds
 
 
 def test_vistas_v12_by_name_alone_lands_where_the_v12_tree_puts_it(tmp_path, v12):
