@@ -48,10 +48,20 @@ class Conflict:
     datasets: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # "dataset:class name"
     node: str | None = None
+    # a level-of-detail choice the tree file makes on purpose (its own mapping of the class to an
+    # inner node), not one the merge made by matching names: reported, nothing left to resolve
+    settled: bool = False
+
+    @property
+    def unresolved(self) -> bool:
+        return self.kind in ("unmapped", "unmatched") or (self.kind in SETTLEABLE and not self.settled)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "message": self.message, "datasets": self.datasets,
-                "classes": self.classes, "node": self.node}
+                "classes": self.classes, "node": self.node, "settled": self.settled}
+
+
+SETTLEABLE = ("level-of-detail", "includes", "contains")  # kinds a tree file settles by its mappings
 
 
 @dataclass
@@ -91,6 +101,7 @@ class MergeResult:
         out["source"] = {"kind": self.source, "file": str(self.source_path) if self.source_path else None}
         out["coverage"] = {d: c.to_json() for d, c in self.coverage.items()}
         out["conflicts"] = [c.to_json() for c in self.conflicts]
+        out["unresolved"] = sum(c.unresolved for c in self.conflicts)
         out["name_matches"] = self.matches
         if self.snippet is not None:
             out["rules_snippet"] = self.snippet
@@ -135,6 +146,10 @@ def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> Me
     conflicts = analyse(h, added)
     if source == "proposal":
         conflicts += _name_hints(h)
+    else:  # the tree file's own inner-node mappings are its decisions; the merge's name matches are not
+        made = {c for mt in matches for c in mt["classes"]}
+        for c in conflicts:
+            c.settled = c.kind == "level-of-detail" and bool(c.classes) and c.classes[0] not in made
     result = MergeResult(list(h.mappings), h, source, src_path, coverage, conflicts, matches)
     if source == "proposal":
         result.snippet = rules_snippet(result)
@@ -503,11 +518,15 @@ def render_merge(r: MergeResult, color: bool = False) -> str:
             out.append(f"  {mt['node']}: {', '.join(mt['classes'])}")
         if len(r.matches) > 40:
             out.append(f"  ... and {len(r.matches) - 40} more (--format json lists all)")
-    out += ["", f"conflicts ({len(r.conflicts)}):" if r.conflicts else "conflicts: none"]
+    settled = sum(c.settled for c in r.conflicts)
+    unresolved = sum(c.unresolved for c in r.conflicts)
+    head = f"conflicts ({len(r.conflicts)}; {unresolved} unresolved"
+    head += f", {settled} level-of-detail settled by the tree file):" if settled else "):"
+    out += ["", head if r.conflicts else "conflicts: none"]
     order = ["level-of-detail", "includes", "contains", "name-clash", "unmapped", "unmatched", "partial",
              "unlabelled", "excluded"]
     for c in sorted(r.conflicts, key=lambda c: order.index(c.kind) if c.kind in order else 99):
-        out.append(f"  [{c.kind}] {c.message}")
+        out.append(f"  [{c.kind}{', settled' if c.settled else ''}] {c.message}")
     if r.snippet:
         out += ["", "rules to start from (save as rules.yaml, edit, re-run with --rules rules.yaml):", "",
                 r.snippet]
