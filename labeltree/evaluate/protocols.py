@@ -11,7 +11,8 @@
   package on PyPI; rules re-derived from that source): the matrix over all labels is cut to the rows
   AND columns of labels with `evaluate` true, so a prediction of a non-evaluated label (Unlabeled) or
   of a value outside the label list is neither a false negative nor a false positive; IoU is NaN
-  where TP + FP + FN = 0 and the average runs over the non-NaN IoUs.
+  where TP + FP + FN = 0 and the average runs over the non-NaN IoUs. The rules are the same for
+  v1.2 and v2.0: they depend on the release's config only through its `evaluate` flags.
 - BDD100K: `bdd100k/eval/seg.py` of github.com/bdd100k/bdd100k at commit 9ac17c6c7c51d2fc83065fccd707cd5b1882a293
   (`fast_hist`, `per_class_iou`, `evaluate_segmentation`): the 19 train classes; gt pixels of 255 are not
   counted; a prediction of 255 on an evaluated pixel falls into the tool's extra 'ignored' column, so it
@@ -55,6 +56,9 @@ OFFICIAL_TOOLS: dict[str, tuple[str, str, str]] = {
     "cityscapes": ("cityscapesScripts 2.3.0 evalPixelLevelSemanticLabeling", "defined", "none"),
     "vistas": (f"mapillary_vistas evaluation (github.com/mapillary/mapillary_vistas @ {VISTAS_COMMIT[:7]})",
                "defined", "unevaluated"),
+    # the same script evaluates v2.0 (its rules read each label's `evaluate` flag from the release's config)
+    "vistas-v2.0": (f"mapillary_vistas evaluation (github.com/mapillary/mapillary_vistas @ {VISTAS_COMMIT[:7]}, "
+                    "config_v2.0.json)", "defined", "unevaluated"),
     "bdd100k": (f"bdd100k eval/seg.py (github.com/bdd100k/bdd100k @ {BDD100K_COMMIT[:7]})", "gt", "none"),
     "idd": ("AutoNUE public-code evaluation/evaluate_mIoU.py @ 5d9a93b (at the labels' own size, not resized to "
             "1280x720; mean over classes with a defined IoU)", "defined", "none"),

@@ -162,3 +162,17 @@ def test_vistas_official_rules_hand_computed() -> None:
 
     p = evaluate_arrays("vistas", gt, pred, hierarchy=load_hierarchy("cityscapes+vistas+gtsdb"), protocol="paper")
     assert p["protocol"] == "paper" and p["mIoU"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+
+
+def test_vistas_v2_official_rules_are_the_same_script_on_the_v2_labels() -> None:
+    v2 = load_taxonomy("vistas-v2.0")
+    road, car, person, unl = (v2.find(n).id for n in ("Road", "Car", "Person", "Unlabeled"))
+    gt = np.array([[road, road, road, car, car, unl]], dtype=np.uint8)
+    pred = np.array([[road, unl, person, car, road, car]], dtype=np.uint8)
+    r = evaluate_arrays("vistas-v2.0", gt, pred)
+    c = r["classes"]
+    assert r["protocol"] == "official" and "config_v2.0.json" in r["rules"]["tool"]
+    assert r["rules"]["drop"] == "unevaluated" and r["n_classes"] == 123  # 124 labels, Unlabeled not evaluated
+    assert (c["Road"]["TP"], c["Road"]["FN"], c["Road"]["FP"]) == (1, 1, 1)
+    assert (c["Car"]["TP"], c["Car"]["FN"], c["Car"]["FP"]) == (1, 1, 0) and c["Person"]["IoU"] == 0.0
+    assert r["mIoU"] == pytest.approx((1 / 3 + 1 / 2 + 0) / 3)
