@@ -1,4 +1,7 @@
-"""Synthetic street scenes of one world, written as Cityscapes, Cityscapes Extended, Vistas and GTSDB.
+"""Synthetic street scenes of one world, written as every dataset of a tree file in its own layout.
+
+The default tree writes Cityscapes, Cityscapes Extended, Vistas v1.2 and GTSDB; `--tree` names
+another (Vistas v2.0, BDD100K, IDD: `WRITERS` has one frame writer per layout).
 
 The real datasets cannot be downloaded here, yet tests, the demo, the trainer and the benchmarks
 need data in the exact native layouts (docs/design.md §3) with the real taxonomies. One procedural street
