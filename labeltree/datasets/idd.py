@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from labeltree.core.taxonomy import Taxonomy, bundled_taxonomies, load_taxonomy
-from labeltree.datasets.base import DatasetReader, Sample, examples, report_unpaired
+from labeltree.datasets.base import WHAT_TO_USE, DatasetReader, Sample, examples, report_unpaired
 from labeltree.errors import LabeltreeError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"  # the documented photo name (what writers write)
@@ -25,6 +25,8 @@ POLYGONS_SUFFIX = "_gtFine_polygons.json"
 TRAIN_LABEL_SUFFIX = "_gtFine_labelTrainIds.png"  # `convert --to idd:trainids` (contiguous train ids)
 DEFAULT_COLUMN = "level3Id"  # createLabels.py's default --id-type and the benchmark's level
 CREATE_LABELS = "python preperation/createLabels.py --datadir {root} --id-type {column}"
+WHAT_TO_USE["idd"] = ("use the 8-bit *_gtFine_label{level}Ids.png files the IDD tools' createLabels.py writes "
+                      "(level3Ids for taxonomy idd), not a colour rendering or the photos")
 
 _FRAME = r"[A-Za-z0-9-]+"
 _LABEL_FILE = re.compile(r"^(?P<frame>.+?)_gtFine_label(?P<column>[A-Za-z0-9]+?)s\.png$")
