@@ -7,6 +7,7 @@ them in `COMMANDS`; `_register` below names every module, so the whole CLI is re
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -14,10 +15,22 @@ from labeltree import __version__
 from labeltree.errors import LabeltreeError
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """A data problem that was worked around: one 'warning: ...' line, not Python's file:line + source."""
+    if category.__name__ == "LabeltreeWarning":
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 class _Group(click.Group):
     """Bad input -> one line on stderr and exit status 2, never a traceback."""
 
     def invoke(self, ctx: click.Context):
+        warnings.formatwarning = _format_warning
         try:
             return super().invoke(ctx)
         except LabeltreeError as e:
@@ -35,6 +48,8 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        finally:
+            warnings.formatwarning = _python_format_warning
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

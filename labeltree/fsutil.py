@@ -215,6 +215,19 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | 
                 raise LabeltreeError(f"{opt} and {opt2} name the same file; give each its own path", p)
 
 
+def refuse_replacing_inside(outputs: dict[str, str | Path | None], folders: Iterable[str | Path | None]) -> None:
+    """An existing file inside an input folder (a dataset root, a prediction folder) is part of that
+    input, even if this command does not read it: no output replaces it, --force or not."""
+    for opt, out in outputs.items():
+        if out is None or not (os.path.exists(out) or os.path.islink(out)):
+            continue
+        for folder in folders:
+            if folder is not None and os.path.isdir(folder) and \
+                    Path(os.path.realpath(out)).is_relative_to(os.path.realpath(folder)):
+                raise LabeltreeError(f"{opt} would replace a file inside the input folder {folder} (no command "
+                                     "writes over its inputs); choose a path outside it", out)
+
+
 def input_sparing_png_writer(inputs: Iterable[str | Path]) -> Callable[[str | Path, np.ndarray], None]:
     """`write_png` that refuses to replace any of `inputs`: a prediction folder may be the image folder."""
     sources = {os.path.realpath(p) for p in inputs}

@@ -53,12 +53,17 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
     from labeltree.convert import convert_dataset, render_report
     from labeltree.core.tree_file import default_tree
     from labeltree.errors import LabeltreeError
-    from labeltree.fsutil import write_json
+    from labeltree.fsutil import check_output, write_json
 
     if report_path is not None and (root.resolve() == report_path.resolve().parent
                                     or root.resolve() in report_path.resolve().parents):
         raise LabeltreeError("--report must lie outside the dataset root (convert never writes into its input)",
                              report_path)
+    if report_path is not None and report_path.resolve().is_relative_to(out.resolve()):
+        raise LabeltreeError(f"--report must lie outside OUT {out} (convert fills OUT with labels and split lists "
+                             "that could replace it); choose another path", report_path)
+    if report_path is not None:
+        check_output(report_path, "--report", [root], force)  # an existing report needs --force
     if hierarchy is None:
         target = to.partition(":")[0]
         hierarchy = default_tree([dataset] + ([target] if target != "tree" else []))

@@ -19,7 +19,7 @@ from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 from labeltree.evaluate.protocols import DROPS, PROTOCOLS, Rules
-from labeltree.fsutil import atomic_path, check_outputs, write_json
+from labeltree.fsutil import atomic_path, check_outputs, refuse_replacing_inside, write_json
 
 
 #: option name -> factory(value, all options) -> predict(sample) -> array
@@ -181,6 +181,8 @@ def evaluate_cmd(**kw: Any) -> None:
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
     check_outputs({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]}, inputs, kw["force"])
+    refuse_replacing_inside({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]},
+                            [kw["gt_root"], kw["pred_dir"]])
     predict = None
     hierarchy = None
     if kw["checkpoint"] is not None and kw["checkpoint"].suffix.lower() == ".onnx":  # ONNX Runtime, no torch

@@ -124,6 +124,9 @@ def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ig
         field, sep, col = spec.partition("=")
         if not sep or not field.strip() or not col.strip():
             raise LabeltreeError(f"--column {spec}: expected FIELD=COLUMN, e.g. id=level3Id")
+        if field.strip() in remap:
+            raise LabeltreeError(f"--column {spec}: field '{field.strip()}' is already read from column "
+                                 f"'{remap[field.strip()]}'; give each field once")
         remap[field.strip()] = col.strip()
     enc: dict[str, Any] = {"format": fmt, "offset": offset}
     if dtype:

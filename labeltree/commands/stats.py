@@ -11,7 +11,7 @@ from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import check_outputs
+from labeltree.fsutil import check_outputs, refuse_replacing_inside
 from labeltree.stats.collect import (
     DEFAULT_MIN_PIXELS,
     RunInfo,
@@ -138,6 +138,7 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
     _check_table(summary_out, "--summary-out")
     _check_table(tree_out, "--tree-out")
     check_outputs(_named(output, summary_out, tree_out, plot, raw_out), [root], force)
+    refuse_replacing_inside(_named(output, summary_out, tree_out, plot, raw_out), [root])
     tax = load_taxonomy(dataset)
     h = resolve_hierarchy(hierarchy, tax)
     info = RunInfo()

@@ -44,12 +44,21 @@ COLUMNS: dict[str, str] = {
     **{x: f"color_{x}" for x in "rgb"},
 }
 INT_FIELDS = {"id", "category_id", "train_id"}
+TRAIN_ID_MAX = 255  # train ids are 8-bit label values (255 = ignore, as `convert --to X:trainids` writes)
 BOOL_FIELDS = {"has_instances", "ignore_in_eval", "evaluate"}
 UNLABELED_NAMES = {"unlabeled", "unlabelled", "void unlabeled", "void unlabelled"}
 
 
 def _key(col: str) -> str:
     return re.sub(r"[^a-z0-9]", "", col.lower())
+
+
+def _int(text: str) -> int:
+    """A whole number as written in a table: ASCII digits with an optional sign (int() would also take
+    '1_000' or other scripts' digits, and a float or 'nan' must not pass as an id)."""
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+        raise ValueError(f"expected a whole number, got {text.strip()!r}")
+    return int(text)
 
 
 def _bool(text: str) -> bool:
@@ -162,6 +171,7 @@ def read_table(path: str | Path, palette: str | None = None, columns: dict[str, 
     header_line, header = numbered[0][0], rows[0]
     fields: list[str | None] = [COLUMNS.get(_key(h)) for h in header]
     fine_col: int | None = None
+    claimed: dict[int, str] = {}  # column index -> the --column field read from it
     for field, col in (columns or {}).items():
         if field not in set(COLUMNS.values()) - {"color_r", "color_g", "color_b"}:
             raise LabeltreeError(f"--column {field}={col}: '{field}' is no class field (use one of "
@@ -171,6 +181,15 @@ def read_table(path: str | Path, palette: str | None = None, columns: dict[str, 
         if not hits:
             raise LabeltreeError(f"--column {field}={col}: the table has no column '{col}' (header: {header})", path,
                                  header_line)
+        if hits[0] in claimed:
+            raise LabeltreeError(f"--column {field}={col}: column '{col}' is already read as "
+                                 f"{claimed[hits[0]]} (--column {claimed[hits[0]]}={col}); a column gives one field",
+                                 path, header_line)
+        claimed[hits[0]] = field
+        lost = fields[hits[0]]
+        if lost in ("id", "name") and lost != field and lost not in (columns or {}):
+            raise LabeltreeError(f"--column {field}={col}: column '{col}' is the table's {lost} column; name "
+                                 f"another one for {lost} too (--column {lost}=COLUMN)", path, header_line)
         for i, f in enumerate(fields):
             if f == field and i != hits[0]:
                 if field == "name":
@@ -201,7 +220,7 @@ def read_table(path: str | Path, palette: str | None = None, columns: dict[str, 
                 continue  # empty optional cell
             try:
                 if f in INT_FIELDS:
-                    c[f] = int(raw)
+                    c[f] = _int(raw)
                 elif f in BOOL_FIELDS:
                     c[f] = _bool(raw)
                 elif f == "color":
@@ -214,6 +233,10 @@ def read_table(path: str | Path, palette: str | None = None, columns: dict[str, 
                     c[f] = raw
             except ValueError as e:
                 raise LabeltreeError(f"class '{label}': column '{header[fields.index(f)]}': {e}", path, line) from None
+        if "train_id" in c and not -1 <= c["train_id"] <= TRAIN_ID_MAX:
+            raise LabeltreeError(f"class '{label}': column '{header[fields.index('train_id')]}': train id "
+                                 f"{c['train_id']} is out of range: -1..{TRAIN_ID_MAX} (-1 or 255: not trained)",
+                                 path, line)
         if rgb:
             c["color"] = [rgb.get("color_r"), rgb.get("color_g"), rgb.get("color_b")]
         if "evaluate" in c:

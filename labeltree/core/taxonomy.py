@@ -118,7 +118,8 @@ class Taxonomy(BaseModel):
             if c.id >= 0 and not 0 <= value <= vmax:
                 raise ValueError(
                     f"classes[{i}] '{c.name}': id {c.id} is stored as {value}, which does not fit "
-                    f"{self.encoding.dtype} (0..{vmax}); use dtype uint16 or a smaller id")
+                    f"{self.encoding.dtype} (0..{vmax}); use "
+                    f"{'dtype uint16 or ' if self.encoding.dtype == 'uint8' else ''}a smaller id")
             if self.encoding.unlabeled is not None and c.id >= 0 and value == self.encoding.unlabeled:
                 raise ValueError(f"classes[{i}] '{c.name}': stored value {value} is the 'unlabeled' value")
         for i in self.ignore_ids:

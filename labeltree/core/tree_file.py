@@ -261,11 +261,25 @@ def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
     own = {k: v for k, v in data.items() if k != "include"}
     merged: dict[str, Any] = {"datasets": [], "evaluation_datasets": [], "add": {}, "mappings": {},
                               "supervision": {"overrides": []}}
+    seen: set[Path] = set()
     for k, ref in enumerate([*inc, None]):
-        if ref is None:
+        if ref is None and k == len(inc):
             part, where = own, path
         else:
-            where = _base_path(str(ref), path)
+            if not isinstance(ref, str) or not ref.strip():
+                raise LabeltreeError(f"include: entry {k + 1} is {ref!r}; each entry names an extension file "
+                                     "(a bundled tree name or a path to a .yaml file)", path,
+                                     line_of(path, "include", k))
+            try:
+                where = _base_path(ref, path)
+            except LabeltreeError:
+                raise LabeltreeError(f"include: unknown extension '{ref}': use a bundled tree name "
+                                     f"({', '.join(bundled_hierarchies())}) or a path to a .yaml file", path,
+                                     line_of(path, "include", k)) from None
+            if where.resolve() in seen:
+                raise LabeltreeError(f"include: '{ref}' is included twice; name each extension once", path,
+                                     line_of(path, "include", k))
+            seen.add(where.resolve())
             if not where.exists():
                 raise LabeltreeError(f"include: extension file not found (searched {where.resolve()})", path,
                                      line_of(path, "include", k))
@@ -279,6 +293,12 @@ def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
         def ref_of(d: Any, where: Path = where) -> str:  # taxonomy paths relative to the file naming them
             return str(resolve_ref(str(d), where)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
+
+        for key, what in (("add", "'Parent node: [new children]' lines"), ("mappings", "dataset: mapping lines"),
+                          ("supervision", "exclude_single_child / overrides keys")):
+            if part.get(key) is not None and not isinstance(part[key], dict):
+                raise LabeltreeError(f"'{key}' must be a mapping ({what}), not a {type(part[key]).__name__}", where,
+                                     line_of(where, key))
 
         for key in ("datasets", "evaluation_datasets"):
             v = part.get(key) or []
@@ -328,6 +348,10 @@ def hierarchy_from_dict(data: Any, path: Path, restrict: list[str] | None = None
                              "'mappings'", path)
     if "extends" in data:
         data = expand_extends(data, path)
+    elif "include" in data:
+        raise LabeltreeError("include: only an extension includes others: add 'extends: BASE' (the tree the "
+                             "included extensions are applied to, e.g. cityscapes+vistas+gtsdb)", path,
+                             line_of(path, "include"))
     for k in ("tree", "mappings", "datasets"):
         if k not in data:
             raise LabeltreeError(f"tree file has no '{k}' section", path)

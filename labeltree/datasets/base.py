@@ -209,7 +209,8 @@ def check_label_values(arr: np.ndarray, taxonomy: Taxonomy, path: str | Path | N
     hint = ""
     if taxonomy.encoding.dtype == "uint8" and top > 255:
         hint = (" This is a 16-bit label map; if it is Cityscapes Extended (signs stored as 2000 + ClassID), "
-                "open it with taxonomy 'cityscapes-extended'.")
+                "open it with taxonomy 'cityscapes-extended'." if taxonomy.encoding.layout in (None, "cityscapes")
+                else f" This is a 16-bit label map; {taxonomy.name} labels are {_label_kind(taxonomy)}.")
     raise LabeltreeError(
         f"label values not defined in taxonomy '{taxonomy.name}': {listed}{more}.{hint} Fix the file or the "
         f"taxonomy, or pass --unknown ignore (unknown='ignore') to map them to {ignore_value(taxonomy)} (ignore)",

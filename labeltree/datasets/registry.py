@@ -32,6 +32,10 @@ def reader_for(tax: Taxonomy) -> type[DatasetReader]:
     if lay not in LAYOUTS:
         raise LabeltreeError(f"taxonomy '{tax.name}': encoding.layout '{lay}' is unknown (known: "
                              f"{', '.join(sorted(LAYOUTS))})")
+    if (lay == GTSDBReader.layout) != (tax.annotation == "boxes"):  # boxes live in gt.txt, dense labels in images
+        raise LabeltreeError(f"taxonomy '{tax.name}': encoding.layout '{lay}' is for "
+                             f"{'box' if lay == GTSDBReader.layout else 'dense'} annotations, but the taxonomy has "
+                             f"annotation: {tax.annotation}; fix one of the two")
     return LAYOUTS[lay]
 
 

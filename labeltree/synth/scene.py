@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 import zlib
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import ClassDef, Taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets import bdd100k, cityscapes, gtsdb, idd, vistas
@@ -92,11 +94,21 @@ class World:
         self.tax: dict[str, Taxonomy] = {}
         self.layout: dict[str, str] = {}
         self.lut: dict[str, np.ndarray] = {}
+        self.folder: dict[str, str] = {}  # dataset -> its folder under OUT (one plain name, never a path)
         for ds in self.datasets:
             m = h.mapping(ds)
             self.tax[ds] = m.taxonomy
             self.layout[ds] = reader_for(m.taxonomy).layout
+            if self.layout[ds] != "gtsdb" and self.layout[ds] not in WRITERS:
+                raise LabeltreeError(f"dataset '{ds}' of tree '{h.name}' is in layout '{self.layout[ds]}', which "
+                                     f"labeltree synth cannot write (it writes {', '.join([*WRITERS, 'gtsdb'])})",
+                                     h.path)
+            self.folder[ds] = _folder_name(ds, m.taxonomy, h)
             self.lut[ds] = self._node_values(ds)
+        twice = [f for f in set(self.folder.values()) if list(self.folder.values()).count(f) > 1]
+        if twice:
+            raise LabeltreeError(f"tree '{h.name}' has several datasets that would be written to OUT/{twice[0]}/: "
+                                 "give their taxonomies distinct names", h.path)
         boxes = [ds for ds in self.datasets if self.layout[ds] == "gtsdb"]
         if not boxes:
             raise LabeltreeError(f"the synthetic street draws GTSDB's signs: tree '{h.name}' has no dataset in "
@@ -157,6 +169,20 @@ class World:
         """Node map -> stored label values of dataset `ds` (uint8 or uint16 as the taxonomy says)."""
         dtype = np.uint16 if self.tax[ds].encoding.dtype == "uint16" else np.uint8
         return self.lut[ds].astype(dtype)[nodes]
+
+
+_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def _folder_name(ds: str, tax: Taxonomy, h: Hierarchy) -> str:
+    """OUT/<this>/ for a dataset: its name, or for a taxonomy file its taxonomy's name; a name that is
+    no single plain folder name ('../x', '/etc') is refused, so nothing is ever written outside OUT."""
+    for name in (ds, tax.name) if Path(ds).suffix not in (".yaml", ".yml") else (tax.name,):
+        if _FOLDER.fullmatch(name) and name not in (MARKER,):
+            return name
+    raise LabeltreeError(f"dataset '{ds}' of tree '{h.name}' (taxonomy name '{tax.name}') is no plain folder "
+                         "name (letters, digits, . _ + -); synth writes each dataset to OUT/<name>/: rename the "
+                         "taxonomy", h.path)
 
 
 @cache
@@ -794,7 +820,7 @@ def _make(job: _Job) -> dict:
         classes = gtsdb_sign_classes(job.seed, job.index, len(world.signs), job.gtsdb_signs)
         sc = render_scene(job.dataset, job.seed, job.index, job.width, job.height, classes, world)
         name = gtsdb.frame_name(job.index)
-        write_ppm(Path(job.out) / job.dataset / name, sc.rgb)
+        write_ppm(Path(job.out) / world.folder[job.dataset] / name, sc.rgb)
         return {"dataset": job.dataset, "name": name,
                 "boxes": [(s.x0, s.y0, s.x1, s.y1, s.class_id) for s in sc.signs]}
     sc = render_scene(job.dataset, job.seed, job.index, job.width, job.height, None, world, job.street_signs)
@@ -809,15 +835,16 @@ def _write_cityscapes(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarr
     Extended) get their own labels and hard links to the photos."""
     split, city, key = cityscapes_key(job.index)
     out, ds = Path(job.out), job.dataset
-    root = out / ds
+    root = out / world.folder[ds]
     ids = world.labels(ds, sc.nodes)
     write_png(cityscapes.image_path(root, split, city, key), sc.rgb)
     write_png(cityscapes.label_path(root, split, city, key), ids)
     if ds in world.has_instances:
         write_png(cityscapes.instance_path(root, split, city, key), world.instances(ds, ids, sc.inst))
     for other in (e for e, src in world.shares.items() if src == ds):
-        _link(cityscapes.image_path(root, split, city, key), cityscapes.image_path(out / other, split, city, key))
-        write_png(cityscapes.label_path(out / other, split, city, key), world.labels(other, sc.nodes))
+        dest = out / world.folder[other]
+        _link(cityscapes.image_path(root, split, city, key), cityscapes.image_path(dest, split, city, key))
+        write_png(cityscapes.label_path(dest, split, city, key), world.labels(other, sc.nodes))
     return split, ids
 
 
@@ -825,7 +852,7 @@ def _write_vistas(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
     """JPEG photo, palette label and instance PNG in the folders of the taxonomy's release."""
     split = cityscapes_split(job.index)
     key = vistas_key(job.seed, job.index)
-    root, ds = Path(job.out) / job.dataset, job.dataset
+    root, ds = Path(job.out) / world.folder[job.dataset], job.dataset
     tax = world.tax[ds]
     lab = world.labels(ds, sc.nodes)
     palette = np.zeros((256, 3), dtype=np.uint8)
@@ -848,7 +875,7 @@ def _write_bdd100k(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]
     """JPEG photo, 8-bit mask of train ids (255 = unknown) and its colour map, as the 10K release."""
     split = cityscapes_split(job.index)
     key = bdd100k_key(job.seed, job.index)
-    root, ds = Path(job.out) / job.dataset, job.dataset
+    root, ds = Path(job.out) / world.folder[job.dataset], job.dataset
     lab = world.labels(ds, sc.nodes)
     _write_jpeg(bdd100k.image_path(root, split, key), sc.rgb)
     write_png(bdd100k.label_path(root, split, key), lab)
@@ -869,7 +896,7 @@ def idd_key(index: int) -> tuple[str, str, str]:
 def _write_idd(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
     """PNG photo and the label PNG of the taxonomy's column (createLabels' `_gtFine_label{column}s.png`)."""
     split, seq, frame = idd_key(job.index)
-    root, ds = Path(job.out) / job.dataset, job.dataset
+    root, ds = Path(job.out) / world.folder[job.dataset], job.dataset
     lab = world.labels(ds, sc.nodes)
     write_png(idd.image_path(root, split, seq, frame), sc.rgb)
     write_png(idd.label_path(root, split, seq, frame, idd.column_of(world.tax[ds])), lab)
@@ -933,21 +960,31 @@ def _prepare_out(out: Path, force: bool, folders: list[str]) -> None:
     one's dataset folders (those it recorded and those about to be written, nothing else)."""
     if out.exists() and not out.is_dir():
         raise LabeltreeError("OUT exists and is a file; give a folder", out)
+    for sub in folders:  # writing through a link would write outside OUT
+        if (out / sub).is_symlink() or ((out / sub).exists() and not (out / sub).is_dir()):
+            raise LabeltreeError(f"OUT/{sub} is a {'link' if (out / sub).is_symlink() else 'file'}; synth writes "
+                                 "only inside OUT: remove it or choose another OUT", out / sub)
     if not out.exists() or not any(out.iterdir()):
         return
     marker = out / MARKER
-    if marker.exists():
+    meta = None
+    if marker.is_file() and not marker.is_symlink():
         try:
-            recorded = [str(v["root"]) for v in json.loads(marker.read_text()).get("datasets", {}).values()]
-        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            meta = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            meta = None
+    if isinstance(meta, dict) and meta.get("generator") == "labeltree synth":  # an earlier synth output
+        try:
+            recorded = [str(v["root"]) for v in meta.get("datasets", {}).values()]
+        except (AttributeError, KeyError, TypeError):
             recorded = []
         for sub in dict.fromkeys([*recorded, *folders]):
             target = out / sub
-            if sub and "/" not in sub and sub not in (".", "..") and target.is_dir() and not target.is_symlink():
+            if _FOLDER.fullmatch(sub) and sub != MARKER and target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
         return
     if not force:
-        raise LabeltreeError(f"folder is not empty and is no earlier `labeltree synth` output (no {MARKER}); "
+        raise LabeltreeError(f"folder is not empty and is no earlier `labeltree synth` output (no valid {MARKER}); "
                              "choose an empty or new folder, or pass --force to write into it (files with the "
                              "same names are replaced, nothing else is touched)", out)
 
@@ -974,7 +1011,7 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
     n_gtsdb = min(images, GTSDB_TRAIN + GTSDB_TEST) if gtsdb_images is None else gtsdb_images
     frames_gtsdb = gtsdb_layout(n_gtsdb)
     world = get_world(hierarchy)
-    _prepare_out(out, force, world.datasets)
+    _prepare_out(out, force, list(world.folder.values()))
     t0 = time.perf_counter()
     params = {"generator": "labeltree synth", "seed": seed, "images": images, "gtsdb_images": n_gtsdb,
               "size": [width, height], "hierarchy": hierarchy, "gtsdb_signs": list(gtsdb_signs),
@@ -1007,11 +1044,11 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
                 signs[ds][k] = signs[ds].get(k, 0) + 1
         frames[ds][split] = frames[ds].get(split, 0) + 1
     for ds, lines in gt_lines.items():
-        write_text(out / ds / gtsdb.GT_FILE, "".join(line + "\n" for line in lines))
+        write_text(out / world.folder[ds] / gtsdb.GT_FILE, "".join(line + "\n" for line in lines))
     for ds in world.rendered:
         if world.layout[ds] == "vistas":
             tax = world.tax[ds]
-            write_json(out / ds / vistas.config_name(tax.version), vistas_config(tax))
+            write_json(out / world.folder[ds] / vistas.config_name(tax.version), vistas_config(tax))
     pixels = {}
     for ds, c in counts.items():
         tax = world.tax[ds]
@@ -1022,13 +1059,13 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
         frames[ev] = dict(frames[src])
         signs[ev] = signs.pop(src)
     seconds = time.perf_counter() - t0
-    roots = {ds: out / ds for ds in world.datasets}
+    roots = {ds: out / world.folder[ds] for ds in world.datasets}
     n_boxes = sum(len(v) for v in gt_lines.values())
     res = SynthResult(out, roots, frames, pixels, signs, n_boxes, seconds, dict(world.layout), dict(world.shares))
     write_json(out / MARKER, {**params, "complete": True, "frames": frames,
                               "signs": {d: {str(k): v for k, v in sorted(s.items())} for d, s in signs.items()},
                               "gtsdb_boxes": n_boxes,
-                              "datasets": {ds: {"root": ds, "taxonomy": world.tax[ds].name,
+                              "datasets": {ds: {"root": world.folder[ds], "taxonomy": world.tax[ds].name,
                                                 "layout": world.layout[ds]} for ds in world.datasets}})
     return res
 

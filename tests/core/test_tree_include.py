@@ -49,7 +49,7 @@ def test_include_adds_nodes_and_own_keys_come_after(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("include", "message"), [
     ("[missing.yaml]", "include: extension file not found"),
     ("[full.yaml]", "is not an extension"),
-    ("[cityscapes+vistas+gtsdb+bdd100k, cityscapes+vistas+gtsdb+bdd100k]", "mapped twice"),
+    ("[cityscapes+vistas+gtsdb+bdd100k, cityscapes+vistas+gtsdb+bdd100k]", "included twice"),
     ("nope", "include: expected a list"),
 ])
 def test_bad_includes_name_the_problem(tmp_path: Path, include: str, message: str) -> None:
