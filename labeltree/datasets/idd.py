@@ -28,9 +28,6 @@ CREATE_LABELS = "python preperation/createLabels.py --datadir {root} --id-type {
 WHAT_TO_USE["idd"] = ("use the 8-bit *_gtFine_label{level}Ids.png files the IDD tools' createLabels.py writes "
                       "(level3Ids for taxonomy idd), not a colour rendering or the photos")
 
-WHAT_TO_USE["idd"] = ("use the *_gtFine_label{COLUMN}s.png files that the IDD tools' createLabels.py writes (e.g. "
-                      "*_gtFine_labellevel3Ids.png), not a colour rendering or the photos")
-
 _FRAME = r"[A-Za-z0-9-]+"
 _LABEL_FILE = re.compile(r"^(?P<frame>.+?)_gtFine_label(?P<column>[A-Za-z0-9]+?)s\.png$")
 _CS_NAME = re.compile(r"^[^_]+_\d{6}_\d{6}_")

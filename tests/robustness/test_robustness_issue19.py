@@ -125,7 +125,7 @@ READER_CASES: dict[str, tuple[Callable[[Path], list], list[str]]] = {
     "stats bdd100k RGB mask": (lambda t: ["stats", "bdd100k", bdd(t / "b", label=np.zeros((8, 16, 3), np.uint8)),
                                           *Q], ["RGB", "labels/sem_seg/masks/{split}/"]),
     "stats idd RGB label": (lambda t: ["stats", "idd", idd(t / "i", label=np.zeros((8, 16, 3), np.uint8)), *Q],
-                            ["RGB", "createLabels.py writes"]),
+                            ["RGB", "createLabels.py writes", "level3Ids"]),
     "stats bdd100k 16-bit mask, value 3000": (
         lambda t: ["stats", "bdd100k", bdd(t / "b", label=np.full((8, 16), 3000, np.uint16)), *Q],
         ["3000 (128 px)", "bdd100k labels are 8-bit"]),
