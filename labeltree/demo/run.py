@@ -80,8 +80,12 @@ def make_plan(quick: bool, images: int | None = None, gtsdb_images: int | None =
 def stage_synth(out: Path, plan: Plan, progress: bool, log: Callable[[str], None]) -> Path:
     data = out / "data"
     meta = data / "synth.json"
-    if meta.exists():
-        m = json.loads(meta.read_text())
+    if meta.is_file():
+        try:
+            m = json.loads(meta.read_text())
+        except (OSError, ValueError):  # a damaged marker: synthesize() decides what the folder is
+            m = {}
+        m = m if isinstance(m, dict) else {}
         want = {"complete": True, "seed": plan.seed, "images": plan.images, "gtsdb_images": plan.gtsdb_images,
                 "size": list(plan.size), "gtsdb_signs": list(plan.gtsdb_signs),
                 "street_signs": list(plan.street_signs) if plan.street_signs else None}  # as synth.json holds them

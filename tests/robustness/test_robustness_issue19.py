@@ -159,6 +159,10 @@ READER_CASES: dict[str, tuple[Callable[[Path], list], list[str]]] = {
                                                    "bdd100k:trainids"], ["outside the dataset root"]),
     "convert idd OUT inside ROOT": (lambda t: ["convert", "idd", idd(t / "i"), t / "i/gtFine", "--to", "idd:trainids"],
                                     ["outside the dataset root"]),
+    # fixed: said the default tree 'cityscapes+vistas+gtsdb' maps no bdd100k (it was no candidate at all)
+    "convert to a taxonomy no bundled tree maps with the source": (
+        lambda t: ["convert", "bdd100k", bdd(t / "b"), t / "o", "--to", "idd-level1"],
+        ["no bundled tree maps both bdd100k and idd-level1", "--hierarchy"]),
     "convert idd OUT is a file": (lambda t: ["convert", "idd", idd(t / "i"), _file(t), "--to", "idd:trainids"],
                                   ["afile", "must be a folder"]),
     # fixed in this issue: the report landed in OUT and convert's own split list replaced it
@@ -472,3 +476,19 @@ def test_synth_never_writes_through_a_linked_dataset_folder(tmp_path: Path) -> N
     os.symlink(victim, tmp_path / "o/cityscapes")
     refused(["synth", tmp_path / "o", *SYNTH], tmp_path, "o/cityscapes", "link", "only inside OUT")
     assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+
+
+def test_demo_refuses_a_damaged_marker_in_its_data_folder(tmp_path: Path) -> None:
+    """Fixed: `labeltree demo` crashed with a JSONDecodeError traceback on a damaged OUT/data/synth.json."""
+    from labeltree.demo.run import Plan, stage_synth
+    from labeltree.errors import LabeltreeError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "synth.json").write_text("{damaged")
+    (data / "cityscapes").mkdir()
+    (data / "cityscapes/data.txt").write_text("user data\n")
+    before = snapshot(tmp_path)
+    with pytest.raises(LabeltreeError, match="no earlier `labeltree synth` output"):
+        stage_synth(tmp_path, Plan(1, 1, (32, 32), 1), False, lambda _m: None)
+    assert snapshot(tmp_path) == before
