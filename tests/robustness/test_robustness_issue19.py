@@ -18,6 +18,7 @@ from hostile import invoke, png, refused, short_png, snapshot
 from PIL import Image
 
 from labeltree.core.tree_file import bundled_hierarchies
+from labeltree.resources import taxonomy_dir
 from labeltree.synth import scene
 
 Q = ["--quiet", "--no-cache", "--workers", "1"]
@@ -345,7 +346,7 @@ def test_include_refusals(tmp_path: Path, name: str) -> None:
 # -- synth --tree -------------------------------------------------------------------------------------
 
 def _tax(t: Path, src: str, name: str, **encoding: str) -> Path:
-    data = yaml.safe_load((Path(scene.__file__).parents[1] / "taxonomies" / f"{src}.yaml").read_text())
+    data = yaml.safe_load((taxonomy_dir() / f"{src}.yaml").read_text())
     data["name"] = name
     data["encoding"].update(encoding)
     (t / "tax").mkdir(exist_ok=True)
