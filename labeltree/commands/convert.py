@@ -51,7 +51,7 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
       labeltree convert gtsdb data/FullIJCNN2013 data/gtsdb-tree --to tree:2 --mask-mode coarse
     """
     from labeltree.convert import convert_dataset, render_report
-    from labeltree.core.tree_file import bundled_for, default_tree
+    from labeltree.core.tree_file import DEFAULT_TREE, bundled_for
     from labeltree.errors import LabeltreeError
     from labeltree.fsutil import check_output, write_json
 
@@ -74,7 +74,7 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
         if found is None and len(wanted) > 1:
             raise LabeltreeError(f"no bundled tree maps both {wanted[0]} and {wanted[1]}: pass --hierarchy with a "
                                  f"tree file that does (e.g. from `labeltree merge {wanted[0]} {wanted[1]}`)")
-        hierarchy = default_tree(wanted)
+        hierarchy = found[0] if found is not None else DEFAULT_TREE
     rep = convert_dataset(dataset, root, out, to, hierarchy=hierarchy, splits=list(splits) or None,
                           overrides=overrides, workers=workers, force=force, mask_mode=mask_mode,
                           unknown=unknown, progress=not quiet, gt=gt)  # type: ignore[arg-type]

@@ -131,9 +131,9 @@ def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> Me
         h, matches, added = _from_rules(refs, paths, taxes, Path(rules))
         source, src_path = "rules", Path(rules)
     else:
-        found = _bundled_for(paths)
+        found = bundled_for(list(paths))
         if found is not None:
-            tree_path, keys = found
+            _name, tree_path, keys = found
             data = load_yaml(tree_path, "tree")
             h = hierarchy_from_dict(data, tree_path, restrict=keys)
             matches, added = [], {}
@@ -154,12 +154,6 @@ def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> Me
     if source == "proposal":
         result.snippet = rules_snippet(result)
     return result
-
-
-def _bundled_for(paths: list[Path]) -> tuple[Path, list[str]] | None:
-    """The smallest bundled tree file whose datasets include all of `paths`, and their keys there."""
-    found = bundled_for(list(paths))
-    return (found[1], found[2]) if found is not None else None
 
 
 # -- rules file (possibly partial) ---------------------------------------------------------------

@@ -549,15 +549,43 @@ def bundled_hierarchies() -> dict[str, Path]:
     return {p.stem: p for p in sorted(hierarchy_dir().glob("*.yaml"))}
 
 
-def tree_datasets(data: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[str]]:
-    """A tree file's data with `extends:` expanded, and every dataset it maps (trained and evaluated ones):
-    an extension lists only its new datasets, its base's come from the base."""
-    if isinstance(data, dict) and "extends" in data:
-        data = expand_extends(data, path)
+_FAST_SAFE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; C when libyaml is there
+
+
+def declared_datasets(path: Path, _seen: tuple[Path, ...] = ()) -> list[str]:
+    """Every dataset key a tree file maps (its own, its includes', its base's, as `expand_extends` keys
+    them), read from the raw files without building the tree: what choosing a bundled tree needs, at
+    a small part of a full load. Unreadable parts add nothing (loading the tree reports them)."""
+    key = path.resolve()
+    try:
+        data = yaml.load(path.read_text(), Loader=_FAST_SAFE) if key not in _seen else None
+    except (OSError, yaml.YAMLError):
+        data = None
     if not isinstance(data, dict):
-        return data, []
-    keys = [str(d) for d in (data.get("datasets") or [])] + [str(d) for d in data.get("evaluation_datasets") or []]
-    return data, keys
+        return []
+
+    def listed(src: Any, where: Path, absolute: bool) -> list[str]:
+        out: list[str] = []
+        for k in ("datasets", "evaluation_datasets"):
+            v = src.get(k) if isinstance(src, dict) else None
+            out += [str(resolve_ref(str(d), where)) if absolute else str(d) for d in (v if isinstance(v, list) else [])]
+        return out
+
+    keys = listed(data, path, False)
+    inc = data.get("include")
+    for ref in inc if isinstance(inc, list) else []:
+        try:
+            where = _base_path(str(ref), path)
+            keys += listed(yaml.load(where.read_text(), Loader=_FAST_SAFE), where, True)
+        except (LabeltreeError, OSError, yaml.YAMLError):
+            continue
+    if "extends" in data:
+        try:
+            base = _base_path(str(data["extends"]), path)
+        except LabeltreeError:
+            return keys
+        keys += [str(resolve_ref(k, base)) for k in declared_datasets(base, (*_seen, key))]
+    return keys
 
 
 def bundled_for(datasets: list[str | Path]) -> tuple[str, Path, list[str]] | None:
@@ -565,9 +593,8 @@ def bundled_for(datasets: list[str | Path]) -> tuple[str, Path, list[str]] | Non
     name, file and the datasets' keys in it; None if no bundled tree covers them all."""
     wanted = [resolve_taxonomy_path(d).resolve() for d in datasets]
     for name, tree_path in sorted(bundled_hierarchies().items(), key=lambda kv: (len(kv[0]), kv[0])):
-        _data, keys = tree_datasets(yaml.safe_load(tree_path.read_text()), tree_path)
         by_path = {}
-        for k in keys:
+        for k in declared_datasets(tree_path):
             try:
                 by_path[resolve_taxonomy_path(resolve_ref(k, tree_path)).resolve()] = k
             except LabeltreeError:
@@ -599,10 +626,12 @@ def load_hierarchy(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
     known = bundled_hierarchies()
     if str(ref) in known:
         return hierarchy_from_dict(load_yaml(known[str(ref)], "tree"), known[str(ref)])
-    wanted = [d for d in str(ref).split("+") if d]
-    for _name, path in sorted(known.items(), key=lambda kv: len(kv[0])):
-        data, have = tree_datasets(yaml.safe_load(path.read_text()), path)
-        if set(wanted) <= set(have):
-            return hierarchy_from_dict(data, path, restrict=wanted)
+    try:
+        found = bundled_for([d for d in str(ref).split("+") if d])
+    except LabeltreeError:  # a part that names no dataset
+        found = None
+    if found is not None:
+        _name, path, keys = found
+        return hierarchy_from_dict(load_yaml(path, "tree"), path, restrict=keys)
     raise LabeltreeError(f"no bundled tree covers '{ref}' (bundled: {', '.join(known)}); "
                          "write a tree file (see docs/taxonomy-format.md) or run `labeltree merge`")
