@@ -279,10 +279,7 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
         rules.append(ClassRule(c.id, c.display, sv, int(value), name, rule))
     palette = None
     if t.kind == "native" and ttax is not None and ttax.encoding.format == "png-palette-index":
-        palette = np.zeros((256, 3), dtype=np.uint8)
-        for c in ttax.classes:
-            if 0 <= ttax.stored_value(c.id) < 256:
-                palette[ttax.stored_value(c.id)] = c.color
+        palette = ttax.palette()
     layout = reader_for(ttax).layout if ttax is not None else "tree"
     return Conversion(stax.name, t, h.name, rules, lut, ignore, dtype, layout, palette,
                       str(overrides) if overrides is not None else None,

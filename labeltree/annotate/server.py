@@ -166,11 +166,7 @@ class Annotation:
         else:  # no photo: show the label map in its taxonomy colours
             tax = load_taxonomy("cityscapes")
             label = read_label(Sample.of_label(label_path, tax), tax)
-            lut = np.zeros((256, 3), np.uint8)
-            for c in tax.classes:
-                if 0 <= c.id < 256:
-                    lut[c.id] = c.color
-            rgb = lut[label]
+            rgb = tax.palette()[label]
         return rgb, comps
 
     def example_path(self, class_id: int, index: int) -> Path:

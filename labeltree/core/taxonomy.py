@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -154,6 +155,16 @@ class Taxonomy(BaseModel):
 
     def stored_value(self, cid: int) -> int:
         return cid + self.encoding.offset
+
+    def palette(self) -> np.ndarray:
+        """(256, 3) uint8: the class colour at each 8-bit stored value, black elsewhere: a palette PNG's
+        palette (Vistas labels, BDD100K colour maps) or a preview's colours."""
+        pal = np.zeros((256, 3), dtype=np.uint8)
+        for c in self.classes:
+            v = self.stored_value(c.id)
+            if c.id >= 0 and 0 <= v < 256:
+                pal[v] = c.color
+        return pal
 
     @property
     def lut_size(self) -> int:

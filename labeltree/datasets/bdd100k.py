@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from labeltree.core.taxonomy import Taxonomy
 from labeltree.datasets.base import WHAT_TO_USE, DatasetReader, Sample, Unknown, report_unpaired
 from labeltree.errors import LabeltreeError
@@ -52,16 +50,6 @@ def colormap_path(root: str | Path, split: str, key: str) -> Path:
 def polygons_path(root: str | Path, split: str) -> Path:
     """The split's polygon annotations: `{root}/labels/sem_seg/polygons/sem_seg_{split}.json`."""
     return Path(root) / "labels" / "sem_seg" / "polygons" / f"sem_seg_{split}.json"
-
-
-def colormap_palette(taxonomy: Taxonomy) -> np.ndarray:
-    """(256, 3) uint8 palette of the colour maps: each stored value's class colour, black elsewhere (as 255)."""
-    pal = np.zeros((256, 3), dtype=np.uint8)
-    for c in taxonomy.classes:
-        v = taxonomy.stored_value(c.id)
-        if c.id >= 0 and 0 <= v < 256:
-            pal[v] = c.color
-    return pal
 
 
 def dataset_dir(root: str | Path) -> Path:

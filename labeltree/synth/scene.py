@@ -855,11 +855,8 @@ def _write_vistas(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
     root, ds = Path(job.out) / world.folder[job.dataset], job.dataset
     tax = world.tax[ds]
     lab = world.labels(ds, sc.nodes)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for c in tax.classes:
-        palette[tax.stored_value(c.id)] = c.color
     _write_jpeg(vistas.image_path(root, split, key), sc.rgb)
-    write_png(vistas.label_path(root, split, key, tax.version), lab, palette=palette)
+    write_png(vistas.label_path(root, split, key, tax.version), lab, palette=tax.palette())
     if ds in world.has_instances:
         write_png(vistas.instance_path(root, split, key, tax.version), world.instances(ds, lab, sc.inst))
     return vistas.VISTAS_SPLITS[split], lab
@@ -879,7 +876,7 @@ def _write_bdd100k(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]
     lab = world.labels(ds, sc.nodes)
     _write_jpeg(bdd100k.image_path(root, split, key), sc.rgb)
     write_png(bdd100k.label_path(root, split, key), lab)
-    write_png(bdd100k.colormap_path(root, split, key), lab, palette=bdd100k.colormap_palette(world.tax[ds]))
+    write_png(bdd100k.colormap_path(root, split, key), lab, palette=world.tax[ds].palette())
     return split, lab
 
 

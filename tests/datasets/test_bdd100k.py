@@ -53,7 +53,7 @@ def _release(parent: Path, splits: dict[str, dict[str, np.ndarray]] | None = Non
     """`parent/bdd100k/` in the documented layout: photos, masks, colour maps, polygon files; returns parent."""
     tax = load_taxonomy("bdd100k")
     base = parent / "bdd100k"
-    pal = bdd100k.colormap_palette(tax)
+    pal = tax.palette()
     for split, frames in (splits or {"train": TRAIN, "val": VAL}).items():
         for key, arr in frames.items():
             save_png(bdd100k.label_path(base, split, key), arr)
@@ -112,7 +112,7 @@ def test_paths_are_the_documented_ones(tmp_path):
     assert bdd100k.label_path(tmp_path, "val", "k") == tmp_path / "labels/sem_seg/masks/val/k.png"
     assert bdd100k.colormap_path(tmp_path, "val", "k") == tmp_path / "labels/sem_seg/colormaps/val/k.png"
     assert bdd100k.polygons_path(tmp_path, "train") == tmp_path / "labels/sem_seg/polygons/sem_seg_train.json"
-    pal = bdd100k.colormap_palette(load_taxonomy("bdd100k"))
+    pal = load_taxonomy("bdd100k").palette()
     assert pal[0].tolist() == [128, 64, 128] and pal[18].tolist() == [119, 11, 32] and pal[255].tolist() == [0, 0, 0]
 
 
