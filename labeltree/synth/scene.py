@@ -767,10 +767,15 @@ def cityscapes_split(index: int) -> str:
     return "val" if index % VAL_EVERY == VAL_EVERY - 1 else "train"
 
 
+def split_index(index: int) -> tuple[str, int]:
+    """(split, position within the split) of frame `index`: every VAL_EVERY-th frame is validation."""
+    split = cityscapes_split(index)
+    return split, index // VAL_EVERY if split == "val" else index - index // VAL_EVERY
+
+
 def cityscapes_key(index: int) -> tuple[str, str, str]:
     """(split, city, key) of Cityscapes frame `index`: cities round-robin within a split."""
-    split = cityscapes_split(index)
-    j = index // VAL_EVERY if split == "val" else index - index // VAL_EVERY
+    split, j = split_index(index)
     cities = CITIES[split]
     city = cities[j % len(cities)]
     return split, city, f"{city}_{j // len(cities):06d}_{CS_FRAME:06d}"
@@ -824,42 +829,40 @@ def _make(job: _Job) -> dict:
         return {"dataset": job.dataset, "name": name,
                 "boxes": [(s.x0, s.y0, s.x1, s.y1, s.class_id) for s in sc.signs]}
     sc = render_scene(job.dataset, job.seed, job.index, job.width, job.height, None, world, job.street_signs)
-    split, values = WRITERS[layout](world, job, sc)
+    values = world.labels(job.dataset, sc.nodes)
+    split = WRITERS[layout](world, job, sc, Path(job.out) / world.folder[job.dataset], values)
     return {"dataset": job.dataset, "split": split,
             "counts": np.bincount(values.ravel(), minlength=world.tax[job.dataset].lut_size),
             "signs": [s.class_id for s in sc.signs if s.front]}
 
 
-def _write_cityscapes(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+def _write_cityscapes(world: World, job: _Job, sc: Scene, root: Path, ids: np.ndarray) -> str:
     """labelIds + instanceIds + photo; the evaluation datasets that share these frames (Cityscapes
     Extended) get their own labels and hard links to the photos."""
     split, city, key = cityscapes_key(job.index)
-    out, ds = Path(job.out), job.dataset
-    root = out / world.folder[ds]
-    ids = world.labels(ds, sc.nodes)
+    ds = job.dataset
     write_png(cityscapes.image_path(root, split, city, key), sc.rgb)
     write_png(cityscapes.label_path(root, split, city, key), ids)
     if ds in world.has_instances:
         write_png(cityscapes.instance_path(root, split, city, key), world.instances(ds, ids, sc.inst))
     for other in (e for e, src in world.shares.items() if src == ds):
-        dest = out / world.folder[other]
+        dest = Path(job.out) / world.folder[other]
         _link(cityscapes.image_path(root, split, city, key), cityscapes.image_path(dest, split, city, key))
         write_png(cityscapes.label_path(dest, split, city, key), world.labels(other, sc.nodes))
-    return split, ids
+    return split
 
 
-def _write_vistas(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+def _write_vistas(world: World, job: _Job, sc: Scene, root: Path, lab: np.ndarray) -> str:
     """JPEG photo, palette label and instance PNG in the folders of the taxonomy's release."""
     split = cityscapes_split(job.index)
     key = vistas_key(job.seed, job.index)
-    root, ds = Path(job.out) / world.folder[job.dataset], job.dataset
+    ds = job.dataset
     tax = world.tax[ds]
-    lab = world.labels(ds, sc.nodes)
     _write_jpeg(vistas.image_path(root, split, key), sc.rgb)
     write_png(vistas.label_path(root, split, key, tax.version), lab, palette=tax.palette())
     if ds in world.has_instances:
         write_png(vistas.instance_path(root, split, key, tax.version), world.instances(ds, lab, sc.inst))
-    return vistas.VISTAS_SPLITS[split], lab
+    return vistas.VISTAS_SPLITS[split]
 
 
 def bdd100k_key(seed: int, index: int) -> str:
@@ -868,16 +871,14 @@ def bdd100k_key(seed: int, index: int) -> str:
     return f"{d[:8]}-{d[8:16]}"
 
 
-def _write_bdd100k(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+def _write_bdd100k(world: World, job: _Job, sc: Scene, root: Path, lab: np.ndarray) -> str:
     """JPEG photo, 8-bit mask of train ids (255 = unknown) and its colour map, as the 10K release."""
     split = cityscapes_split(job.index)
     key = bdd100k_key(job.seed, job.index)
-    root, ds = Path(job.out) / world.folder[job.dataset], job.dataset
-    lab = world.labels(ds, sc.nodes)
     _write_jpeg(bdd100k.image_path(root, split, key), sc.rgb)
     write_png(bdd100k.label_path(root, split, key), lab)
-    write_png(bdd100k.colormap_path(root, split, key), lab, palette=world.tax[ds].palette())
-    return split, lab
+    write_png(bdd100k.colormap_path(root, split, key), lab, palette=world.tax[job.dataset].palette())
+    return split
 
 
 IDD_SEQUENCES = 4  # synthetic IDD frames go round-robin into this many sequence folders per split
@@ -885,23 +886,21 @@ IDD_SEQUENCES = 4  # synthetic IDD frames go round-robin into this many sequence
 
 def idd_key(index: int) -> tuple[str, str, str]:
     """(split, sequence, frame) of IDD frame `index`: sequences '0'.., frames numbered within a split."""
-    split = cityscapes_split(index)
-    j = index // VAL_EVERY if split == "val" else index - index // VAL_EVERY
+    split, j = split_index(index)
     return split, str(j % IDD_SEQUENCES), f"{j:06d}"
 
 
-def _write_idd(world: World, job: _Job, sc: Scene) -> tuple[str, np.ndarray]:
+def _write_idd(world: World, job: _Job, sc: Scene, root: Path, lab: np.ndarray) -> str:
     """PNG photo and the label PNG of the taxonomy's column (createLabels' `_gtFine_label{column}s.png`)."""
     split, seq, frame = idd_key(job.index)
-    root, ds = Path(job.out) / world.folder[job.dataset], job.dataset
-    lab = world.labels(ds, sc.nodes)
     write_png(idd.image_path(root, split, seq, frame), sc.rgb)
-    write_png(idd.label_path(root, split, seq, frame, idd.column_of(world.tax[ds])), lab)
-    return split, lab
+    write_png(idd.label_path(root, split, seq, frame, idd.column_of(world.tax[job.dataset])), lab)
+    return split
 
 
-# layout -> frame writer (GTSDB frames are written by _make: their labels are gt.txt lines)
-WRITERS: dict[str, Callable[[World, _Job, Scene], tuple[str, np.ndarray]]] = {
+# layout -> frame writer(world, job, scene, the dataset's folder, the frame's label values) -> split name
+# (GTSDB frames are written by _make: their labels are gt.txt lines)
+WRITERS: dict[str, Callable[[World, _Job, Scene, Path, np.ndarray], str]] = {
     "cityscapes": _write_cityscapes,
     "vistas": _write_vistas,
     "bdd100k": _write_bdd100k,
