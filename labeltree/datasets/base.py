@@ -305,6 +305,25 @@ class DatasetReader:
 
 
 
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def split_order(name: str) -> tuple[int, str]:
+    """Sort key of split names: train, val, test, then any other split by name."""
+    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+
+
+def split_folders(*bases: Path, skip_suffix: str | None = None) -> list[str]:
+    """The split folders under `bases` (e.g. gtFine/ and leftImg8bit/), in split order; names ending in
+    `skip_suffix` are no split (IDD's gtFine/train_panoptic/)."""
+    found: set[str] = set()
+    for base in bases:
+        if base.is_dir():
+            found.update(p.name for p in base.iterdir()
+                         if p.is_dir() and not (skip_suffix and p.name.endswith(skip_suffix)))
+    return sorted(found, key=split_order)
+
+
 def report_unpaired(kind: str, paths: list[Path], what: str) -> None:
     if paths:
         warn(f"{len(paths)} {kind}: {examples([str(p) for p in paths])}; {what}")

@@ -18,11 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from labeltree.core.taxonomy import Taxonomy
-from labeltree.datasets.base import WHAT_TO_USE, DatasetReader, Sample, Unknown, report_unpaired
+from labeltree.datasets.base import WHAT_TO_USE, DatasetReader, Sample, Unknown, report_unpaired, split_order
 from labeltree.errors import LabeltreeError
 
 LAYOUT = "bdd100k"
-SPLITS = ("train", "val", "test")  # the release's split folders, in this order
 IMAGE_SUFFIX = ".jpg"
 LABEL_SUFFIX = ".png"
 RELEASE = ("the BDD100K 10K semantic segmentation release (bdd100k_images_10k.zip + "
@@ -58,10 +57,6 @@ def dataset_dir(root: str | Path) -> Path:
     if not any((root / d).is_dir() for d in ("images", "labels", "seg")) and (root / "bdd100k").is_dir():
         return root / "bdd100k"
     return root
-
-
-def _order(split: str) -> tuple[int, str]:
-    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
 def _listing(d: Path, n: int = 8) -> str:
@@ -111,7 +106,7 @@ class BDD100KReader(DatasetReader):
 
     def splits(self) -> list[str]:
         masks = self._masks()
-        found = sorted((p.name for p in masks.iterdir() if p.is_dir()), key=_order) if masks.is_dir() else []
+        found = sorted((p.name for p in masks.iterdir() if p.is_dir()), key=split_order) if masks.is_dir() else []
         if not found:
             hint = ""
             if (self.base / "images" / "100k").is_dir() and not (self.base / "images" / "10k").is_dir():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from labeltree.datasets.base import DatasetReader, Sample, report_unpaired
+from labeltree.datasets.base import DatasetReader, Sample, report_unpaired, split_folders
 from labeltree.errors import LabeltreeError
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -47,15 +47,11 @@ class CityscapesReader(DatasetReader):
     instance_suffix = INSTANCE_SUFFIX
 
     def splits(self) -> list[str]:
-        found: set[str] = set()
-        for base in (self.root / "gtFine", self.root / "leftImg8bit"):
-            if base.is_dir():
-                found.update(p.name for p in base.iterdir() if p.is_dir())
+        found = split_folders(self.root / "gtFine", self.root / "leftImg8bit")
         if not found:
             raise LabeltreeError("no Cityscapes splits: expected gtFine/{train,val,test}/ or leftImg8bit/{...}/ "
                                  f"under {self.root.resolve()}", self.root)
-        order = {"train": 0, "val": 1, "test": 2}
-        return sorted(found, key=lambda s: (order.get(s, 3), s))
+        return found
 
     prediction_naming = "names must start with {city}_{seq}_{frame}"
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from labeltree.core.taxonomy import Taxonomy, bundled_taxonomies, load_taxonomy
-from labeltree.datasets.base import WHAT_TO_USE, DatasetReader, Sample, examples, report_unpaired
+from labeltree.datasets.base import WHAT_TO_USE, DatasetReader, Sample, examples, report_unpaired, split_folders
 from labeltree.errors import LabeltreeError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"  # the documented photo name (what writers write)
@@ -115,18 +115,14 @@ class IDDReader(DatasetReader):
         return None
 
     def splits(self) -> list[str]:
-        found: set[str] = set()
-        for base in (self.root / "gtFine", self.root / "leftImg8bit"):
-            if base.is_dir():
-                found.update(p.name for p in base.iterdir() if p.is_dir() and not p.name.endswith("_panoptic"))
+        found = split_folders(self.root / "gtFine", self.root / "leftImg8bit", skip_suffix="_panoptic")
         if not found:
             hint = ""
             if (self.root / "IDD_Segmentation").is_dir():
                 hint = f"; this folder holds IDD_Segmentation/: pass {self.root / 'IDD_Segmentation'}"
             raise LabeltreeError("no IDD splits: expected gtFine/{train,val}/{seq}/ and leftImg8bit/{train,val,test}/"
                                  f"{{seq}}/ under {self.root.resolve()}{hint}", self.root)
-        order = {"train": 0, "val": 1, "test": 2}
-        return sorted(found, key=lambda s: (order.get(s, 3), s))
+        return found
 
     def sequences(self, split: str) -> list[str]:
         return sorted({s.city for s in self.samples(split) if s.city})
