@@ -262,35 +262,8 @@ def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
     merged: dict[str, Any] = {"datasets": [], "evaluation_datasets": [], "add": {}, "mappings": {},
                               "supervision": {"overrides": []}}
     seen: set[Path] = set()
-    for k, ref in enumerate([*inc, None]):
-        if ref is None and k == len(inc):
-            part, where = own, path
-        else:
-            if not isinstance(ref, str) or not ref.strip():
-                raise LabeltreeError(f"include: entry {k + 1} is {ref!r}; each entry names an extension file "
-                                     "(a bundled tree name or a path to a .yaml file)", path,
-                                     line_of(path, "include", k))
-            try:
-                where = _base_path(ref, path)
-            except LabeltreeError:
-                raise LabeltreeError(f"include: unknown extension '{ref}': use a bundled tree name "
-                                     f"({', '.join(bundled_hierarchies())}) or a path to a .yaml file", path,
-                                     line_of(path, "include", k)) from None
-            if where.resolve() in seen:
-                raise LabeltreeError(f"include: '{ref}' is included twice; name each extension once", path,
-                                     line_of(path, "include", k))
-            seen.add(where.resolve())
-            if not where.exists():
-                raise LabeltreeError(f"include: extension file not found (searched {where.resolve()})", path,
-                                     line_of(path, "include", k))
-            part = load_yaml(where, "tree")
-            if not isinstance(part, dict) or "extends" not in part or "include" in part:
-                raise LabeltreeError(f"include: '{ref}' is not an extension without includes of its own (a tree "
-                                     "file with 'extends' and no 'include')", path, line_of(path, "include", k))
-            bad = set(part) - EXTENSION_KEYS
-            if bad:
-                raise LabeltreeError(f"unknown top-level key(s) {sorted(bad)} in an extension", where)
-
+    parts = [_included(ref, k, path, seen) for k, ref in enumerate(inc)] + [(own, path)]
+    for part, where in parts:
         def ref_of(d: Any, where: Path = where) -> str:  # taxonomy paths relative to the file naming them
             return str(resolve_ref(str(d), where)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
 
@@ -307,8 +280,7 @@ def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
                                      line_of(where, key))
             merged[key] += [ref_of(d) for d in v]
         for parent, kids in (part.get("add") or {}).items():
-            merged["add"].setdefault(parent, [])
-            merged["add"][parent] = merged["add"][parent] + (kids if isinstance(kids, list) else [kids])
+            merged["add"].setdefault(parent, []).extend(kids if isinstance(kids, list) else [kids])
         for dset, m in (part.get("mappings") or {}).items():
             if ref_of(dset) in merged["mappings"]:
                 raise LabeltreeError(f"mappings.{dset}: dataset is mapped twice (by an included extension and "
@@ -324,6 +296,34 @@ def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
     out = {k: v for k, v in own.items() if k not in INCLUDED_KEYS}
     out.update({k: v for k, v in merged.items() if v})
     return out
+
+
+def _included(ref: Any, k: int, path: Path, seen: set[Path]) -> tuple[dict[str, Any], Path]:
+    """Entry k of `path`'s `include:` list: the extension's data and file, checked (once each)."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise LabeltreeError(f"include: entry {k + 1} is {ref!r}; each entry names an extension file "
+                             "(a bundled tree name or a path to a .yaml file)", path, line_of(path, "include", k))
+    try:
+        where = _base_path(ref, path)
+    except LabeltreeError:
+        raise LabeltreeError(f"include: unknown extension '{ref}': use a bundled tree name "
+                             f"({', '.join(bundled_hierarchies())}) or a path to a .yaml file", path,
+                             line_of(path, "include", k)) from None
+    if where.resolve() in seen:
+        raise LabeltreeError(f"include: '{ref}' is included twice; name each extension once", path,
+                             line_of(path, "include", k))
+    seen.add(where.resolve())
+    if not where.exists():
+        raise LabeltreeError(f"include: extension file not found (searched {where.resolve()})", path,
+                             line_of(path, "include", k))
+    part = load_yaml(where, "tree")
+    if not isinstance(part, dict) or "extends" not in part or "include" in part:
+        raise LabeltreeError(f"include: '{ref}' is not an extension without includes of its own (a tree "
+                             "file with 'extends' and no 'include')", path, line_of(path, "include", k))
+    bad = set(part) - EXTENSION_KEYS
+    if bad:
+        raise LabeltreeError(f"unknown top-level key(s) {sorted(bad)} in an extension", where)
+    return part, where
 
 
 def _append_children(entries: list[Any], parent: str, kids: list[Any]) -> bool:
