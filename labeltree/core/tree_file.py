@@ -153,6 +153,19 @@ EXTENSION_KEYS = {"name", "description", "extends", "include", "datasets", "eval
 INCLUDED_KEYS = ("datasets", "evaluation_datasets", "add", "mappings", "supervision")
 
 
+def _dataset_ref(d: Any, where: Path) -> str:
+    """A dataset entry of the tree file `where`: a name as it is, a taxonomy path made absolute."""
+    return str(resolve_ref(str(d), where))
+
+
+def _dataset_list(src: dict[str, Any], key: str, where: Path) -> list[Any]:
+    """`datasets` / `evaluation_datasets` of a tree file, checked to be a list (empty when absent)."""
+    v = src.get(key) or []
+    if not isinstance(v, list):
+        raise LabeltreeError(f"'{key}' must be a list of dataset names or taxonomy files", where, line_of(where, key))
+    return v
+
+
 def _base_path(ref: str, path: Path) -> Path:
     """The tree file an `extends:` names: a bundled tree name or a path relative to the extension."""
     p = Path(ref)
@@ -194,19 +207,13 @@ def expand_extends(data: dict[str, Any], path: Path, _seen: tuple[Path, ...] = (
     hierarchy_from_dict(base, base_path)  # the base's own errors, with its own file and lines
 
     def ref(d: Any) -> str:  # the base's taxonomy paths, made absolute (they are relative to the base)
-        return str(resolve_ref(str(d), base_path)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
-
-    def as_list(key: str, src: dict[str, Any], where: Path) -> list[Any]:
-        v = src.get(key) or []
-        if not isinstance(v, list):
-            raise LabeltreeError(f"'{key}' must be a list of dataset names or taxonomy files", where,
-                                 line_of(where, key))
-        return v
+        return _dataset_ref(d, base_path)
 
     out: dict[str, Any] = {"name": str(data.get("name") or f"{base.get('name', base_path.stem)}+{path.stem}")}
-    out["datasets"] = [ref(d) for d in as_list("datasets", base, base_path)] + as_list("datasets", data, path)
-    evaluated = [ref(d) for d in as_list("evaluation_datasets", base, base_path)]
-    evaluated += as_list("evaluation_datasets", data, path)
+    out["datasets"] = [ref(d) for d in _dataset_list(base, "datasets", base_path)]
+    out["datasets"] += _dataset_list(data, "datasets", path)
+    evaluated = [ref(d) for d in _dataset_list(base, "evaluation_datasets", base_path)]
+    evaluated += _dataset_list(data, "evaluation_datasets", path)
     if evaluated:
         out["evaluation_datasets"] = evaluated
     tree = copy.deepcopy(base["tree"])
@@ -264,9 +271,6 @@ def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
     seen: set[Path] = set()
     parts = [_included(ref, k, path, seen) for k, ref in enumerate(inc)] + [(own, path)]
     for part, where in parts:
-        def ref_of(d: Any, where: Path = where) -> str:  # taxonomy paths relative to the file naming them
-            return str(resolve_ref(str(d), where)) if Path(str(d)).suffix in (".yaml", ".yml") else str(d)
-
         for key, what in (("add", "'Parent node: [new children]' lines"), ("mappings", "dataset: mapping lines"),
                           ("supervision", "exclude_single_child / overrides keys")):
             if part.get(key) is not None and not isinstance(part[key], dict):
@@ -274,21 +278,17 @@ def _apply_includes(data: dict[str, Any], path: Path) -> dict[str, Any]:
                                      line_of(where, key))
 
         for key in ("datasets", "evaluation_datasets"):
-            v = part.get(key) or []
-            if not isinstance(v, list):
-                raise LabeltreeError(f"'{key}' must be a list of dataset names or taxonomy files", where,
-                                     line_of(where, key))
-            merged[key] += [ref_of(d) for d in v]
+            merged[key] += [_dataset_ref(d, where) for d in _dataset_list(part, key, where)]
         for parent, kids in (part.get("add") or {}).items():
             merged["add"].setdefault(parent, []).extend(kids if isinstance(kids, list) else [kids])
         for dset, m in (part.get("mappings") or {}).items():
-            if ref_of(dset) in merged["mappings"]:
+            if _dataset_ref(dset, where) in merged["mappings"]:
                 raise LabeltreeError(f"mappings.{dset}: dataset is mapped twice (by an included extension and "
                                      f"by {where.name})", where, line_of(where, "mappings", dset))
-            merged["mappings"][ref_of(dset)] = m
+            merged["mappings"][_dataset_ref(dset, where)] = m
         sup = part.get("supervision") or {}
         if isinstance(sup, dict):
-            merged["supervision"]["overrides"] += [{**o, "dataset": ref_of(o["dataset"])}
+            merged["supervision"]["overrides"] += [{**o, "dataset": _dataset_ref(o["dataset"], where)}
                                                    if isinstance(o, dict) and "dataset" in o else o
                                                    for o in sup.get("overrides") or []]
             if "exclude_single_child" in sup:
@@ -568,7 +568,7 @@ def declared_datasets(path: Path, _seen: tuple[Path, ...] = ()) -> list[str]:
         out: list[str] = []
         for k in ("datasets", "evaluation_datasets"):
             v = src.get(k) if isinstance(src, dict) else None
-            out += [str(resolve_ref(str(d), where)) if absolute else str(d) for d in (v if isinstance(v, list) else [])]
+            out += [_dataset_ref(d, where) if absolute else str(d) for d in (v if isinstance(v, list) else [])]
         return out
 
     keys = listed(data, path, False)
