@@ -1,9 +1,25 @@
-"""Locate bundled data files (taxonomies, hierarchies, configs) in source trees and installed wheels."""
+"""Locate bundled data files (taxonomies, hierarchies, configs) in source trees and installed wheels.
+
+One rule tells a bundled name from a file, everywhere a dataset, tree or config is named: a reference
+with a slash or a `.yaml` / `.yml` suffix is a path; anything else is a bundled name, never a file
+or folder of that name in the working directory (a data folder holding `cityscapes/` must not
+shadow the bundled taxonomy). Write `./name.yaml` for a file of your own.
+"""
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
+
+#: said in the --help of every option or argument that takes a dataset, tree or config
+NAME_OR_PATH_RULE = "a bundled name, or a path (one with a slash or a .yaml suffix, e.g. ./mine.yaml)"
+
+
+def is_path_ref(ref: str | Path) -> bool:
+    """True when `ref` names a file (a slash or a .yaml / .yml suffix), False for a bundled name."""
+    text = str(ref)
+    return "/" in text or os.sep in text or Path(text).suffix.lower() in (".yaml", ".yml")
 
 
 def data_dir(package: str) -> Path:

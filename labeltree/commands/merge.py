@@ -39,7 +39,9 @@ def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None
       labeltree merge cityscapes my-bikelanes.yaml -o draft.yaml
       labeltree merge cityscapes my-bikelanes.yaml --rules my-rules.yaml -o tree.yaml
     """
-    inputs = [Path(d) for d in datasets if Path(d).exists()] + ([rules] if rules is not None else [])
+    from labeltree.resources import is_path_ref
+
+    inputs = [Path(d) for d in datasets if is_path_ref(d)] + ([rules] if rules is not None else [])
     check_outputs({"-o": output}, inputs, force)
     result = merge(list(datasets), rules)
     if output is not None:

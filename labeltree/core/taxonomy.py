@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labeltree.core.yamlio import load_yaml, read_text_file
 from labeltree.errors import LabeltreeError
-from labeltree.resources import taxonomy_dir
+from labeltree.resources import is_path_ref, taxonomy_dir
 
 Shape = Literal["circle", "triangle", "inverted-triangle", "octagon", "diamond"]
 DTYPE_MAX = {"uint8": 255, "uint16": 65535}
@@ -232,23 +232,34 @@ def bundled_taxonomies() -> dict[str, Path]:
     return out
 
 
+_NAME_LINE = re.compile(r"^name:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
 @cache
 def _own_name(path: str, mtime_ns: int) -> str:  # noqa: ARG001 - mtime keys the cache
-    """A taxonomy file's own `name`, parsed once per file version (pure-Python YAML parsing of every
-    bundled file on each load_taxonomy call cost about a second)."""
-    data = yaml.safe_load(Path(path).read_text())
-    return str(data.get("name", Path(path).stem))
+    """A taxonomy file's own `name`, from its top-level `name:` line: every command that takes a
+    dataset name needs all bundled names, and parsing every bundled file to learn them was most of
+    the command line's start-up. A value that is not a plain word is read by the YAML parser."""
+    text = Path(path).read_text(encoding="utf-8")
+    m = _NAME_LINE.search(text)
+    if m and _PLAIN.fullmatch(m.group(1)):
+        return m.group(1)
+    data = load_yaml(path, "taxonomy")
+    return str(data.get("name", Path(path).stem)) if isinstance(data, dict) else Path(path).stem
 
 
 def resolve_taxonomy_path(ref: str | Path) -> Path:
-    p = Path(ref)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
+    """The taxonomy file `ref` names: a path when it has a slash or a .yaml suffix (`./mine.yaml`),
+    else a bundled name; a folder or file in the working directory never shadows a bundled name."""
+    if is_path_ref(ref):
+        return Path(ref)
     known = bundled_taxonomies()
     if str(ref) in known:
         return known[str(ref)]
+    hint = f"; for the file '{ref}' here, write ./{ref}" if Path(ref).is_file() else ""
     raise LabeltreeError(f"unknown dataset '{ref}': use one of {', '.join(sorted(known))} "
-                         f"or a path to a taxonomy .yaml file (searched {taxonomy_dir()})")
+                         f"or a path to a taxonomy .yaml file{hint} (searched {taxonomy_dir()})")
 
 
 @cache

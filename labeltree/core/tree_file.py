@@ -16,7 +16,7 @@ from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
 from labeltree.core.yamlio import line_of, load_yaml
 from labeltree.errors import LabeltreeError
-from labeltree.resources import hierarchy_dir
+from labeltree.resources import hierarchy_dir, is_path_ref
 
 DEFAULT_TREE = "cityscapes+vistas+gtsdb"  # the paper's tree
 
@@ -620,9 +620,8 @@ def load_hierarchy(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
     A name of datasets that no bundled file has exactly is served by the smallest bundled tree
     that covers them, restricted to those datasets.
     """
-    p = Path(ref)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return hierarchy_from_dict(load_yaml(p, "tree"), p)
+    if is_path_ref(ref):  # a path is a path; a name is bundled, never shadowed by the working directory
+        return hierarchy_from_dict(load_yaml(ref, "tree"), Path(ref))
     known = bundled_hierarchies()
     if str(ref) in known:
         return hierarchy_from_dict(load_yaml(known[str(ref)], "tree"), known[str(ref)])

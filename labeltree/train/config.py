@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import check_output
-from labeltree.resources import config_dir
+from labeltree.resources import config_dir, is_path_ref
 from labeltree.train.scaling import ResizeMode
 
 
@@ -233,12 +233,13 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 
 
 def find_config(ref: str | Path) -> Path:
-    """A path, or the name of a bundled config (`paper`, `cpu-tiny`)."""
+    """A path (a slash or a .yaml suffix), or the name of a bundled config (`paper`, `cpu-tiny`); a
+    folder of that name in the working directory never shadows a bundled config."""
     p = Path(ref)
-    if p.exists():
+    if is_path_ref(ref) and p.exists():
         return p
     bundled = config_dir() / f"{p.stem}.yaml"
-    if bundled.exists():
+    if (not is_path_ref(ref) or p.parent == Path(".")) and bundled.exists():
         return bundled
     names = ", ".join(q.stem for q in sorted(config_dir().glob("*.yaml")))
     raise LabeltreeError(f"config not found (searched {p.resolve()} and bundled configs: {names})", p)
