@@ -1,10 +1,18 @@
 """Split the Cityscapes traffic-sign mask into sign instances (proposals) and store them.
 
-Cityscapes labels all sign faces of a frame with one id and has no sign instances, so each
-8-connected component of the mask is one candidate sign (as the paper's authors did). Components
-whose bounding box is smaller than `min_size` on either side are too small to recognise and stay
-plain "traffic sign". `split_touching` separates signs whose masks touch (distance transform +
-watershed): two round signs joined by a thin neck become two proposals.
+Cityscapes labels all sign faces of a frame with one id and has no sign instances, so the mask is
+cut into connected components, each one candidate sign. Two rules (`RULES`):
+
+- `authors` (default; the authors' annotation tool, datasets/cityscapes_extended/v1/annotation_tool/
+  annotate.py:38-63 in their repository): 4-connected components whose bounding box is smaller than
+  `min_size` on either side are dropped first (they stay plain "traffic sign"), then what is left is
+  8-connected, each 8-connected component one proposal. Two small squares touching at a corner are
+  dropped; a diagonal one-pixel appendix is cut off a big sign.
+- `connected`: 8-connected (or `connectivity`-connected) components first, then the same size filter
+  on each component's box: two small squares touching at a corner make one proposal.
+
+`split_touching` separates signs whose masks touch (distance transform + watershed): two round
+signs joined by a thin neck become two proposals.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from labeltree.fsutil import write_png
 from labeltree.parallel import pmap
 
 DEFAULT_SPLITS = ("train", "val")
+RULES = ("authors", "connected")
 
 
 @dataclass
@@ -68,13 +77,35 @@ def split_touching(mask: np.ndarray, h: float = 2.0) -> np.ndarray:
     return watershed(-dist, markers, mask=mask, connectivity=2).astype(np.int32)
 
 
+def _small(sl: tuple[slice, slice], min_size: int) -> bool:
+    return (sl[1].stop - sl[1].start) < min_size or (sl[0].stop - sl[0].start) < min_size
+
+
+def _authors_mask(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
+    """The authors' first pass: drop 4-connected components whose box is under min_size on a side."""
+    lab4, _ = ndi.label(mask, structure=_structure(4))
+    small = [i for i, sl in enumerate(ndi.find_objects(lab4), start=1) if sl is not None and _small(sl, min_size)]
+    if not small:
+        return mask, 0
+    return mask & ~np.isin(lab4, small), len(small)
+
+
 def sign_components(label: np.ndarray, sign_id: int, min_size: int = 20, split: bool = False,
-                    connectivity: int = 8) -> Components:
-    """Label the sign mask of one image; keep components whose box is at least min_size on both sides."""
+                    connectivity: int = 8, rule: str = "authors") -> Components:
+    """Label the sign mask of one image by `rule` (module doc); every proposal's box is >= min_size on both sides.
+
+    `connectivity` is the `connected` rule's; the `authors` rule is always 4 then 8.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     mask = label == sign_id
+    n_dropped = 0
+    if rule == "authors":
+        mask, n_dropped = _authors_mask(mask, min_size)
+        connectivity = 8
     lab, _ = ndi.label(mask, structure=_structure(connectivity))
     out = np.zeros(label.shape, dtype=np.uint16)
-    comps = Components(out)
+    comps = Components(out, n_small=n_dropped)
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         if sl is None:
             continue
@@ -123,13 +154,14 @@ class _Job:
     sign_id: int
     min_size: int
     split: bool
+    rule: str
 
 
 def _propose_one(job: _Job) -> dict:
     """Worker: decode one label image once, label its sign mask, write the component map."""
     reader = open_dataset("cityscapes", job.root)
     label = reader.read_label(job.sample)
-    comps = sign_components(label, job.sign_id, job.min_size, job.split)
+    comps = sign_components(label, job.sign_id, job.min_size, job.split, rule=job.rule)
     write_png(job.out, comps.labels)
     return {"height": label.shape[0], "width": label.shape[1], "boxes": comps.boxes, "areas": comps.areas,
             "n_small": comps.n_small, "n_split": comps.n_split}
@@ -152,7 +184,8 @@ def _relative(path: Path | None, root: Path) -> str | None:
 
 
 def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = None, min_size: int = 20,
-            split: bool = False, workers: int | None = None, progress: bool = True) -> ProposeReport:
+            split: bool = False, workers: int | None = None, progress: bool = True,
+            rule: str = "authors") -> ProposeReport:
     """Add the proposals of every not-yet-known image of `splits` to WORKDIR's database.
 
     Images already in the database are skipped, so decisions are never touched and an
@@ -160,6 +193,8 @@ def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = No
     """
     if min_size < 1:
         raise LabeltreeError(f"--min-size must be at least 1 px, got {min_size}")
+    if rule not in RULES:
+        raise LabeltreeError(f"--rule must be one of {', '.join(RULES)}, got {rule!r}")
     root = Path(root).resolve()
     workdir = Path(workdir).resolve()
     reader = open_dataset("cityscapes", root)
@@ -183,7 +218,7 @@ def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = No
                                      "use a new WORKDIR for another dataset copy", db.db_path(workdir))
             if "root" not in meta:
                 db.set_meta(con, root=root, schema=db.SCHEMA_VERSION, sign_id=space.sign_id)
-            db.set_meta(con, min_size=min_size, split_touching=int(split))
+            db.set_meta(con, min_size=min_size, split_touching=int(split), rule=rule)
         known = {r["key"] for r in con.execute("SELECT key FROM images")}
         report = ProposeReport()
         jobs: list[_Job] = []
@@ -193,7 +228,7 @@ def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = No
                     report.images_known += 1
                     continue
                 out = components_file(workdir, s, sample.key)
-                jobs.append(_Job(str(root), sample, str(out), space.sign_id, min_size, split))
+                jobs.append(_Job(str(root), sample, str(out), space.sign_id, min_size, split, rule))
         for job, res in zip(jobs, pmap(_propose_one, jobs, workers=workers, desc="propose", progress=progress),
                             strict=True):
             s = job.sample

@@ -30,10 +30,13 @@ def annotate_group() -> None:
 @click.option("--min-size", default=20, show_default=True, type=int,
               help="Components whose box is smaller on either side stay plain 'traffic sign'.")
 @click.option("--split-touching", is_flag=True, help="Separate touching signs (distance transform + watershed).")
+@click.option("--rule", type=click.Choice(["authors", "connected"]), default="authors", show_default=True,
+              help="authors: drop 4-connected components under --min-size, then 8-connect the rest (the authors' "
+                   "annotation tool); connected: 8-connected components, then the size filter.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes (default: all cores).")
 def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_size: int, split_touching: bool,
-                workers: int | None) -> None:
-    """Find sign instances (8-connected components of the traffic-sign mask) to label.
+                rule: str, workers: int | None) -> None:
+    """Find sign instances (connected components of the traffic-sign mask, --rule) to label.
 
     Re-running adds images that are new and never touches decisions already made.
 
@@ -44,7 +47,7 @@ def propose_cmd(cityscapes_root: Path, workdir: Path, splits: str | None, min_si
     from labeltree.annotate.propose import propose
 
     split_list = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
-    r = propose(cityscapes_root, workdir, split_list, min_size, split_touching, workers)
+    r = propose(cityscapes_root, workdir, split_list, min_size, split_touching, workers, rule=rule)
     per = ", ".join(f"{s} {n}" for s, n in r.splits.items()) or "none"
     click.echo(f"{r.images_new} new images ({per}), {r.images_known} already known; "
                f"{r.proposals_new} new proposals, {r.small} components under {min_size} px left as 'traffic sign'")

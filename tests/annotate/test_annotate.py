@@ -109,12 +109,48 @@ def test_corner_touching_squares_are_one_component_with_8_and_two_with_4_connect
     lab = np.zeros((30, 30), np.uint8)
     lab[2:8, 2:8] = SIGN
     lab[8:14, 8:14] = SIGN
-    c8 = sign_components(lab, SIGN, min_size=1, connectivity=8)
-    c4 = sign_components(lab, SIGN, min_size=1, connectivity=4)
+    c8 = sign_components(lab, SIGN, min_size=1, connectivity=8, rule="connected")
+    c4 = sign_components(lab, SIGN, min_size=1, connectivity=4, rule="connected")
     assert len(c8) == 1 and c8.boxes == [(2, 2, 13, 13)] and c8.areas == [72]
     assert len(c4) == 2 and c4.boxes == [(2, 2, 7, 7), (8, 8, 13, 13)] and c4.areas == [36, 36]
     assert np.array_equal(c4.labels[2:8, 2:8], np.ones((6, 6))) and np.all(c4.labels[8:14, 8:14] == 2)
     assert int((c8.labels == 1).sum()) == 72 and c8.labels.dtype == np.uint16
+
+
+def test_corner_touching_small_squares_authors_rule_drops_both_connected_rule_keeps_one():
+    """Two 15x15 squares touching at a corner, min_size 20: the authors' 4-connected size filter drops
+    both (each box 15 px); 8-connecting first makes one 30x30 component, kept."""
+    lab = np.zeros((40, 40), np.uint8)
+    lab[0:15, 0:15] = SIGN
+    lab[15:30, 15:30] = SIGN
+    authors = sign_components(lab, SIGN, min_size=20)
+    assert len(authors) == 0 and authors.n_small == 2 and int(authors.labels.max()) == 0
+    connected = sign_components(lab, SIGN, min_size=20, rule="connected")
+    assert connected.boxes == [(0, 0, 29, 29)] and connected.areas == [450] and connected.n_small == 0
+
+
+def test_diagonal_appendix_is_cut_off_by_the_authors_rule_only():
+    """A 25x25 sign with a 10-pixel diagonal tail, and a second sign joined to it by a diagonal chain:
+    under the authors' rule every tail pixel is its own 1x1 4-connected component (dropped), so the
+    sign keeps its own box and the chained sign is separate; 8-connecting first swallows tail and chain."""
+    lab = np.zeros((80, 80), np.uint8)
+    lab[10:35, 10:35] = SIGN
+    for k in range(10):
+        lab[35 + k, 35 + k] = SIGN  # tail from the bottom-right corner
+    lab[45:70, 45:70] = SIGN  # the tail's last pixel (44, 44) touches this square's corner
+    authors = sign_components(lab, SIGN, min_size=20)
+    assert authors.boxes == [(10, 10, 34, 34), (45, 45, 69, 69)] and authors.areas == [625, 625]
+    assert authors.n_small == 10 and int((authors.labels > 0).sum()) == 1250
+    connected = sign_components(lab, SIGN, min_size=20, rule="connected")
+    assert connected.boxes == [(10, 10, 69, 69)] and connected.areas == [1260] and connected.n_small == 0
+    tail_only = lab.copy()
+    tail_only[45:70, 45:70] = 0
+    a = sign_components(tail_only, SIGN, min_size=20)
+    c = sign_components(tail_only, SIGN, min_size=20, rule="connected")
+    assert (a.boxes, a.areas) == ([(10, 10, 34, 34)], [625])
+    assert (c.boxes, c.areas) == ([(10, 10, 44, 44)], [635])
+    with pytest.raises(ValueError, match="rule must be one of"):
+        sign_components(lab, SIGN, rule="4-then-8")
 
 
 def test_size_filter_is_on_each_side_of_the_box():
@@ -196,6 +232,9 @@ def test_cli_propose_reports_split_count(tmp_path: Path):
                                     "--split-touching", "--min-size", "10", "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert "2 new proposals" in res.output and "split 1 components" in res.output
+    bad_rule = CliRunner().invoke(main, ["annotate-extended", "propose", str(tmp_path / "cs"), str(tmp_path / "w2"),
+                                         "--rule", "nine"])
+    assert bad_rule.exit_code == 2 and "'nine' is not one of 'authors', 'connected'" in bad_rule.output
     bad = CliRunner().invoke(main, ["annotate-extended", "serve", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "run 'labeltree annotate-extended propose" in bad.output
 
