@@ -47,8 +47,8 @@ class LabeltreeWarning(UserWarning):
     """A recoverable problem in the input data (reported, then worked around)."""
 
 
-def warn(message: str) -> None:
-    warnings.warn(message, LabeltreeWarning, stacklevel=3)
+def warn(message: str, category: type[LabeltreeWarning] = LabeltreeWarning) -> None:
+    warnings.warn(message, category, stacklevel=3)
 
 
 def examples(items: Sequence[str], n: int = 3) -> str:

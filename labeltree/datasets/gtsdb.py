@@ -12,7 +12,7 @@ import numpy as np
 
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy
 from labeltree.datasets.authors_masks import DEFAULT_STYLE, STYLES, authors_items, authors_order, paint_authors
-from labeltree.datasets.base import DatasetReader, Sample, Unknown, examples, warn
+from labeltree.datasets.base import DatasetReader, LabeltreeWarning, Sample, Unknown, examples, warn
 from labeltree.datasets.boxmask import (
     DEFAULT_MASK_MODE,
     MODES,
@@ -63,6 +63,16 @@ class GtFile:
     @property
     def n_boxes(self) -> int:
         return sum(len(b) for b in self.boxes.values())
+
+
+class DuplicateLinesWarning(LabeltreeWarning):
+    """gt.txt repeats lines; one box is kept each (`gtsdb-masks --style authors` paints both and says so)."""
+
+
+def _duplicates_note(path: Path, duplicates: list[tuple[int, int]], painted_twice: bool) -> str:
+    what = "each painted again where it stands, as in the authors' masks" if painted_twice else "one box kept each"
+    return (f"{path}: {len(duplicates)} duplicate line(s), {what}: "
+            + examples([f"line {a} repeats line {b}" for a, b in duplicates]))
 
 
 def load_gt(path: str | Path, taxonomy: Taxonomy | None = None,
@@ -138,8 +148,7 @@ def load_gt(path: str | Path, taxonomy: Taxonomy | None = None,
             unclipped = (x0, y0, x1, y1)
         gt.boxes.setdefault(parts[0], []).append(Box(cx0, cy0, cx1, cy1, k, n, unclipped))
     if gt.duplicates:
-        warn(f"{path}: {len(gt.duplicates)} duplicate line(s), one box kept each: "
-              + examples([f"line {a} repeats line {b}" for a, b in gt.duplicates]))
+        warn(_duplicates_note(path, gt.duplicates, painted_twice=False), DuplicateLinesWarning)
     if clip_notes:
         warn(f"{path}: {len(clip_notes)} box(es) reach outside their frame and were clipped: {examples(clip_notes)}")
     if drop_notes:
@@ -316,11 +325,17 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
             raise LabeltreeError(f"no GTSDB frames (NNNNN.ppm, or .png/.jpg) found in {Path(gtsdb_dir).resolve()} "
                                  "or its sub-folders", gtsdb_dir)
         samples = reader.all_samples()
+    gtf = reader.ground_truth() if style == "authors" else None
+    if gtf is not None and gtf.duplicates:  # this style paints every copy: say so instead of 'one box kept'
+        caught = [w for w in caught if not issubclass(w.category, DuplicateLinesWarning)]
+        with warnings.catch_warnings(record=True) as again:
+            warnings.simplefilter("always")
+            warn(_duplicates_note(Path(gtf.path), gtf.duplicates, painted_twice=True))
+        caught += again
     report = MaskReport(out, warnings=[str(w.message) for w in caught])
     for w in caught:  # pass them on to the caller (the CLI prints them)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     jobs = []
-    gtf = reader.ground_truth() if style == "authors" else None
     line_text: dict[int, str] = {}
     if gtf is not None:  # the test frames are painted in the string order of their gt.txt lines
         raw = Path(gtf.path).read_text(encoding="utf-8-sig").splitlines()

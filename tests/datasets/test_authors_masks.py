@@ -77,6 +77,9 @@ def test_paint_order_train_test_and_duplicates(tmp_path: Path) -> None:
         "00600.ppm;6;2;13;9;1\n00600.ppm;10;2;17;9;14\n")
     r = write_gtsdb_masks(root, tmp_path / "out", style="authors", workers=1, progress=False)
     assert r.written == 3
+    gt = root / "gt.txt"
+    assert r.warnings == [f"{gt}: 1 duplicate line(s), each painted again where it stands, as in the authors' masks: "
+                          "line 5 repeats line 3"]  # never 'one box kept': this style paints both copies
     m0 = _read16(tmp_path / "out" / "00000_labelIds.png")
     assert not (m0 == OFFSET + STOP).any()  # wholly covered by the circle painted after it
     m1 = _read16(tmp_path / "out" / "00001_labelIds.png")
@@ -87,6 +90,7 @@ def test_paint_order_train_test_and_duplicates(tmp_path: Path) -> None:
     assert m6[5, 11] == OFFSET + SL30 and m6[5, 15] == OFFSET + STOP
     clean = write_gtsdb_masks(root, tmp_path / "clean", workers=1, progress=False)
     assert clean.written == 3
+    assert clean.warnings == [f"{gt}: 1 duplicate line(s), one box kept each: line 5 repeats line 3"]
     assert (_read16(tmp_path / "clean" / "00000_labelIds.png") == OFFSET + STOP).any()  # default: small on top
 
 
@@ -106,3 +110,7 @@ def test_cli_style_option(tmp_path: Path) -> None:
     assert (got[:, 6:] == 255).all() and (got[5] == 255).all()
     bad = CliRunner().invoke(main, ["gtsdb-masks", str(root), str(tmp_path / "o2"), "--style", "nope"])
     assert bad.exit_code == 2
+    (root / "gt.txt").write_text(f"00000.ppm;0;0;4;4;{DANGER}\n00000.ppm;0;0;4;4;{DANGER}\n")
+    dup = CliRunner().invoke(main, ["gtsdb-masks", str(root), str(tmp_path / "o3"), "--style", "authors", "--quiet"])
+    assert dup.exit_code == 0, dup.output
+    assert "painted again" in dup.output and "one box kept" not in dup.output
