@@ -193,7 +193,7 @@ def main() -> None:
                     help="interpreter with cityscapesscripts installed (env CS_PYTHON)")
     a = ap.parse_args()
     warnings.simplefilter("ignore")  # labels without photos, on purpose
-    from labeltree.evaluate.evaluator import evaluate_folder
+    from labeltree.evaluate.folder import evaluate_folder
     from labeltree.parallel import default_workers
 
     with tempfile.TemporaryDirectory(prefix="lt-bench-eval-") as d:

@@ -35,7 +35,7 @@ from labeltree.datasets import cityscapes as cs_layout
 from labeltree.datasets import gtsdb as gtsdb_layout
 from labeltree.datasets import idd as idd_layout
 from labeltree.datasets import vistas as vistas_layout
-from labeltree.datasets.base import Unknown, ignore_value
+from labeltree.datasets.base import Unknown, no_class_value
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.datasets.registry import reader_for
 from labeltree.errors import LabeltreeError
@@ -234,7 +234,7 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
     else:
         assert ttax is not None
         trains = train_ids(ttax) if t.kind == "trainids" else {}
-        ignore = TRAIN_IGNORE if t.kind == "trainids" else ignore_value(ttax)
+        ignore = TRAIN_IGNORE if t.kind == "trainids" else no_class_value(ttax)
         dtype = "uint8" if t.kind == "trainids" else ttax.encoding.dtype
 
         def value_of(ref: int) -> tuple[int, str]:

@@ -1,25 +1,23 @@
 """`labeltree evaluate`: per-dataset (and per tree level) mIoU / mPA of a folder of predictions.
 
-A thin layer over `labeltree.evaluate.evaluator.evaluate_folder`; predictions come from PRED_DIR or,
+A thin layer over `labeltree.evaluate.folder.evaluate_folder` (the table and plot: `EvaluationResult`);
+the rules are resolved once here (`resolve_rules`) and passed down. Predictions come from PRED_DIR or,
 with `--checkpoint`, straight from a trained model (`labeltree.train.predict.checkpoint_predict`,
 the only path that imports torch).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
-from labeltree.core.tree_file import default_tree, load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
-from labeltree.evaluate.protocols import DROPS, PROTOCOLS, Rules
-from labeltree.fsutil import atomic_path, check_outputs, refuse_replacing_inside, write_json
+from labeltree.evaluate.protocols import DROPS, PROTOCOLS
+from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
 
 #: option name -> factory(value, all options) -> predict(sample) -> array
@@ -33,80 +31,6 @@ def _parse_size(text: str) -> tuple[int, int] | None:
     if h <= 0 or w <= 0:
         raise LabeltreeError(f"--gtsdb-size: sizes must be positive, got {text!r}")
     return h, w
-
-
-def _fmt(x: float | None, pct: bool = True) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "   -  "
-    return f"{100 * x:6.2f}" if pct else f"{x:6.3f}"
-
-
-def format_table(res: dict[str, Any]) -> str:
-    """Per-class IoU / PA / pixels, then the summary numbers (percent)."""
-    names = list(res["classes"])
-    width = max([len(n) for n in names] + [14])
-    lines = [f"{res['dataset']} ({res.get('split', '')}, {res.get('images', '?')} images, classes: "
-             f"{res['classes_evaluated']}, protocol: {res['protocol']})"]
-    if res.get("rules"):
-        lines.append(Rules(**{**res["rules"], "overrides": tuple(res["rules"]["overrides"])}).describe())
-    lines += [
-             f"{'class':<{width}}  {'IoU':>6}  {'PA':>6}  {'pixels':>12}", "-" * (width + 32)]
-    for n, c in res["classes"].items():
-        if c["pixels"] == 0 and c["FP"] == 0:
-            continue
-        lines.append(f"{n:<{width}}  {_fmt(c['IoU'])}  {_fmt(c['PA'])}  {c['pixels']:>12}")
-    absent = [n for n, c in res["classes"].items() if c["pixels"] == 0 and c["IoU"] is None]
-    lines.append("-" * (width + 32))
-    if res.get("mean_over") == "defined":
-        n_def = sum(1 for c in res["classes"].values() if c["IoU"] is not None)
-        over = f"over {n_def} of {res['n_classes']} classes with a defined IoU"
-    else:
-        over = f"over {res['n_present']} of {res['n_classes']} classes present in the gt"
-    lines.append(f"{'mIoU':<{width}}  {_fmt(res['mIoU'])}   {over}")
-    lines.append(f"{'mPA':<{width}}  {_fmt(res['mPA'])}")
-    lines.append(f"{'pixel accuracy':<{width}}  {_fmt(res['pixel_accuracy'])}")
-    lines.append(f"{'fwIoU':<{width}}  {_fmt(res['fwIoU'])}")
-    if res.get("categories"):
-        cats = ", ".join(f"{k} {_fmt(v).strip()}" for k, v in res["categories"].items() if v is not None)
-        lines.append(f"{'category mIoU':<{width}}  {_fmt(res['mIoU_categories'])}   ({cats})")
-    if res["other_pixels"]:
-        lines.append(f"predictions of classes outside the evaluated set on evaluated pixels: {res['other_pixels']} "
-                     "(counted as errors)")
-    if absent:
-        lines.append(f"absent from the gt (not in the means): {', '.join(absent[:12])}"
-                     + (f" ... ({len(absent) - 12} more)" if len(absent) > 12 else ""))
-    for lv, r in (res.get("levels") or {}).items():
-        lines.append(f"tree level {lv}: mIoU {_fmt(r['mIoU']).strip()}  mPA {_fmt(r['mPA']).strip()}  "
-                     f"pixel accuracy {_fmt(r['pixel_accuracy']).strip()}  ({r['n_present']} of {r['n_classes']} "
-                     "nodes present)")
-    return "\n".join(lines)
-
-
-def plot_confusion(res: dict[str, Any], path: str | Path) -> None:
-    """Confusion matrix (rows = gt) as a PNG with a log colour scale, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    labels = res["confusion"]["labels"]
-    cm = np.asarray(res["confusion"]["matrix"], dtype=np.float64)
-    size = max(6.0, 0.22 * len(labels) + 3)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    shown = np.where(cm > 0, cm, np.nan)
-    vmax = max(float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0, 1.0)
-    im = ax.imshow(shown, norm=LogNorm(vmin=1, vmax=vmax), cmap="viridis", interpolation="nearest")
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(cm.shape[0]), labels[: cm.shape[0]], fontsize=7)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
-    ax.set_title(f"{res['dataset']}: mIoU {100 * (res['mIoU'] or 0):.2f}% (pixels, log scale)")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 @click.command("evaluate")
@@ -176,7 +100,8 @@ def evaluate_cmd(**kw: Any) -> None:
       labeltree evaluate gtsdb /data/FullIJCNN2013 preds/ --plot-confusion cm.png
     """
     from labeltree.core.taxonomy import load_taxonomy
-    from labeltree.evaluate.evaluator import evaluate_folder
+    from labeltree.core.tree_file import default_tree, load_hierarchy
+    from labeltree.evaluate.folder import evaluate_folder
     from labeltree.evaluate.protocols import resolve_rules
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
@@ -197,25 +122,22 @@ def evaluate_cmd(**kw: Any) -> None:
         hierarchy = predict.hierarchy  # the tree the model was trained on
     elif kw["pred_dir"] is None:
         raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")
-    pp = kw["paper_protocol"]
-    drop = kw["drop"] if kw["drop"] is not None else (None if pp is None else "foreign")
-    rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"], drop, pp)
+    rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"],
+                          kw["drop"], paper_protocol=kw["paper_protocol"], min_pixels=kw["min_pixels"],
+                          pixel_size=_parse_size(kw["gtsdb_size"]))
     needs_tree = (kw["pred_space"] == "tree" or kw["levels"] or rules.classes == "paper" or rules.drop == "foreign")
     if hierarchy is None and (kw["hierarchy_ref"] is not None or needs_tree):
         hierarchy = load_hierarchy(kw["hierarchy_ref"] or default_tree([kw["dataset"]]))
-    res, _ev = evaluate_folder(
-        kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], predict=predict, hierarchy=hierarchy,
-        classes=kw["classes"], pred_space=kw["pred_space"], paper_protocol=pp, drop=kw["drop"],
-        protocol=kw["protocol"], levels=kw["levels"], mean_over=kw["mean_over"], workers=kw["workers"],
-        gtsdb_size=_parse_size(kw["gtsdb_size"]), min_pixels=kw["min_pixels"], mask_mode=kw["gtsdb_mask"],
-        gtsdb_root=kw["gtsdb_root"])
+    res = evaluate_folder(kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], rules=rules, predict=predict,
+                          hierarchy=hierarchy, pred_space=kw["pred_space"], levels=kw["levels"],
+                          gtsdb_root=kw["gtsdb_root"], mask_mode=kw["gtsdb_mask"], workers=kw["workers"])
     if not kw["quiet"]:
-        click.echo(format_table(res))
+        click.echo(res.table())
     if kw["output"] is not None:
-        write_json(kw["output"], res)
+        write_text(kw["output"], res.to_json())
         click.echo(f"wrote {kw['output']}", err=True)
     if kw["plot_confusion"] is not None:
-        plot_confusion(res, kw["plot_confusion"])
+        res.plot_confusion(kw["plot_confusion"])
         click.echo(f"wrote {kw['plot_confusion']}", err=True)
 
 

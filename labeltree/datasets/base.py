@@ -14,7 +14,7 @@ without its label, a box clipped to its frame, a duplicate gt.txt line) are repo
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -92,14 +92,23 @@ def known_values(taxonomy: Taxonomy) -> np.ndarray:
     return lut
 
 
-def ignore_value(taxonomy: Taxonomy) -> int:
-    """Stored value that means 'no label': encoding.unlabeled, else the first ignore id (Cityscapes 0, Vistas 65)."""
+def no_class_value(taxonomy: Taxonomy, to_node: Mapping[int, int | None] | None = None) -> int:
+    """The stored value that means 'no class' in a dataset, the one such notion in labeltree.
+
+    encoding.unlabeled, else the first ignore id (Cityscapes 0, Vistas 65, Vistas v2.0 123, BDD100K /
+    IDD 255), else the first class a tree's mapping (`to_node`, class id -> node or None) ignores.
+    `convert --unknown ignore` maps unknown values to it, `predict` writes it for a tree node the
+    dataset has no class for, and the paper protocol drops predictions of it.
+    """
     if taxonomy.encoding.unlabeled is not None:
-        return taxonomy.encoding.unlabeled
+        return int(taxonomy.encoding.unlabeled)
     if taxonomy.ignore_ids:
-        return taxonomy.stored_value(taxonomy.ignore_ids[0])
-    raise LabeltreeError(f"taxonomy '{taxonomy.name}' defines no ignore value (encoding.unlabeled or ignore_ids), "
-                         "so unknown label values cannot be mapped to ignore")
+        return int(taxonomy.stored_value(taxonomy.ignore_ids[0]))
+    ignored = sorted(c for c, n in (to_node or {}).items() if n is None and c >= 0)
+    if ignored:
+        return int(taxonomy.stored_value(ignored[0]))
+    raise LabeltreeError(f"taxonomy '{taxonomy.name}' defines no value for 'no class' (encoding.unlabeled or "
+                         "ignore_ids): add one to the taxonomy file")
 
 
 def _describe_colour_image(rgb: np.ndarray, taxonomy: Taxonomy) -> str:
@@ -202,7 +211,7 @@ def check_label_values(arr: np.ndarray, taxonomy: Taxonomy, path: str | Path | N
             f"{taxonomy.name} labels are {_label_kind(taxonomy)}: {_what_to_use(taxonomy)}", path)
     if unknown == "ignore":
         out = arr.copy()
-        out[bad] = ignore_value(taxonomy)
+        out[bad] = no_class_value(taxonomy)
         return out
     listed = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:12].tolist(), counts[:12].tolist(), strict=True))
     more = f", ... ({len(values) - 12} more values)" if len(values) > 12 else ""
@@ -213,7 +222,7 @@ def check_label_values(arr: np.ndarray, taxonomy: Taxonomy, path: str | Path | N
                 else f" This is a 16-bit label map; {taxonomy.name} labels are {_label_kind(taxonomy)}.")
     raise LabeltreeError(
         f"label values not defined in taxonomy '{taxonomy.name}': {listed}{more}.{hint} Fix the file or the "
-        f"taxonomy, or pass --unknown ignore (unknown='ignore') to map them to {ignore_value(taxonomy)} (ignore)",
+        f"taxonomy, or pass --unknown ignore (unknown='ignore') to map them to {no_class_value(taxonomy)} (ignore)",
         path)
 
 

@@ -283,7 +283,7 @@ def _gt_nodes(h: Any, dataset: str, lab: np.ndarray) -> np.ndarray:
 
 def _sign_node_mask(h: Any) -> np.ndarray:
     """[len(h.nodes) + 1] bool: the traffic-sign front node and its subclasses (all True without a box dataset)."""
-    from labeltree.evaluate.evaluator import sign_rule_nodes
+    from labeltree.evaluate.signs import sign_rule_nodes
 
     rule = sign_rule_nodes(h)
     if rule is None:
@@ -308,7 +308,7 @@ def sign_class_of(res: dict[str, Any], names: list[str]) -> dict[str, Any] | Non
 
 def chance_level(h: Any) -> float:
     """mPA of guessing uniformly among the sign subclasses (the box dataset's classifier)."""
-    from labeltree.evaluate.evaluator import sign_rule_nodes
+    from labeltree.evaluate.signs import sign_rule_nodes
 
     rule = sign_rule_nodes(h)
     return 1.0 / len(rule[1]) if rule else float("nan")
@@ -532,7 +532,7 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
 
 def _cityscapes_sign_names(h: Any) -> list[str]:
     """Names of the Cityscapes class(es) on the sign node (the L1 'traffic sign' of Table IV)."""
-    from labeltree.evaluate.evaluator import sign_rule_nodes
+    from labeltree.evaluate.signs import sign_rule_nodes
 
     rule = sign_rule_nodes(h)
     if rule is None:

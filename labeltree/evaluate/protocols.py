@@ -39,12 +39,18 @@ the flat model's second-choice traffic-sign rule.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labeltree.errors import LabeltreeError
+from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 
 PROTOCOLS = ("official", "paper")
+MEANS = ("gt", "defined")
+#: the frame size (H, W) at which the paper's >= min_pixels rule counts GTSDB pixels: the authors' training scale
+PAPER_PIXEL_SIZE = (512, 850)
+#: fields of Rules that say how the paper's pixel rule is counted, not what the numbers are: not in as_dict()
+_RULE_INPUTS = ("dataset", "min_pixels", "pixel_size", "given")
 #: drop rules: which predictions are neither errors nor in any union
 DROPS = ("none", "foreign", "unevaluated")
 
@@ -67,7 +73,13 @@ OFFICIAL_TOOLS: dict[str, tuple[str, str, str]] = {
 
 @dataclass(frozen=True)
 class Rules:
-    """The rules that produced a result; `as_dict()` goes into the JSON as "rules"."""
+    """Every rule of one evaluation, resolved once (`resolve_rules`); `as_dict()` goes into the JSON as "rules".
+
+    Example::
+
+        rules = resolve_rules("paper", "gtsdb", min_pixels=1000)   # GTSDB's 28 classes at 512x850
+        rules.classes, rules.drop, rules.sign_rule                 # ('paper', 'foreign', True)
+    """
 
     protocol: str  # official | paper: what the numbers are
     tool: str  # the tool or paper whose semantics these are
@@ -78,9 +90,15 @@ class Rules:
     requested: str  # the protocol asked for
     overrides: tuple[str, ...] = ()  # options that changed a rule of the protocol
     note: str = ""
+    dataset: str = ""  # the taxonomy these rules were resolved for ("" = any)
+    min_pixels: int = DEFAULT_MIN_PIXELS  # the paper's class rule: gt pixels a class needs in both splits
+    pixel_size: tuple[int, int] | None = PAPER_PIXEL_SIZE  # (H, W) those pixels are counted at; None = native
+    given: tuple[str, ...] = field(default=(), compare=False)  # rules named explicitly (even when unchanged)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        for k in _RULE_INPUTS:
+            d.pop(k)
         d["classes"] = self.classes if isinstance(self.classes, str) else list(self.classes)
         d["overrides"] = list(self.overrides)
         return d
@@ -100,13 +118,25 @@ class Rules:
 
 
 def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | None = None,
-                  mean_over: str | None = None, drop: str | None = None, sign_rule: bool | None = None,
-                  ) -> Rules:
-    """The rules of `protocol` for a dataset (taxonomy name), with any explicit overrides applied."""
+                  mean_over: str | None = None, drop: str | None = None, sign_rule: bool | None = None, *,
+                  paper_protocol: bool | None = None, min_pixels: int | None = None,
+                  pixel_size: tuple[int, int] | None | str = "paper") -> Rules:
+    """The rules of `protocol` for a dataset (taxonomy name), with any explicit overrides applied.
+
+    `paper_protocol` is the legacy switch: True = drop foreign predictions + sign rule, False = neither
+    (explicit `drop` / `sign_rule` win). `pixel_size` "paper" = the authors' 512 x 850.
+    """
     if protocol not in PROTOCOLS:
         raise LabeltreeError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if paper_protocol is not None:
+        drop = drop if drop is not None else ("foreign" if paper_protocol else "none")
+        sign_rule = sign_rule if sign_rule is not None else paper_protocol
     if drop is not None and drop not in DROPS:
         raise LabeltreeError(f"drop rule must be one of {', '.join(DROPS)}, not {drop!r}")
+    if mean_over is not None and mean_over not in MEANS:
+        raise LabeltreeError(f"mean over must be 'gt' or 'defined', not {mean_over!r}")
+    if min_pixels is not None and (isinstance(min_pixels, bool) or not isinstance(min_pixels, int) or min_pixels < 0):
+        raise LabeltreeError(f"--min-pixels must be an integer >= 0, not {min_pixels!r}")
     note = ""
     if protocol == "official" and dataset in OFFICIAL_TOOLS:
         tool, mean, dr = OFFICIAL_TOOLS[dataset]
@@ -126,4 +156,39 @@ def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | No
         if value != current:
             over.append(f"{name}={value if not isinstance(value, tuple) else ','.join(map(str, value))}")
         kw[name] = value
-    return Rules(**{**asdict(base), **kw, "overrides": tuple(over)})
+    return Rules(**{**asdict(base), **kw, "overrides": tuple(over), "dataset": dataset,
+                    "min_pixels": DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels,
+                    "pixel_size": PAPER_PIXEL_SIZE if pixel_size == "paper" else _size(pixel_size),
+                    "given": tuple(kw)})
+
+
+def rules_for(rules: Rules | str, dataset: str, **overrides: Any) -> Rules:
+    """`rules` as given (a Rules object, checked against the dataset) or resolved from a protocol name.
+
+    The one entry every evaluation path goes through: `labeltree evaluate` resolves once and passes the
+    object down; the array API passes a protocol name and single overrides (`resolve_rules`' keywords).
+    """
+    if isinstance(rules, str):
+        return resolve_rules(rules, dataset, **overrides)
+    if not isinstance(rules, Rules):
+        raise LabeltreeError(f"rules must be a protocol name ({', '.join(PROTOCOLS)}) or a Rules object, "
+                             f"not {type(rules).__name__}")
+    given = sorted(k for k, v in overrides.items() if v is not None and not (k == "pixel_size" and v == "paper"))
+    if given:
+        raise LabeltreeError(f"give the rules either as a Rules object or as options, not both ({', '.join(given)}): "
+                             "pass the options to resolve_rules")
+    if rules.dataset and rules.dataset != dataset:
+        raise LabeltreeError(f"these rules were resolved for '{rules.dataset}', not '{dataset}'")
+    return rules
+
+
+def _size(size: Any) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise LabeltreeError(f"pixel size must be (H, W) or None (native), not {size!r}") from None
+    if h <= 0 or w <= 0:
+        raise LabeltreeError(f"pixel size must be positive, not {size!r}")
+    return h, w

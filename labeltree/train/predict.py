@@ -129,9 +129,10 @@ def read_rgb(path: str | Path | None) -> np.ndarray:
 
 def no_label_value(h: Hierarchy, dataset: str) -> int:
     """The stored value that means 'no class' in a dataset (its unlabeled value or first ignored id)."""
-    from labeltree.evaluate.evaluator import no_class_value
+    from labeltree.datasets.base import no_class_value
 
-    return no_class_value(h.mapping(dataset))  # one rule: the paper protocol drops exactly this value
+    m = h.mapping(dataset)
+    return no_class_value(m.taxonomy, m.to_node)  # one rule: the paper protocol drops exactly this value
 
 
 def load_predictor(checkpoint: str | Path, device: str | torch.device | None = None) -> Predictor:
@@ -180,7 +181,7 @@ def dataset_resize_mode(cfg: Config, dataset: str) -> str:
 
 def flat_sign_rule(pred: Predictor) -> tuple[int, list[int]] | None:
     """The flat model's (generic sign class, sign subclasses) in its own class indices, or None."""
-    from labeltree.evaluate.evaluator import sign_rule_nodes
+    from labeltree.evaluate.signs import sign_rule_nodes
 
     rule = sign_rule_nodes(pred.h)
     if rule is None or pred.flat is None:
@@ -197,7 +198,7 @@ def flat_sign_nodes(pred: Predictor, scores: list[torch.Tensor], rule: tuple[int
     The one implementation of the rule for models: `evaluate --checkpoint` (paper protocol), evaluation
     during training and the demo all call this.
     """
-    from labeltree.evaluate.evaluator import second_choice
+    from labeltree.evaluate.signs import second_choice
 
     assert pred.flat is not None
     decisions = second_choice(scores[0].cpu().numpy(), rule[0], rule[1], axis=-3)

@@ -24,7 +24,7 @@ from labeltree.datasets import LabeltreeWarning, bdd100k, decode, open_dataset
 from labeltree.datasets.base import decode_label
 from labeltree.datasets.registry import reader_for
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.evaluator import evaluate_folder
+from labeltree.evaluate.folder import evaluate_folder
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "taxonomies" / "tables" / "bdd100k.tsv"
@@ -271,7 +271,7 @@ def test_evaluate_matches_the_official_rules_on_noisy_predictions(tmp_path):
         p[noise] = rng.choice([*range(19), 255], size=int(noise.sum()))
         save_png(tmp_path / "pred" / f"{key}.png", p)
         pairs.append((gt, p))
-    res, _ = evaluate_folder("bdd100k", parent, tmp_path / "pred", workers=1, progress=False)
+    res = evaluate_folder("bdd100k", parent, tmp_path / "pred", workers=1, progress=False)
     want, iou = _official_bdd_miou(pairs)
     assert res["mIoU"] == pytest.approx(want, abs=1e-12)
     tax = load_taxonomy("bdd100k")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.datasets import decode
-from labeltree.datasets.base import LabeltreeWarning, check_label_values, decode_label, ignore_value
+from labeltree.datasets.base import LabeltreeWarning, check_label_values, decode_label, no_class_value
 from labeltree.datasets.decode import decode_array, image_size
 from labeltree.datasets.gtsdb import load_gt, parse_gt_txt
 from labeltree.datasets.registry import open_dataset
@@ -243,7 +243,7 @@ def test_decoder_is_exact_against_pil(tmp_path: Path, kind: str) -> None:
 
 def test_unknown_values_ignore_maps_to_taxonomy_ignore_value() -> None:
     cs, vi, ext = load_taxonomy("cityscapes"), load_taxonomy("vistas"), load_taxonomy("cityscapes-extended")
-    assert ignore_value(cs) == 0 and ignore_value(vi) == 65 and ignore_value(load_taxonomy("gtsdb")) == 0
+    assert no_class_value(cs) == 0 and no_class_value(vi) == 65 and no_class_value(load_taxonomy("gtsdb")) == 0
     arr = np.array([[7, 40], [200, 7]], dtype=np.uint8)
     np.testing.assert_array_equal(check_label_values(arr, cs, unknown="ignore"), [[7, 0], [0, 7]])
     np.testing.assert_array_equal(check_label_values(arr, vi, unknown="ignore"), [[7, 40], [65, 7]])

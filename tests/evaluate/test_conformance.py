@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 
 from labeltree.core.taxonomy import load_taxonomy
-from labeltree.evaluate.evaluator import evaluate_arrays, evaluate_folder
+from labeltree.evaluate.evaluator import evaluate_arrays
+from labeltree.evaluate.folder import evaluate_folder
 
 
 def _venv_python() -> Path:
@@ -105,7 +106,7 @@ def test_cityscapes_official_equals_cityscapes_scripts(tmp_path: Path) -> None:
                 gts.append(str(gd / f"{key}_gtFine_labelIds.png"))
                 preds.append(str(pd / f"{key}.png"))
             jobs.append({"name": f"{name}{bits}", "gt": gts, "pred": preds})
-            res, _ = evaluate_folder("cityscapes", root / "gt", root / "pred", "val", workers=1, progress=False)
+            res = evaluate_folder("cityscapes", root / "gt", root / "pred", "val", workers=1, progress=False)
             assert res["protocol"] == "official" and res["rules"]["overrides"] == []
             ours[f"{name}{bits}"] = res
     r = subprocess.run([str(py), "-c", _OFFICIAL, json.dumps(jobs)], capture_output=True, text=True, timeout=300,

@@ -11,14 +11,10 @@ from PIL import Image
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.evaluator import (
-    Evaluator,
-    LabelSpace,
-    classes_with_pixels_in_both,
-    evaluate_arrays,
-    resolve_classes,
-    second_choice,
-)
+from labeltree.evaluate.classes import classes_with_pixels_in_both, resolve_classes
+from labeltree.evaluate.evaluator import Evaluator, evaluate_arrays
+from labeltree.evaluate.signs import second_choice
+from labeltree.evaluate.space import LabelSpace
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +206,7 @@ def test_class_sets(tree):
 
 def test_gtsdb_paper_rule_on_the_real_gt_gives_the_papers_28(real_gtsdb_root):
     from labeltree.datasets.registry import open_dataset
-    from labeltree.evaluate.evaluator import gtsdb_class_pixels
+    from labeltree.evaluate.classes import gtsdb_class_pixels
 
     root = real_gtsdb_root
     with pytest.warns(UserWarning):

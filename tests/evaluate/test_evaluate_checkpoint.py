@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from labeltree.core.taxonomy import load_taxonomy  # noqa: E402
 from labeltree.core.tree_file import load_hierarchy  # noqa: E402
-from labeltree.evaluate.evaluator import evaluate_folder  # noqa: E402
+from labeltree.evaluate.folder import evaluate_folder  # noqa: E402
+from labeltree.evaluate.protocols import resolve_rules  # noqa: E402
 
 H, W = 32, 64
 
@@ -71,10 +72,11 @@ def test_hierarchical_checkpoint_ids_and_tree_nodes_agree_under_paper(tmp_path: 
     predict = checkpoint_predict(ckpt, "cityscapes")
     assert predict.pred_space == "tree"
     for protocol in ("paper", "official"):
-        ids, _ = evaluate_folder("cityscapes", tmp_path / "cs", tmp_path / "out/cityscapes", "val", hierarchy=h,
-                                 protocol=protocol, workers=1, progress=False)
-        nodes, ev = evaluate_folder("cityscapes", tmp_path / "cs", None, "val", predict=predict, hierarchy=h,
-                                    protocol=protocol, workers=1, progress=False)
+        ids = evaluate_folder("cityscapes", tmp_path / "cs", tmp_path / "out/cityscapes", "val", hierarchy=h,
+                              rules=protocol, workers=1, progress=False)
+        nodes = evaluate_folder("cityscapes", tmp_path / "cs", None, "val", predict=predict, hierarchy=h,
+                                rules=protocol, workers=1, progress=False)
+        ev = nodes.evaluator
         dropped = int(ev.matrix[np.flatnonzero(ev.evaluated)][:, ev._col_drop()].sum())
         assert (dropped > 0) == (protocol == "paper")  # the random net predicts nodes Cityscapes lacks
         assert ids["protocol"] == nodes["protocol"] == protocol
@@ -96,8 +98,8 @@ def test_flat_checkpoint_second_choice_rule_equals_hand_computation(tmp_path: Pa
     predict = checkpoint_predict(ckpt, "cityscapes-extended")
     assert predict.pred_space == "dataset"  # a flat model's ids, never read as tree nodes
     h = load_hierarchy("cityscapes+vistas+gtsdb")
-    res, _ = evaluate_folder("cityscapes-extended", tmp_path / "ext", None, "val", predict=predict, hierarchy=h,
-                             protocol="paper", classes="all", workers=1, progress=False)
+    res = evaluate_folder("cityscapes-extended", tmp_path / "ext", None, "val", predict=predict, hierarchy=h,
+                          rules=resolve_rules("paper", "cityscapes-extended", classes="all"), workers=1, progress=False)
     assert res["rules"]["sign_rule"] is True
     n80, nstop, nroad = int((lab == s80).sum()), int((lab == stop).sum()), int((lab == 7).sum())
     c = res["classes"]
@@ -107,7 +109,8 @@ def test_flat_checkpoint_second_choice_rule_equals_hand_computation(tmp_path: Pa
     assert c["stop"]["FN"] == nstop and c["stop"]["IoU"] == 0.0 and c["road"]["IoU"] == 0.0
     assert res["mIoU"] == pytest.approx(n80 / (n80 + nstop + nroad) / 3)
     # without the rule the generic sign is Cityscapes Extended's 'traffic sign' everywhere: no sign class right
-    off, _ = evaluate_folder("cityscapes-extended", tmp_path / "ext", None, "val", predict=predict, hierarchy=h,
-                             protocol="paper", classes="all", sign_rule=False, workers=1, progress=False)
+    off = evaluate_folder("cityscapes-extended", tmp_path / "ext", None, "val", predict=predict, hierarchy=h,
+                          rules=resolve_rules("paper", "cityscapes-extended", classes="all", sign_rule=False),
+                          workers=1, progress=False)
     assert off["rules"]["overrides"] == ["classes=all", "sign_rule=False"]
     assert off["classes"]["speed limit 80"]["TP"] == 0 and off["classes"]["traffic sign"]["FP"] == H * W

@@ -13,7 +13,9 @@ from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.base import Sample, decode_label
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.evaluator import Evaluator, evaluate_folder, match_predictions
+from labeltree.evaluate.evaluator import Evaluator
+from labeltree.evaluate.folder import evaluate_folder, match_predictions
+from labeltree.evaluate.protocols import resolve_rules
 from labeltree.fsutil import write_png
 
 CS_LABEL = "cityscapes/gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"
@@ -71,8 +73,9 @@ def test_cli_json_plot_and_numbers_match_the_library(cs_set, tmp_path):
 
 def test_process_pool_gives_the_same_matrix(cs_set):
     root, _, _ = cs_set
-    one, ev1 = evaluate_folder("cityscapes", root / "gt", root / "pred", workers=1, progress=False)
-    two, ev2 = evaluate_folder("cityscapes", root / "gt", root / "pred", workers=2, progress=False)
+    one = evaluate_folder("cityscapes", root / "gt", root / "pred", workers=1, progress=False)
+    two = evaluate_folder("cityscapes", root / "gt", root / "pred", workers=2, progress=False)
+    ev1, ev2 = one.evaluator, two.evaluator
     assert np.array_equal(ev1.matrix, ev2.matrix) and one["mIoU"] == two["mIoU"]
 
 
@@ -109,7 +112,7 @@ def test_score_maps_and_predict_hook(cs_set, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "s.json").read_text())["mIoU"] == 1.0
     # the in-process hook the trainer's --checkpoint uses: predict(sample) -> dataset values
-    res, _ = evaluate_folder("cityscapes", root / "gt", predict=lambda s: gts[s.key])
+    res = evaluate_folder("cityscapes", root / "gt", predict=lambda s: gts[s.key])
     assert res["mIoU"] == 1.0 and res["images"] == 3
 
 
@@ -237,12 +240,12 @@ def test_gtsdb_fine_vs_coarse_boxes(real_gtsdb_root, tmp_path):
             e[2] += int(((fine == v) & (coarse != v) & (coarse != unl)).sum())
     assert len(expect) >= 5
     with pytest.warns(UserWarning):
-        res, _ = evaluate_folder("gtsdb", root, tmp_path / "fine", "train", workers=1, progress=False)
+        res = evaluate_folder("gtsdb", root, tmp_path / "fine", "train", workers=1, progress=False)
     # shapes against shape gt: perfect; predictions on unlabeled background would not count anyway
     assert res["mIoU"] == 1.0 and res["n_present"] == len(expect)
     with pytest.warns(UserWarning):
-        res, _ = evaluate_folder("gtsdb", root, tmp_path / "fine", "train", workers=1, progress=False,
-                                 mask_mode="coarse", drop="none")
+        res = evaluate_folder("gtsdb", root, tmp_path / "fine", "train", workers=1, progress=False,
+                              mask_mode="coarse", rules=resolve_rules("official", "gtsdb", drop="none"))
     # against filled boxes the corners the shapes leave 'unlabeled' are errors ("other")
     for v, (tp, fn, fp) in expect.items():
         c = res["classes"][tax.by_id(v - tax.encoding.offset).display]
@@ -286,11 +289,12 @@ def test_cityscapes_extended_paper_rule_needs_gtsdb(tmp_path, real_gtsdb_root):
     res = _run("evaluate", "cityscapes-extended", tmp_path / "ext", tmp_path / "pred", "--protocol", "official")
     assert res.exit_code == 2 and "--gtsdb-root" in res.output
     h = load_hierarchy("cityscapes+vistas+gtsdb")
-    r, _ = evaluate_folder("cityscapes-extended", tmp_path / "ext", tmp_path / "pred", hierarchy=h, workers=1,
-                           progress=False, gtsdb_root=real_gtsdb_root, min_pixels=50, gtsdb_size=None)
+    r = evaluate_folder("cityscapes-extended", tmp_path / "ext", tmp_path / "pred", hierarchy=h, workers=1,
+                        progress=False, gtsdb_root=real_gtsdb_root,
+                        rules=resolve_rules("official", "cityscapes-extended", min_pixels=50, pixel_size=None))
     assert r["protocol"] == "paper" and "no official" in r["rules"]["note"]
     from labeltree.datasets.registry import open_dataset
-    from labeltree.evaluate.evaluator import box_counts_as, gtsdb_class_pixels
+    from labeltree.evaluate.classes import box_counts_as, gtsdb_class_pixels
 
     g = open_dataset("gtsdb", real_gtsdb_root)
     both = [box_counts_as(h, "cityscapes-extended", gtsdb_class_pixels(g, sp, None)) for sp in ("train", "test")]
