@@ -55,8 +55,13 @@ def check_device(spec: str, option: str = "--device") -> str:
 
 
 class Augment(_Strict):
-    """Per-dataset augmentation; flips are off by default (left/right signs are different classes)."""
+    """Per-dataset augmentation; flips are off by default (left/right signs are different classes).
 
+    `style: jitter` = the brightness / contrast / saturation / hue ranges below (torchvision's jitter);
+    `style: authors` (or `augment: authors`) = the authors' colour orders and blur (train.authors_aug).
+    """
+
+    style: Literal["jitter", "authors"] = "jitter"
     scale: tuple[Annotated[float, Field(gt=0.0, le=8.0)], Annotated[float, Field(gt=0.0, le=8.0)]] = (1.0, 1.0)
     hflip: bool = False  # scale: random rescale range applied after `resize`
     brightness: Unit = 0.0
@@ -64,8 +69,20 @@ class Augment(_Strict):
     saturation: Unit = 0.0
     hue: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, data: Any) -> Any:
+        if isinstance(data, str):  # `augment: authors`
+            if data != "authors":
+                raise ValueError(f"augment: {data!r} is not a named augmentation (known: authors); or give a mapping")
+            return {"style": "authors"}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Augment:
+        if self.style == "authors" and (self.brightness or self.contrast or self.saturation or self.hue):
+            raise ValueError("augment: style authors has its own colour ranges; drop brightness / contrast / "
+                             "saturation / hue")
         if self.scale[0] > self.scale[1]:
             raise ValueError(f"scale: the range must be (low, high), got {list(self.scale)}")
         return self
@@ -150,7 +167,7 @@ class TrainCfg(_Strict):
     check_labels: bool = True
     cache: str | None = None  # folder written by `labeltree prepare` (relative to --data-root)
     cache_format: Literal["png", "npy"] = "png"  # what `prepare` writes; npy = memory-mapped crops (train.fastload)
-    jitter_on_device: bool = False  # colour jitter on the batch after the transfer (train.fastload), not per sample
+    jitter_on_device: bool = False  # colour jitter / authors' augmentation on the batch after the transfer (fastload)
 
     @model_validator(mode="after")
     def _check(self) -> TrainCfg:

@@ -30,7 +30,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json
 from labeltree.parallel import pmap
 from labeltree.train.config import Config, DatasetCfg, EvalDatasetCfg
-from labeltree.train.fastload import NEUTRAL, apply_jitter, crop_from, draw_jitter, has_jitter
+from labeltree.train.fastload import apply_jitter, crop_from, draw_params, has_augment, param_width
 from labeltree.train.scaling import scale_pair
 
 MEAN = (0.485, 0.456, 0.406)
@@ -224,6 +224,7 @@ class MixedDataset(Dataset):
         self.sources = sources
         self.crop = crop
         self.jitter_on_device = jitter_on_device
+        self.width = param_width([s.cfg.augment for s in sources])  # type: ignore[union-attr]
         self.transforms = [make_transform(s.cfg, crop, s.pad_value, not jitter_on_device)  # type: ignore[arg-type]
                            for s in sources]
 
@@ -241,21 +242,21 @@ class MixedDataset(Dataset):
             g = torch.Generator().manual_seed(seed)
             im, lb = crop_from(img, lab, self.crop, src.pad_value, a.hflip, g)
             im_t, lb_t = torch.from_numpy(im).permute(2, 0, 1), torch.from_numpy(lb)
-            jit = draw_jitter(a, g) if has_jitter(a) else torch.tensor(NEUTRAL)
-            if not self.jitter_on_device:
-                if has_jitter(a):
-                    im_t = apply_jitter(im_t[None], jit[None])[0].round().to(torch.uint8)
-                return im_t, lb_t, d
-            return im_t, lb_t, d, jit
-        torch.manual_seed(seed)
-        im_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
-        lb_t = tv_tensors.Mask(torch.from_numpy(np.asarray(lab).astype(np.int32)))
-        im_t, lb_t = self.transforms[d](im_t, lb_t)
-        out = im_t.as_subclass(torch.Tensor), lb_t.as_subclass(torch.Tensor), d
-        if self.jitter_on_device:
+        else:
+            torch.manual_seed(seed)
+            im_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+            lb_t = tv_tensors.Mask(torch.from_numpy(np.asarray(lab).astype(np.int32)))
+            im_t, lb_t = self.transforms[d](im_t, lb_t)
+            im_t, lb_t = im_t.as_subclass(torch.Tensor), lb_t.as_subclass(torch.Tensor)
+            if not self.jitter_on_device and a.style != "authors":
+                return im_t, lb_t, d  # torchvision's ColorJitter (in the transform) did the colour
             g = torch.Generator().manual_seed(seed)
-            return (*out, draw_jitter(a, g) if has_jitter(a) else torch.tensor(NEUTRAL))
-        return out
+        params = draw_params(a, g, self.width)
+        if self.jitter_on_device:
+            return im_t, lb_t, d, params
+        if has_augment(a):
+            im_t = apply_jitter(im_t[None], params[None])[0].round().to(torch.uint8)
+        return im_t, lb_t, d
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)

@@ -13,7 +13,9 @@ so resuming reproduces the batches exactly.
 
 The jitter is brightness, contrast, saturation (torchvision's definitions: scale; blend with the
 image's mean grey; blend with the per-pixel grey) and hue as a rotation of the YIQ chroma plane by
-2 pi h (a linear map, unlike torchvision's HSV shift), applied in that fixed order.
+2 pi h (a linear map, unlike torchvision's HSV shift), applied in that fixed order. When a dataset
+uses `augment: authors`, each sample's parameters carry 8 more columns (train.authors_aug), applied
+after the jitter; datasets without it get that part's neutral values.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 import numpy as np
 import torch
 
+from labeltree.train import authors_aug
 from labeltree.train.config import Augment
 
 # jitter factors per sample: brightness, contrast, saturation (1 = unchanged), hue shift in turns (0 = none)
@@ -34,6 +37,25 @@ _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211,
 
 def has_jitter(a: Augment) -> bool:
     return bool(a.brightness or a.contrast or a.saturation or a.hue)
+
+
+def has_augment(a: Augment) -> bool:
+    """Anything for `apply_jitter` to do on this dataset's images."""
+    return has_jitter(a) or a.style == "authors"
+
+
+def param_width(augments: list[Augment]) -> int:
+    """Columns of every sample's parameters: 4 jitter factors, + 8 when any dataset uses the authors' style."""
+    return len(NEUTRAL) + (authors_aug.WIDTH if any(a.style == "authors" for a in augments) else 0)
+
+
+def draw_params(a: Augment, g: torch.Generator, width: int) -> torch.Tensor:
+    """[width] parameters of one sample: jitter factors (neutral when none), then the authors' (neutral when none)."""
+    jit = draw_jitter(a, g) if has_jitter(a) else torch.tensor(NEUTRAL)
+    if width == len(NEUTRAL):
+        return jit
+    extra = authors_aug.draw_authors(g) if a.style == "authors" else torch.tensor(authors_aug.NEUTRAL)
+    return torch.cat([jit, extra])
 
 
 def draw_jitter(a: Augment, g: torch.Generator) -> torch.Tensor:
@@ -59,7 +81,12 @@ def _hue_matrices(h: torch.Tensor) -> torch.Tensor:
 
 
 def apply_jitter(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """uint8 or float [B, 3, H, W] in 0..255 + [B, 4] factors -> float [B, 3, H, W] in 0..255 (on their device)."""
+    """uint8 or float [B, 3, H, W] in 0..255 + [B, 4] factors -> float [B, 3, H, W] in 0..255 (on their device).
+
+    [B, 12] parameters (`param_width`): the jitter, then the authors' augmentation (train.authors_aug).
+    """
+    if params.shape[1] > len(NEUTRAL):
+        return authors_aug.apply_authors(apply_jitter(images, params[:, :len(NEUTRAL)]), params[:, len(NEUTRAL):])
     x = images.float()
     p = params.to(x.device, torch.float32)
     grey_w = torch.tensor(_GREY, device=x.device).view(1, 3, 1, 1)

@@ -88,3 +88,33 @@ def test_training_on_the_fast_path(tmp_path: Path) -> None:
     data["train"].update({"steps": 2, "threads": 1, "amp": False, "eval_at_end": False, "check_labels": True})
     r = train(config_from_dict(data), tmp_path / "run", progress=False, log=lambda *_: None)
     assert len(r.losses) == 2 and all(np.isfinite(x["loss"]) and x["loss"] > 0 for x in r.losses)
+
+
+def test_authors_augmentation_on_both_loader_paths(tmp_path: Path) -> None:
+    """`augment: authors`: the loader draws 12 parameters per sample; the device path applies them to the batch,
+    the CPU path to the sample (rounded), with the same result; the PNG (torchvision) path applies them too."""
+    root = _vistas(tmp_path / "vistas")
+    data = _cfg(root, str(tmp_path / "npy")).model_dump(mode="json")
+    data["datasets"][0]["augment"] = "authors"
+    cfg = config_from_dict(data)
+    prepare_cache(cfg, H, tmp_path / "npy", workers=1, progress=False)
+    (npy,) = build_sources(cfg, H)
+    dev = MixedDataset([npy], (40, 56), jitter_on_device=True)
+    changed = 0
+    for seed in range(12):
+        im, lb, d, params = dev[(0, 1, seed)]
+        assert params.shape == (12,) and params[:4].tolist() == [1.0, 1.0, 1.0, 0.0]
+        cpu = MixedDataset([npy], (40, 56), jitter_on_device=False)[(0, 1, seed)]
+        want = apply_jitter(im[None], params[None])[0].round()
+        torch.testing.assert_close(cpu[0].float(), want, atol=0, rtol=0)
+        changed += int(not torch.equal(cpu[0], im))
+    assert 3 <= changed <= 12  # colour 1/2, blur 3/8: most of the 12 samples change, not necessarily all
+    batch = next(iter(build_loader(cfg, [npy], 0)))
+    assert tuple(batch["jitter"].shape) == (2, 12)
+    prepare_cache(_cfg(root, None, "png"), H, tmp_path / "png", workers=1, progress=False)
+    data["train"]["cache"], data["train"]["cache_format"], data["train"]["jitter_on_device"] = str(tmp_path / "png"), \
+        "png", False
+    (png,) = build_sources(config_from_dict(data), H)
+    slow = MixedDataset([png], (40, 56), jitter_on_device=False)
+    a, b = slow[(0, 1, 5)], slow[(0, 1, 5)]
+    assert len(a) == 3 and a[0].dtype == torch.uint8 and torch.equal(a[0], b[0])

@@ -6,7 +6,7 @@ import numpy as np
 
 from labeltree.core.hierarchy import NO_TARGET
 from labeltree.core.tree_file import load_hierarchy
-from labeltree.train.config import load_config
+from labeltree.train.config import Augment, load_config
 
 
 def test_authors_tree_trains_back_front_on_cityscapes() -> None:
@@ -40,3 +40,12 @@ def test_paper_config_is_the_authors_recipe() -> None:
     assert (c.optim.lr, c.optim.momentum, c.optim.weight_decay, c.optim.gamma) == (0.01, 0.9, 1.7e-4, 0.5)
     assert (c.optim.milestones, c.optim.milestone_unit, c.optim.epoch_dataset) == ([8, 15], "epochs", "vistas")
     assert c.loss.gating == "l2" and c.loss.class_weights is None
+
+
+def test_paper_config_uses_the_authors_augmentation_on_cityscapes_and_gtsdb_only() -> None:
+    for name in ("paper", "paper-vistas-v2"):
+        styles = {d.name: d.augment for d in load_config(name).datasets}
+        assert [styles[n].style for n in ("cityscapes", "gtsdb")] == ["authors", "authors"]
+        vistas = next(a for n, a in styles.items() if n.startswith("vistas"))
+        assert vistas == Augment()  # none
+        assert all(a.scale == (1.0, 1.0) and not a.hflip for a in styles.values())  # no rescale, no flip
