@@ -1,12 +1,19 @@
 """labeltree: merge street-scene label spaces into one tree and train one network on all of them.
 
 The names below are loaded on first use (PEP 562), so that `import labeltree` and the command line's
-start stay light: a command imports only what it uses.
+start stay light: a command imports only what it uses. The Python API (labeltree.api)::
+
+    import labeltree as lt
+    res = lt.evaluate("cityscapes", "data/cityscapes", "preds/")   # load_tree, merge, open_dataset,
+    print(res.table())                                              # read_label, stats, convert,
+                                                                    # synthesize, train, predict
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -18,15 +25,53 @@ _LAZY: dict[str, str] = {
     "Taxonomy": "labeltree.core.taxonomy",
     "load_hierarchy": "labeltree.core.tree_file",
     "load_taxonomy": "labeltree.core.taxonomy",
+    "Rules": "labeltree.evaluate.protocols",
+    "resolve_rules": "labeltree.evaluate.protocols",
+    "EvaluationResult": "labeltree.evaluate.result",
+    **{name: "labeltree.api" for name in ("convert", "evaluate", "load_tree", "merge", "open_dataset", "predict",
+                                          "read_label", "stats", "synthesize", "train")},
 }
 
-__all__ = ["Hierarchy", "LabeltreeError", "Taxonomy", "load_hierarchy", "load_taxonomy"]  # = the keys of _LAZY
+__all__ = [  # = the keys of _LAZY
+    "EvaluationResult",
+    "Hierarchy",
+    "LabeltreeError",
+    "Rules",
+    "Taxonomy",
+    "convert",
+    "evaluate",
+    "load_hierarchy",
+    "load_taxonomy",
+    "load_tree",
+    "merge",
+    "open_dataset",
+    "predict",
+    "read_label",
+    "resolve_rules",
+    "stats",
+    "synthesize",
+    "train",
+]
 
 if TYPE_CHECKING:
+    from labeltree.api import (
+        convert,
+        evaluate,
+        load_tree,
+        merge,
+        open_dataset,
+        predict,
+        read_label,
+        stats,
+        synthesize,
+        train,
+    )
     from labeltree.core.hierarchy import Hierarchy
     from labeltree.core.taxonomy import Taxonomy, load_taxonomy
     from labeltree.core.tree_file import load_hierarchy
     from labeltree.errors import LabeltreeError
+    from labeltree.evaluate.protocols import Rules, resolve_rules
+    from labeltree.evaluate.result import EvaluationResult
 
 
 def __getattr__(name: str) -> Any:
@@ -41,3 +86,22 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
+
+
+#: API functions named as a subpackage (labeltree.evaluate, .stats, .convert, .train)
+_SHADOWED = frozenset(n for n, m in _LAZY.items() if m == "labeltree.api")
+
+
+class _Package(types.ModuleType):
+    """labeltree's module type. Importing `labeltree.evaluate.folder` makes the import system set the
+    attribute `labeltree.evaluate` to the subpackage; for the names of API functions that is skipped, so
+    `lt.evaluate` (`lt.stats`, `lt.convert`, `lt.train`) stays the function whatever was imported before.
+    The subpackages stay importable by their full names (`from labeltree.evaluate.folder import ...`)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

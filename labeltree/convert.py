@@ -27,7 +27,7 @@ from PIL import Image
 
 from labeltree.core.hierarchy import DatasetMapping, Hierarchy
 from labeltree.core.taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy
-from labeltree.core.tree_file import load_hierarchy
+from labeltree.core.tree_file import DEFAULT_TREE, bundled_for, load_hierarchy
 from labeltree.core.yamlio import line_of, load_yaml
 from labeltree.datasets import Sample, open_dataset, read_label
 from labeltree.datasets import bdd100k as bdd_layout
@@ -289,6 +289,23 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
 # -- where the outputs go (the target layout's own path functions) ----------------------------------
 
 _CITY_OK = re.compile(r"[^A-Za-z0-9]+")
+
+
+def conversion_tree(dataset: str, to: str) -> str:
+    """The tree a conversion uses when none is named: the smallest bundled tree mapping source and target.
+
+    A target `tree:LEVEL` needs only the source; a taxonomy file no bundled tree maps gets the default tree.
+    """
+    target = to.partition(":")[0]
+    wanted = list(dict.fromkeys([dataset] + ([target] if target != "tree" else [])))
+    try:
+        found = bundled_for(wanted)
+    except LabeltreeError:  # a taxonomy file that no bundled tree maps
+        found = None
+    if found is None and len(wanted) > 1:
+        raise LabeltreeError(f"no bundled tree maps both {wanted[0]} and {wanted[1]}: pass --hierarchy with a "
+                             f"tree file that does (e.g. from `labeltree merge {wanted[0]} {wanted[1]}`)")
+    return found[0] if found is not None else DEFAULT_TREE
 
 
 def output_path(out: Path, conv: Conversion, s: Sample, index: int) -> Path:

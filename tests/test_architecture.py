@@ -16,7 +16,7 @@ LAYERS = [
     ["labeltree.evaluate", "labeltree.stats", "labeltree.synth", "labeltree.convert"],
     ["labeltree.train", "labeltree.export"],
     ["labeltree.demo", "labeltree.annotate"],
-    ["labeltree.commands", "labeltree.cli", "labeltree.__main__"],
+    ["labeltree.commands", "labeltree.cli", "labeltree.__main__", "labeltree.api"],
 ]
 
 

@@ -50,8 +50,7 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
       labeltree convert vistas data/vistas data/vistas-as-cs --to cityscapes --report lost.json
       labeltree convert gtsdb data/FullIJCNN2013 data/gtsdb-tree --to tree:2 --mask-mode coarse
     """
-    from labeltree.convert import convert_dataset, render_report
-    from labeltree.core.tree_file import DEFAULT_TREE, bundled_for
+    from labeltree.convert import conversion_tree, convert_dataset, render_report
     from labeltree.errors import LabeltreeError
     from labeltree.fsutil import check_output, write_json
 
@@ -65,16 +64,7 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
     if report_path is not None:
         check_output(report_path, "--report", [root], force)  # an existing report needs --force
     if hierarchy is None:
-        target = to.partition(":")[0]
-        wanted = list(dict.fromkeys([dataset] + ([target] if target != "tree" else [])))
-        try:
-            found = bundled_for(wanted)
-        except LabeltreeError:  # a taxonomy file that no bundled tree maps
-            found = None
-        if found is None and len(wanted) > 1:
-            raise LabeltreeError(f"no bundled tree maps both {wanted[0]} and {wanted[1]}: pass --hierarchy with a "
-                                 f"tree file that does (e.g. from `labeltree merge {wanted[0]} {wanted[1]}`)")
-        hierarchy = found[0] if found is not None else DEFAULT_TREE
+        hierarchy = conversion_tree(dataset, to)
     rep = convert_dataset(dataset, root, out, to, hierarchy=hierarchy, splits=list(splits) or None,
                           overrides=overrides, workers=workers, force=force, mask_mode=mask_mode,
                           unknown=unknown, progress=not quiet, gt=gt)  # type: ignore[arg-type]

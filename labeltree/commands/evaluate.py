@@ -100,8 +100,7 @@ def evaluate_cmd(**kw: Any) -> None:
       labeltree evaluate gtsdb /data/FullIJCNN2013 preds/ --plot-confusion cm.png
     """
     from labeltree.core.taxonomy import load_taxonomy
-    from labeltree.core.tree_file import default_tree, load_hierarchy
-    from labeltree.evaluate.folder import evaluate_folder
+    from labeltree.evaluate.folder import evaluate_folder, tree_for
     from labeltree.evaluate.protocols import resolve_rules
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
@@ -125,9 +124,8 @@ def evaluate_cmd(**kw: Any) -> None:
     rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"],
                           kw["drop"], paper_protocol=kw["paper_protocol"], min_pixels=kw["min_pixels"],
                           pixel_size=_parse_size(kw["gtsdb_size"]))
-    needs_tree = (kw["pred_space"] == "tree" or kw["levels"] or rules.classes == "paper" or rules.drop == "foreign")
-    if hierarchy is None and (kw["hierarchy_ref"] is not None or needs_tree):
-        hierarchy = load_hierarchy(kw["hierarchy_ref"] or default_tree([kw["dataset"]]))
+    if hierarchy is None:
+        hierarchy = tree_for(rules, kw["dataset"], kw["hierarchy_ref"], kw["pred_space"], kw["levels"])
     res = evaluate_folder(kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], rules=rules, predict=predict,
                           hierarchy=hierarchy, pred_space=kw["pred_space"], levels=kw["levels"],
                           gtsdb_root=kw["gtsdb_root"], mask_mode=kw["gtsdb_mask"], workers=kw["workers"])

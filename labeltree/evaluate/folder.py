@@ -18,6 +18,7 @@ import numpy as np
 
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy
+from labeltree.core.tree_file import default_tree, load_hierarchy
 from labeltree.datasets.base import Sample, known_values, read_label
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.datasets.decode import PNG_GREY, PNG_PALETTE, decode_array, read_file_and_header
@@ -183,6 +184,16 @@ def _count_files(ev: Evaluator, reader: Any, samples: Sequence[Sample], pred_dir
                    chunksize=max(1, min(8, len(jobs) // (4 * nw)))):
         ev.merge(cm)
     return len(pairs)
+
+
+def tree_for(rules: Rules, dataset: str, ref: str | Path | None = None, pred_space: str = "dataset",
+             levels: bool = False) -> Hierarchy | None:
+    """The tree an evaluation uses: `ref` when given, else where the rules or options need one (tree-node
+    predictions, levels, the paper's class set or drop rule) the smallest bundled tree mapping `dataset`."""
+    needs_tree = pred_space == "tree" or levels or rules.classes == "paper" or rules.drop == "foreign"
+    if ref is None and not needs_tree:
+        return None
+    return load_hierarchy(ref or default_tree([dataset]))
 
 
 def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str | Path | None = None,

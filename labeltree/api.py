@@ -1,0 +1,216 @@
+"""The Python API: `import labeltree as lt` and each task of the command line is one call.
+
+Every function imports its machinery on first call (nothing here at import time), so `import labeltree`
+stays light: no torch, pandas or matplotlib until a function that needs them runs. The trainer's
+entry points (`train`, `predict`) need the `[train]` extra (torch); a `.onnx` model predicts with
+ONNX Runtime alone.
+
+    import labeltree as lt
+    tree = lt.load_tree("cityscapes+vistas+gtsdb")
+    lt.synthesize("data/synth", images=4)
+    res = lt.evaluate("cityscapes", "data/synth/cityscapes", "preds/cityscapes")
+    print(res.miou, res.table())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from labeltree.convert import ConvertReport
+    from labeltree.core.hierarchy import Hierarchy
+    from labeltree.core.merge import MergeResult
+    from labeltree.core.taxonomy import Taxonomy
+    from labeltree.datasets.base import DatasetReader, Sample
+    from labeltree.evaluate.protocols import Rules
+    from labeltree.evaluate.result import EvaluationResult
+    from labeltree.stats.collect import Report
+    from labeltree.synth.scene import SynthResult
+    from labeltree.train.loop import RunResult
+
+__all__ = ["convert", "evaluate", "load_tree", "merge", "open_dataset", "predict", "read_label", "stats",
+           "synthesize", "train"]
+
+
+def load_tree(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
+    """A tree by bundled name or tree-file path (a name of datasets gets the smallest bundled tree covering them).
+
+    Example::
+
+        tree = lt.load_tree("cityscapes+vistas+gtsdb")
+        [c.node for c in tree.classifiers][:2], tree.mapping("gtsdb").is_boxes
+    """
+    from labeltree.core.tree_file import load_hierarchy
+
+    return load_hierarchy(ref)
+
+
+def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> MergeResult:
+    """Merge label spaces (taxonomy names or files) into one tree, with conflicts listed (`labeltree merge`).
+
+    Example::
+
+        m = lt.merge(["cityscapes", "vistas", "gtsdb"])   # the bundled tree that covers them
+    """
+    from labeltree.core.merge import merge as _merge
+
+    return _merge(datasets, rules)
+
+
+def open_dataset(dataset: str | Path | Taxonomy, root: str | Path, **options: Any) -> DatasetReader:
+    """A reader of a dataset folder in its native layout: `.splits()`, `.samples(split)`, `.taxonomy`.
+
+    Options: `unknown="ignore"` (unknown label values -> the no-class value), GTSDB `mask_mode`, `gt`.
+
+    Example::
+
+        reader = lt.open_dataset("cityscapes", "data/synth/cityscapes")
+        sample = reader.samples("val")[0]
+    """
+    from labeltree.datasets.registry import open_dataset as _open
+
+    return _open(dataset, root, **options)
+
+
+def read_label(sample: Sample, taxonomy: Taxonomy | str | None = None, **options: Any) -> np.ndarray:
+    """A sample's stored label values (H x W); box datasets rendered as masks. `taxonomy`: default the sample's.
+
+    Example::
+
+        labels = lt.read_label(reader.samples("val")[0])    # uint8 Cityscapes labelIds
+    """
+    from labeltree.core.taxonomy import Taxonomy, load_taxonomy
+    from labeltree.datasets.base import read_label as _read
+
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy or sample.dataset)
+    return _read(sample, tax, **options)
+
+
+def evaluate(dataset: str, gt_root: str | Path, predictions: str | Path | None = None, split: str | None = None, *,
+             rules: Rules | str = "official", tree: str | Path | Hierarchy | None = None, levels: bool = False,
+             pred_space: str = "dataset", gtsdb_root: str | Path | None = None, workers: int | None = None,
+             progress: bool = False, **overrides: Any) -> EvaluationResult:
+    """Evaluate a folder of predictions on one split, as `labeltree evaluate` does (the same numbers).
+
+    `rules`: a protocol name ("official" = the dataset's tool, "paper" = the authors' rules) with
+    single `overrides` (classes, mean_over, drop, sign_rule, min_pixels, pixel_size), or a `Rules`
+    object from `labeltree.evaluate.protocols.resolve_rules`. `tree`: where one is needed and none is
+    given, the smallest bundled tree mapping the dataset. Returns the numbers (`.miou`, `.classes`,
+    `.levels`), `.table()` (the printed table) and `.to_json()` (the `-o` file).
+
+    Example::
+
+        res = lt.evaluate("cityscapes", "data/cityscapes", "preds/", rules="paper", levels=True)
+        print(res.miou, res.levels[1]["mIoU"]); print(res.table())
+    """
+    from labeltree.core.hierarchy import Hierarchy
+    from labeltree.core.taxonomy import load_taxonomy
+    from labeltree.evaluate.folder import evaluate_folder, tree_for
+    from labeltree.evaluate.protocols import rules_for
+
+    name = load_taxonomy(dataset).name
+    resolved = rules_for(rules, name, **overrides)
+    h = tree if isinstance(tree, Hierarchy) else tree_for(resolved, dataset, tree, pred_space, levels)
+    return evaluate_folder(dataset, gt_root, predictions, split, rules=resolved, hierarchy=h, pred_space=pred_space,
+                           levels=levels, gtsdb_root=gtsdb_root, workers=workers, progress=progress)
+
+
+def stats(dataset: str, root: str | Path, splits: Sequence[str] | None = None, *, tree: str | Path | None = None,
+          min_pixels: int | None = None, workers: int | None = None, progress: bool = False,
+          **options: Any) -> Report:
+    """Class statistics of a dataset (`labeltree stats`): Table I rows, per-class pixels and weights, tree roll-up.
+
+    `tree`: default the smallest bundled tree mapping the dataset, "none" for none. `options` go to
+    `labeltree.stats.collect.collect_stats` (cache, mask_mode, unknown, instances, ...).
+
+    Example::
+
+        rep = lt.stats("cityscapes", "data/synth/cityscapes", ["train"])
+        rep.summary[0]["images"], rep.classes[0]["pixels"]
+    """
+    from labeltree.core.taxonomy import load_taxonomy
+    from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
+    from labeltree.stats.collect import build_report, collect_stats, resolve_hierarchy
+
+    h = resolve_hierarchy(tree, load_taxonomy(dataset))
+    groups = collect_stats(dataset, root, list(splits) if splits else None, hierarchy=h, workers=workers,
+                           progress=progress, **options)
+    return build_report(groups, h, DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels)
+
+
+def convert(dataset: str, root: str | Path, out: str | Path, to: str, *, tree: str | Path | None = None,
+            progress: bool = False, **options: Any) -> ConvertReport:
+    """Convert a dataset's labels into another label space through the tree (`labeltree convert`).
+
+    `to`: a dataset (`cityscapes`, `cityscapes:trainids`, `vistas`) or `tree:LEVEL`; `tree`: default the
+    smallest bundled tree mapping source and target. Never writes under `root`.
+
+    Example::
+
+        rep = lt.convert("vistas", "data/synth/vistas", "data/vistas-as-cs", to="cityscapes")
+        rep.written
+    """
+    from labeltree.convert import conversion_tree, convert_dataset
+
+    return convert_dataset(dataset, root, out, to, hierarchy=tree or conversion_tree(dataset, to), progress=progress,
+                           **options)
+
+
+def synthesize(out: str | Path, images: int = 50, *, seed: int = 0, size: tuple[int, int] = (256, 128),
+               tree: str | None = None, progress: bool = False, **options: Any) -> SynthResult:
+    """Synthetic street scenes of every dataset of a tree in their native layouts (`labeltree synth`).
+
+    `size` is (W, H); `tree` default the paper's. Returns counts per dataset.
+
+    Example::
+
+        lt.synthesize("data/synth", images=4, seed=1)    # data/synth/{cityscapes,vistas,gtsdb,...}
+    """
+    from labeltree.synth.scene import HIERARCHY
+    from labeltree.synth.scene import synthesize as _synth
+
+    return _synth(out, images=images, seed=seed, size=size, hierarchy=tree or HIERARCHY, progress=progress,
+                  **options)
+
+
+def train(config: str | Path, out: str | Path, *, data_root: str | Path | None = None,
+          overrides: Sequence[str] = (), resume: bool = False, force: bool = False, progress: bool = True,
+          log: Any = print) -> RunResult:
+    """Train the hierarchical classifiers (`labeltree train`; needs torch, the `[train]` extra).
+
+    `config`: a bundled config name or YAML file; `overrides`: dotted "key=value" settings.
+
+    Example::
+
+        run = lt.train("cpu-tiny", "runs/tiny", data_root="data/synth", overrides=["train.steps=20"])
+        run.best    # path of the best checkpoint
+    """
+    from labeltree.train.config import check_run_folder, load_config
+
+    cfg = load_config(config, list(overrides), data_root=data_root)
+    check_run_folder(Path(out), resume, force)  # before torch is imported: a refusal takes no time
+    from labeltree.train.loop import train as _train
+
+    return _train(cfg, out, resume=resume, force=force, progress=progress, log=log)
+
+
+def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path, *, dataset: str | None = None,
+            **options: Any) -> list[Path]:
+    """Segment images with a `.pt` checkpoint (torch) or an exported `.onnx` model (`labeltree predict`).
+
+    Writes per image the tree-colour PNG and, with `dataset`, the dataset's ids as `out/{dataset}/{stem}.png`
+    (ready for `lt.evaluate`). Options: overlay, sliding, levels, colour, device.
+
+    Example::
+
+        lt.predict("runs/tiny/best.pt", ["data/synth/cityscapes/leftImg8bit/val"], "preds", dataset="cityscapes")
+    """
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        from labeltree.export.runtime import predict_files
+    else:
+        from labeltree.train.predict import predict_files
+    return predict_files(checkpoint, list(inputs), out, dataset=dataset, **options)

@@ -1,0 +1,114 @@
+"""The Python API (`import labeltree as lt`): light to import, the README's section runs as written, and
+`lt.evaluate` gives exactly what `labeltree evaluate` prints and writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import labeltree as lt
+from labeltree.cli import main
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "pandas", "matplotlib", "onnxruntime")
+
+
+def _readme_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+def _predictions(synth: Path, out: Path) -> None:
+    """preds/cityscapes: every val label shifted by 3 columns (a plausible, imperfect prediction)."""
+    reader = lt.open_dataset("cityscapes", synth / "cityscapes")
+    for s in reader.samples("val"):
+        write_png(out / f"{s.key}_pred.png", np.roll(lt.read_label(s), 3, axis=1))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The README's data: `lt.synthesize("data/synth", images=8, seed=1)` and predictions for its val split."""
+    root = tmp_path_factory.mktemp("api")
+    lt.synthesize(root / "data/synth", images=8, seed=1)
+    _predictions(root / "data/synth", root / "preds/cityscapes")
+    return root
+
+
+def test_import_labeltree_imports_nothing_heavy():
+    code = ("import sys, labeltree as lt; names = lt.__all__; "
+            f"print(','.join(m for m in {HEAVY!r} + ('click', 'numpy') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == ""
+
+
+def test_every_api_function_has_an_example():
+    import labeltree.convert
+    import labeltree.evaluate.folder
+    import labeltree.stats.collect  # noqa: F401 - subpackages of the same names as API functions
+
+    for name in ("load_tree", "merge", "open_dataset", "read_label", "evaluate", "stats", "convert", "synthesize",
+                 "train", "predict"):
+        doc = getattr(lt, name).__doc__
+        assert doc and "Example" in doc and "lt." in doc, name
+
+
+def test_readme_python_section_runs_as_written(data, capsys):
+    cwd = os.getcwd()
+    os.chdir(data)
+    try:
+        exec(compile(_readme_block(), "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr().out
+    assert "training images" in out and "tree level 1 mIoU" in out
+    assert "protocol paper" in out  # the table
+
+
+@pytest.mark.parametrize("rules,args", [("official", []), ("paper", ["--protocol", "paper", "--levels"])])
+def test_lt_evaluate_equals_the_command(data, tmp_path, rules, args):
+    gt, pred = data / "data/synth/cityscapes", data / "preds/cityscapes"
+    out = tmp_path / "r.json"
+    cli = CliRunner().invoke(main, ["evaluate", "cityscapes", str(gt), str(pred), "-o", str(out), "--quiet",
+                                    "--workers", "1", *args])
+    assert cli.exit_code == 0, cli.output
+    res = lt.evaluate("cityscapes", gt, pred, rules=rules, levels="--levels" in args, workers=1)
+    assert res.to_json() == out.read_text()
+    assert res == json.loads(out.read_text()) and 0 < res.miou < 1
+    table = CliRunner().invoke(main, ["evaluate", "cityscapes", str(gt), str(pred), "--workers", "1", *args])
+    assert table.stdout.rstrip("\n") == res.table()
+    if rules == "paper":
+        assert res.levels[1]["mIoU"] == res["levels"]["1"]["mIoU"] and res.rules.protocol == "paper"
+
+
+def test_lt_evaluate_rules_object_and_overrides(data):
+    gt, pred = data / "data/synth/cityscapes", data / "preds/cityscapes"
+    rules = lt.resolve_rules("official", "cityscapes", classes="all", mean_over="gt")
+    a = lt.evaluate("cityscapes", gt, pred, rules=rules, workers=1)
+    b = lt.evaluate("cityscapes", gt, pred, classes="all", mean_over="gt", workers=1)
+    assert a == b and a["rules"]["overrides"] == ["classes=all", "mean_over=gt"]
+    with pytest.raises(LabeltreeError, match="not both"):
+        lt.evaluate("cityscapes", gt, pred, rules=rules, classes="official")
+    with pytest.raises(LabeltreeError, match="resolved for 'vistas'"):
+        lt.evaluate("cityscapes", gt, pred, rules=lt.resolve_rules("official", "vistas"))
+
+
+def test_lt_evaluate_imports_nothing_heavy(data):
+    code = ("import sys, labeltree as lt; "
+            f"lt.evaluate('cityscapes', {str(data / 'data/synth/cityscapes')!r}, "
+            f"{str(data / 'preds/cityscapes')!r}, workers=1).table(); "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == ""
