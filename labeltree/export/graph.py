@@ -217,7 +217,7 @@ def _cast_outputs(model: Any, outputs: list[dict[str, Any]]) -> None:
 def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
                 ) -> tuple[DeployGraph, list[dict[str, Any]], dict[str, Any]]:
     """A Predictor's network wrapped for export: (graph in eval mode, its outputs' metadata, the tables)."""
-    from labeltree.train.data import MEAN, STD
+    from labeltree.train.data import mean_std
 
     kind, dataset = parse_output(output)
     h, flat = pred.h, pred.flat
@@ -225,8 +225,9 @@ def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
         h.mapping(dataset)
     tables = metadata_tables(pred)
     outs, gather, dtypes = plan_outputs(pred, kind, dataset, tables)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+    m, s = mean_std(pred.cfg.model.normalise)
+    mean = torch.tensor(m).view(1, 3, 1, 1) * 255
+    std = torch.tensor(s).view(1, 3, 1, 1) * 255
     graph = DeployGraph(pred.model, mean, std, None if flat is not None else [c.node for c in h.classifiers],
                         [] if flat is not None else h.child_table, gather, dtypes, kind == "scores",
                         layout == "nhwc").eval()
@@ -241,7 +242,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
         import onnx
     except ImportError:
         raise LabeltreeError(f"the onnx package is not installed; install it with: {rt.INSTALL_HINT}") from None
-    from labeltree.train.data import MEAN, STD
+    from labeltree.train.data import mean_std
     from labeltree.train.predict import load_predictor
 
     out, checkpoint = Path(out), Path(checkpoint)
@@ -303,8 +304,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
                                 "classifiers": [c.name for c in h.classifiers] if flat is None else ["flat"]}),
         rt.K_OUTPUT: output.strip(),
         rt.K_OUTPUTS: json.dumps(outs),
-        rt.K_MEAN: json.dumps(list(MEAN)),
-        rt.K_STD: json.dumps(list(STD)),
+        rt.K_MEAN: json.dumps(list(mean_std(cfg.model.normalise)[0])),
+        rt.K_STD: json.dumps(list(mean_std(cfg.model.normalise)[1])),
         rt.K_LAYOUT: layout,
         rt.K_INPUT: json.dumps({"name": rt.INPUT, "dtype": "uint8", "shape": input_shape,
                                 "size": list(size) if size else None, "batch": batch,

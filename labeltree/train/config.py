@@ -119,6 +119,12 @@ class ModelCfg(_Strict):
     bottleneck: Channels = 64  # inner width of each head's bottleneck block
     tiny_channels: tuple[Channels, Channels, Channels, Channels] = (16, 32, 48, 64)
     bn_momentum: Unit = 0.1  # PyTorch convention (= TF decay 0.9)
+    # input scaling: imagenet = torchvision's mean/std (what its ImageNet weights were trained with);
+    # symmetric = x / 127.5 - 1, the authors' [-1, 1] (their TF-slim weights' input; preprocess_augmentation_1.py:21-23)
+    normalise: Literal["imagenet", "symmetric"] = "imagenet"
+    # the heads' x2 transposed conv: bilinear = a bilinear kernel, no bias; he = the authors' (model.py:144-151):
+    # He (variance-scaling, truncated normal) weights and a zero-initialised bias
+    upsample_init: Literal["bilinear", "he"] = "bilinear"
 
 
 class OptimCfg(_Strict):
@@ -131,6 +137,9 @@ class OptimCfg(_Strict):
     milestones: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)  # in `milestone_unit`
     milestone_unit: Literal["steps", "epochs"] = "steps"
     epoch_dataset: str | None = None  # epochs counted over this dataset (paper: vistas)
+    # weight decay only on weights of convolutions (and linear layers): not on normalisation layers' scale and
+    # shift, nor on biases. The authors' regulariser skips BatchNorm (feature_extractor.py:27, resnet_arg_scope)
+    no_decay_norm_bias: bool = False
 
 
 class ClassWeightsCfg(_Strict):

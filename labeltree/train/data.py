@@ -356,10 +356,20 @@ def batches(loader: DataLoader):
         raise LabeltreeError(last.removeprefix(WORKER_PREFIX)) from None
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B,3,H,W] -> float, ImageNet mean/std (on whatever device the images are)."""
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
+def mean_std(kind: str = "imagenet") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) on [0, 1] of `model.normalise`: ImageNet's, or 0.5 / 0.5 (= [-1, 1], the authors')."""
+    if kind == "symmetric":
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    if kind != "imagenet":
+        raise ValueError(f"model.normalise must be imagenet or symmetric, got {kind!r}")
+    return MEAN, STD
+
+
+def normalise(images: torch.Tensor, kind: str = "imagenet") -> torch.Tensor:
+    """uint8 [B,3,H,W] (0..255) -> float by `model.normalise` (on whatever device the images are)."""
+    m, s = mean_std(kind)
+    mean = torch.tensor(m, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(s, device=images.device).view(1, 3, 1, 1) * 255
     return (images.float() - mean) / std
 
 

@@ -258,7 +258,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
             ds = batch["ds"].to(device, non_blocking=True)
             if "jitter" in batch:  # train.jitter_on_device: colour jitter on the whole batch, after the transfer
                 images = apply_jitter(images, batch["jitter"])
-            x = normalise(images)
+            x = normalise(images, cfg.model.normalise)
             if device.type == "cuda" and cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -327,11 +327,22 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def param_groups(o: OptimCfg, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """One group with `weight_decay`, or with `no_decay_norm_bias` two: conv / linear weights decayed, the rest
+    (normalisation layers' scale and shift, biases: every parameter of < 2 dimensions) with decay 0."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not o.no_decay_norm_bias:
+        return [{"params": params, "weight_decay": o.weight_decay}]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
 def make_optimizer(o: OptimCfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (the paper) or AdamW, whose first-moment decay is `momentum`."""
+    groups = param_groups(o, model)
     if o.name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(groups, lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def _state(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int, best: float,

@@ -5,6 +5,7 @@ changed tree changes the network without code changes.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -119,16 +120,31 @@ def _bilinear_kernel(channels: int, k: int) -> torch.Tensor:
     return w
 
 
-class Head(nn.Module):
-    """Bottleneck -> 1x1 logits at 1/8 -> transposed conv x2 (bilinear init) -> bilinear to input size."""
+def he_init_transposed(up: nn.ConvTranspose2d) -> None:
+    """The authors' upsampler init (TF-slim variance_scaling_initializer: factor 2, fan in, truncated normal
+    with stddev sqrt(1.3 * 2 / fan_in) cut at 2 stddev); TF counts a transposed kernel's fan in as
+    k * k * output channels. Bias zero."""
+    k = up.kernel_size[0] * up.kernel_size[1]
+    std = math.sqrt(1.3 * 2.0 / (k * up.out_channels))
+    nn.init.trunc_normal_(up.weight, std=std, a=-2 * std, b=2 * std)
+    if up.bias is not None:
+        nn.init.zeros_(up.bias)
 
-    def __init__(self, width: int, mid: int, n_classes: int):
+
+class Head(nn.Module):
+    """Bottleneck -> 1x1 logits at 1/8 -> transposed conv x2 (`upsample_init`) -> bilinear to input size."""
+
+    def __init__(self, width: int, mid: int, n_classes: int, upsample_init: str = "bilinear"):
         super().__init__()
         self.block = Bottleneck(width, mid)
         self.logits = nn.Conv2d(width, n_classes, 1)
-        self.up = nn.ConvTranspose2d(n_classes, n_classes, 4, stride=2, padding=1, bias=False)
+        he = upsample_init == "he"
+        self.up = nn.ConvTranspose2d(n_classes, n_classes, 4, stride=2, padding=1, bias=he)
         with torch.no_grad():
-            self.up.weight.copy_(_bilinear_kernel(n_classes, 4))
+            if he:
+                he_init_transposed(self.up)
+            else:
+                self.up.weight.copy_(_bilinear_kernel(n_classes, 4))
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         y = self.up(self.logits(self.block(x)))
@@ -153,7 +169,7 @@ class SegNet(nn.Module):
             warnings.warn(f"{cfg.backbone}: no model.pretrained given, starting from random weights "
                           "(pass --set model.pretrained=PATH to a torchvision state dict)", stacklevel=2)
         self.reduce = _conv_bn_relu(self.backbone.out_channels, cfg.width, k=1)
-        self.heads = nn.ModuleList(Head(cfg.width, cfg.bottleneck, n) for n in head_sizes)
+        self.heads = nn.ModuleList(Head(cfg.width, cfg.bottleneck, n, cfg.upsample_init) for n in head_sizes)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = cfg.bn_momentum

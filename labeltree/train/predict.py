@@ -44,7 +44,7 @@ class Predictor:
     @torch.no_grad()
     def scores(self, images: torch.Tensor, sliding: bool = False) -> list[torch.Tensor]:
         """uint8 [B,3,H,W] -> per-head softmax probabilities [B,C,H,W] (float32)."""
-        x = normalise(images.to(self.device, non_blocking=True))
+        x = normalise(images.to(self.device, non_blocking=True), self.cfg.model.normalise)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         if not sliding:
