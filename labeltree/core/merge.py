@@ -19,19 +19,13 @@ from typing import Any
 
 import yaml
 
+from labeltree.core.bundled_trees import bundled_for, resolve_ref
 from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
 from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
-from labeltree.core.tree_file import (
-    assign_colors,
-    bundled_for,
-    expand_extends,
-    hierarchy_from_dict,
-    parse_mapping,
-    parse_tree,
-    resolve_ref,
-)
+from labeltree.core.tree_file import assign_colors, full_tree_spec, hierarchy_from_dict, parse_mapping, parse_tree
+from labeltree.core.tree_schema import MappingSpec
 from labeltree.core.treeview import render_tree
-from labeltree.core.yamlio import load_yaml
+from labeltree.core.yamlio import line_of, load_yaml
 from labeltree.errors import LabeltreeError
 
 # Words that say nothing about what a class is; a name made only of them matches nothing.
@@ -174,30 +168,26 @@ def _by_name_target(c: ClassDef, by_norm: dict[str, int]) -> int | None:
 def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules: Path,
                 ) -> tuple[Hierarchy, list[dict[str, Any]], dict[str, list[int]]]:
     data = load_yaml(rules, "rules")
-    if isinstance(data, dict) and "extends" in data:
-        data = expand_extends(data, rules)
-    if not isinstance(data, dict) or "tree" not in data:
+    if not isinstance(data, dict) or not ("tree" in data or "extends" in data):
         raise LabeltreeError("a rules file is a tree file (at least a 'tree' section; see "
                              "docs/taxonomy-format.md)", rules)
-    nodes = parse_tree(data["tree"], rules)
+    spec = full_tree_spec(data, rules, rules=True)
+    nodes = parse_tree(spec.tree, rules)
     index = {n.name: i for i, n in enumerate(nodes)}
-    specs = data.get("mappings") or {}
-    if not isinstance(specs, dict):
-        raise LabeltreeError("'mappings' must map dataset names to their mappings", rules)
     by_path: dict[Path, str] = {}
-    for k in specs:
+    for k in spec.mappings:
         try:
-            by_path[resolve_taxonomy_path(resolve_ref(str(k), rules)).resolve()] = str(k)
+            by_path[resolve_taxonomy_path(resolve_ref(k, rules)).resolve()] = k
         except LabeltreeError:
             raise LabeltreeError(f"mappings.{k}: unknown dataset (not a bundled name nor a taxonomy file)",
-                                 rules) from None
+                                 rules, line_of(rules, "mappings", k)) from None
     mappings: dict[str, DatasetMapping] = {}
     matches: dict[int, list[str]] = {}
     added: dict[str, list[int]] = {}
     for ref, p, tax in zip(refs, paths, taxes, strict=True):
         key = by_path.get(p.resolve(), ref)
-        spec = specs.get(key, {}) if key in specs else {}
-        m = parse_mapping(key, spec or {}, nodes, index, tax, rules, None, False, allow_missing=True)
+        m = parse_mapping(key, spec.mappings.get(key) or MappingSpec(), nodes, index, tax, rules, None, False,
+                          allow_missing=True)
         for cid in tax.ignore_ids:
             m.to_node.setdefault(cid, None)
         by_norm = {normalise_name(n.name): i for i, n in enumerate(nodes) if i > 0}
@@ -217,13 +207,10 @@ def _from_rules(refs: list[str], paths: list[Path], taxes: list[Taxonomy], rules
                 m.to_node[c.id] = len(nodes) - 1
                 added.setdefault(key, []).append(c.id)
         mappings[key] = m
-    sup = data.get("supervision") or {}
-    overrides = {}
-    for o in sup.get("overrides") or []:
-        if isinstance(o, dict) and str(o.get("dataset")) in mappings and o.get("classifier") in index:
-            overrides[(str(o["dataset"]), str(o["classifier"]))] = bool(o.get("supervise"))
-    h = Hierarchy(str(data.get("name") or "+".join(mappings)), nodes, mappings, overrides,
-                  bool(sup.get("exclude_single_child", True)), rules)
+    overrides = {(o.dataset, o.classifier): o.supervise for o in spec.supervision.overrides
+                 if o.dataset in mappings and o.classifier in index}
+    h = Hierarchy(spec.name or "+".join(mappings), nodes, mappings, overrides,
+                  spec.supervision.exclude_single_child is not False, rules)
     assign_colors(h)
     return h, [{"node": nodes[n].name, "classes": cl} for n, cl in matches.items()], added
 

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from labeltree.core.yamlio import load_yaml, read_text_file
+from labeltree.core.yamlio import line_in, load_yaml, model_error, read_text_file
 from labeltree.errors import LabeltreeError
 from labeltree.resources import is_path_ref, taxonomy_dir
 
@@ -76,7 +76,7 @@ class InstanceEncoding(BaseModel):
 class Encoding(BaseModel):
     """How a class id is stored on disk: value = id + offset in a `dtype` image (or gt.txt for boxes)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")  # a misspelt `ofset` is an error, not a silent offset 0
 
     format: Literal["png-ids", "png-palette-index", "gtsdb-gt-txt"]
     # the file layout (reader) when it is not the format's usual one: a png-ids dataset may be laid
@@ -89,6 +89,8 @@ class Encoding(BaseModel):
     offset: int = 0
     unlabeled: int | None = None  # stored value that means "no label" and is no class id
     instances: InstanceEncoding | None = None  # the dataset's instance files, where it has them
+    file: str = ""  # documentation only: where the label files are
+    masks: str = ""  # documentation only: where per-pixel masks of a box dataset are
 
 
 class Taxonomy(BaseModel):
@@ -177,37 +179,23 @@ class Taxonomy(BaseModel):
 
 # -- loading -------------------------------------------------------------------------------
 
-def _class_lines(text: str) -> list[int]:
-    """1-based line of each entry of `classes:` so that errors can point into the file."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return []
-    if not isinstance(root, yaml.MappingNode):
-        return []
-    for k, v in root.value:
-        if k.value == "classes" and isinstance(v, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in v.value]
-    return []
-
-
 def _format_validation(e: ValidationError, path: Path, text: str, what: str, data: object = None) -> LabeltreeError:
+    """A class's error names the class and the line of its entry; any other names its key and line."""
     err = e.errors()[0]
     loc = list(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    line = None
     if len(loc) >= 2 and loc[0] == "classes" and isinstance(loc[1], int):
-        lines = _class_lines(text)
-        line = lines[loc[1]] if loc[1] < len(lines) else None
+        idx = loc[1]
         try:  # name the class, not only its position
             c = data["classes"][loc[1]]  # type: ignore[index]
             msg = f"class '{c['name']}' (id {c.get('id')}): {msg}"
         except (KeyError, IndexError, TypeError):
             pass
     elif msg.startswith("classes[") and "]" in msg:
-        lines = _class_lines(text)
         idx = int(msg[len("classes["): msg.index("]")])
-        line = lines[idx] if idx < len(lines) else None
+    else:
+        return model_error(e, Taxonomy, data, path, what, text=text or None)
+    line = line_in(text, ("classes", idx)) if text else None
     where = ".".join(str(p) for p in loc)
     extra = f" ({len(e.errors())} problems; first shown)" if len(e.errors()) > 1 else ""
     return LabeltreeError(f"invalid {what}: {where + ': ' if where else ''}{msg}{extra}", path, line)

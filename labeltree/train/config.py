@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from labeltree.core.yamlio import model_error, parse_yaml
 from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import check_output
@@ -228,13 +229,14 @@ class Config(_Strict):
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return parse_yaml(text)
+    except LabeltreeError:
+        return text  # not YAML: the text itself (the model says whether a text fits)
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """`a.b.c=value` (list items by index: `datasets.0.root=...`); values are parsed as YAML."""
+def apply_override(data: dict[str, Any], assignment: str) -> tuple[str, ...]:
+    """`a.b.c=value` (list items by index: `datasets.0.root=...`); values are parsed as YAML.
+    Returns the key's parts (errors in what it set are blamed on the --set, not on a file line)."""
     if "=" not in assignment:
         raise LabeltreeError(f"--set expects key=value, got '{assignment}'")
     key, value = assignment.split("=", 1)
@@ -256,6 +258,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
                 cur = cur.setdefault(p, {})
         else:
             raise LabeltreeError(f"--set {key}: '{'.'.join(parts[:i])}' is not a section")
+    return tuple(parts)
 
 
 def find_config(ref: str | Path) -> Path:
@@ -283,24 +286,25 @@ def load_config(ref: str | Path, overrides: list[str] | tuple[str, ...] = (), da
                              path) from None
     except OSError as e:
         raise LabeltreeError(f"cannot read the config ({e.strerror or e})", path) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise LabeltreeError(f"not valid YAML: {e}", path, line + 1 if line is not None else None) from None
+    data = parse_yaml(text, path)  # duplicate keys refused, file:line
     if not isinstance(data, dict):
         raise LabeltreeError("a training config must be a YAML mapping", path)
-    for o in overrides:
-        apply_override(data, o)
+    set_by = {apply_override(data, o): o for o in overrides}
     if data_root is not None:
         data["data_root"] = str(Path(data_root).expanduser().resolve())
-    return config_from_dict(data, path)
+    return config_from_dict(data, path, text=text, set_by=set_by)
 
 
-def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
+def config_from_dict(data: dict[str, Any], path: Path | None = None, *, text: str | None = None,
+                     set_by: dict[tuple[str, ...], str] | None = None) -> Config:
+    """The validated config; an error names the key and its line in the file (`text`), or the --set
+    (`set_by`: key parts -> assignment) that put the bad value there."""
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise LabeltreeError(f"invalid training config: {where}: {err['msg']}", path) from None
+        err = model_error(e, Config, data, path, "training config", text=text)
+        loc = tuple(str(p) for p in e.errors()[0]["loc"])
+        for parts, assignment in (set_by or {}).items():
+            if loc[:len(parts)] == parts or parts[:len(loc)] == loc:
+                raise LabeltreeError(f"{err.message} (from --set {assignment})", path) from None
+        raise err from None
