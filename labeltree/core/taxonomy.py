@@ -89,8 +89,8 @@ class Encoding(BaseModel):
     offset: int = 0
     unlabeled: int | None = None  # stored value that means "no label" and is no class id
     instances: InstanceEncoding | None = None  # the dataset's instance files, where it has them
-    file: str = ""  # documentation only: where the label files are
-    masks: str = ""  # documentation only: where per-pixel masks of a box dataset are
+    file: str | None = None  # documentation only: where the label files are
+    masks: str | None = None  # documentation only: where per-pixel masks of a box dataset are
 
 
 class Taxonomy(BaseModel):

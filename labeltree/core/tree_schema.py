@@ -17,8 +17,7 @@ from labeltree.core.yamlio import check_model
 
 Name = Annotated[str, Field(min_length=1)]
 ClassRef = int | str  # a class by id, name, readable name or synonym
-Entries = Annotated[list[Any], Field(min_length=1, description="a non-empty list of node names or "
-                                                                "'Name: [children]' entries")]
+Entries = Annotated[list[Any], Field(min_length=1, description="node names or 'Name: [children]' entries")]
 
 
 class _Strict(BaseModel):
@@ -62,7 +61,7 @@ class TreeFile(_Strict):
 
     name: str | None = None
     description: str = ""
-    datasets: list[str] = Field(min_length=1, description=f"a non-empty list of {_DATASETS}")
+    datasets: list[str] = Field(min_length=1, description=_DATASETS)
     evaluation_datasets: list[str] = Field(default_factory=list, description=_DATASETS)
     tree: Entries
     mappings: dict[str, MappingSpec] = Field(description="dataset: mapping lines")

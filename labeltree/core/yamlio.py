@@ -212,7 +212,8 @@ def check_model(model: type[M], data: Any, path: str | Path | None, what: str, *
 
 def model_error(e: ValidationError, model: type[BaseModel], data: Any, path: str | Path | None, what: str, *,
                 text: str | None = None, prefix: tuple[Any, ...] = ()) -> LabeltreeError:
-    errs = e.errors()
+    # an unknown key first: a misspelt key explains the 'missing' one beside it
+    errs = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
     err = errs[0]
     loc = _data_loc(data, tuple(err["loc"]))
     message = _describe(err, loc, errs, model)
