@@ -1,13 +1,14 @@
-"""Per-item work over a process pool with a progress bar, results in input order."""
+"""Per-item work over a process pool with a progress bar, results in input order.
+
+The pool (concurrent.futures) and the bar (tqdm) are imported only when used: a one-worker or quiet
+run, e.g. `labeltree evaluate --workers 1 --quiet`, does not pay for them at start-up.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from typing import TypeVar
-
-from tqdm import tqdm
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -15,6 +16,24 @@ R = TypeVar("R")
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class _NoBar:
+    """What pmap needs of a tqdm bar, doing nothing (progress off)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, desc: str, progress: bool) -> Any:
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", leave=False)
 
 
 def pmap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, desc: str = "",
@@ -25,13 +44,15 @@ def pmap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, d
     """
     items = list(items)
     workers = default_workers() if workers is None else max(1, workers)
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, leave=False)
+    bar = _bar(len(items), desc, progress)
     try:
         if workers == 1 or len(items) <= 1:
             for it in items:
                 yield fn(it)
                 bar.update()
             return
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(max_workers=min(workers, len(items))) as ex:
             for r in ex.map(fn, items, chunksize=chunksize):
                 yield r

@@ -129,14 +129,16 @@ def check_png_pixels(idat: bytes, hdr: PngHeader, path: str | Path | None = None
                              path)
 
 
-def check_png_chunks(data: bytes, path: str | Path | None = None, hdr: PngHeader | None = None) -> None:
+def check_png_chunks(data: bytes, path: str | Path | None = None, hdr: PngHeader | None = None,
+                     pixels: bool = True) -> None:
     """Walk the chunk list: every chunk complete with a matching CRC-32, IDAT present, IEND reached.
 
     torchvision's decode_png (0.29) crashes the process (SIGSEGV) on any libpng error after the
     header, so files go to it only after this check (~0.1 ms for a 2048x1024 label map), which
     catches truncation and bit rot with the file name in the message. PNGs whose chunks are intact
     but whose compressed pixel data is inconsistent (a broken writer) can still reach libpng: set
-    LABELTREE_PNG_DECODER=pil to decode everything with PIL, which raises instead.
+    LABELTREE_PNG_DECODER=pil to decode everything with PIL, which raises instead. `pixels=False` skips
+    inflating the image data (`check_png_pixels`) for a decoder that refuses bad data itself (libspng).
     """
     view = memoryview(data)
     pos, n, idat = 8, len(data), False
@@ -162,7 +164,7 @@ def check_png_chunks(data: bytes, path: str | Path | None = None, hdr: PngHeader
         pos = end + 4
     if not idat:
         raise LabeltreeError("PNG has no image data (IDAT chunk): the file is corrupt", path)
-    if hdr is not None and hdr.interlace == 0:
+    if pixels and hdr is not None and hdr.interlace == 0:
         check_png_pixels(b"".join(parts), hdr, path)
 
 
@@ -236,11 +238,16 @@ def decode_array(path: Path, hdr: PngHeader | None = None, decoder: str | None =
         hdr = png_header(data[:33], path)
     decoder = decoder or LABEL_DECODER
     try:
+        spng = hdr is not None and decoder == "auto" and _pyspng_exact(hdr) and _HAVE_PYSPNG
         if hdr is not None:  # PIL pads missing rows silently and libpng segfaults on them: check every PNG
             check_pixels(hdr.width, hdr.height, path)
-            check_png_chunks(data, path, hdr)
-        if hdr is not None and decoder == "auto" and _pyspng_exact(hdr) and _HAVE_PYSPNG:
-            return _decode_pyspng(data)
+            check_png_chunks(data, path, hdr, pixels=not spng)  # libspng refuses short or bad rows itself
+        if spng:
+            try:
+                return _decode_pyspng(data)
+            except RuntimeError:  # say what is wrong as the pixel check says it (rows, filter bytes, zlib)
+                check_png_chunks(data, path, hdr)
+                raise
         if hdr is not None and decoder == "torchvision" and _torchvision_exact(hdr) and _HAVE_TORCHVISION:
             return _decode_torchvision(data)
         return _decode_pil(data, path)
