@@ -331,12 +331,16 @@ def _coverage(h: Hierarchy, m: DatasetMapping) -> Coverage:
 def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Conflict]:
     """Conflicts of a merged tree: level of detail, name clashes, partial labelling, unmapped
     classes, unlabelled classifiers/nodes, and datasets kept out of classifiers."""
-    out: list[Conflict] = []
-    trained = [d for d, m in h.mappings.items() if not m.evaluation_only]
     desc = {i: set(h.descendants(i)) for i in range(len(h.nodes))}
     labelled: dict[str, set[int]] = {d: {n for n in m.to_node.values() if n is not None}
                                      for d, m in h.mappings.items()}
-    # 1. level of detail: a class on an inner node whose descendants other datasets label
+    return (_level_of_detail(h, desc, labelled) + _name_clashes(h) + _unmapped(h, added or {})
+            + _classifier_conflicts(h, desc, labelled) + _unlabelled_nodes(h, desc, labelled))
+
+
+def _level_of_detail(h: Hierarchy, desc: dict[int, set[int]], labelled: dict[str, set[int]]) -> list[Conflict]:
+    """A class on an inner node whose descendants other datasets label."""
+    out: list[Conflict] = []
     for d, m in h.mappings.items():
         for c in m.taxonomy.classes:
             n = m.to_node.get(c.id)
@@ -355,7 +359,11 @@ def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Con
                 [f"{d}:{c.display}"] + [f"{e}:{x.display}" for e in finer for x in h.mappings[e].taxonomy.classes
                                         if h.mappings[e].to_node.get(x.id) in desc[n] - {n}],
                 h.nodes[n].name))
-    # 2. same normalised name, different nodes
+    return out
+
+def _name_clashes(h: Hierarchy) -> list[Conflict]:
+    """The same normalised name on different nodes, or a class not on the node of its name."""
+    out: list[Conflict] = []
     groups: dict[str, list[tuple[str, ClassDef, int | None]]] = {}
     for d, m in h.mappings.items():
         for c in m.taxonomy.classes:
@@ -384,14 +392,23 @@ def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Con
             out.append(Conflict("name-clash", f"{d} '{c.display}' -> '{h.nodes[n].name}', not to the node of the "
                                 f"same name '{h.nodes[node_by_norm[k]].name}'", [d], [f"{d}:{c.display}"],
                                 h.nodes[n].name))
-    # 3. unmapped (rules mode: added as new root leaves)
-    for d, ids in (added or {}).items():
+    return out
+
+def _unmapped(h: Hierarchy, added: dict[str, list[int]]) -> list[Conflict]:
+    """Classes the rules left unmapped (rules mode: added as new root leaves)."""
+    out: list[Conflict] = []
+    for d, ids in added.items():
         tax = h.mappings[d].taxonomy
         names = [tax.by_id(i).display for i in ids]
         out.append(Conflict("unmapped", f"{d}: {len(ids)} class(es) neither mapped nor ignored by the rules nor "
                             f"matched by name: {_list(names, 12)} (proposed as new root leaves)", [d],
                             [f"{d}:{n}" for n in names]))
-    # 4. per classifier: who trains it, who is excluded, children labelled by some datasets only
+    return out
+
+def _classifier_conflicts(h: Hierarchy, desc: dict[int, set[int]], labelled: dict[str, set[int]]) -> list[Conflict]:
+    """Per classifier: who trains it, who is excluded, children labelled by some datasets only."""
+    out: list[Conflict] = []
+    trained = [d for d, m in h.mappings.items() if not m.evaluation_only]
     for j, cl in enumerate(h.classifiers):
         sup = [d for d in trained if h.supervises(d, j)]
         if not sup:
@@ -426,7 +443,11 @@ def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Con
                     kind, f"classifier '{cl.name}': {len(names)} class(es) labelled by {', '.join(who)} only "
                     f"({', '.join(missing)} has no class for them; its pixels of these carry another class or "
                     f"none): {_list(names, 12)}", list(who), names, cl.name))
-    # 5. nodes no dataset labels at or below
+    return out
+
+def _unlabelled_nodes(h: Hierarchy, desc: dict[int, set[int]], labelled: dict[str, set[int]]) -> list[Conflict]:
+    """Nodes that no dataset labels at or below."""
+    out: list[Conflict] = []
     any_label = set().union(*labelled.values()) if labelled else set()
     dead = [i for i in range(1, len(h.nodes)) if not (desc[i] & any_label)]
     if dead:
@@ -434,7 +455,6 @@ def analyse(h: Hierarchy, added: dict[str, list[int]] | None = None) -> list[Con
         out.append(Conflict("unlabelled", f"{len(dead)} node(s) that no dataset labels (the network can predict "
                             f"them but nothing trains them): {_list(names, 12)}", [], names))
     return out
-
 
 # -- output --------------------------------------------------------------------------------------
 
