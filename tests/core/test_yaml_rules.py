@@ -108,3 +108,11 @@ def test_a_tree_nested_too_deep_is_one_line(tmp_path: Path) -> None:
     tree = "".join(f"[{{N{i}: " for i in range(40)) + "[x, y]" + "}]" * 40
     (tmp_path / "t.yaml").write_text(f"datasets: [cityscapes]\ntree: {tree}\nmappings:\n  cityscapes: {{}}\n")
     refused(["validate", tmp_path / "t.yaml"], "t.yaml:2:", "more than 32 levels deep")
+
+
+def test_train_and_merge_rules_refuse_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(CONFIG + "  steps: 20\n")
+    refused(["train", tmp_path / "c.yaml", "--out", tmp_path / "run"], "c.yaml:6:", "'steps' appears twice")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "r.yaml").write_text("tree: [Road, Car]\nmappings:\n  cityscapes: {by_name: true, ignroe: []}\n")
+    refused(["merge", "cityscapes", "--rules", tmp_path / "r.yaml"], "r.yaml:3:", "['ignroe']")
