@@ -237,15 +237,17 @@ class Hierarchy:
         """Per classifier: logit position -> node index."""
         return [np.asarray(c.children, dtype=np.int64) for c in self.classifiers]
 
-    def cascade(self, scores: list[Any], stop_level: int | None = None) -> Any:
+    def cascade(self, scores: list[Any], stop_level: int | None = None, skip: dict[int, int] | None = None) -> Any:
         """Hard top-down argmax cascade (docs/design.md §2.5) over per-classifier scores.
 
         `scores[j]` has shape (..., C_j, H, W) with the class axis at -3 (numpy or torch; the same
         leading shape for all). Returns node indices (..., H, W). With `stop_level`, classifiers
-        below that level are not descended into.
+        below that level are not descended into. `skip` {classifier index: child node}: that
+        classifier is not asked, a pixel reaching its node goes on to the child (`direct_skips`).
         """
         if len(scores) != len(self.classifiers):
             raise ValueError(f"expected {len(self.classifiers)} score arrays, got {len(scores)}")
+        skip = skip or {}
         first = scores[0]
         is_torch = type(first).__module__.startswith("torch")
         if is_torch:
@@ -255,6 +257,9 @@ class Hierarchy:
             for j, c in enumerate(self.classifiers):
                 if stop_level is not None and c.level > stop_level:
                     continue
+                if j in skip:
+                    cur = torch.where(cur == c.node, torch.full_like(cur, skip[j]), cur)
+                    continue
                 table = torch.as_tensor(self.child_table[j], device=first.device)
                 cand = table[scores[j].argmax(dim=-3)]
                 cur = torch.where(cur == c.node, cand, cur)
@@ -263,9 +268,28 @@ class Hierarchy:
         for j, c in enumerate(self.classifiers):
             if stop_level is not None and c.level > stop_level:
                 continue
-            cand = self.child_table[j][np.argmax(scores[j], axis=-3)]
+            cand = skip[j] if j in skip else self.child_table[j][np.argmax(scores[j], axis=-3)]
             cur = np.where(cur == c.node, cand, cur)
         return cur
+
+    def direct_skips(self, evaluated: set[int]) -> dict[int, int]:
+        """The authors' evaluation path (`define_estimator.py:515-566`) for a dataset whose evaluated classes
+        are the nodes `evaluated`: a classifier below Level 1 whose evaluated nodes all lie strictly below one
+        child is not asked; the path goes straight to that child. GTSDB and Cityscapes Extended (sign classes
+        under Traffic Sign (Front)): Level 1 'Traffic Sign' -> the sign classifier, never Back / Front.
+        Cityscapes ('traffic sign' is Front itself) and Vistas (Back and Front) skip nothing.
+        """
+        out = {}
+        for j, c in enumerate(self.classifiers):
+            if c.level <= 1:
+                continue
+            below = [n for n in evaluated if c.node in self.ancestors(n)]
+            if not below:
+                continue
+            under = {child for child in c.children for n in below if n != child and child in self.ancestors(n)}
+            if len(under) == 1 and all(n not in c.children and n != c.node for n in below):
+                out[j] = under.pop()
+        return out
 
     def node_at_level(self, nodes: np.ndarray, level: int) -> np.ndarray:
         """Map node indices to their ancestor at `level` (nodes above it stay as they are)."""

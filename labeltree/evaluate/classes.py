@@ -186,3 +186,20 @@ def paper_pixel_counts(reader: Any, rules: Rules, hierarchy: Hierarchy | None, g
     greader = open_dataset(box.taxonomy, gtsdb_root, mask_mode=mask_mode)
     return tuple(box_counts_as(hierarchy, name, gtsdb_class_pixels(greader, sp, rules.pixel_size, mask_mode))
                  for sp in ("train", "test"))  # type: ignore[return-value]
+
+
+def paper_nodes(hierarchy: Hierarchy, dataset: str) -> set[int]:
+    """Tree nodes of the paper's class set of `dataset`, before any pixel rule: every mapped class; for an
+    evaluation-only dataset (Cityscapes Extended) those shared with the tree's box datasets."""
+    m = hierarchy.mapping(dataset)
+    nodes = {n for n in m.to_node.values() if n is not None}
+    if m.evaluation_only:
+        nodes &= {n for d in hierarchy.mappings.values() if d.is_boxes for n in d.to_node.values() if n is not None}
+    return nodes
+
+
+def decision_skips(rules: Rules | None, hierarchy: Hierarchy, dataset: str) -> dict[int, int]:
+    """The classifiers a hierarchical model's cascade skips under `rules` (`path: direct`, the paper's)."""
+    if rules is None or rules.path != "direct":
+        return {}
+    return hierarchy.direct_skips(paper_nodes(hierarchy, dataset))

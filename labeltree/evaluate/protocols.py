@@ -33,7 +33,9 @@ the >= 1000-pixel rule at 512x850, Cityscapes Extended: sign classes with >= 100
 train, GTSDB test and the evaluated Cityscapes Extended split), means over classes present in the
 gt, predictions of classes the dataset lacks dropped (a tree node without a class of the dataset;
 in dataset ids the dataset's "no class" value, which `labeltree predict` writes for such nodes), and
-the flat model's second-choice traffic-sign rule.
+the flat model's second-choice traffic-sign rule, and the authors' decision path (`path: direct`,
+`Hierarchy.direct_skips`): on GTSDB and Cityscapes Extended, Level 1 "traffic sign" goes straight to the
+sign classifier and the Back / Front classifier is never asked (their define_estimator.py:515-566).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 
 PROTOCOLS = ("official", "paper")
 MEANS = ("gt", "defined")
+#: decision paths of a hierarchical model: the full cascade, or the authors' (classifiers skipped, `direct_skips`)
+PATHS = ("cascade", "direct")
 #: the frame size (H, W) at which the paper's >= min_pixels rule counts GTSDB pixels: the authors' training scale
 PAPER_PIXEL_SIZE = (512, 850)
 #: fields of Rules that say how the paper's pixel rule is counted, not what the numbers are: not in as_dict()
@@ -88,6 +92,7 @@ class Rules:
     drop: str  # none | foreign | unevaluated
     sign_rule: bool  # the flat model's second-choice rule on score maps
     requested: str  # the protocol asked for
+    path: str = "cascade"  # a hierarchical model's decision path: cascade | direct (the authors')
     overrides: tuple[str, ...] = ()  # options that changed a rule of the protocol
     note: str = ""
     dataset: str = ""  # the taxonomy these rules were resolved for ("" = any)
@@ -109,7 +114,8 @@ class Rules:
         classes = self.classes if isinstance(self.classes, str) else "ids " + ",".join(map(str, self.classes))
         s = (f"protocol {self.protocol} ({self.tool}): classes {classes}, "
              f"mean over classes {'present in the gt' if self.mean_over == 'gt' else 'with a defined IoU'}, "
-             f"predictions {drop}" + (", flat second-choice sign rule" if self.sign_rule else ""))
+             f"predictions {drop}" + (", flat second-choice sign rule" if self.sign_rule else "")
+             + (", the authors' decision path" if self.path == "direct" else ""))
         if self.overrides:
             s += f"; overridden: {', '.join(self.overrides)}"
         if self.note:
@@ -120,7 +126,7 @@ class Rules:
 def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | None = None,
                   mean_over: str | None = None, drop: str | None = None, sign_rule: bool | None = None, *,
                   paper_protocol: bool | None = None, min_pixels: int | None = None,
-                  pixel_size: tuple[int, int] | None | str = "paper") -> Rules:
+                  pixel_size: tuple[int, int] | None | str = "paper", path: str | None = None) -> Rules:
     """The rules of `protocol` for a dataset (taxonomy name), with any explicit overrides applied.
 
     `paper_protocol` is the legacy switch: True = drop foreign predictions + sign rule, False = neither
@@ -133,6 +139,8 @@ def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | No
         sign_rule = sign_rule if sign_rule is not None else paper_protocol
     if drop is not None and drop not in DROPS:
         raise LabeltreeError(f"drop rule must be one of {', '.join(DROPS)}, not {drop!r}")
+    if path is not None and path not in PATHS:
+        raise LabeltreeError(f"decision path must be one of {', '.join(PATHS)}, not {path!r}")
     if mean_over is not None and mean_over not in MEANS:
         raise LabeltreeError(f"mean over must be 'gt' or 'defined', not {mean_over!r}")
     if min_pixels is not None and (isinstance(min_pixels, bool) or not isinstance(min_pixels, int) or min_pixels < 0):
@@ -140,16 +148,17 @@ def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | No
     note = ""
     if protocol == "official" and dataset in OFFICIAL_TOOLS:
         tool, mean, dr = OFFICIAL_TOOLS[dataset]
-        base = Rules("official", tool, "official", mean, dr, False, protocol)
+        base = Rules("official", tool, "official", mean, dr, False, protocol, "cascade")
     else:
         if protocol == "official":
             note = f"'{dataset}' has no official pixel-level evaluation tool: the paper protocol is used"
         base = Rules("paper", "Meletis & Dubbelman 2018, authors' code", "paper", "gt", "foreign", True, protocol,
-                     note=note)
+                     "direct", note=note)
     over = []
     kw: dict[str, Any] = {}
     for name, value, current in (("classes", classes, base.classes), ("mean_over", mean_over, base.mean_over),
-                                 ("drop", drop, base.drop), ("sign_rule", sign_rule, base.sign_rule)):
+                                 ("drop", drop, base.drop), ("sign_rule", sign_rule, base.sign_rule),
+                                 ("path", path, base.path)):
         if value is None:
             continue
         value = value if isinstance(value, (str, bool)) else tuple(int(v) for v in value)

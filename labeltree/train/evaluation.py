@@ -5,7 +5,9 @@ The network's node map is projected with the tree's `node_to_value` (the cascade
 depth the dataset annotates) into the dataset's stored values; predicted nodes the dataset has no
 class for become its 'no label' value and count as errors (standard protocol). Class sets: the
 paper's for dense and evaluation-only datasets (Cityscapes 27, Vistas 65, Cityscapes Extended: the
-sign classes), all classes present for box datasets (the >= 1000-pixel rule needs both splits).
+sign classes), all classes present for box datasets (the >= 1000-pixel rule needs both splits). A
+hierarchical model takes the authors' decision path (GTSDB and Cityscapes Extended: Level 1 'Traffic Sign'
+straight to the sign classifier, `Hierarchy.direct_skips`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labeltree.evaluate.classes import decision_skips
 from labeltree.evaluate.evaluator import Evaluator
 from labeltree.train.data import Source
 from labeltree.train.predict import Predictor, flat_sign_nodes, flat_sign_rule
@@ -37,6 +40,7 @@ def evaluate_sources(pred: Predictor, sources: list[Source], sliding: bool = Fal
     try:
         for src in sources:
             ev = make_evaluator(pred, src.name)
+            skip = decision_skips(ev.rules, pred.h, src.name) if pred.flat is None else {}
             # the flat model on the evaluation-only sign dataset: the paper's second-choice rule (as the demo)
             use_rule = rule is not None and pred.h.mapping(src.name).evaluation_only
             for i in range(len(src)):
@@ -44,7 +48,7 @@ def evaluate_sources(pred: Predictor, sources: list[Source], sliding: bool = Fal
                 x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
                 scores = pred.scores(x, sliding)
                 nodes = (flat_sign_nodes(pred, scores, rule)[0] if use_rule
-                         else pred.nodes(scores)[0].cpu().numpy())
+                         else pred.nodes(scores, skip=skip)[0].cpu().numpy())
                 ev.add(lab, pred.dataset_values(nodes, src.name), gt_path=src.items[i].source)
             res = ev.result()
             res.pop("confusion", None)  # keep metrics.jsonl readable; the matrix is in `labeltree evaluate`

@@ -83,10 +83,12 @@ class Predictor:
         assert acc is not None
         return [a / count for a in acc]
 
-    def nodes(self, scores: list[torch.Tensor], stop_level: int | None = None) -> torch.Tensor:
-        """Tree node per pixel [B,H,W] (the flat model: -1 for its extra 'unlabeled' classes)."""
+    def nodes(self, scores: list[torch.Tensor], stop_level: int | None = None,
+              skip: dict[int, int] | None = None) -> torch.Tensor:
+        """Tree node per pixel [B,H,W] (the flat model: -1 for its extra 'unlabeled' classes); `skip`:
+        classifiers not asked (the paper protocol's decision path, `Hierarchy.direct_skips`)."""
         if self.flat is None:
-            return self.h.cascade(scores, stop_level=stop_level)
+            return self.h.cascade(scores, stop_level=stop_level, skip=skip)
         table = torch.as_tensor(self.flat.class_to_node(), device=scores[0].device)
         return table[scores[0].argmax(1)]
 
@@ -106,7 +108,8 @@ class Predictor:
         return colors[nodes]
 
     def predict_array(self, img: np.ndarray, resize: tuple[int, int] | None = None, sliding: bool = False,
-                      resize_mode: str = "fixed") -> tuple[np.ndarray, list[torch.Tensor]]:
+                      resize_mode: str = "fixed", skip: dict[int, int] | None = None,
+                      ) -> tuple[np.ndarray, list[torch.Tensor]]:
         """One HxWx3 uint8 image -> (node map at the image's size, scores at network scale)."""
         H, W = img.shape[:2]
         size = scaled_size((H, W), resize, resize_mode)
@@ -114,7 +117,7 @@ class Predictor:
             img, _ = resize_pair(img, np.zeros((H, W), np.uint8), size)
         x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
         sc = self.scores(x, sliding)
-        nodes = self.nodes(sc)
+        nodes = self.nodes(sc, skip=skip)
         if nodes.shape[-2:] != (H, W):
             nodes = F.interpolate(nodes[None].float(), size=(H, W), mode="nearest")[0].long()
         return nodes[0].cpu().numpy(), sc
@@ -219,9 +222,11 @@ def checkpoint_predict(checkpoint: str | Path, dataset: str, sliding: bool = Fal
     rule = flat_sign_rule(pred)
 
     def predict(sample: Sample, rules: Any = None) -> np.ndarray:
+        from labeltree.evaluate.classes import decision_skips
+
         img = read_rgb(sample.image)
         if pred.flat is None:
-            nodes, _ = pred.predict_array(img, resize, sliding, mode)
+            nodes, _ = pred.predict_array(img, resize, sliding, mode, skip=decision_skips(rules, pred.h, name))
             return nodes
         if rule is None or rules is None or not rules.sign_rule:
             nodes, _ = pred.predict_array(img, resize, sliding, mode)
