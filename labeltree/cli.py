@@ -26,6 +26,11 @@ def _format_warning(message: Warning | str, category: type[Warning], filename: s
 _python_format_warning = warnings.formatwarning
 
 
+def _one_line(text: str) -> str:
+    """The error as one line: control characters in it (a file name holding a line break) escaped."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 class _Group(click.Group):
     """Bad input -> one line on stderr and exit status 2, never a traceback."""
 
@@ -34,11 +39,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LabeltreeError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(str(e))}", err=True)
             sys.exit(2)
         except OSError as e:  # a file problem no check foresaw (race, odd file system): still one line
             where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            click.echo(f"error: {_one_line(where + str(e.strerror or e))}", err=True)
             sys.exit(2)
         except RuntimeError as e:
             if "symlink loop" not in str(e).lower():
@@ -50,6 +55,9 @@ class _Group(click.Group):
             sys.exit(130)
         finally:
             warnings.formatwarning = _python_format_warning
+            fsutil = sys.modules.get("labeltree.fsutil")  # loaded only by commands that write outputs
+            if fsutil is not None:
+                fsutil.release_outputs()  # type: ignore[attr-defined]
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,11 +36,12 @@ from labeltree.datasets import cityscapes as cs_layout
 from labeltree.datasets import gtsdb as gtsdb_layout
 from labeltree.datasets import idd as idd_layout
 from labeltree.datasets import vistas as vistas_layout
-from labeltree.datasets.base import Unknown, no_class_value
+from labeltree.datasets.base import DatasetReader, Unknown, check_split_name, no_class_value
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.datasets.registry import reader_for
+from labeltree.datasets.split_list import list_line
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import write_json, write_png, write_text
+from labeltree.fsutil import MAX_TEXT_BYTES, locked_output, read_input, write_json, write_png, write_text
 from labeltree.parallel import pmap
 
 TRAIN_IGNORE = 255  # train-id ignore value (Cityscapes, mmsegmentation, detectron2)
@@ -412,6 +414,46 @@ def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
+def _adopt_out(out: Path, conv: Conversion, force: bool) -> None:
+    """OUT may be new, empty, or this command's own earlier output of the same conversion (its manifest);
+    any other folder (a user's files, another conversion) is replaced only with --force."""
+    if out.exists() and not out.is_dir():
+        raise LabeltreeError("OUT must be a folder, but a file is there; choose another path", out)
+    if force or not out.exists():
+        return
+    manifest = out / MANIFEST
+    if not manifest.exists():
+        if any(out.iterdir()):
+            raise LabeltreeError(f"OUT exists and is no earlier `labeltree convert` output (no {MANIFEST}); pass "
+                                 "--force to write into it (files of the same names are replaced), or choose a "
+                                 "new or empty folder", out)
+        return
+    try:
+        before = json.loads(read_input(manifest, "convert manifest", MAX_TEXT_BYTES))
+    except (LabeltreeError, ValueError):
+        before = None
+    if before != conv.signature():
+        raise LabeltreeError(f"{out} holds labels of another conversion (see {MANIFEST}); pass --force to "
+                             "replace them, or pick another OUT", manifest)
+
+
+def _check_out_paths(out: Path, paths: list[Path], inputs: list[Path]) -> None:
+    """Every output lies inside OUT, once, and on no input file (overrides, gt.txt, tree, taxonomy)."""
+    top = out.resolve()
+    for p in paths:
+        if not p.resolve().is_relative_to(top):
+            raise LabeltreeError(f"this output would lie outside OUT {out}; check --split and the dataset's file "
+                                 "names", p)
+    if len(set(paths)) != len(paths):
+        raise LabeltreeError("two samples would be written to the same output file; convert one split at a time "
+                             "(--split)", out)
+    sources = {os.path.realpath(i) for i in inputs}
+    for p in paths:
+        if os.path.realpath(p) in sources:
+            raise LabeltreeError("this output would replace an input of the command (no command writes over its "
+                                 "inputs); choose another OUT", p)
+
+
 def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
                     hierarchy: str | Path = "cityscapes+vistas+gtsdb", splits: list[str] | None = None,
                     overrides: str | Path | None = None, workers: int | None = None, force: bool = False,
@@ -419,15 +461,16 @@ def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
                     gt: str | Path | None = None) -> ConvertReport:
     """Convert every label of `splits` under `root` into `out` in the target's layout, with split lists.
 
-    Never writes under `root`; each file is written atomically; outputs already there are kept
-    (a rerun resumes) unless `force`, and only when `out` was written with the same conversion.
+    Never writes under `root` or onto an input file; each file is written atomically; outputs already
+    there are kept (a rerun resumes) unless `force`, and only when `out` was written with the same
+    conversion; `out` is locked while this runs (a second convert into it is refused).
     """
     root, out = Path(root), Path(out)
+    for split in splits or ():
+        check_split_name(split)
     if _inside(out, root) or (out.exists() and _inside(root, out)):
         raise LabeltreeError(f"OUT must lie outside the dataset root {root.resolve()} (convert never writes into "
                              "its input): pick another folder", out)
-    if out.exists() and not out.is_dir():
-        raise LabeltreeError("OUT must be a folder", out)
     if mask_mode not in MODES:
         raise LabeltreeError(f"--mask-mode must be one of {', '.join(MODES)}, not '{mask_mode}'")
     h = load_hierarchy(hierarchy)
@@ -437,15 +480,17 @@ def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
     reader = open_dataset(stax, root, unknown, **options)
     if stax.annotation == "boxes":
         reader.mask_mode = mask_mode
-    manifest = out / MANIFEST
-    if manifest.exists() and not force:
-        try:
-            before = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            before = None
-        if before != conv.signature():
-            raise LabeltreeError(f"{out} holds labels of another conversion (see {MANIFEST}); pass --force to "
-                                 "replace them, or pick another OUT", manifest)
+    _adopt_out(out, conv, force)
+    with locked_output(out, "OUT"):
+        _adopt_out(out, conv, force)  # again under the lock: another convert may have just finished there
+        inputs = [Path(p) for p in (overrides, gt, h.path, dataset) if p is not None and Path(p).is_file()]
+        return _convert(reader, conv, out, splits, inputs, force, workers, progress)
+
+
+def _convert(reader: DatasetReader, conv: Conversion, out: Path, splits: list[str] | None, inputs: list[Path],
+             force: bool, workers: int | None, progress: bool) -> ConvertReport:
+    """The conversion itself, OUT locked: list the samples, check where they go, write labels and lists."""
+    root, stax = reader.root, reader.taxonomy
     chosen = splits or reader.splits()
     samples: list[Sample] = []
     for split in chosen:
@@ -453,27 +498,28 @@ def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
     if not samples:
         raise LabeltreeError(f"no labelled samples in split(s) {', '.join(chosen)} under {root.resolve()}", root)
     paths = [output_path(out, conv, s, i) for i, s in enumerate(samples)]
-    if len(set(paths)) != len(paths):
-        raise LabeltreeError("two samples would be written to the same output file; convert one split at a time "
-                             "(--split)", out)
+    manifest = out / MANIFEST
+    lists = [out / f"{split}.txt" for split in dict.fromkeys(s.split for s in samples)]
+    _check_out_paths(out, paths + lists + [manifest], inputs)
+    report = ConvertReport(conv.source, conv.target.spec, conv.hierarchy, str(out), images=len(samples))
+    lines = _list_lines(report, out, samples, paths)
     out.mkdir(parents=True, exist_ok=True)
     write_json(manifest, conv.signature())
     jobs = [(s, str(p), force or not p.exists()) for s, p in zip(samples, paths, strict=True)]
-    report = ConvertReport(conv.source, conv.target.spec, conv.hierarchy, str(out), images=len(samples))
     todo = [j for j in jobs if j[2]]
     report.skipped = len(jobs) - len(todo)
     size = len(conv.lut)
     pixels = np.zeros(size, dtype=np.int64)
     images = np.zeros(size, dtype=np.int64)
-    fn = functools.partial(_convert_one, conv=conv, taxonomy=stax, mask_mode=mask_mode, unknown=unknown,
-                           known=reader.known)
+    fn = functools.partial(_convert_one, conv=conv, taxonomy=stax, mask_mode=reader.mask_mode,
+                           unknown=reader.unknown, known=reader.known)
     for values, counts in pmap(fn, todo, workers, desc=f"convert {conv.source} -> {conv.target.spec}",
                                progress=progress, chunksize=4):
         pixels[values] += counts
         images[values] += 1
         report.written += 1
     _fill_report(report, conv, pixels, images)
-    _write_lists(report, out, samples, paths)
+    _write_lists(report, out, lines)
     return report
 
 
@@ -493,14 +539,20 @@ def _fill_report(report: ConvertReport, conv: Conversion, pixels: np.ndarray, im
     report.targets = [by_target[k] for k in sorted(by_target)]
 
 
-def _write_lists(report: ConvertReport, out: Path, samples: list[Sample], paths: list[Path]) -> None:
-    """`{split}.txt`: one 'IMAGE LABEL' line (absolute paths) per sample with a photo."""
+def _list_lines(report: ConvertReport, out: Path, samples: list[Sample], paths: list[Path]) -> dict[str, list[str]]:
+    """The split lists' lines ('IMAGE LABEL', relative to OUT, quoted where needed), made before any label is
+    written so that a name no list can hold is refused first; samples without a photo are counted."""
     lines: dict[str, list[str]] = {}
     for s, p in zip(samples, paths, strict=True):
         if s.image is None:
             report.without_image += 1
             continue
-        lines.setdefault(s.split, []).append(f"{Path(s.image).resolve()} {p.resolve()}")
+        lines.setdefault(s.split, []).append(list_line(s.image, p, out))
+    return lines
+
+
+def _write_lists(report: ConvertReport, out: Path, lines: dict[str, list[str]]) -> None:
+    """`{split}.txt` per split (see labeltree.datasets.split_list)."""
     for split, rows in lines.items():
         target = out / f"{split}.txt"
         write_text(target, "\n".join(rows) + "\n")

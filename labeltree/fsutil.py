@@ -8,14 +8,22 @@
 - `check_outputs` is the one rule for output options: never an input of the command, an existing
   file only with --force, a path that can be written; it runs before the work so nothing is lost.
 - OSErrors on an output path become one LabeltreeError naming that path.
+- One writer per output: `check_output` takes a lock (`.NAME.lock` beside it, flock'ed) held until the
+  command ends, so a second command on the same output file or folder is refused while the first runs.
+  The kernel drops the lock when its process dies, so a lock file left by a killed run is simply reused.
+- Inputs are read through `read_input` / `check_input`: a regular file of sane size, never a FIFO or a
+  device (which would hang or never end) and never a sparse giant read until memory runs out.
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
+import fcntl
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -27,6 +35,9 @@ from PIL import Image
 
 from labeltree.errors import LabeltreeError
 
+MiB = 1 << 20
+MAX_TEXT_BYTES = 64 * MiB  # YAML, CSV, gt.txt, JSON inputs: far above any real one
+MAX_IMAGE_BYTES = 1024 * MiB  # one label / photo / checkpoint-sized input file
 _TMP_RE = re.compile(r"^\..+\.(?:lt(\d+)-[a-z0-9_]+|[a-z0-9_]{8})\.tmp$")
 _cleaned: set[tuple[int, str]] = set()  # (pid, folder): stale temp files are looked for once per process and folder
 
@@ -201,6 +212,7 @@ def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), for
         raise LabeltreeError(f"{option}: a part of the path is a file, not a folder; choose another path", path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LabeltreeError(f"{option}: no permission to write in {parent} (read-only?); choose another path", path)
+    hold_output(path, option)
 
 
 def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path] = (),
@@ -238,3 +250,142 @@ def input_sparing_png_writer(inputs: Iterable[str | Path]) -> Callable[[str | Pa
         write_png(target, arr)
 
     return write
+
+
+# -- inputs: regular files of sane size ----------------------------------------------------------
+
+def _size_text(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
+
+
+def _check_stat(st: os.stat_result, path: str | Path, what: str, limit: int) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise LabeltreeError(f"expected a {what} file, found a directory", path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "no regular file")
+        raise LabeltreeError(f"the {what} file is {kind}, not a regular file; give the file itself", path)
+    if st.st_size > limit:
+        raise LabeltreeError(f"the {what} file is {_size_text(st.st_size)}, over the {_size_text(limit)} any "
+                             f"{what} file can sensibly be; is it the right file?", path)
+
+
+def check_input(path: str | Path, what: str = "input", limit: int = MAX_IMAGE_BYTES) -> Path:
+    """Refuse, without opening it, an input that is missing, a folder, a FIFO / device / socket, or over
+    `limit` bytes (a link to /dev/zero, an 8 GiB sparse file). For files a library opens itself."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise LabeltreeError(f"{what} file not found (searched {Path(path).absolute()})", path) from None
+    except OSError as e:
+        raise LabeltreeError(f"cannot read the {what} file ({e.strerror or e})", path) from None
+    _check_stat(st, path, what, limit)
+    return Path(path)
+
+
+def read_input(path: str | Path, what: str = "input", limit: int = MAX_IMAGE_BYTES, size: int = -1) -> bytes:
+    """The bytes of an input file (the first `size` when given), checked on the open file itself
+    (O_NONBLOCK: a FIFO never blocks the open) to be a regular file of at most `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise LabeltreeError(f"{what} file not found (searched {Path(path).absolute()})", path) from None
+    except IsADirectoryError:
+        raise LabeltreeError(f"expected a {what} file, found a directory", path) from None
+    except OSError as e:
+        raise LabeltreeError(f"cannot read the {what} file ({e.strerror or e})", path) from None
+    with os.fdopen(fd, "rb") as f:
+        _check_stat(os.fstat(fd), path, what, limit)
+        try:
+            return f.read(size)
+        except OSError as e:
+            raise LabeltreeError(f"cannot read the {what} file ({e.strerror or e})", path) from None
+
+
+# -- one writer per output ------------------------------------------------------------------------
+
+_locks: dict[str, tuple[int, int]] = {}  # realpath of the output -> (fd of its lock file, owner pid)
+
+
+def lock_path(target: str | Path) -> Path:
+    """The lock file of an output file or folder: `.NAME.lock` beside it."""
+    target = Path(os.path.abspath(target))
+    return target.parent / f".{target.name}.lock"
+
+
+def _holder(lock: Path) -> str:
+    try:
+        pid = lock.read_text().split()[0]
+        return f"process {int(pid)}"
+    except (OSError, ValueError, IndexError):
+        return "another process"
+
+
+def hold_output(target: str | Path, option: str) -> None:
+    """Lock `target` (an output file or folder) for this process until the command ends, or refuse with
+    one line when another live process holds it. Reentrant within one process."""
+    key = os.path.realpath(target)
+    if key in _locks:
+        return
+    lock = lock_path(key)
+    _mkdir_parent(lock)
+    for _ in range(8):  # the lock file may be unlinked by its releasing owner between our open and flock
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), umask_mode())
+        except OSError as e:
+            raise output_error(lock, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise LabeltreeError(f"{option}: {_holder(lock)} is writing this output now (lock {lock}); wait for "
+                                 "it to finish, or choose another path", target) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except OSError:
+            same = False
+        if same:
+            _locks[key] = (fd, os.getpid())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError as e:
+                release_outputs()
+                raise output_error(lock, e) from None
+            return
+        os.close(fd)
+    raise LabeltreeError(f"{option}: could not lock this output (lock {lock} keeps changing); retry", target)
+
+
+def _release(key: str) -> None:
+    fd, pid = _locks[key]
+    if pid != os.getpid():
+        return  # a forked worker: the lock is its parent's
+    try:
+        os.unlink(lock_path(key))
+    except OSError:
+        pass
+    os.close(fd)
+    del _locks[key]
+
+
+def release_outputs() -> None:
+    """Drop every output lock this process holds (the command ended); forked workers leave them alone."""
+    for key in list(_locks):
+        _release(key)
+
+
+@contextmanager
+def locked_output(target: str | Path, option: str) -> Iterator[None]:
+    """`hold_output` for the body only (library callers), unless the lock was already held."""
+    key = os.path.realpath(target)
+    held = key in _locks
+    hold_output(target, option)
+    try:
+        yield
+    finally:
+        if not held and key in _locks:
+            _release(key)
+
+
+atexit.register(release_outputs)

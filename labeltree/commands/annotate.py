@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.commands._options import split_names
 from labeltree.errors import LabeltreeError
 
 _PATH = click.Path(path_type=Path)
@@ -26,7 +27,8 @@ def annotate_group() -> None:
 @annotate_group.command("propose")
 @click.argument("cityscapes_root", type=_PATH)
 @click.argument("workdir", type=_PATH)
-@click.option("--splits", default=None, help="Comma-separated splits (default: train,val where present).")
+@click.option("--splits", default=None, callback=split_names,
+              help="Comma-separated splits (default: train,val where present).")
 @click.option("--min-size", default=20, show_default=True, type=int,
               help="Components whose box is smaller on either side stay plain 'traffic sign'.")
 @click.option("--split-touching", is_flag=True, help="Separate touching signs (distance transform + watershed).")

@@ -38,7 +38,8 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
                 overrides: Path | None, mask_mode: str, gt: Path | None, workers: int | None, force: bool,
                 report_path: Path | None, all_classes: bool, quiet: bool, unknown: str) -> None:
     """Convert DATASET's labels under ROOT into another label space, written to OUT in the target's layout
-    with split lists OUT/{split}.txt ('IMAGE LABEL' per line, as mmsegmentation / detectron2 lists).
+    with split lists OUT/{split}.txt: one 'IMAGE LABEL' line per sample, paths relative to OUT, a path with a
+    space or odd character shell-quoted (Python: shlex.split(line)), as mmsegmentation / detectron2-style lists.
 
     A source class becomes the target class at the deepest ancestor-or-self of its tree node that the
     target maps; a class coarser than target classes below it, or outside the target's tree, becomes
@@ -51,9 +52,12 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
       labeltree convert gtsdb data/FullIJCNN2013 data/gtsdb-tree --to tree:2 --mask-mode coarse
     """
     from labeltree.convert import conversion_tree, convert_dataset, render_report
+    from labeltree.datasets.base import check_split_name
     from labeltree.errors import LabeltreeError
     from labeltree.fsutil import check_output, write_json
 
+    for split in splits:
+        check_split_name(split)
     if report_path is not None and (root.resolve() == report_path.resolve().parent
                                     or root.resolve() in report_path.resolve().parents):
         raise LabeltreeError("--report must lie outside the dataset root (convert never writes into its input)",
@@ -61,8 +65,9 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
     if report_path is not None and report_path.resolve().is_relative_to(out.resolve()):
         raise LabeltreeError(f"--report must lie outside OUT {out} (convert fills OUT with labels and split lists "
                              "that could replace it); choose another path", report_path)
-    if report_path is not None:
-        check_output(report_path, "--report", [root], force)  # an existing report needs --force
+    if report_path is not None:  # an existing report needs --force; an input file never becomes the report
+        inputs = [p for p in (root, overrides, gt, hierarchy, dataset) if p is not None and Path(p).exists()]
+        check_output(report_path, "--report", inputs, force)
     if hierarchy is None:
         hierarchy = conversion_tree(dataset, to)
     rep = convert_dataset(dataset, root, out, to, hierarchy=hierarchy, splits=list(splits) or None,

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from labeltree.commands._options import split_names
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
@@ -37,7 +38,8 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 @click.argument("dataset")
 @click.argument("gt_root", type=click.Path(path_type=Path))
 @click.argument("pred_dir", type=click.Path(path_type=Path), required=False)
-@click.option("--split", default=None, help="Split to evaluate (default: val, or test where there is no val).")
+@click.option("--split", default=None, callback=split_names,
+              help="Split to evaluate (default: val, or test where there is no val).")
 @click.option("--pred-space", type=click.Choice(["dataset", "tree"]), default="dataset", show_default=True,
               help="Predictions hold the dataset's own ids (Cityscapes labelIds, Vistas indices, GTSDB 2000+k) or "
                    "tree node indices (16-bit PNG), projected with the tree's evaluation mapping.")

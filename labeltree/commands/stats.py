@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.commands._options import split_names
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
@@ -90,7 +91,8 @@ def _apply(opts):
 @click.command("stats")
 @click.argument("dataset")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--split", "splits", multiple=True, help="Split(s) to count (repeatable; default: every split found).")
+@click.option("--split", "splits", multiple=True, callback=split_names,
+              help="Split(s) to count (repeatable; default: every split found).")
 @click.option("--hierarchy", default=None,
               help="Tree (bundled name or .yaml) for node columns and the classifier roll-up; default: the bundled "
                    "tree when it maps DATASET; 'none' for no tree.")

@@ -317,6 +317,15 @@ class DatasetReader:
 SPLIT_ORDER = ("train", "val", "test")
 
 
+def check_split_name(name: str, option: str = "--split") -> str:
+    """A split is a name (a folder of the layout: train, val, test, ...), never a path: an absolute,
+    `..` or slashed split would point reads and writes outside the dataset root or the output folder."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        raise LabeltreeError(f"{option} {name!r}: a split is a name like train, val or test (a folder of the "
+                             "dataset layout), not a path; give the name only")
+    return name
+
+
 def split_order(name: str) -> tuple[int, str]:
     """Sort key of split names: train, val, test, then any other split by name."""
     return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -30,6 +31,7 @@ from labeltree.convert import (
 )
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets import LabeltreeWarning, cityscapes, decode
+from labeltree.datasets.split_list import read_split_list
 from labeltree.errors import LabeltreeError
 
 
@@ -166,9 +168,10 @@ def test_convert_dataset_layout_lists_report_rerun(tree, tmp_path):
                     "b": (1, 1, "bee", EXACT)}
     assert rep.pixels == 18 and rep.lost_pixels == 3 and rep.written == 2 and rep.skipped == 0
     assert {t["target_name"]: t["pixels"] for t in rep.targets} == {"alpha1": 8, "cee": 3, "bee": 1, "ignore": 6}
-    train_list = (out / "train.txt").read_text().split()
-    assert train_list == [str((root / "leftImg8bit/train/x/x_000001_000002_leftImg8bit.png").resolve()),
-                          str((out / "gtFine/train/x/x_000001_000002_gtFine_labelTrainIds.png").resolve())]
+    train_list = (out / "train.txt").read_text().split()  # relative to OUT, unquoted when plain
+    assert train_list == [os.path.relpath((root / "leftImg8bit/train/x/x_000001_000002_leftImg8bit.png").resolve(),
+                                          out.resolve()), "gtFine/train/x/x_000001_000002_gtFine_labelTrainIds.png"]
+    assert read_split_list(out / "train.txt") == [(out / train_list[0], out / train_list[1])]
     assert (out / "val.txt").read_text().count("\n") == 1
     # a rerun keeps complete outputs; --force rewrites; another conversion into the same OUT is refused
     mtime = (out / "gtFine/val/y/y_000003_000004_gtFine_labelTrainIds.png").stat().st_mtime_ns
