@@ -189,8 +189,9 @@ def _writable_parent(p: Path) -> Path | None:
 
 
 def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), force: bool = False,
-                 folder: bool = False) -> None:
-    """Refuse, before any work, an output that is an input, exists without --force, or cannot be written."""
+                 folder: bool = False, lock: bool = True) -> None:
+    """Refuse, before any work, an output that is an input, exists without --force, or cannot be written;
+    then hold it (`hold_output`) unless `lock` is False (a process that shares another's output)."""
     for i in inputs:
         if same_file(path, i):
             raise LabeltreeError(f"{option} names an input of this command; choose another path "
@@ -212,7 +213,8 @@ def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), for
         raise LabeltreeError(f"{option}: a part of the path is a file, not a folder; choose another path", path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LabeltreeError(f"{option}: no permission to write in {parent} (read-only?); choose another path", path)
-    hold_output(path, option)
+    if lock:
+        hold_output(path, option)
 
 
 def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path] = (),

@@ -6,6 +6,7 @@ prints and saves next to its checkpoints, so that a run folder says exactly what
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,7 +40,8 @@ RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl")
 
 def check_run_folder(out: Path, resume: bool, force: bool) -> None:
     """A run folder holding a run is continued (`resume`) or started over (`force`), never silently mixed."""
-    check_output(out, "--out", folder=True)
+    # torchrun's ranks all write into rank 0's run folder: rank 0 alone holds its lock
+    check_output(out, "--out", folder=True, lock=os.environ.get("RANK", "0") == "0")
     found = [n for n in RUN_FILES if (out / n).exists()]
     if found and not resume and not force:
         raise LabeltreeError(f"--out holds a run ({', '.join(found)}); pass --resume to continue it or --force to "
