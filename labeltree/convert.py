@@ -41,7 +41,7 @@ from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.datasets.registry import reader_for
 from labeltree.datasets.split_list import list_line
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import MAX_TEXT_BYTES, locked_output, read_input, write_json, write_png, write_text
+from labeltree.fsutil import MAX_TEXT_BYTES, check_input, locked_output, read_input, write_json, write_png, write_text
 from labeltree.parallel import pmap
 
 TRAIN_IGNORE = 255  # train-id ignore value (Cityscapes, mmsegmentation, detectron2)
@@ -497,6 +497,10 @@ def _convert(reader: DatasetReader, conv: Conversion, out: Path, splits: list[st
         samples.extend(reader.samples(split))
     if not samples:
         raise LabeltreeError(f"no labelled samples in split(s) {', '.join(chosen)} under {root.resolve()}", root)
+    for s in samples:  # a FIFO, device or giant among the inputs: refused before OUT is touched (a stat each)
+        for f in (s.label, s.image):
+            if f is not None:
+                check_input(f, "label" if f == s.label else "image")
     paths = [output_path(out, conv, s, i) for i, s in enumerate(samples)]
     manifest = out / MANIFEST
     lists = [out / f"{split}.txt" for split in dict.fromkeys(s.split for s in samples)]

@@ -37,7 +37,8 @@ from labeltree.errors import LabeltreeError
 
 MiB = 1 << 20
 MAX_TEXT_BYTES = 64 * MiB  # YAML, CSV, gt.txt, JSON inputs: far above any real one
-MAX_IMAGE_BYTES = 1024 * MiB  # one label / photo / checkpoint-sized input file
+MAX_IMAGE_BYTES = 1024 * MiB  # one label or photo file
+MAX_MODEL_BYTES = 16384 * MiB  # a checkpoint or exported model
 _TMP_RE = re.compile(r"^\..+\.(?:lt(\d+)-[a-z0-9_]+|[a-z0-9_]{8})\.tmp$")
 _cleaned: set[tuple[int, str]] = set()  # (pid, folder): stale temp files are looked for once per process and folder
 
@@ -287,21 +288,36 @@ def check_input(path: str | Path, what: str = "input", limit: int = MAX_IMAGE_BY
 
 def read_input(path: str | Path, what: str = "input", limit: int = MAX_IMAGE_BYTES, size: int = -1) -> bytes:
     """The bytes of an input file (the first `size` when given), checked on the open file itself
-    (O_NONBLOCK: a FIFO never blocks the open) to be a regular file of at most `limit` bytes."""
+    (O_NONBLOCK: a FIFO never blocks the open) to be a regular file of at most `limit` bytes.
+    A missing file raises FileNotFoundError, for the caller's own advice on where it should be."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise LabeltreeError(f"{what} file not found (searched {Path(path).absolute()})", path) from None
+        raise
     except IsADirectoryError:
         raise LabeltreeError(f"expected a {what} file, found a directory", path) from None
     except OSError as e:
         raise LabeltreeError(f"cannot read the {what} file ({e.strerror or e})", path) from None
+    try:
+        _check_stat(os.fstat(fd), path, what, limit)  # before fdopen, which refuses a folder by its fd number
+    except LabeltreeError:
+        os.close(fd)
+        raise
     with os.fdopen(fd, "rb") as f:
-        _check_stat(os.fstat(fd), path, what, limit)
         try:
             return f.read(size)
         except OSError as e:
             raise LabeltreeError(f"cannot read the {what} file ({e.strerror or e})", path) from None
+
+
+def read_input_text(path: str | Path, what: str = "input", limit: int = MAX_TEXT_BYTES,
+                    encoding: str = "utf-8-sig") -> str:
+    """`read_input` decoded as text (a BOM dropped), with one line for a file that is not such text."""
+    data = read_input(path, what, limit)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise LabeltreeError(f"the {what} file is not UTF-8 text ({e.reason} at byte {e.start})", path) from None
 
 
 # -- one writer per output ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from labeltree.core.taxonomy import load_taxonomy
 from labeltree.datasets import cityscapes
 from labeltree.datasets.base import Sample, read_label
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import atomic_path, write_png, write_text
+from labeltree.fsutil import MAX_TEXT_BYTES, atomic_path, read_input, write_png, write_text
 from labeltree.parallel import pmap
 
 CSV_COLUMNS = ["image", "component", "x0", "y0", "x1", "y1", "area", "class"]
@@ -65,7 +65,7 @@ def import_labels(workdir: str | Path, source: str | Path, annotator: str = "imp
     source = Path(source)
     space = label_space()
     try:
-        text = source.read_text(encoding="utf-8-sig")
+        text = read_input(source, "CSV", MAX_TEXT_BYTES).decode("utf-8-sig")
     except OSError as e:
         raise LabeltreeError(f"cannot read the CSV ({e.strerror})", source) from None
     except UnicodeDecodeError as e:

@@ -29,7 +29,7 @@ from labeltree.annotate.classes import label_space
 from labeltree.datasets.base import Sample
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import write_png
+from labeltree.fsutil import check_input, write_png
 from labeltree.parallel import pmap
 
 DEFAULT_SPLITS = ("train", "val")
@@ -142,7 +142,7 @@ def components_file(workdir: Path, split: str, key: str) -> Path:
 def read_components(path: Path) -> np.ndarray:
     if not path.exists():
         raise LabeltreeError("component map missing; re-run propose on this WORKDIR to rebuild it", path)
-    with Image.open(path) as im:
+    with Image.open(check_input(path, "component map")) as im:
         return np.asarray(im).astype(np.uint16)
 
 

@@ -36,6 +36,7 @@ from labeltree.annotate.glyphs import glyph_svg, special_svg
 from labeltree.annotate.propose import read_components
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.datasets.base import Sample, read_label
+from labeltree.datasets.decode import read_rgb
 from labeltree.errors import LabeltreeError
 
 STATIC = Path(__file__).parent / "static"
@@ -96,9 +97,11 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise HTTPException(413, f"request body over {MAX_BODY} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise HTTPException(413, f"request body over {MAX_BODY} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():  # the limit holds while reading: a chunked body has no length
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise HTTPException(413, f"request body over {MAX_BODY} bytes")
     try:
         return model.model_validate_json(raw)
     except ValidationError as e:
@@ -161,8 +164,7 @@ class Annotation:
         image_path = self.safe_path(image_rel, self.root)
         comps = read_components(comps_path)
         if image_path is not None and image_path.exists():
-            with Image.open(image_path) as im:
-                rgb = np.asarray(im.convert("RGB"))
+            rgb = read_rgb(image_path)
         else:  # no photo: show the label map in its taxonomy colours
             tax = load_taxonomy("cityscapes")
             label = read_label(Sample.of_label(label_path, tax), tax)
@@ -268,108 +270,129 @@ class Annotation:
                             for c in self.space.sign_classes]}
 
 
+def _state(request: Request) -> Annotation:
+    return request.app.state.annotation
+
+
+async def _index(_request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+async def _info(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_state(request).info_json))
+
+
+async def _classes(request: Request) -> Response:
+    return JSONResponse(_state(request).classes_json())
+
+
+async def _example(request: Request) -> Response:
+    path = _state(request).example_path(request.path_params["k"], request.path_params["i"])
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+async def _progress(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_state(request).progress_json))
+
+
+async def _next(request: Request) -> Response:
+    req: NextReq = await _body(request, NextReq)
+    state = _state(request)
+
+    def work() -> dict[str, Any]:
+        pid = db.claim_next(state.con, req.client, req.after, order=state.order)
+        return {"proposal": state.proposal_json(pid) if pid else None,
+                "waiting": 0 if pid else db.held_by_others(state.con, req.client),
+                "progress": state.progress_json()}
+
+    return JSONResponse(await run_in_threadpool(work))
+
+
+async def _decide(request: Request) -> Response:
+    req: DecideReq = await _body(request, DecideReq)
+    state = _state(request)
+
+    def work() -> Response:
+        try:
+            res = db.decide(state.con, req.proposal, req.cls, req.previous, req.client, req.annotator)
+        except KeyError:
+            return JSONResponse({"error": f"no proposal {req.proposal}"}, status_code=404)
+        except db.Conflict as c:
+            return JSONResponse({"error": "changed by another annotator", "current": c.current,
+                                 "current_name": state.space.name(c.current)}, status_code=409)
+        return JSONResponse({"changed": res.changed, "old": res.old, "new": res.new,
+                             "progress": state.progress_json()})
+
+    return await run_in_threadpool(work)
+
+
+async def _undo(request: Request) -> Response:
+    req: UndoReq = await _body(request, UndoReq)
+    state = _state(request)
+
+    def work() -> dict[str, Any]:
+        res = db.undo(state.con, req.client, req.annotator)
+        return {"proposal": state.proposal_json(res.proposal_id) if res else None,
+                "reverted": {"old": res.old, "new": res.new} if res else None,
+                "progress": state.progress_json()}
+
+    return JSONResponse(await run_in_threadpool(work))
+
+
+async def _proposal(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_state(request).proposal_json, _pid(request)))
+
+
+def _picture(kind: str, media: str):
+    """A handler rendering one proposal's `kind` picture ('frame' or 'crop')."""
+    async def view(request: Request) -> Response:
+        pid, state = _pid(request), _state(request)
+
+        def work() -> bytes:
+            row = db.proposal_row(state.con, pid)
+            if row is None:
+                raise HTTPException(404, f"no proposal {pid}")
+            return state.render(row, kind)
+
+        return Response(await run_in_threadpool(work), media_type=media,
+                        headers={"Cache-Control": "private, max-age=3600"})
+    return view
+
+
+async def _http_error(_request: Request, exc: HTTPException) -> Response:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+async def _bad_input(_request: Request, exc: LabeltreeError) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=500)
+
+
+ROUTES = [
+    Route("/", _index),
+    Route("/api/info", _info),
+    Route("/api/classes", _classes),
+    Route("/api/examples/{k:int}/{i:int}.png", _example),
+    Route("/api/progress", _progress),
+    Route("/api/next", _next, methods=["POST"]),
+    Route("/api/decide", _decide, methods=["POST"]),
+    Route("/api/undo", _undo, methods=["POST"]),
+    Route("/api/proposal/{pid:int}", _proposal),
+    Route("/api/proposal/{pid:int}/frame.jpg", _picture("frame", "image/jpeg")),
+    Route("/api/proposal/{pid:int}/crop.png", _picture("crop", "image/png")),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
 def create_app(workdir: str | Path, allowed_hosts: list[str] | None = None, order: str = "image",
                gtsdb: str | Path | None = None, examples_per_class: int = DEFAULT_PER_CLASS) -> Starlette:
-    """The ASGI app for WORKDIR. `allowed_hosts` guards against DNS rebinding when bound to loopback;
-    `order` "confidence" shows the proposals with the most confident suggestion first; `gtsdb` (a GTSDB
-    folder) gives each class button example pictures cropped from its frames."""
+    """The ASGI app for WORKDIR (its state in `app.state.annotation`, read by the handlers above).
+    `allowed_hosts` guards against DNS rebinding when bound to loopback; `order` "confidence" shows the
+    proposals with the most confident suggestion first; `gtsdb` (a GTSDB folder) gives each class button
+    example pictures cropped from its frames."""
     state = Annotation(workdir, order, gtsdb, examples_per_class)
-
-    async def index(_request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    async def info(_request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(state.info_json))
-
-    async def classes(_request: Request) -> Response:
-        return JSONResponse(state.classes_json())
-
-    async def example(request: Request) -> Response:
-        path = state.example_path(request.path_params["k"], request.path_params["i"])
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
-
-    async def progress(_request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(state.progress_json))
-
-    async def next_(request: Request) -> Response:
-        req: NextReq = await _body(request, NextReq)
-
-        def work() -> dict[str, Any]:
-            pid = db.claim_next(state.con, req.client, req.after, order=state.order)
-            return {"proposal": state.proposal_json(pid) if pid else None,
-                    "waiting": 0 if pid else db.held_by_others(state.con, req.client),
-                    "progress": state.progress_json()}
-
-        return JSONResponse(await run_in_threadpool(work))
-
-    async def decide(request: Request) -> Response:
-        req: DecideReq = await _body(request, DecideReq)
-
-        def work() -> Response:
-            try:
-                res = db.decide(state.con, req.proposal, req.cls, req.previous, req.client, req.annotator)
-            except KeyError:
-                return JSONResponse({"error": f"no proposal {req.proposal}"}, status_code=404)
-            except db.Conflict as c:
-                return JSONResponse({"error": "changed by another annotator", "current": c.current,
-                                     "current_name": state.space.name(c.current)}, status_code=409)
-            return JSONResponse({"changed": res.changed, "old": res.old, "new": res.new,
-                                 "progress": state.progress_json()})
-
-        return await run_in_threadpool(work)
-
-    async def undo(request: Request) -> Response:
-        req: UndoReq = await _body(request, UndoReq)
-
-        def work() -> dict[str, Any]:
-            res = db.undo(state.con, req.client, req.annotator)
-            return {"proposal": state.proposal_json(res.proposal_id) if res else None,
-                    "reverted": {"old": res.old, "new": res.new} if res else None,
-                    "progress": state.progress_json()}
-
-        return JSONResponse(await run_in_threadpool(work))
-
-    async def proposal(request: Request) -> Response:
-        pid = _pid(request)
-        return JSONResponse(await run_in_threadpool(state.proposal_json, pid))
-
-    def _picture(kind: str, media: str):
-        async def view(request: Request) -> Response:
-            pid = _pid(request)
-
-            def work() -> bytes:
-                row = db.proposal_row(state.con, pid)
-                if row is None:
-                    raise HTTPException(404, f"no proposal {pid}")
-                return state.render(row, kind)
-
-            return Response(await run_in_threadpool(work), media_type=media,
-                            headers={"Cache-Control": "private, max-age=3600"})
-        return view
-
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-
-    async def bad_input(_request: Request, exc: LabeltreeError) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=500)
-
-    routes = [
-        Route("/", index),
-        Route("/api/info", info),
-        Route("/api/classes", classes),
-        Route("/api/examples/{k:int}/{i:int}.png", example),
-        Route("/api/progress", progress),
-        Route("/api/next", next_, methods=["POST"]),
-        Route("/api/decide", decide, methods=["POST"]),
-        Route("/api/undo", undo, methods=["POST"]),
-        Route("/api/proposal/{pid:int}", proposal),
-        Route("/api/proposal/{pid:int}/frame.jpg", _picture("frame", "image/jpeg")),
-        Route("/api/proposal/{pid:int}/crop.png", _picture("crop", "image/png")),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
-    app = Starlette(routes=routes, middleware=middleware,
-                    exception_handlers={HTTPException: http_error, LabeltreeError: bad_input})
+    app = Starlette(routes=ROUTES, middleware=middleware,
+                    exception_handlers={HTTPException: _http_error, LabeltreeError: _bad_input})
     app.state.annotation = state
     return app
 

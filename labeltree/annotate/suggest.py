@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from labeltree.annotate import db
 from labeltree.annotate.propose import read_components
+from labeltree.datasets.decode import read_rgb
 from labeltree.errors import LabeltreeError
 
 # image HxWx3 uint8 -> probabilities [n_classes, h, w] over the GTSDB classes (any h, w)
@@ -84,8 +84,7 @@ def suggest_with(workdir: str | Path, score: ScoreFn, class_ids: list[int], mode
             if not img["image"] or not (root / img["image"]).exists():
                 report.skipped_images += 1
                 continue
-            with Image.open(root / img["image"]) as im:
-                rgb = np.asarray(im.convert("RGB"))
+            rgb = read_rgb(root / img["image"])
             props = con.execute("SELECT id, component, x0, y0, x1, y1 FROM proposals WHERE image_id=? "
                                 "ORDER BY component", (img["id"],)).fetchall()
             comps = read_components(workdir / img["components"])

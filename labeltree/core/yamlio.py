@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import MAX_TEXT_BYTES, read_input
 
 # Deeper than any real file (a tree of 32 levels is ~66 YAML levels); a bound keeps hostile nesting,
 # direct or through aliases, from becoming a RecursionError anywhere downstream.
@@ -27,9 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 def read_text_file(path: Path, what: str) -> str:
     if not path.exists():
         raise LabeltreeError(f"{what} file not found (searched {path.resolve()})", path)
-    if path.is_dir():
-        raise LabeltreeError(f"expected a {what} file, found a directory", path)
-    data = path.read_bytes()
+    data = read_input(path, what, MAX_TEXT_BYTES)  # a FIFO, a device, a giant: one line, never a hang
     if not data.strip():
         raise LabeltreeError(f"{what} file is empty", path)
     if b"\x00" in data[:8192]:
@@ -193,8 +192,8 @@ def line_of(path: str | Path | None, *keys: str | int) -> int | None:
     if path is None:
         return None
     try:
-        return line_in(Path(path).read_text(encoding="utf-8"), keys)
-    except (OSError, UnicodeDecodeError):
+        return line_in(read_input(path, "YAML", MAX_TEXT_BYTES).decode("utf-8"), keys)
+    except (LabeltreeError, OSError, UnicodeDecodeError):
         return None
 
 

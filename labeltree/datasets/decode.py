@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import MAX_IMAGE_BYTES, check_input, read_input
 
 try:  # same results as zlib, ~1.6x faster inflate (benchmarks/bench_png_check.py)
     from isal import isal_zlib as _inflate
@@ -201,13 +202,12 @@ def _decode_pil(source: Path | bytes, path: str | Path | None = None) -> np.ndar
 
 
 def _read(path: Path, size: int = -1) -> bytes:
+    """An image file's bytes (the first `size`): a regular file of sane size (fsutil.read_input), never a
+    FIFO, a device or a sparse giant read until memory runs out."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(size)
+        data = read_input(path, "image", MAX_IMAGE_BYTES, size)
     except FileNotFoundError:
         raise LabeltreeError("file not found", path) from None
-    except OSError as e:
-        raise LabeltreeError(f"cannot read file ({e})", path) from None
     if not data:
         raise LabeltreeError("file is empty (0 bytes): truncated or corrupt; re-extract it from the dataset", path)
     return data
@@ -267,7 +267,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
         check_pixels(hdr.width, hdr.height, path)
         return hdr.height, hdr.width
     try:
-        with Image.open(path) as im:
+        with Image.open(check_input(path, "image")) as im:  # a regular file (read_png_header checked it too)
             w, h = im.size
     except FileNotFoundError:
         raise LabeltreeError("image file not found", path) from None

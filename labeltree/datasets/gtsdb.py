@@ -24,7 +24,7 @@ from labeltree.datasets.boxmask import (
 )
 from labeltree.datasets.decode import image_size
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import write_png
+from labeltree.fsutil import check_input, read_input_text, write_png
 from labeltree.parallel import pmap
 
 GTSDB_SPLITS = {"train": range(0, 600), "test": range(600, 900)}
@@ -90,7 +90,7 @@ def load_gt(path: str | Path, taxonomy: Taxonomy | None = None,
     tax = taxonomy or load_taxonomy("gtsdb")
     class_ids = set(tax.ids)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_input_text(path, "gt.txt")
     except FileNotFoundError:
         raise LabeltreeError(f"GTSDB ground truth not found (searched {path.resolve()})", path) from None
     except (OSError, UnicodeDecodeError) as e:
@@ -189,8 +189,8 @@ class GTSDBReader(DatasetReader):
     def _frames_in(d: Path, suffixes: Iterable[str]) -> dict[str, Path]:
         out: dict[str, Path] = {}
         for p in sorted(d.iterdir()):
-            if p.is_file() and p.suffix.lower() in suffixes and _FRAME.match(p.stem) and p.stem not in out:
-                out[p.stem] = p
+            if p.suffix.lower() in suffixes and _FRAME.match(p.stem) and p.stem not in out and not p.is_dir():
+                out[p.stem] = check_input(p, "GTSDB frame")  # a FIFO or device named like a frame: refused
         return out
 
     def frames(self) -> dict[str, Path]:
@@ -338,7 +338,7 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
     jobs = []
     line_text: dict[int, str] = {}
     if gtf is not None:  # the test frames are painted in the string order of their gt.txt lines
-        raw = Path(gtf.path).read_text(encoding="utf-8-sig").splitlines()
+        raw = read_input_text(gtf.path, "gt.txt").splitlines()
         line_text = {n: t.strip() for n, t in enumerate(raw, start=1)}
     for s in samples:
         report.frames += 1

@@ -8,6 +8,7 @@ from pathlib import Path
 from labeltree.core.taxonomy import Taxonomy, normalise_name
 from labeltree.datasets.base import DatasetReader, Sample, Unknown, report_unpaired
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import read_input_text
 
 VISTAS_SPLITS = {"train": "training", "val": "validation", "test": "testing"}
 IMAGE_SUFFIX = ".jpg"
@@ -110,7 +111,7 @@ class VistasReader(DatasetReader):
         if path is None:
             return
         try:
-            labels = json.loads(path.read_text())["labels"]
+            labels = json.loads(read_input_text(path, "Vistas config"))["labels"]
             names = [str(lab.get("readable") or lab["name"]) for lab in labels]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise LabeltreeError(f"cannot read the Vistas config ({e}); expected JSON with a 'labels' list", path) \

@@ -29,6 +29,7 @@ from labeltree.evaluate.counting import PairCounter, to_numpy
 from labeltree.evaluate.evaluator import Evaluator
 from labeltree.evaluate.protocols import Rules, rules_for
 from labeltree.evaluate.result import EvaluationResult
+from labeltree.fsutil import check_input
 from labeltree.parallel import default_workers, pmap
 
 PRED_SUFFIXES = (".png", ".npy")
@@ -89,7 +90,7 @@ def read_prediction(path: Path, what: str) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() == ".npy":
         try:
-            arr = np.load(path, allow_pickle=False)
+            arr = np.load(check_input(path, "prediction"), allow_pickle=False)
         except (OSError, ValueError) as e:
             raise LabeltreeError(f"cannot read .npy prediction ({e})", path) from None
         if arr.ndim == 2 and np.issubdtype(arr.dtype, np.integer):

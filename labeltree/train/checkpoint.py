@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import atomic_path
+from labeltree.fsutil import MAX_MODEL_BYTES, atomic_path, check_input
 
 FORMAT = "labeltree-checkpoint-1"
 
@@ -60,7 +60,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not p.exists():
         raise LabeltreeError("checkpoint not found", p)
     try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
+        state = torch.load(check_input(p, "checkpoint", MAX_MODEL_BYTES), map_location=map_location,
+                           weights_only=True)
+    except LabeltreeError:
+        raise
     except Exception as e:  # noqa: BLE001 - corrupt or foreign file
         raise LabeltreeError(f"cannot read checkpoint ({type(e).__name__}: {str(e)[:200]})", p) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

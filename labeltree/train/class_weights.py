@@ -26,6 +26,7 @@ import numpy as np
 
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import read_input_text
 
 KINDS: tuple[str, ...] = ("medfreq", "enet", "inverse")
 
@@ -53,7 +54,7 @@ def weights_from_pixels(pixels: np.ndarray, kind: str) -> np.ndarray:
 
 def _rows(path: Path, h: Hierarchy) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_input_text(path, "class statistics"))
     except FileNotFoundError:
         raise LabeltreeError("loss.class_weights.stats: file not found; write it with `labeltree stats DATASET "
                              "ROOT --hierarchy TREE --raw FILE.json`", path) from None

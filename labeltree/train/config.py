@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from labeltree.core.yamlio import model_error, parse_yaml
 from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import check_output
+from labeltree.fsutil import MAX_TEXT_BYTES, check_output, read_input
 from labeltree.resources import config_dir, is_path_ref
 from labeltree.train.scaling import ResizeMode
 
@@ -282,7 +282,7 @@ def load_config(ref: str | Path, overrides: list[str] | tuple[str, ...] = (), da
     if path.is_dir():
         raise LabeltreeError("a training config must be a YAML file, not a folder", path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_input(path, "training config", MAX_TEXT_BYTES).decode("utf-8")
     except UnicodeDecodeError as e:
         raise LabeltreeError(f"not a text file (byte {e.start} is no UTF-8): give a YAML training config",
                              path) from None

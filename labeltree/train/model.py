@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import MAX_MODEL_BYTES, check_input
 from labeltree.train.config import ModelCfg
 
 
@@ -74,9 +75,10 @@ class ResNetBackbone(nn.Module):
     def load_torchvision(self, path: Path) -> None:
         """Load a torchvision ImageNet state dict (fc.* dropped); name mismatches are an error."""
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise LabeltreeError("pretrained weights not found", path) from None
+            sd = torch.load(check_input(path, "pretrained weights", MAX_MODEL_BYTES), map_location="cpu",
+                            weights_only=True)
+        except LabeltreeError:
+            raise
         except Exception as e:  # noqa: BLE001 - any unpickling problem is bad input
             raise LabeltreeError(f"cannot read a state dict ({e})", path) from None
         if isinstance(sd, dict) and "state_dict" in sd:

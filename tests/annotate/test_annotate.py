@@ -413,6 +413,30 @@ def test_malformed_requests_get_4xx(api, body, status):
     con.close()
 
 
+def test_a_chunked_body_is_cut_off_at_the_limit_while_read():
+    """No Content-Length (chunked): the 16 KB limit holds while the body streams in, so a 64 MB body is
+    refused after its first chunk instead of being held in memory whole."""
+    import asyncio
+
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+
+    from labeltree.annotate.server import DecideReq, _body
+
+    received = []
+
+    async def receive():
+        received.append(1)
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": len(received) < 1024}
+
+    scope = {"type": "http", "method": "POST", "path": "/api/decide", "headers": [(b"content-type",
+                                                                                  b"application/json")]}
+    with pytest.raises(HTTPException) as e:
+        asyncio.run(_body(Request(scope, receive), DecideReq))
+    assert e.value.status_code == 413
+    assert len(received) == 1  # 64 KiB read, not 64 MiB
+
+
 def test_non_json_posts_and_wrong_methods_are_refused(api):
     assert api.post("/api/decide", data={"client": "a", "proposal": 1, "class": 3}).status_code == 415
     assert api.get("/api/decide").status_code == 405

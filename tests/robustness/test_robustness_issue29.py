@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hostile import CS_KEY, cs_root, invoke, refused
 
@@ -152,3 +153,187 @@ def test_split_list_refuses_a_newline_in_a_name(tmp_path: Path) -> None:
     root = cs_root(tmp_path / "cs", city="aa\nbb", key="aa\nbb_000000_000019")
     refused(["convert", "cityscapes", root, tmp_path / "o", "--to", "cityscapes:trainids"] + CONV, tmp_path,
             "line break")
+
+
+# -- files that are no regular file, or absurdly large: refused before a byte is read -----------------
+
+@pytest.fixture
+def no_hang():
+    """A case that hangs fails after 30 s instead of blocking the suite."""
+    import signal
+
+    def boom(*_):
+        raise TimeoutError("hung: the input was read without a check")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def fifo(p: Path) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.exists() or p.is_symlink():
+        p.unlink()
+    os.mkfifo(p)
+    return p
+
+
+def zero_link(p: Path) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.exists() or p.is_symlink():
+        p.unlink()
+    p.symlink_to("/dev/zero")
+    return p
+
+
+def sparse(p: Path, size: int = 3 << 30) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "wb") as f:
+        f.truncate(size)
+    return p
+
+
+CS_LABEL = f"cs/gtFine/train/aachen/{CS_KEY}_gtFine_labelIds.png"
+TREE = "tree:\n  root:\n    things: [a, b]\n"
+
+
+def _gtsdb(t: Path, ppm: Callable[[Path], Path] | None = None, gt: Callable[[Path], Path] | None = None) -> Path:
+    root = t / "g"
+    root.mkdir()
+    frame = root / "00000.ppm"
+    frame.write_bytes(b"P6\n16 8\n255\n" + bytes(16 * 8 * 3))
+    (root / "gt.txt").write_text("00000.ppm;1;1;5;5;14\n")
+    if ppm is not None:
+        ppm(frame)
+    if gt is not None:
+        gt(root / "gt.txt")
+    return root
+
+
+def _tree_including(t: Path, target: Callable[[Path], Path]) -> Path:
+    target(t / "inc.yaml")
+    (t / "t.yaml").write_text("name: t\nextends: cityscapes+vistas+gtsdb\ninclude: [inc.yaml]\n")
+    return t / "t.yaml"
+
+
+STATS = ["--quiet", "--no-cache", "--workers", "1"]
+FILE_CASES: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
+    "label is a FIFO": (lambda t: ["stats", "cityscapes", _cs_with(t, fifo)] + STATS, ("FIFO", "labelIds.png")),
+    "label links to /dev/zero": (lambda t: ["stats", "cityscapes", _cs_with(t, zero_link)] + STATS,
+                                 ("device", "labelIds.png")),
+    "label is a 3 GiB sparse file": (lambda t: ["stats", "cityscapes", _cs_with(t, sparse)] + STATS,
+                                     ("MiB", "labelIds.png")),
+    "label is a FIFO in convert": (lambda t: ["convert", "cityscapes", _cs_with(t, fifo), t / "o", "--to", "tree"]
+                                   + CONV, ("FIFO",)),
+    "GTSDB photo is a FIFO": (lambda t: ["stats", "gtsdb", _gtsdb(t, ppm=fifo)] + STATS, ("FIFO", "00000.ppm")),
+    "GTSDB photo links to /dev/zero": (lambda t: ["gtsdb-masks", _gtsdb(t, ppm=zero_link), t / "m", "--quiet",
+                                                  "--workers", "1"], ("device", "00000.ppm")),
+    "gt.txt is a FIFO": (lambda t: ["stats", "gtsdb", _gtsdb(t, gt=fifo)] + STATS, ("FIFO", "gt.txt")),
+    "gt.txt is sparse": (lambda t: ["stats", "gtsdb", _gtsdb(t, gt=lambda p: sparse(p, 200 << 20))] + STATS,
+                         ("MiB", "gt.txt")),
+    "--overrides is a FIFO": (lambda t: ["convert", "cityscapes", cs_root(t / "cs"), t / "o", "--to", "tree",
+                                         "--overrides", fifo(t / "over.yaml")] + CONV, ("FIFO", "over.yaml")),
+    "--overrides links to /dev/urandom": (
+        lambda t: ["convert", "cityscapes", cs_root(t / "cs"), t / "o", "--to", "tree", "--overrides",
+                   _link(t / "over.yaml", "/dev/urandom")] + CONV, ("device", "over.yaml")),
+    "validate a FIFO": (lambda t: ["validate", fifo(t / "x.yaml")], ("FIFO", "x.yaml")),
+    "validate a sparse giant": (lambda t: ["validate", sparse(t / "x.yaml")], ("MiB", "x.yaml")),
+    "include: target is a FIFO": (lambda t: ["validate", _tree_including(t, fifo)], ("FIFO", "inc.yaml")),
+    "include: target links to /dev/zero": (lambda t: ["validate", _tree_including(t, zero_link)],
+                                           ("device", "inc.yaml")),
+    "taxonomy path is a FIFO": (lambda t: ["stats", fifo(t / "tax.yaml"), cs_root(t / "cs")] + STATS,
+                                ("FIFO", "tax.yaml")),
+    "import table from a FIFO": (lambda t: ["import", "table", fifo(t / "t.csv"), "-o", t / "x.yaml"],
+                                 ("FIFO", "t.csv")),
+    "training config is a FIFO": (lambda t: ["train", fifo(t / "c.yaml"), "--out", t / "run"], ("FIFO", "c.yaml")),
+}
+
+
+def _link(p: Path, to: str) -> Path:
+    p.symlink_to(to)
+    return p
+
+
+def _cs_with(t: Path, spoil: Callable[[Path], Path]) -> Path:
+    cs_root(t / "cs")
+    spoil(t / CS_LABEL)
+    return t / "cs"
+
+
+@pytest.mark.usefixtures("no_hang")
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_files_that_are_no_regular_file_are_refused(tmp_path: Path, case: str) -> None:
+    build, needles = FILE_CASES[case]
+    args = build(tmp_path)
+    refused(args, tmp_path, *needles)
+
+
+# -- gtsdb-masks --style authors: time bounded by the frame, output byte-identical ------------------------
+
+def _loop_line(out: np.ndarray, x0: int, y0: int, x1: int, y1: int, value: int) -> None:
+    """The Bresenham loop authors_masks.draw_line replaced (one step per pixel of the whole line)."""
+    h, w = out.shape
+    dx, xs = (x1 - x0, 1) if x1 >= x0 else (x0 - x1, -1)
+    dy, ys = (y1 - y0, 1) if y1 >= y0 else (y0 - y1, -1)
+    x_major = dx > dy
+    major, minor = (dx, dy) if x_major else (dy, dx)
+    e = 2 * minor - major
+    for _ in range(major):
+        if 0 <= x0 < w and 0 <= y0 < h:
+            out[y0, x0] = value
+        if minor and e >= 0:
+            if x_major:
+                y0 += ys
+            else:
+                x0 += xs
+            e -= 2 * major
+        e += 2 * minor
+        if x_major:
+            x0 += xs
+        else:
+            y0 += ys
+
+
+def test_authors_outline_equals_the_pixel_loop() -> None:
+    from labeltree.datasets.authors_masks import draw_line
+
+    rng = np.random.default_rng(29)
+    for _ in range(4000):
+        h, w = (int(v) for v in rng.integers(1, 24, 2))
+        r = int(rng.choice([4, 30, 300]))
+        x0, y0, x1, y1 = (int(v) for v in rng.integers(-r, r + 1, 4))
+        a, b = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
+        _loop_line(a, x0, y0, x1, y1, 1)
+        draw_line(b, x0, y0, x1, y1, 1)
+        assert (a == b).all(), (h, w, x0, y0, x1, y1)
+
+
+def _boxes(root: Path, scale: int) -> None:
+    lines = [f"00000.ppm;{-k * 4 * scale};{-k * 3 * scale};{k * 9 * scale};{k * 7 * scale};{c}"
+             for k, c in zip(range(1, 9), (14, 13, 11, 12, 1, 17, 33, 0), strict=True)]
+    (root / "gt.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_authors_masks_of_huge_boxes_are_fast_and_byte_identical(tmp_path: Path, monkeypatch) -> None:
+    import time
+
+    from labeltree.datasets import authors_masks
+
+    root = _gtsdb(tmp_path)
+    _boxes(root, 10000)  # up to 720000 px off a 16x8 frame
+    t = time.perf_counter()
+    res = invoke(["gtsdb-masks", root, tmp_path / "m", "--style", "authors", "--quiet", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert time.perf_counter() - t < 10  # the pixel loop walked every pixel of each outline: minutes
+    for scale in (1, 30):  # against the pixel loop, on boxes it walks in reasonable time
+        _boxes(root, scale)
+        outs = []
+        for name, line in (("new", authors_masks.draw_line), ("loop", _loop_line)):
+            monkeypatch.setattr(authors_masks, "draw_line", line)
+            res = invoke(["gtsdb-masks", root, tmp_path / f"{name}{scale}", "--style", "authors", "--quiet",
+                          "--workers", "1"])
+            assert res.exit_code == 0, res.output
+            outs.append((tmp_path / f"{name}{scale}/00000_labelIds.png").read_bytes())
+        assert outs[0] == outs[1]
