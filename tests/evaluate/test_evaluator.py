@@ -1,4 +1,4 @@
-"""labeltree.evaluate: hand computations, cityscapesScripts' formulas on the real fixture, tree levels."""
+"""labeltree.evaluate.evaluator: hand computations, cityscapesScripts' formulas on the real fixture, tree levels."""
 
 import csv
 import math
@@ -11,20 +11,7 @@ from PIL import Image
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.classes import classes_with_pixels_in_both, resolve_classes
 from labeltree.evaluate.evaluator import Evaluator, evaluate_arrays
-from labeltree.evaluate.signs import second_choice
-from labeltree.evaluate.space import LabelSpace
-
-
-@pytest.fixture(scope="module")
-def cs():
-    return load_taxonomy("cityscapes")
-
-
-@pytest.fixture(scope="module")
-def tree():
-    return load_hierarchy("cityscapes+vistas+gtsdb")
 
 
 def ids(tax, *names):
@@ -113,27 +100,6 @@ def test_incremental_equals_one_shot_and_merge():
     assert np.array_equal(Evaluator("cityscapes").add(np.stack(gts), np.stack(preds)), ev.matrix)
 
 
-@pytest.mark.parametrize("smooth", [True, False])
-def test_counting_paths_match_a_naive_count(cs, smooth):
-    """Run-length counting (smooth maps), plain bincount (noise), LUT path (16-bit): all exact."""
-    rng = np.random.default_rng(7)
-    if smooth:
-        gt = np.repeat(np.repeat(rng.integers(0, 34, (8, 16), dtype=np.uint8), 16, 0), 8, 1)
-        pred = gt.copy()
-        pred[30:60, 40:90] = rng.integers(0, 34)
-    else:
-        gt = rng.integers(0, 34, (128, 128), dtype=np.uint8)
-        pred = rng.integers(0, 34, (128, 128), dtype=np.uint8)
-    ev = Evaluator("cityscapes")
-    cm = ev.confusion(gt, pred)
-    naive = np.zeros_like(cm)
-    space = LabelSpace.of(cs)
-    np.add.at(naive, (space.lut[gt.ravel()], space.lut[pred.ravel()]), 1)
-    assert np.array_equal(cm, naive)
-    # other integer dtypes take the same numbers
-    assert np.array_equal(ev.confusion(gt.astype(np.int32), pred.astype(np.uint16)), naive)
-
-
 def test_gtsdb_values_and_unlabeled():
     gts = load_taxonomy("gtsdb")
     k5, k7 = (gts.stored_value(c) for c in ids(gts, "speed limit 80", "speed limit 100"))
@@ -158,66 +124,6 @@ def test_gtsdb_values_and_unlabeled():
         evaluate_arrays("gtsdb", gt, np.full_like(gt, 1999))
 
 
-# -- errors -------------------------------------------------------------------------------------------
-
-def test_errors_size_dtype_values(cs, tree):
-    gt = np.full((4, 4), ids(cs, "road")[0], dtype=np.uint8)
-    with pytest.raises(LabeltreeError, match="prediction is 3x4 but the ground truth"):
-        evaluate_arrays("cityscapes", gt, gt[:, :3])
-    with pytest.raises(LabeltreeError, match="integer"):
-        evaluate_arrays("cityscapes", gt, gt.astype(np.float32))
-    bad = gt.copy()
-    bad[0, 0] = 200
-    with pytest.raises(LabeltreeError, match="200"):
-        evaluate_arrays("cityscapes", gt, bad)
-    with pytest.raises(LabeltreeError, match="ground truth holds value"):
-        evaluate_arrays("cityscapes", bad, gt)
-    with pytest.raises(LabeltreeError, match="tree's nodes"):
-        evaluate_arrays("cityscapes", gt, pred_nodes=np.full((4, 4), len(tree.nodes), np.uint16), hierarchy=tree)
-    with pytest.raises(LabeltreeError, match="needs the tree"):
-        Evaluator("cityscapes", pred_space="tree")
-    with pytest.raises(LabeltreeError, match="exactly one"):
-        evaluate_arrays("cityscapes", gt)
-
-
-# -- class sets ---------------------------------------------------------------------------------------
-
-def test_class_sets(tree):
-    def n(ds, spec, **kw):
-        tax = load_taxonomy(ds)
-        return int(resolve_classes(spec, LabelSpace.of(tax), tree, ds, **kw).sum())
-
-    assert n("cityscapes", "official") == 19
-    assert n("vistas", "official") == 65
-    assert n("gtsdb", "official") == 43
-    assert n("cityscapes", "paper") == 27
-    assert n("vistas", "paper") == 65
-    assert n("cityscapes-extended", "paper") == 43  # the sign classes; means run over those present
-    with pytest.raises(LabeltreeError, match="pixel counts"):
-        n("gtsdb", "paper")
-    counts_a = {0: 5000, 1: 999, 2: 1000}
-    counts_b = {0: 1000, 1: 5000, 3: 9000}
-    assert classes_with_pixels_in_both(counts_a, counts_b) == [0]
-    assert classes_with_pixels_in_both(counts_a, counts_b, min_pixels=999) == [0, 1]
-    assert n("gtsdb", "paper", pixel_counts=(counts_a, {0: 1000, 2: 1000})) == 2
-    with pytest.raises(LabeltreeError, match="needs the tree"):
-        resolve_classes("paper", LabelSpace.of(load_taxonomy("cityscapes")))
-
-
-def test_gtsdb_paper_rule_on_the_real_gt_gives_the_papers_28(real_gtsdb_root):
-    from labeltree.datasets.registry import open_dataset
-    from labeltree.evaluate.classes import gtsdb_class_pixels
-
-    root = real_gtsdb_root
-    with pytest.warns(UserWarning):
-        reader = open_dataset("gtsdb", root)
-        train = gtsdb_class_pixels(reader, "train", (512, 850))
-    test = gtsdb_class_pixels(reader, "test", (512, 850))
-    assert len(classes_with_pixels_in_both(train, test)) == 28
-    native = classes_with_pixels_in_both(gtsdb_class_pixels(reader, "train"), gtsdb_class_pixels(reader, "test"))
-    assert len(native) > 28  # more pixels at full size: the scale matters
-
-
 # -- tree-space predictions ---------------------------------------------------------------------------
 
 def test_tree_predictions_project_and_paper_protocol(cs, tree):
@@ -236,44 +142,6 @@ def test_tree_predictions_project_and_paper_protocol(cs, tree):
     assert p["protocol"] == "paper"
 
 
-# -- the flat model's second-choice rule -------------------------------------------------------------
-
-def test_second_choice_rule_hand_cases():
-    # 5 classes, generic = 1, subclasses = 2, 3; one row of 4 pixels
-    s = np.zeros((5, 1, 4))
-    s[:, 0, 0] = [0, 9, 1, 5, 2]  # generic, second = 3 (subclass) -> 3
-    s[:, 0, 1] = [0, 9, 1, 2, 5]  # generic, second = 4 (no subclass) -> stays 1
-    s[:, 0, 2] = [0, 1, 9, 2, 0]  # top is a subclass -> unchanged
-    s[:, 0, 3] = [0, 9, 6, 5, 2]  # generic, second = 2 -> 2
-    assert second_choice(s, 1, [2, 3]).tolist() == [[3, 1, 2, 2]]
-    assert second_choice(np.moveaxis(s, 0, -1), 1, [2, 3], axis=-1).tolist() == [[3, 1, 2, 2]]
-
-
-def test_second_choice_recorded_right_in_gtsdb(tree):
-    gts = load_taxonomy("gtsdb")
-    k_a, k_b = ids(gts, "speed limit 80", "stop")
-    front = tree.index["Traffic Sign (Front)"]
-    na, nb = tree.index["Sign: speed limit 80"], tree.index["Sign: stop"]
-    gt = np.full((1, 3), gts.stored_value(k_a), dtype=np.uint16)
-    scores = np.zeros((len(tree.nodes), 1, 3), dtype=np.float32)
-    scores[front] = 9
-    scores[na, 0, 0] = 5  # second choice right -> correct
-    scores[nb, 0, 1] = 5  # second choice wrong -> recorded as 'stop' (a confusion, FP of stop)
-    scores[na, 0, 2] = 10  # top choice right
-    ev = Evaluator("gtsdb", hierarchy=tree, pred_space="tree", paper_protocol=True)
-    ev.add_scores(gt, scores)
-    r = ev.result()
-    assert r["classes"]["speed limit 80"]["TP"] == 2 and r["classes"]["speed limit 80"]["FN"] == 1
-    assert r["classes"]["stop"]["FP"] == 1
-    # without the rule the generic sign is no GTSDB class: 2 errors in 'other'
-    flat = Evaluator("gtsdb", hierarchy=tree, pred_space="tree", sign_rule=False, drop="none")
-    flat.add_scores(gt, scores)
-    f = flat.result()
-    assert f["classes"]["speed limit 80"]["TP"] == 1 and f["other_pixels"] == 2
-    with pytest.raises(LabeltreeError, match="one channel per tree"):
-        flat.add_scores(gt, scores[:5])
-
-
 # -- per tree level on a hand-made tree ----------------------------------------------------------------
 
 TOY_TAX = """\
@@ -289,6 +157,7 @@ classes:
 - {id: 3, name: road, color: [128, 64, 128], category: flat}
 - {id: 4, name: sidewalk, color: [244, 35, 232], category: flat}
 """
+
 
 TOY_TREE = """\
 name: toy-tree
