@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from labeltree.datasets.base import DatasetReader, Sample, report_unpaired, split_folders
+from labeltree.datasets.base import DatasetReader, Sample, examples, report_unpaired, split_folders, warn
 from labeltree.errors import LabeltreeError
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -65,12 +65,20 @@ class CityscapesReader(DatasetReader):
         return sorted({s.city for s in self.samples(split) if s.city})
 
     def _by_key(self, base: Path, suffix: str) -> dict[str, Path]:
+        """Key -> file; files with the suffix but no `{city}_{seq:06}_{frame:06}` name are named in one warning."""
         out: dict[str, Path] = {}
+        skipped: list[str] = []
         if base.is_dir():
             for p in sorted(base.glob(f"*/*{suffix}")):
                 m = _CS_KEY.match(p.name)
                 if m and p.name == m.group(0) + suffix:
                     out[m.group(0)] = p
+                else:
+                    skipped.append(repr(str(p.relative_to(base)))[1:-1])
+        if skipped:
+            warn(f"{base}: {len(skipped)} *{suffix} file(s) left out: Cityscapes names are "
+                 f"{{city}}_{{seq:06}}_{{frame:06}}{suffix} (as cityscapesScripts expects): {examples(skipped)}; "
+                 "rename them")
         return out
 
     def samples(self, split: str) -> list[Sample]:

@@ -187,10 +187,19 @@ class GTSDBReader(DatasetReader):
 
     @staticmethod
     def _frames_in(d: Path, suffixes: Iterable[str]) -> dict[str, Path]:
+        """Frame stem -> file in `d`; image files not named NNNNN are named in one warning when frames are here."""
         out: dict[str, Path] = {}
+        skipped: list[str] = []
         for p in sorted(d.iterdir()):
-            if p.suffix.lower() in suffixes and _FRAME.match(p.stem) and p.stem not in out and not p.is_dir():
+            if p.suffix.lower() not in suffixes or p.is_dir():
+                continue
+            if _FRAME.match(p.stem) and p.stem not in out:
                 out[p.stem] = check_input(p, "GTSDB frame")  # a FIFO or device named like a frame: refused
+            else:
+                skipped.append(repr(p.name)[1:-1])
+        if out and skipped:
+            warn(f"{d}: {len(skipped)} image file(s) left out: GTSDB frames are named NNNNN (five digits, as gt.txt "
+                 f"names them): {examples(skipped)}")
         return out
 
     def frames(self) -> dict[str, Path]:

@@ -16,7 +16,15 @@ import re
 from pathlib import Path
 
 from labeltree.core.taxonomy import Taxonomy, bundled_taxonomies, load_taxonomy
-from labeltree.datasets.base import WHAT_TO_USE, DatasetReader, Sample, examples, report_unpaired, split_folders
+from labeltree.datasets.base import (
+    WHAT_TO_USE,
+    DatasetReader,
+    Sample,
+    examples,
+    report_unpaired,
+    split_folders,
+    warn,
+)
 from labeltree.errors import LabeltreeError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"  # the documented photo name (what writers write)
@@ -28,7 +36,12 @@ CREATE_LABELS = "python preperation/createLabels.py --datadir {root} --id-type {
 WHAT_TO_USE["idd"] = ("use the 8-bit *_gtFine_label{level}Ids.png files the IDD tools' createLabels.py writes "
                       "(level3Ids for taxonomy idd), not a colour rendering or the photos")
 
-_FRAME = r"[A-Za-z0-9-]+"
+# Names: the release numbers its sequences (0, 1, ...) and frames (005506), but copies and extensions
+# use any name a file system allows. A sequence name holds no '_' (it ends the key's first part); a
+# frame name may hold anything printable. What no key can hold is left out with one warning and a count.
+_FRAME = r"[A-Za-z0-9-]+"  # frame names in prediction files (matched by pattern)
+_SEQ_NAME = re.compile(r"[^_\x00-\x1f\x7f/\\]+")
+_FRAME_NAME = re.compile(r"[^\x00-\x1f\x7f/\\]+")
 _LABEL_FILE = re.compile(r"^(?P<frame>.+?)_gtFine_label(?P<column>[A-Za-z0-9]+?)s\.png$")
 _CS_NAME = re.compile(r"^[^_]+_\d{6}_\d{6}_")
 _FLAT_KEY = re.compile(rf"^(?P<seq>{_FRAME})_(?P<frame>\d+)(?=[_.])")
@@ -68,7 +81,7 @@ def polygons_path(root: Path, split: str, seq: str, frame: str) -> Path:
 def split_key(key: str) -> tuple[str, str]:
     """`{seq}_{frame}` -> (seq, frame)."""
     seq, sep, frame = key.partition("_")
-    if not sep or not re.fullmatch(_FRAME, seq) or not re.fullmatch(_FRAME, frame):
+    if not sep or not _SEQ_NAME.fullmatch(seq) or not _FRAME_NAME.fullmatch(frame):
         raise LabeltreeError(f"'{key}' is no IDD sample key (expected {{seq}}_{{frame}}, e.g. 0_005506)")
     return seq, frame
 
@@ -129,13 +142,20 @@ class IDDReader(DatasetReader):
 
     @staticmethod
     def _by_key(base: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+        """`{seq}_{frame}` -> file; files whose names no key can hold are named in one warning."""
         out: dict[str, Path] = {}
+        skipped: list[str] = []
         if base.is_dir():
             for suffix in suffixes:
                 for p in sorted(base.glob(f"*/*{suffix}")):
                     frame = p.name[: -len(suffix)]
-                    if re.fullmatch(_FRAME, frame) and re.fullmatch(_FRAME, p.parent.name):
+                    if _FRAME_NAME.fullmatch(frame) and _SEQ_NAME.fullmatch(p.parent.name):
                         out.setdefault(sample_key(p.parent.name, frame), p)
+                    else:
+                        skipped.append(repr(str(p.relative_to(base)))[1:-1])
+        if skipped:
+            warn(f"{base}: {len(skipped)} file(s) left out: a sequence folder name holds '_' or a name holds a "
+                 f"control character, which no {{seq}}_{{frame}} key can hold: {examples(skipped)}; rename them")
         return out
 
     def _refuse_empty(self, gt: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import CS_KEY, cs_root, invoke, refused
+from hostile import CS_KEY, cs_root, invoke, png, refused
 
 from labeltree.datasets.split_list import read_split_list
 from labeltree.fsutil import hold_output, lock_path, release_outputs
@@ -337,3 +337,54 @@ def test_authors_masks_of_huge_boxes_are_fast_and_byte_identical(tmp_path: Path,
             assert res.exit_code == 0, res.output
             outs.append((tmp_path / f"{name}{scale}/00000_labelIds.png").read_bytes())
         assert outs[0] == outs[1]
+
+
+# -- readers: any name the release allows, and one warning with a count for what no key can hold ------------
+
+def _idd_frame(root: Path, seq: str, frame: str) -> None:
+    png(root / "gtFine/train" / seq / f"{frame}_gtFine_labellevel3Ids.png", np.zeros((8, 16), np.uint8))
+    png(root / "leftImg8bit/train" / seq / f"{frame}_leftImg8bit.png", np.full((8, 16, 3), 90, np.uint8))
+
+
+def run_cli(args: list) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess: its warnings reach stderr as the user sees them."""
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    return subprocess.run([sys.executable, "-m", "labeltree", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_idd_reads_odd_sequence_and_frame_names(tmp_path: Path) -> None:
+    root = tmp_path / "idd"
+    for seq, frame in (("0", "005506"), ("seq 2", "005507"), ("ünï", "000102"), ("3", "000_102")):
+        _idd_frame(root, seq, frame)
+    res = run_cli(["stats", "idd", root] + STATS)
+    assert res.returncode == 0, res.stderr
+    assert "4 files read" in res.stderr
+    assert "warning" not in res.stderr
+
+
+def test_idd_names_what_no_key_can_hold_in_one_warning(tmp_path: Path) -> None:
+    root = tmp_path / "idd"
+    _idd_frame(root, "0", "005506")
+    _idd_frame(root, "a_b", "005507")
+    _idd_frame(root, "a_c", "005508")
+    res = run_cli(["stats", "idd", root] + STATS)
+    assert res.returncode == 0, res.stderr
+    assert "1 files read" in res.stderr
+    warned = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 2, res.stderr  # labels, then photos: each one line with its count
+    assert "2 file(s) left out" in warned[0] and "a_b/005507" in warned[0]
+
+
+def test_cityscapes_and_gtsdb_name_what_they_leave_out(tmp_path: Path) -> None:
+    root = cs_root(tmp_path / "cs")
+    png(root / "gtFine/train/aachen/aachen_1_2_gtFine_labelIds.png", np.zeros((8, 16), np.uint8))
+    res = run_cli(["stats", "cityscapes", root] + STATS)
+    assert res.returncode == 0, res.stderr
+    assert "1 files read" in res.stderr
+    assert "1 *_gtFine_labelIds.png file(s) left out" in res.stderr and "aachen_1_2" in res.stderr
+    g = _gtsdb(tmp_path)
+    (g / "00000 copy.ppm").write_bytes((g / "00000.ppm").read_bytes())
+    res = run_cli(["stats", "gtsdb", g] + STATS)
+    assert res.returncode == 0, res.stderr
+    assert "1 image file(s) left out" in res.stderr and "00000 copy.ppm" in res.stderr
