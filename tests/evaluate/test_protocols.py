@@ -30,7 +30,7 @@ def test_overrides_are_listed_and_the_legacy_switch_maps_to_drop_and_sign_rule()
 def test_as_dict_is_the_json_rules_and_leaves_out_how_pixels_are_counted():
     r = resolve_rules("paper", "gtsdb", min_pixels=50, pixel_size=None)
     d = r.as_dict()
-    assert set(d) == {"protocol", "tool", "classes", "mean_over", "drop", "sign_rule", "requested", "overrides",
+    assert set(d) == {"protocol", "tool", "classes", "mean_over", "drop", "sign_rule", "path", "requested", "overrides",
                       "note"}
     assert (r.min_pixels, r.pixel_size) == (50, None)
     assert Rules(**{**d, "overrides": tuple(d["overrides"])}).describe() == r.describe()
