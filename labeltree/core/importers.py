@@ -146,37 +146,45 @@ def build_taxonomy(classes: list[dict[str, Any]], path: Path, lines: list[int | 
 
 # -- sources -------------------------------------------------------------------------------------
 
-def read_table(path: str | Path, palette: str | None = None, columns: dict[str, str] | None = None
-               ) -> tuple[list[dict[str, Any]], list[int | None]]:
-    """Rows of a CSV/TSV label table as ClassDef dicts, and each row's line in the file.
-
-    Columns (case and punctuation ignored): id, name, colour as 'r,g,b' / '#rrggbb' or color_r/g/b,
-    optional readable, category (else the first part of a Mapillary-style 'a--b--c' name),
-    categoryId, trainId, hasInstances/instances, ignoreInEval or evaluate, shape, synonyms and
-    includes ('|'-separated). Lines starting with '#' are comments. Without a colour column,
-    `palette='auto'` gives each class a distinct colour.
-
-    `columns` ({field: column}) reads a field from another column, for tables with one row per
-    fine label and several id columns (IDD: `{'id': 'level3Id', 'name': 'level3Name'}`): rows that
-    share the id then become one class (see `group_rows`).
-    """
-    path = Path(path)
+def _table_rows(path: Path) -> tuple[str, list[tuple[int, list[str]]]]:
+    """The delimiter and the (line, cells) rows of a CSV/TSV table, blank lines and '#' comments left out.
+    Parsed as one CSV stream, so a quoted cell holding a line break is found (and refused) as such."""
     text = read_text_file(path, "label table")
     delim = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text and path.suffix.lower() != ".csv") else ","
-    numbered = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("#")]
-    if not numbered:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        while True:
+            line = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            if reader.line_num != line:
+                raise LabeltreeError("a quoted cell holds a line break (the row runs over lines "
+                                     f"{line}-{reader.line_num}); every cell of a label table is one line", path, line)
+            if not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+                continue
+            rows.append((line, row))
+    except csv.Error as e:
+        raise LabeltreeError(f"not a readable CSV ({e})", path, reader.line_num) from None
+    if not rows:
         raise LabeltreeError("label table has no header line", path)
-    reader = csv.reader([ln for _, ln in numbered], delimiter=delim)
-    rows = list(reader)
-    header_line, header = numbered[0][0], rows[0]
+    return delim, rows
+
+
+def _claim_columns(header: list[str], columns: dict[str, str] | None, path: Path,
+                   header_line: int) -> tuple[list[str | None], int | None]:
+    """The field each column gives (None: unused), after `--column FIELD=COLUMN` choices, and the column
+    that keeps each row's own name when --column name takes another one (None without)."""
     fields: list[str | None] = [COLUMNS.get(_key(h)) for h in header]
     fine_col: int | None = None
     claimed: dict[int, str] = {}  # column index -> the --column field read from it
+    known = set(COLUMNS.values()) - {"color_r", "color_g", "color_b"}
     for field, col in (columns or {}).items():
-        if field not in set(COLUMNS.values()) - {"color_r", "color_g", "color_b"}:
+        if field not in known:
             raise LabeltreeError(f"--column {field}={col}: '{field}' is no class field (use one of "
-                                 f"{', '.join(sorted(set(COLUMNS.values()) - {'color_r', 'color_g', 'color_b'}))})",
-                                 path, header_line)
+                                 f"{', '.join(sorted(known))})", path, header_line)
         hits = [i for i, h in enumerate(header) if _key(h) == _key(col)]
         if not hits:
             raise LabeltreeError(f"--column {field}={col}: the table has no column '{col}' (header: {header})", path,
@@ -196,6 +204,12 @@ def read_table(path: str | Path, palette: str | None = None, columns: dict[str, 
                     fine_col = i  # the row's own label name: kept as what its class includes
                 fields[i] = None
         fields[hits[0]] = field
+    return fields, fine_col
+
+
+def _check_header(fields: list[str | None], header: list[str], palette: str | None, path: Path,
+                  header_line: int) -> bool:
+    """Refuse a table without id, name or colours (unless --palette auto); True when colours are r/g/b columns."""
     if "id" not in fields:
         raise LabeltreeError(f"label table has no id column (header: {header}); name one 'id'", path, header_line)
     if "name" not in fields and "readable" not in fields:
@@ -205,50 +219,78 @@ def read_table(path: str | Path, palette: str | None = None, columns: dict[str, 
     if "color" not in fields and not has_rgb and palette != "auto":
         raise LabeltreeError("label table has no colour column: add 'color' (r,g,b) or color_r/color_g/color_b, "
                              "or pass --palette auto for generated colours", path, header_line)
-    classes: list[dict[str, Any]] = []
-    lines: list[int | None] = []
-    for (line, _), row in zip(numbered[1:], rows[1:], strict=True):
-        if len(row) != len(header):
-            raise LabeltreeError(f"row has {len(row)} columns, the header has {len(header)}", path, line)
-        c: dict[str, Any] = {}
-        rgb: dict[str, int] = {}
-        label = row[fields.index("name")] if "name" in fields else row[fields.index("readable")]
-        for f, raw in zip(fields, row, strict=True):
-            if f is None:
-                continue
-            if raw.strip() == "" and f not in ("id", "name"):
-                continue  # empty optional cell
-            try:
-                if f in INT_FIELDS:
-                    c[f] = _int(raw)
-                elif f in BOOL_FIELDS:
-                    c[f] = _bool(raw)
-                elif f == "color":
-                    c["color"] = _colour(raw)
-                elif f.startswith("color_"):
-                    rgb[f] = int(raw)
-                elif f in ("synonyms", "includes"):
-                    c[f] = [s.strip() for s in raw.split("|") if s.strip()]
-                elif raw != "":
-                    c[f] = raw
-            except ValueError as e:
-                raise LabeltreeError(f"class '{label}': column '{header[fields.index(f)]}': {e}", path, line) from None
-        if "train_id" in c and not -1 <= c["train_id"] <= TRAIN_ID_MAX:
-            raise LabeltreeError(f"class '{label}': column '{header[fields.index('train_id')]}': train id "
-                                 f"{c['train_id']} is out of range: -1..{TRAIN_ID_MAX} (-1 or 255: not trained)",
-                                 path, line)
-        if rgb:
-            c["color"] = [rgb.get("color_r"), rgb.get("color_g"), rgb.get("color_b")]
-        if "evaluate" in c:
-            c["ignore_in_eval"] = not c.pop("evaluate")
-        if "name" not in c:
-            c["name"] = c.get("readable", "")
-        if "category" not in fields and "--" in c["name"]:
-            c["category"] = c["name"].split("--")[0]  # Mapillary machine names: category--group--class
-        if fine_col is not None:
-            c["_row_name"] = row[fine_col]
-        classes.append(c)
-        lines.append(line)
+    return has_rgb
+
+
+def _cell(c: dict[str, Any], rgb: dict[str, int], f: str, raw: str) -> None:
+    """Read one cell of field `f` into the class dict `c` (colour parts into `rgb`); ValueError when bad."""
+    if f in INT_FIELDS:
+        c[f] = _int(raw)
+    elif f in BOOL_FIELDS:
+        c[f] = _bool(raw)
+    elif f == "color":
+        c["color"] = _colour(raw)
+    elif f.startswith("color_"):
+        rgb[f] = int(raw)
+    elif f in ("synonyms", "includes"):
+        c[f] = [s.strip() for s in raw.split("|") if s.strip()]
+    elif raw != "":
+        c[f] = raw
+
+
+def _row_class(row: list[str], fields: list[str | None], header: list[str], fine_col: int | None, path: Path,
+               line: int) -> dict[str, Any]:
+    """One table row as a ClassDef dict."""
+    if len(row) != len(header):
+        raise LabeltreeError(f"row has {len(row)} columns, the header has {len(header)}", path, line)
+    c: dict[str, Any] = {}
+    rgb: dict[str, int] = {}
+    label = row[fields.index("name")] if "name" in fields else row[fields.index("readable")]
+    for f, raw in zip(fields, row, strict=True):
+        if f is None or (raw.strip() == "" and f not in ("id", "name")):
+            continue  # unused column or empty optional cell
+        try:
+            _cell(c, rgb, f, raw)
+        except ValueError as e:
+            raise LabeltreeError(f"class '{label}': column '{header[fields.index(f)]}': {e}", path, line) from None
+    if "train_id" in c and not -1 <= c["train_id"] <= TRAIN_ID_MAX:
+        raise LabeltreeError(f"class '{label}': column '{header[fields.index('train_id')]}': train id "
+                             f"{c['train_id']} is out of range: -1..{TRAIN_ID_MAX} (-1 or 255: not trained)",
+                             path, line)
+    if rgb:
+        c["color"] = [rgb.get("color_r"), rgb.get("color_g"), rgb.get("color_b")]
+    if "evaluate" in c:
+        c["ignore_in_eval"] = not c.pop("evaluate")
+    if "name" not in c:
+        c["name"] = c.get("readable", "")
+    if "category" not in fields and "--" in c["name"]:
+        c["category"] = c["name"].split("--")[0]  # Mapillary machine names: category--group--class
+    if fine_col is not None:
+        c["_row_name"] = row[fine_col]
+    return c
+
+
+def read_table(path: str | Path, palette: str | None = None, columns: dict[str, str] | None = None
+               ) -> tuple[list[dict[str, Any]], list[int | None]]:
+    """Rows of a CSV/TSV label table as ClassDef dicts, and each row's line in the file.
+
+    Columns (case and punctuation ignored): id, name, colour as 'r,g,b' / '#rrggbb' or color_r/g/b,
+    optional readable, category (else the first part of a Mapillary-style 'a--b--c' name),
+    categoryId, trainId, hasInstances/instances, ignoreInEval or evaluate, shape, synonyms and
+    includes ('|'-separated). Lines starting with '#' are comments. Without a colour column,
+    `palette='auto'` gives each class a distinct colour.
+
+    `columns` ({field: column}) reads a field from another column, for tables with one row per
+    fine label and several id columns (IDD: `{'id': 'level3Id', 'name': 'level3Name'}`): rows that
+    share the id then become one class (see `group_rows`).
+    """
+    path = Path(path)
+    _, rows = _table_rows(path)
+    header_line, header = rows[0]
+    fields, fine_col = _claim_columns(header, columns, path, header_line)
+    has_rgb = _check_header(fields, header, palette, path, header_line)
+    classes = [_row_class(row, fields, header, fine_col, path, line) for line, row in rows[1:]]
+    lines: list[int | None] = [line for line, _ in rows[1:]]
     if columns and "id" in columns:
         classes, lines = group_rows(classes, lines, path, columns["id"])
     if palette == "auto" and "color" not in fields and not has_rgb:

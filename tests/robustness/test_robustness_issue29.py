@@ -388,3 +388,29 @@ def test_cityscapes_and_gtsdb_name_what_they_leave_out(tmp_path: Path) -> None:
     res = run_cli(["stats", "gtsdb", g] + STATS)
     assert res.returncode == 0, res.stderr
     assert "1 image file(s) left out" in res.stderr and "00000 copy.ppm" in res.stderr
+
+
+# -- import table: a quoted cell with a line break ----------------------------------------------------------
+
+CSV_CASES = {
+    "a name with a quoted line break": ('id,name,color\n0,"ro\nad","1,2,3"\n1,car,"4,5,6"\n', "in.csv:2"),
+    "a colour with a quoted line break": ('id,name,color\n0,road,"1,2,\n3"\n', "in.csv:2"),
+    "an unterminated quote running to the end": ('id,name,color\n0,road,"1,2,3\n1,car,"4,5,6"\n', "in.csv:2"),
+    "a header with a quoted line break": ('id,"na\nme",color\n0,road,"1,2,3"\n', "in.csv:1"),
+    "after a comment": ('# classes\nid,name,color\n\n0,road,"1,2,3"\n1,"c\nar","4,5,6"\n', "in.csv:5"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_CASES))
+def test_import_table_refuses_a_cell_over_lines(tmp_path: Path, case: str) -> None:
+    text, where = CSV_CASES[case]
+    (tmp_path / "in.csv").write_text(text)
+    line = refused(["import", "table", tmp_path / "in.csv", "-o", tmp_path / "t.yaml"], tmp_path, where)
+    assert "line break" in line
+
+
+def test_import_table_still_reads_quoted_commas_and_comments(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text('# a comment, with "quotes\nid,name,color\n\n0,"road, paved","1,2,3"\n')
+    res = invoke(["import", "table", tmp_path / "in.csv", "-o", tmp_path / "t.yaml"])
+    assert res.exit_code == 0, res.output
+    assert "road, paved" in (tmp_path / "t.yaml").read_text()
