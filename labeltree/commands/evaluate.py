@@ -85,13 +85,25 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 @click.option("--plot-confusion", type=click.Path(path_type=Path), default=None,
               help="Write the confusion matrix as a PNG (log colour scale).")
 @click.option("--quiet", is_flag=True, help="No table on stdout (JSON only with -o).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="stdout: the table, or the JSON that -o writes.")
 def evaluate_cmd(**kw: Any) -> None:
     """Evaluate predictions against a dataset split: per-class IoU / PA, mIoU, mPA, per tree level.
 
-    Predictions are matched to the ground truth by file name (Cityscapes: a file under PRED_DIR whose
-    name starts with {city}_{seq}_{frame}; Vistas / GTSDB: the same stem). --protocol names the whole
-    rule set (class set, mean, dropped predictions, flat sign rule); the table and the JSON say which
-    protocol and rules produced the numbers. Single options override single rules.
+    Predictions are single-channel PNGs (or .npy) of the dataset's stored values anywhere under PRED_DIR,
+    matched to the ground truth by file name. --protocol names the whole rule set (class set, mean,
+    dropped predictions, flat sign rule, decision path); the table and the JSON say which protocol and
+    rules produced the numbers. Single options override single rules.
+
+    \b
+    Per layout: prediction file names, and the classes `official` evaluates:
+      cityscapes           {city}_{seq}_{frame}*.png      19 (cityscapesScripts)
+      cityscapes-extended  as cityscapes                  paper rules (no official tool)
+      vistas               {label stem}.png               65 (v1.2); vistas-v2.0: 123
+      gtsdb                {frame stem}.png (00600.png)   paper rules: 28 of 43 (no official tool)
+      bdd100k              {image name}.png               19 (bdd100k eval/seg.py)
+      idd                  {seq}/{frame}_*.png            26 level-3 classes (evaluate_mIoU.py)
+                           or {seq}_{frame}_*.png
 
     \b
     Examples:
@@ -131,7 +143,9 @@ def evaluate_cmd(**kw: Any) -> None:
     res = evaluate_folder(kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], rules=rules, predict=predict,
                           hierarchy=hierarchy, pred_space=kw["pred_space"], levels=kw["levels"],
                           gtsdb_root=kw["gtsdb_root"], mask_mode=kw["gtsdb_mask"], workers=kw["workers"])
-    if not kw["quiet"]:
+    if kw["fmt"] == "json":
+        click.echo(res.to_json())
+    elif not kw["quiet"]:
         click.echo(res.table())
     if kw["output"] is not None:
         write_text(kw["output"], res.to_json())

@@ -36,6 +36,7 @@ class PairCounter:
     n: int
     n_nodes: int = 0  # tree nodes = channels of a score map
     sign_rule: tuple[int, tuple[int, ...]] | None = None  # (generic, subclasses) for flat score maps
+    outside_index: int | None = None  # predicted values that are no class count as this index (None: refused)
 
     def __post_init__(self) -> None:
         self.pred_lut = self.node_lut if self.pred_space == "tree" else self.lut
@@ -60,7 +61,11 @@ class PairCounter:
         return second_choice(scores, self.sign_rule[0], self.sign_rule[1], axis=-3)
 
     def confusion(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
-        """The n x n matrix of one image (or batch).
+        """The n x n matrix of one image (or batch); see `count`."""
+        return self.count(gt, pred, gt_path, pred_path)[0]
+
+    def count(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> tuple[np.ndarray, int]:
+        """(the n x n matrix of one image (or batch), its predicted pixels that are no class: `outside_index`).
 
         Fast path (label spaces up to ~1M value pairs, i.e. every 8-bit dataset and any dataset with
         tree-node predictions): one key gt * P + pred per pixel, counted over RUNS of equal keys
@@ -83,11 +88,23 @@ class PairCounter:
             gv, pv = keys // p_size, keys % p_size
             gi, pi = self.lut[gv], self.pred_lut[pv]
             self._check_values(gv, gi, gt_path, "ground truth", "the dataset's label space")
+            outside = 0
+            if self.outside_index is not None and self.pred_space == "dataset":
+                outside = int(hist[pi < 0].sum())
+                pi = np.where(pi < 0, self.outside_index, pi)
             self._check_values(pv, pi, pred_path, "prediction", self._pred_space_name)
-            return np.bincount(gi * n + pi, weights=hist, minlength=n * n).astype(np.int64).reshape(n, n)
+            return np.bincount(gi * n + pi, weights=hist, minlength=n * n).astype(np.int64).reshape(n, n), outside
         gi = self._index(gt, self.lut, gt_path, "ground truth", "the dataset's label space")
+        outside = 0
+        if self.outside_index is not None and self.pred_space == "dataset":
+            bad = (pred < 0) | (pred >= len(self.pred_lut))
+            bad[~bad] = self.pred_lut[pred[~bad]] < 0
+            outside = int(bad.sum())
+            pred = np.where(bad, int(np.flatnonzero(self.pred_lut >= 0)[0]), pred)  # any class; replaced below
         pi = self._index(pred, self.pred_lut, pred_path, "prediction", self._pred_space_name)
-        return np.bincount((gi * n + pi).ravel(), minlength=n * n).reshape(n, n)
+        if outside:
+            pi = np.where(bad, self.outside_index, pi)
+        return np.bincount((gi * n + pi).ravel(), minlength=n * n).reshape(n, n), outside
 
     @property
     def _pred_space_name(self) -> str:

@@ -25,6 +25,7 @@ categories and tree levels are all block sums of that matrix at `result()` time.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,7 +34,7 @@ import numpy as np
 
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
-from labeltree.datasets.base import no_class_value
+from labeltree.datasets.base import LabeltreeWarning, no_class_value
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.classes import resolve_classes
 from labeltree.evaluate.counting import PairCounter
@@ -101,6 +102,8 @@ class Evaluator:
         self.min_gt_pixels = (self.min_pixels if self.rules.classes == "paper" and self.mapping is not None
                               and self.mapping.evaluation_only and self.pixel_counts is not None else None)
         self.counter = self._counter()
+        self.outside_pixels = 0
+        self.outside_files = 0
 
     def _project_tree(self, h: Hierarchy) -> None:
         """The dataset's mapping in the tree, and predicted node -> label-space index (foreign where none)."""
@@ -121,7 +124,14 @@ class Evaluator:
         rule = sign_rule_nodes(self.hierarchy) if (self.rules.sign_rule and self.hierarchy is not None) else None
         return PairCounter(self.taxonomy.name, ref, self.space.lut, self.node_lut, self.pred_space, self.space.n,
                            len(self.hierarchy.nodes) if self.hierarchy is not None else 0,
-                           (rule[0], tuple(rule[1])) if rule else None)
+                           (rule[0], tuple(rule[1])) if rule else None, self._outside_index())
+
+    def _outside_index(self) -> int | None:
+        """Where predicted values that are no class go under `outside: ignore`: the dataset's ignore label."""
+        if self.rules.outside != "ignore" or not self.taxonomy.ignore_ids:
+            return None
+        v = self.taxonomy.stored_value(self.taxonomy.ignore_ids[0])
+        return int(self.space.lut[v]) if 0 <= v < len(self.space.lut) and self.space.lut[v] >= 0 else None
 
     def _paper_classes_known(self) -> bool:
         if self.hierarchy is None:
@@ -135,9 +145,16 @@ class Evaluator:
 
     def add(self, gt: Any, pred: Any, gt_path: Any = None, pred_path: Any = None) -> np.ndarray:
         """Count one image (or batch); returns its matrix."""
-        cm = self.confusion(gt, pred, gt_path, pred_path)
+        cm, outside = self.counter.count(gt, pred, gt_path, pred_path)
         self.matrix += cm
+        self.note_outside(outside)
         return cm
+
+    def note_outside(self, pixels: int, files: int = 1) -> None:
+        """Record predicted pixels that were no class and were counted as the ignore label (`outside: ignore`)."""
+        if pixels:
+            self.outside_pixels += pixels
+            self.outside_files += files
 
     def decide(self, scores: Any) -> np.ndarray:
         """Flat model: node decisions from score maps (..., C = tree nodes, H, W); see PairCounter.decide."""
@@ -240,13 +257,19 @@ class Evaluator:
                                else [int(c) for c in self.classes],
                                "protocol": self.rules.protocol, "rules": self.rules.as_dict(),
                                "mean_over": self.mean_over}
-        out.update(_scores(cm, names, self.mean_over))
+        out.update(_scores(cm, names, self.mean_over, self.rules.absent_zero))
         cats = self.category_iou()
         if any(not math.isnan(v) for v in cats.values()):
             vals = [v for v in cats.values() if not math.isnan(v)]
             out["categories"] = {k: _num(v) for k, v in cats.items()}
             out["mIoU_categories"] = _num(float(np.mean(vals)) if vals else float("nan"))
         out["confusion"] = {"labels": [*names, OTHER_NAME], "matrix": cm.tolist()}
+        if self.outside_pixels:
+            ignore = self.space.names[self.counter.outside_index]
+            out["outside"] = {"pixels": self.outside_pixels, "files": self.outside_files, "counted_as": ignore}
+            warnings.warn(f"{self.outside_pixels} predicted pixels in {self.outside_files} file(s) hold values that "
+                          f"are no {self.taxonomy.name} class; counted as '{ignore}', as the official tool counts "
+                          "them", LabeltreeWarning, stacklevel=2)
         if self.levels and self.hierarchy is not None:
             out["levels"] = {}
             for lv in self.dataset_levels():
@@ -255,8 +278,10 @@ class Evaluator:
         return out
 
 
-def _scores(cm: np.ndarray, names: list[str], mean_over: str) -> dict[str, Any]:
+def _scores(cm: np.ndarray, names: list[str], mean_over: str, absent_zero: bool = False) -> dict[str, Any]:
     pc = per_class(cm)
+    if absent_zero:  # BDD100K's tool: a class absent from gt and prediction has IoU 0.0 (not in its mean)
+        pc["IoU"] = np.where(pc["TP"] + pc["FP"] + pc["FN"] == 0, 0.0, pc["IoU"])
     s = summarize(cm, mean_over=mean_over)
     present = pc["pixels"] > 0
     return {

@@ -8,6 +8,7 @@ paper's pixel counts gathered once (labeltree.evaluate.classes) before counting 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +20,7 @@ import numpy as np
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy
 from labeltree.core.tree_file import default_tree, load_hierarchy
-from labeltree.datasets.base import Sample, known_values, read_label
+from labeltree.datasets.base import LabeltreeWarning, Sample, known_values, read_label
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.datasets.decode import PNG_GREY, PNG_PALETTE, decode_array, read_file_and_header
 from labeltree.datasets.registry import open_dataset, reader_class
@@ -49,8 +50,12 @@ def _listing(paths: Sequence[Any], limit: int = 10) -> str:
     return shown + (f" ... ({len(paths) - limit} more)" if len(paths) > limit else "")
 
 
-def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str) -> list[tuple[Sample, Path]]:
-    """Pair every gt sample with exactly one prediction file; name every missing, surplus or doubled one."""
+def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str, missing_ok: bool = False,
+                      ) -> list[tuple[Sample, Path | None]]:
+    """Pair every gt sample with exactly one prediction file; name every missing, surplus or doubled one.
+
+    `missing_ok` (BDD100K's tool): a sample without a prediction is paired with None (a warning says how many).
+    """
     pred_dir = Path(pred_dir)
     reader = reader_class(layout)
     files = prediction_files(pred_dir)
@@ -73,7 +78,11 @@ def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str) ->
                              "keep one file per image", pred_dir)
     missing = [s for s in samples if s.key not in by_key]
     problems = []
-    if missing:
+    if missing and missing_ok:
+        warnings.warn(f"{len(missing)} of {len(samples)} ground-truth images have no prediction under {pred_dir}: "
+                      f"scored as all ignored, as the official tool does ({_listing([s.key for s in missing], 3)})",
+                      LabeltreeWarning, stacklevel=2)
+    elif missing:
         problems.append(f"{len(missing)} of {len(samples)} ground-truth images have no prediction: "
                         f"{_listing([s.key for s in missing])}")
     if surplus:
@@ -82,7 +91,7 @@ def match_predictions(samples: Sequence[Sample], pred_dir: Path, layout: str) ->
     if problems:
         raise LabeltreeError("; ".join(problems) + f" ({reader.prediction_naming}; searched {pred_dir.resolve()} "
                              "recursively)", pred_dir)
-    return [(s, by_key[s.key][0]) for s in samples]
+    return [(s, by_key[s.key][0] if s.key in by_key else None) for s in samples]
 
 
 def read_prediction(path: Path, what: str) -> np.ndarray:
@@ -119,18 +128,22 @@ class _FileJob:
 
     counter: PairCounter
     sample: Sample
-    pred: Path
+    pred: Path | None  # None: no prediction file, scored as all ignored (`Rules.missing_ignored`)
     mask_mode: str
 
 
-def _count_job(job: _FileJob) -> np.ndarray:
-    """Worker: decode the gt and the prediction once each, return the image's matrix."""
+def _count_job(job: _FileJob) -> tuple[np.ndarray, int]:
+    """Worker: decode the gt and the prediction once each, return the image's matrix and its pixels of
+    predicted values that are no class (counted as the ignore label under `outside: ignore`)."""
     tax = load_taxonomy(job.counter.taxonomy_ref)
     gt = read_label(job.sample, tax, job.mask_mode, known=_known(job.counter.taxonomy_ref))
+    if job.pred is None:
+        pred = np.full(gt.shape, tax.stored_value(tax.ignore_ids[0]), dtype=gt.dtype)
+        return job.counter.count(gt, pred, job.sample.label or job.sample.image)
     pred = read_prediction(job.pred, job.counter.what)
     if pred.ndim == 3:
         pred = job.counter.decide(pred, job.pred)
-    return job.counter.confusion(gt, pred, job.sample.label or job.sample.image, job.pred)
+    return job.counter.count(gt, pred, job.sample.label or job.sample.image, job.pred)
 
 
 def default_split(reader: Any) -> str:
@@ -173,17 +186,21 @@ def _count_files(ev: Evaluator, reader: Any, samples: Sequence[Sample], pred_dir
     """Count every matched prediction file, in a process pool of `workers` (default all cores)."""
     if pred_dir is None:
         raise LabeltreeError("give a prediction folder (PRED_DIR)")
-    pairs = match_predictions(samples, Path(pred_dir), reader.layout)
+    pairs = match_predictions(samples, Path(pred_dir), reader.layout,
+                              missing_ok=ev.rules.missing_ignored and ev.pred_space == "dataset")
     jobs = [_FileJob(ev.counter, s, p, mask_mode) for s, p in pairs]
     nw = default_workers() if workers is None else max(1, workers)
     if nw > 1 and len(jobs) > 1:
         # The first image is counted here, before the pool forks: that loads the PNG decoders (pyspng,
         # PIL) once, and the forked workers inherit them instead of each importing them.
-        ev.merge(_count_job(jobs[0]))
-        jobs = jobs[1:]
-    for cm in pmap(_count_job, jobs, nw, desc=f"evaluate {reader.taxonomy.name}", progress=progress,
-                   chunksize=max(1, min(8, len(jobs) // (4 * nw)))):
+        cm, outside = _count_job(jobs[0])
         ev.merge(cm)
+        ev.note_outside(outside)
+        jobs = jobs[1:]
+    for cm, outside in pmap(_count_job, jobs, nw, desc=f"evaluate {reader.taxonomy.name}", progress=progress,
+                            chunksize=max(1, min(8, len(jobs) // (4 * nw)))):
+        ev.merge(cm)
+        ev.note_outside(outside)
     return len(pairs)
 
 

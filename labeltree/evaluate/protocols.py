@@ -17,14 +17,19 @@
   (`fast_hist`, `per_class_iou`, `evaluate_segmentation`): the 19 train classes; gt pixels of 255 are not
   counted; a prediction of 255 on an evaluated pixel falls into the tool's extra 'ignored' column, so it
   is a false negative of that pixel's class and nobody's false positive; the mean runs over the classes
-  present in the gt (`gt_id_set`). (The tool also counts predicted values 19..254 as 'ignored';
-  labeltree refuses them as no class of the dataset.)
+  present in the gt (`gt_id_set`); a class absent from both gt and prediction is reported as 0.0 (its
+  `per_class_iou` of an all-zero row), not in the mean. Predicted values 19..254 are 'ignored' too, and a
+  ground-truth image without a prediction file is scored as all 'ignored' (a warning names how many).
 - IDD (level 3): `evaluation/evaluate_mIoU.py` of github.com/AutoNUE/public-code at commit
   5d9a93beb176b03dd32c79ce050d0fbddc9acd00: gt 255 is no pixel of any class, a prediction of 255
   (or above 25) on a class pixel is that class's false negative and nobody's false positive, IoU
   per level-3 class. Two differences, both said in the result: the tool first resizes gt and
   prediction to 1280x720 (nearest), labeltree compares them at the labels' own size; the tool's
   mean runs over all 26 classes (NaN when one is absent), labeltree's over those with a defined IoU.
+- Predicted values that are no class of the dataset: Vistas, BDD100K and IDD's tools count them (Vistas:
+  as Unlabeled, dropped; BDD100K: as ignored; IDD: as a miss), which is, for each, counting them as the
+  dataset's ignore label (`outside: ignore`, one warning line with the pixels and files); cityscapesScripts
+  refuses them, and so does labeltree (`outside: refuse`, also the paper protocol's rule).
 - Datasets without an official pixel-level tool (GTSDB, Cityscapes Extended) use `paper`; the
   result says so.
 
@@ -51,6 +56,13 @@ PROTOCOLS = ("official", "paper")
 MEANS = ("gt", "defined")
 #: decision paths of a hierarchical model: the full cascade, or the authors' (classifiers skipped, `direct_skips`)
 PATHS = ("cascade", "direct")
+#: predicted values that are no class of the dataset: refused, or counted as its ignore label (the official tools)
+OUTSIDE = ("refuse", "ignore")
+OUTSIDE_AS_IGNORE = ("vistas", "vistas-v2.0", "bdd100k", "idd")
+#: official tools that report IoU 0.0 (not undefined) for a class absent from gt and prediction
+ZERO_FOR_ABSENT = ("bdd100k",)
+#: official tools that score a ground-truth image without a prediction file as all ignored (a warning here)
+MISSING_AS_IGNORED = ("bdd100k",)
 #: the frame size (H, W) at which the paper's >= min_pixels rule counts GTSDB pixels: the authors' training scale
 PAPER_PIXEL_SIZE = (512, 850)
 #: fields of Rules that say how the paper's pixel rule is counted, not what the numbers are: not in as_dict()
@@ -93,6 +105,9 @@ class Rules:
     sign_rule: bool  # the flat model's second-choice rule on score maps
     requested: str  # the protocol asked for
     path: str = "cascade"  # a hierarchical model's decision path: cascade | direct (the authors')
+    outside: str = "refuse"  # predicted values that are no class: refuse | ignore (counted as the ignore label)
+    absent_zero: bool = False  # a class absent from gt and prediction reports IoU 0.0 (BDD100K's tool), not null
+    missing_ignored: bool = False  # a missing prediction file scores as all ignored (BDD100K's tool), not refused
     overrides: tuple[str, ...] = ()  # options that changed a rule of the protocol
     note: str = ""
     dataset: str = ""  # the taxonomy these rules were resolved for ("" = any)
@@ -148,7 +163,9 @@ def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | No
     note = ""
     if protocol == "official" and dataset in OFFICIAL_TOOLS:
         tool, mean, dr = OFFICIAL_TOOLS[dataset]
-        base = Rules("official", tool, "official", mean, dr, False, protocol, "cascade")
+        base = Rules("official", tool, "official", mean, dr, False, protocol, "cascade",
+                     "ignore" if dataset in OUTSIDE_AS_IGNORE else "refuse", dataset in ZERO_FOR_ABSENT,
+                     dataset in MISSING_AS_IGNORED)
     else:
         if protocol == "official":
             note = f"'{dataset}' has no official pixel-level evaluation tool: the paper protocol is used"
