@@ -30,8 +30,11 @@ def test_overrides_are_listed_and_the_legacy_switch_maps_to_drop_and_sign_rule()
 def test_as_dict_is_the_json_rules_and_leaves_out_how_pixels_are_counted():
     r = resolve_rules("paper", "gtsdb", min_pixels=50, pixel_size=None)
     d = r.as_dict()
-    assert set(d) == {"protocol", "tool", "classes", "mean_over", "drop", "sign_rule", "path", "requested", "overrides",
-                      "note"}
+    assert set(d) == {"protocol", "tool", "classes", "mean_over", "drop", "sign_rule", "path", "outside",
+                      "absent_zero", "missing_ignored", "requested", "overrides", "note"}
+    assert (d["outside"], d["absent_zero"], d["missing_ignored"]) == ("refuse", False, False)
+    b = resolve_rules("official", "bdd100k").as_dict()
+    assert (b["outside"], b["absent_zero"], b["missing_ignored"]) == ("ignore", True, True)
     assert (r.min_pixels, r.pixel_size) == (50, None)
     assert Rules(**{**d, "overrides": tuple(d["overrides"])}).describe() == r.describe()
 
