@@ -112,3 +112,29 @@ def test_lt_evaluate_imports_nothing_heavy(data):
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == ""
+
+
+def test_lt_merge_stats_convert_equal_their_commands(data, tmp_path):
+    merged = CliRunner().invoke(main, ["merge", "cityscapes", "vistas", "gtsdb", "--format", "json"])
+    assert merged.exit_code == 0 and json.loads(merged.stdout) == lt.merge(["cityscapes", "vistas", "gtsdb"]).to_json()
+
+    cs = data / "data/synth/cityscapes"
+    st = CliRunner().invoke(main, ["stats", "cityscapes", str(cs), "--split", "train", "-o", str(tmp_path / "s.json"),
+                                   "--no-cache", "--quiet"])
+    assert st.exit_code == 0, st.output
+    rep = lt.stats("cityscapes", cs, ["train"], cache=False)
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json.dumps(rep.classes))
+    assert rep.summary[0]["images"] == 7  # 8 synthetic frames: 7 train, 1 val
+
+    vi = data / "data/synth/vistas"
+    cv = CliRunner().invoke(main, ["convert", "vistas", str(vi), str(tmp_path / "cli"), "--to", "cityscapes",
+                                   "--report", str(tmp_path / "r.json"), "--quiet"])
+    assert cv.exit_code == 0, cv.output
+    got = lt.convert("vistas", vi, tmp_path / "api", to="cityscapes").to_json()
+    want = json.loads((tmp_path / "r.json").read_text())
+    assert got["lists"] == {s: str(tmp_path / "api" / f"{s}.txt") for s in ("train", "val")}
+    assert {k: v for k, v in got.items() if k not in ("out", "lists")} == {k: v for k, v in want.items()
+                                                                          if k not in ("out", "lists")}
+    files = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*.png"))
+    assert files and files == sorted(p.relative_to(tmp_path / "api") for p in (tmp_path / "api").rglob("*.png"))
+    assert all((tmp_path / "cli" / f).read_bytes() == (tmp_path / "api" / f).read_bytes() for f in files)
