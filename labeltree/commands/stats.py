@@ -12,21 +12,12 @@ from labeltree.core.taxonomy import load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
+from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 from labeltree.fsutil import check_outputs, refuse_replacing_inside
-from labeltree.stats.collect import (
-    DEFAULT_MIN_PIXELS,
-    RunInfo,
-    build_report,
-    collect_stats,
-    merge_groups,
-    parse_shard,
-    plot_report,
-    read_raw,
-    render_report,
-    resolve_hierarchy,
-    write_raw,
-    write_rows,
-)
+from labeltree.stats.collect import RunInfo, collect_stats, parse_shard, resolve_hierarchy
+from labeltree.stats.groups import merge_groups, read_raw, write_raw
+from labeltree.stats.render import plot_report, render_report, write_rows
+from labeltree.stats.report import build_report
 
 TABLE_SUFFIXES = (".json", ".csv", ".parquet", ".pq")
 

@@ -113,7 +113,9 @@ def stage_merge(out: Path, datasets: list[str], log: Callable[[str], None]) -> d
 
 def stage_stats(out: Path, data: Path, hierarchy: Any, datasets: list[str], progress: bool,
                 log: Callable[[str], None]) -> list[dict[str, Any]]:
-    from labeltree.stats.collect import build_report, collect_stats, format_table, write_rows
+    from labeltree.stats.collect import collect_stats
+    from labeltree.stats.render import format_table, write_rows
+    from labeltree.stats.report import build_report
 
     groups = []
     for ds in datasets:

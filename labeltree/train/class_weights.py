@@ -60,7 +60,8 @@ def _rows(path: Path, h: Hierarchy) -> list[dict[str, Any]]:
                              "ROOT --hierarchy TREE --raw FILE.json`", path) from None
     except (OSError, ValueError) as e:
         raise LabeltreeError(f"loss.class_weights.stats: cannot read JSON ({e})", path) from None
-    from labeltree.stats.collect import RAW_FORMAT, read_raw, rollup
+    from labeltree.stats.groups import RAW_FORMAT, read_raw
+    from labeltree.stats.report import rollup
 
     if isinstance(data, dict) and data.get("format") == RAW_FORMAT:
         return rollup(read_raw(path), h)[0]
