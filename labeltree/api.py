@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from labeltree.datasets.base import DatasetReader, Sample
     from labeltree.evaluate.protocols import Rules
     from labeltree.evaluate.result import EvaluationResult
-    from labeltree.stats.collect import Report
+    from labeltree.stats.report import Report
     from labeltree.synth.scene import SynthResult
     from labeltree.train.loop import RunResult
 
@@ -134,7 +134,8 @@ def stats(dataset: str, root: str | Path, splits: Sequence[str] | None = None, *
     """
     from labeltree.core.taxonomy import load_taxonomy
     from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
-    from labeltree.stats.collect import build_report, collect_stats, resolve_hierarchy
+    from labeltree.stats.collect import collect_stats, resolve_hierarchy
+    from labeltree.stats.report import build_report
 
     h = resolve_hierarchy(tree, load_taxonomy(dataset))
     groups = collect_stats(dataset, root, list(splits) if splits else None, hierarchy=h, workers=workers,
