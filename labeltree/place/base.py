@@ -1,0 +1,69 @@
+"""What the base tree's own datasets say about each node: the same evidence as a new class's
+(evidence.py), pooled over the base classes mapped at or below the node, dataset by dataset.
+
+A node's fingerprint is the model's prediction histogram over those pixels, averaged over the
+datasets that label them (so that no single camera dominates). The finest fingerprinted nodes are
+the atoms a new class's fingerprint is decomposed into (placement.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.place.evidence import ROWS, ClassEvidence
+
+MIN_PIXELS = 20  # fewer labelled pixels (stride grid) say nothing about a node
+
+
+@dataclass
+class NodeEvidence:
+    h: Hierarchy
+    pixels: np.ndarray  # [N]
+    profile: np.ndarray  # [N, ROWS], rows sum to 1 where pixels
+    size: np.ndarray  # [N] mean frame share where present
+    fingerprint: np.ndarray | None  # [N, N] rows sum to 1 where pixels
+    atoms: list[int] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+
+    @property
+    def known(self) -> np.ndarray:
+        return self.pixels >= MIN_PIXELS
+
+
+def _slot_nodes(h: Hierarchy, ev: ClassEvidence) -> list[int | None]:
+    m = h.mapping(ev.dataset)
+    return [m.to_node.get(c.id) for c in ev.taxonomy.classes]
+
+
+def node_evidence(h: Hierarchy, scans: list[ClassEvidence]) -> NodeEvidence:
+    n = len(h.nodes)
+    desc = [set(h.descendants(i)) for i in range(n)]
+    acc_pix = np.zeros(n)
+    prof = np.zeros((n, ROWS))
+    size = np.zeros(n)
+    fp = np.zeros((n, n)) if scans and all(s.pred is not None for s in scans) else None
+    votes = np.zeros(n)
+    for ev in scans:
+        slots = _slot_nodes(h, ev)
+        for i in range(1, n):
+            member = [k for k, node in enumerate(slots) if node is not None and node in desc[i]]
+            pix = int(ev.pixels[member].sum()) if member else 0
+            if pix < MIN_PIXELS:
+                continue
+            acc_pix[i] += pix
+            votes[i] += 1
+            prof[i] += ev.rows[member].sum(0) / max(ev.rows[member].sum(), 1)
+            size[i] += ev.share[member].sum() / max(int(ev.images[member].max()), 1)
+            if fp is not None and ev.pred is not None:
+                row = ev.pred[member].sum(0)
+                fp[i] += row / max(row.sum(), 1)
+    v = np.maximum(votes, 1)
+    prof /= v[:, None]
+    size /= v
+    if fp is not None:
+        fp /= v[:, None]
+    known = acc_pix >= MIN_PIXELS
+    atoms = [i for i in range(1, n) if known[i] and not any(known[j] for j in desc[i] - {i})]
+    return NodeEvidence(h, acc_pix, prof, size, fp, atoms, [s.dataset for s in scans])

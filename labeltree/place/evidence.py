@@ -1,0 +1,116 @@
+"""One pass over a dataset: what its labels (and a model's predictions) say about each class.
+
+Per class (a slot per taxonomy class, ignored classes included): pixels, frames it appears in, where
+in the frame it lies (a vertical profile), how large it is (its share of the frames it appears in),
+its neighbours (the classes its pixels touch), and with a model the histogram of the model's
+predicted tree nodes over its pixels (the class's fingerprint). Pixels are taken on a stride grid
+(at most MAX_PIXELS per frame): placement compares distributions, not counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labeltree.core.taxonomy import Taxonomy
+from labeltree.datasets.registry import open_dataset
+from labeltree.errors import LabeltreeError
+from labeltree.place.model import NodeModel
+
+ROWS = 8  # bins of the vertical profile
+MAX_PIXELS = 16384  # pixels per frame on the stride grid
+
+
+@dataclass
+class ClassEvidence:
+    """Per-slot arrays for one dataset (slot i = taxonomy.classes[i])."""
+
+    dataset: str
+    taxonomy: Taxonomy
+    frames: int
+    pixels: np.ndarray  # [K] labelled pixels (stride grid)
+    images: np.ndarray  # [K] frames the class appears in
+    rows: np.ndarray  # [K, ROWS] pixels per vertical band
+    share: np.ndarray  # [K] sum over frames of the class's share of the frame
+    touch: np.ndarray  # [K, K] neighbouring pixel pairs (right and down neighbours)
+    pred: np.ndarray | None  # [K, n_nodes] the model's node histogram over the class's pixels
+    examples: dict[int, list[str]]  # slot -> frame keys where it covers most
+
+    @property
+    def size(self) -> np.ndarray:
+        """Mean share of a frame the class covers where it appears."""
+        return self.share / np.maximum(self.images, 1)
+
+    def profile(self) -> np.ndarray:
+        return self.rows / np.maximum(self.rows.sum(1, keepdims=True), 1)
+
+
+def slot_table(tax: Taxonomy) -> np.ndarray:
+    """Stored value -> slot (-1 for values of no class)."""
+    lut = np.full(tax.lut_size, -1, dtype=np.int64)
+    for i, c in enumerate(tax.classes):
+        if c.id >= 0:
+            lut[tax.stored_value(c.id)] = i
+    return lut
+
+
+def _frame(lab: np.ndarray, nodes: np.ndarray | None, stride: int) -> tuple[np.ndarray, np.ndarray | None]:
+    lab = lab[::stride, ::stride]
+    if nodes is not None:
+        nodes = nodes[::stride, ::stride]
+        h, w = min(lab.shape[0], nodes.shape[0]), min(lab.shape[1], nodes.shape[1])
+        lab, nodes = lab[:h, :w], nodes[:h, :w]
+    return lab, nodes
+
+
+def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None = None, n_nodes: int = 0,
+         max_frames: int | None = None, split: str | None = None) -> ClassEvidence:
+    """Read every (or the first `max_frames`, spread over the splits) frame of `dataset` under `root`."""
+    reader = open_dataset(tax, root)
+    splits = [split] if split else reader.splits()
+    samples = [s for sp in splits for s in reader.samples(sp)]
+    if not samples:
+        raise LabeltreeError(f"no frames of {dataset} found (splits: {', '.join(splits) or 'none'}); is this the "
+                             f"dataset's root?", root)
+    if max_frames and len(samples) > max_frames:
+        pick = np.linspace(0, len(samples) - 1, max_frames).round().astype(int)
+        samples = [samples[i] for i in sorted(set(pick.tolist()))]
+    lut = slot_table(tax)
+    k = len(tax.classes)
+    ev = ClassEvidence(dataset, tax, len(samples), np.zeros(k, np.int64), np.zeros(k, np.int64),
+                       np.zeros((k, ROWS), np.int64), np.zeros(k), np.zeros((k, k), np.int64),
+                       np.zeros((k, n_nodes), np.int64) if model is not None else None, {})
+    best: dict[int, list[tuple[float, str]]] = {}
+    for s in samples:
+        full = reader.read_label(s)
+        nodes = model.predict(reader.read_image(s)) if model is not None else None
+        stride = max(1, int(np.ceil(np.sqrt(full.size / MAX_PIXELS))))
+        lab, nodes = _frame(full, nodes, stride)
+        slots = np.where(lab < len(lut), lut[np.minimum(lab, len(lut) - 1)], -1)
+        _add_frame(ev, slots, nodes, n_nodes, best, s.key)
+    ev.examples = {i: [key for _, key in sorted(v, reverse=True)[:3]] for i, v in best.items()}
+    return ev
+
+
+def _add_frame(ev: ClassEvidence, slots: np.ndarray, nodes: np.ndarray | None, n_nodes: int,
+               best: dict[int, list[tuple[float, str]]], key: str) -> None:
+    k = len(ev.pixels)
+    ok = slots >= 0
+    counts = np.bincount(slots[ok], minlength=k)
+    ev.pixels += counts
+    present = counts > 0
+    ev.images += present
+    ev.share += counts / max(slots.size, 1)
+    band = (np.arange(slots.shape[0]) * ROWS // max(slots.shape[0], 1))[:, None].repeat(slots.shape[1], 1)
+    ev.rows += np.bincount(slots[ok] * ROWS + band[ok], minlength=k * ROWS).reshape(k, ROWS)
+    for a, b in ((slots[:, :-1], slots[:, 1:]), (slots[:-1, :], slots[1:, :])):
+        m = (a >= 0) & (b >= 0) & (a != b)
+        pair = np.bincount(a[m] * k + b[m], minlength=k * k).reshape(k, k)
+        ev.touch += pair + pair.T
+    if nodes is not None and ev.pred is not None:
+        m = ok & (nodes >= 0) & (nodes < n_nodes)
+        ev.pred += np.bincount(slots[m] * n_nodes + nodes[m], minlength=k * n_nodes).reshape(k, n_nodes)
+    for i in np.flatnonzero(present):
+        best.setdefault(int(i), []).append((float(counts[i]), key))

@@ -1,0 +1,69 @@
+"""A trained model as `image -> tree node per pixel`, for a PyTorch checkpoint (.pt) or an exported
+ONNX model (.onnx). Placement needs only the hard cascade's node map, which both formats give."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.errors import LabeltreeError
+
+
+@dataclass
+class NodeModel:
+    """What placement needs of a model: its tree's node names and a node map per image."""
+
+    path: Path
+    node_names: list[str]
+    predict: Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 -> HxW node indices (-1 = none)
+    config: dict[str, Any] | None = None  # the training config of a .pt (its datasets and roots)
+
+    def check_tree(self, h: Hierarchy) -> None:
+        """The model's node ids mean something only in its own tree: refuse another one."""
+        names = [n.name for n in h.nodes]
+        if names != self.node_names:
+            extra = [n for n in self.node_names if n not in set(names)][:3]
+            missing = [n for n in names if n not in set(self.node_names)][:3]
+            why = (f"nodes only in the model: {', '.join(extra)}" if extra else
+                   f"nodes only in the tree: {', '.join(missing)}" if missing else "the same nodes in another order")
+            raise LabeltreeError(f"the model was trained on another tree than '{h.name}' ({why}); pass the "
+                                 "model's own tree with --tree", self.path)
+
+
+def open_node_model(path: str | Path) -> NodeModel:
+    """A .pt checkpoint (torch) or .onnx model (onnxruntime) as a NodeModel; anything else: one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise LabeltreeError("--checkpoint: model file not found", p)
+    if p.suffix == ".onnx":
+        from labeltree.export.runtime import OnnxModel
+
+        m = OnnxModel(p)
+        if m.is_flat or not m.has_nodes:
+            raise LabeltreeError("--checkpoint: placement needs a hierarchical model that gives tree nodes; export "
+                                 "it with --output nodes (or scores)", p)
+
+        def predict_onnx(img: np.ndarray) -> np.ndarray:
+            out = m.predict_array(img).nodes
+            assert out is not None
+            return out
+
+        return NodeModel(p, list(m.node_names), predict_onnx)
+    if p.suffix != ".pt":
+        raise LabeltreeError("--checkpoint: give a PyTorch checkpoint (.pt) or an exported model (.onnx)", p)
+    from labeltree.train.predict import load_predictor
+
+    pred = load_predictor(p, "cpu")
+    if pred.flat is not None:
+        raise LabeltreeError("--checkpoint: placement needs a hierarchical model (this one is flat)", p)
+
+    def predict_pt(img: np.ndarray) -> np.ndarray:
+        return pred.predict_array(img)[0]
+
+    cfg = pred.cfg.model_dump() if hasattr(pred.cfg, "model_dump") else None
+    return NodeModel(p, [n.name for n in pred.h.nodes], predict_pt, cfg)

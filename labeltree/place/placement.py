@@ -1,0 +1,209 @@
+"""Where each class of a new dataset goes in a tree: the evidence combined into ranked placements.
+
+Placements: an existing node (leaf or inner: the class covers that node's subtree), new children
+under an existing leaf (the new dataset is finer there), a new node under a parent (nothing in the
+tree is that concept), or ignore. Evidence, each scored 0..1 per candidate and shown:
+- model: the class's fingerprint (its pixels' predicted-node histogram) decomposed into the atoms'
+  fingerprints (non-negative least squares), which undoes the model's own confusions; the share of
+  the class inside a node's subtree is its coverage. The deepest node that covers >= COVER of the
+  class wins (mass on one node -> that node, spread over siblings -> their parent); what the atoms
+  cannot explain is mass on nothing known -> a new node. The Jensen-Shannon distance of the
+  fingerprint to the node's pooled fingerprint is the second half of the score.
+- stats: vertical profile (JS distance) and size (frame share) against the node's, and neighbours.
+- names: normalised names / synonyms against node names and the base classes mapped to each node;
+  `includes` terms name the nodes a class covers.
+Then one dataset's classes are placed together: two classes never share one existing node (the
+more certain keeps it, e.g. IDD 'road' -> Road beside 'drivable fallback' -> Driveable), and two or
+more classes on one leaf whose names extend it become new children of that leaf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.taxonomy import ClassDef, normalise_name
+from labeltree.place import names
+from labeltree.place.base import MIN_PIXELS, NodeEvidence
+from labeltree.place.evidence import ClassEvidence
+
+COVER = 0.8  # share of a class's decomposed mass a node must hold to be 'the' node
+WEIGHTS = {"model": 0.5, "names": 0.35, "stats": 0.15}
+
+
+@dataclass
+class Candidate:
+    kind: str  # node | inner | children | new | ignore
+    node: str | None  # the node (node, inner), the leaf (children), the parent (new)
+    score: float
+    evidence: dict[str, float] = field(default_factory=dict)
+    why: list[str] = field(default_factory=list)
+
+    def label(self) -> str:
+        return {"node": f"{self.node}", "inner": f"{self.node} (inner node)",
+                "children": f"new child of {self.node}", "new": f"new node under {self.node}",
+                "ignore": "ignore"}[self.kind]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "node": self.node, "score": round(self.score, 3),
+                "evidence": {k: round(v, 3) for k, v in self.evidence.items()}, "why": self.why}
+
+
+@dataclass
+class Placement:
+    cls: ClassDef
+    pixels: int
+    frames: int
+    candidates: list[Candidate]
+    examples: list[str] = field(default_factory=list)
+    new_name: str | None = None  # the node name a new node / new child gets
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.candidates[0]
+
+    @property
+    def confidence(self) -> float:
+        top = self.candidates[0].score
+        second = self.candidates[1].score if len(self.candidates) > 1 else 0.0
+        return float(np.clip(0.5 * top + 2.0 * (top - second), 0.0, 1.0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.cls.display, "id": self.cls.id, "pixels": self.pixels, "frames": self.frames,
+                "placement": self.chosen.to_json(), "new_name": self.new_name,
+                "confidence": round(self.confidence, 3),
+                "alternatives": [c.to_json() for c in self.candidates[1:3]], "examples": self.examples}
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, 0..1) of two histograms."""
+    p = p / max(p.sum(), 1e-12)
+    q = q / max(q.sum(), 1e-12)
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray) -> float:
+        nz = a > 0
+        return float((a[nz] * np.log2(a[nz] / m[nz])).sum())
+
+    return float(np.sqrt(max(0.0, 0.5 * kl(p) + 0.5 * kl(q))))
+
+
+# -- per-evidence scores over all nodes ----------------------------------------------------------
+
+def decompose(fp: np.ndarray, base: NodeEvidence) -> tuple[np.ndarray, float]:
+    """Coverage per node (share of the class's mass inside the node's subtree) and the share that
+    the atoms' fingerprints cannot explain."""
+    h = base.h
+    assert base.fingerprint is not None
+    atoms = base.atoms
+    a = base.fingerprint[atoms].T  # [N, atoms]
+    p = fp / max(fp.sum(), 1)
+    c, _ = nnls(a, p)
+    total = c.sum()
+    resid = 0.5 * float(np.abs(a @ c - p).sum()) if total > 0 else 1.0
+    c = c / total if total > 0 else c
+    cover = np.zeros(len(h.nodes))
+    for w, atom in zip(c, atoms, strict=True):
+        for anc in h.ancestors(atom):
+            cover[anc] += w
+    return cover, min(1.0, resid)
+
+
+def model_scores(fp: np.ndarray, base: NodeEvidence) -> tuple[np.ndarray, float, int]:
+    """Per node a 0..1 score; the unexplained share; the deepest node covering >= COVER."""
+    h = base.h
+    cover, resid = decompose(fp, base)
+    assert base.fingerprint is not None
+    n = len(h.nodes)
+    sim = np.array([1 - js_distance(fp, base.fingerprint[i]) if base.known[i] else 0.0 for i in range(n)])
+    over = [i for i in range(1, n) if cover[i] >= COVER]
+    deepest = max(over, key=lambda i: (h.nodes[i].level, cover[i])) if over else 0
+    cov_term = np.where(cover >= COVER, 0.6 + 0.4 * cover, 0.6 * cover)
+    for i in over:  # the deepest covering node ahead of its covering ancestors
+        if i != deepest:
+            cov_term[i] -= 0.1 * (h.nodes[deepest].level - h.nodes[i].level)
+    return np.clip(0.5 * cov_term + 0.5 * sim * (1 - resid), 0, 1), resid, deepest
+
+
+def stats_scores(ev: ClassEvidence, slot: int, base: NodeEvidence) -> np.ndarray:
+    prof = ev.profile()[slot]
+    size = max(float(ev.size[slot]), 1e-4)
+    out = np.zeros(len(base.h.nodes))
+    for i in np.flatnonzero(base.known):
+        p = 1 - js_distance(prof, base.profile[i])
+        s = float(np.exp(-abs(np.log(size / max(float(base.size[i]), 1e-4))) / 2))
+        out[i] = 0.6 * p + 0.4 * s
+    return out
+
+
+def node_texts(h: Hierarchy, dense: bool, affinity: dict[str, float] | None = None) -> list[list[tuple[str, float]]]:
+    """Per node: (name, weight) for its own name and the base classes mapped to it. A class name
+    weighs 0.9 + 0.1 x its dataset's affinity (share of the new dataset's classes it names alike: BDD100K
+    names its classes as Cityscapes does); the node's own name 0.9. For a dense dataset the nodes
+    only box datasets label keep their own name alone (a sign type is never joined with terrain)."""
+    out: list[list[tuple[str, float]]] = [[(n.name, 0.9)] for n in h.nodes]
+    for key, m in h.mappings.items():
+        if m.is_boxes and dense:
+            continue
+        w = 0.9 + 0.1 * (affinity or {}).get(key, 0.0)
+        for c in m.taxonomy.classes:
+            node = m.to_node.get(c.id)
+            if node is not None:
+                out[node] += [(t, w) for t in (c.display, c.name, *c.synonyms)]
+    return out
+
+
+def affinity(h: Hierarchy, new: list[ClassDef]) -> dict[str, float]:
+    """Per base dataset: the share of the new dataset's classes that have a class of the same name there."""
+    out = {}
+    for key, m in h.mappings.items():
+        have = {normalise_name(t) for c in m.taxonomy.classes for t in (c.display, c.name, *c.synonyms)}
+        out[key] = sum(any(normalise_name(t) in have for t in (c.display, c.name)) for c in new) / max(len(new), 1)
+    return out
+
+
+def box_only(h: Hierarchy) -> set[int]:
+    """Nodes whose subtree only box datasets label (GTSDB's 43 sign types)."""
+    dense: set[int] = set()
+    for m in h.mappings.values():
+        if not m.is_boxes and not m.evaluation_only:
+            for node in m.to_node.values():
+                if node is not None:
+                    dense.update(h.ancestors(node))
+    return {i for i in range(1, len(h.nodes)) if i not in dense}
+
+
+def name_scores(c: ClassDef, h: Hierarchy, texts: list[list[tuple[str, float]]], skip: set[int],
+                ) -> tuple[np.ndarray, list[str]]:
+    out = np.zeros(len(h.nodes))
+    why = [""] * len(h.nodes)
+    for i in range(1, len(h.nodes)):
+        if i in skip:
+            continue
+        for t, w in texts[i]:
+            s, _ = names.best_text_score(c, [t])
+            if s * w > out[i]:
+                out[i], why[i] = s * w, f"name ~ '{t}'"
+    return out, why
+
+
+def includes_nodes(c: ClassDef, h: Hierarchy, texts: list[list[tuple[str, float]]], skip: set[int]) -> list[int]:
+    """Nodes the class's `includes` terms name (exactly)."""
+    hit = []
+    for term in c.includes:
+        for i in range(1, len(h.nodes)):
+            if i not in skip and any(names.similarity(term, t) >= names.EXACT for t, _ in texts[i]):
+                hit.append(i)
+                break
+    return hit
+
+
+def lowest_common(h: Hierarchy, nodes: list[int]) -> int:
+    common = set(h.ancestors(nodes[0]))
+    for n in nodes[1:]:
+        common &= set(h.ancestors(n))
+    return max(common, key=lambda i: h.nodes[i].level)

@@ -1,0 +1,268 @@
+"""`labeltree place`: the candidates of every class of a new dataset, and the dataset-wide pass
+that settles them (one class per existing node, kinds of one leaf as its new children)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.errors import LabeltreeError
+from labeltree.place import names
+from labeltree.place.base import MIN_PIXELS, NodeEvidence, node_evidence
+from labeltree.place.evidence import ClassEvidence, scan
+from labeltree.place.model import NodeModel, open_node_model
+from labeltree.place.placement import (
+    WEIGHTS,
+    Candidate,
+    Placement,
+    affinity,
+    box_only,
+    includes_nodes,
+    lowest_common,
+    model_scores,
+    name_scores,
+    node_texts,
+    stats_scores,
+)
+
+KEEP = 6  # candidates kept per class
+
+
+@dataclass
+class PlaceResult:
+    h: Hierarchy
+    tree_ref: str
+    dataset: str  # the dataset as given (bundled name or taxonomy file)
+    taxonomy: Taxonomy
+    placements: list[Placement]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tree": self.h.name, "dataset": self.taxonomy.name, "info": self.info,
+                "classes": [p.to_json() for p in self.placements]}
+
+
+@dataclass
+class _Ctx:
+    h: Hierarchy
+    base: NodeEvidence | None
+    texts: list[list[tuple[str, float]]]
+    skip: set[int]  # nodes never proposed (kind rule)
+    ignored_names: list[str]  # base classes that base datasets ignore
+    model: bool
+
+
+def _combine(parts: dict[str, float]) -> float:
+    w = sum(WEIGHTS[k] for k in parts)
+    return sum(WEIGHTS[k] * v for k, v in parts.items()) / w if w else 0.0
+
+
+def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> list[Candidate]:
+    """Every placement of one class, scored from the evidence there is for it."""
+    h = ctx.h
+    if c.id in ev.taxonomy.ignore_ids or names.is_void(c):
+        return [Candidate("ignore", None, 1.0, {"names": 1.0}, ["the taxonomy ignores it" if c.id in
+                                                                 ev.taxonomy.ignore_ids else "a void name"])]
+    nm, nwhy = name_scores(c, h, ctx.texts, ctx.skip)
+    exact = float(nm.max()) >= 0.9 * names.EXACT
+    has_data = int(ev.pixels[slot]) >= MIN_PIXELS
+    parts: dict[str, np.ndarray] = {"names": nm}
+    why: dict[str, list[str]] = {i: [nwhy[i]] if nwhy[i] else [] for i in range(len(h.nodes))}
+    resid, deepest = 1.0, 0
+    if has_data and ctx.model and ctx.base is not None and ev.pred is not None:
+        ms, resid, deepest = model_scores(ev.pred[slot].astype(float), ctx.base)
+        parts["model"] = ms
+    if has_data and ctx.base is not None and ctx.base.known.any():
+        parts["stats"] = stats_scores(ev, slot, ctx.base)
+    inc = [] if exact else includes_nodes(c, h, ctx.texts, ctx.skip)
+    own = int(np.argmax(nm)) if nm.max() >= 0.45 else None
+    covers = lowest_common(h, inc + ([own] if own else [])) if inc else None
+    if covers is not None and covers == (inc[0] if len(inc) == 1 and own is None else -1):
+        covers = h.nodes[covers].parent  # it includes that node and is more than it
+    out: list[Candidate] = []
+    for i in range(1, len(h.nodes)):
+        if i in ctx.skip:
+            continue
+        ev_i = {k: float(v[i]) for k, v in parts.items()}
+        score = _combine(ev_i)
+        w = list(why[i])
+        if covers is not None and covers == i:
+            score = min(1.0, score + 0.2)
+            w.append(f"includes {', '.join(c.includes)}")
+        if "model" in parts and i == deepest:
+            w.append("model: deepest node covering its pixels")
+        out.append(Candidate("inner" if h.nodes[i].children else "node", h.nodes[i].name, score, ev_i, w))
+    out.sort(key=lambda x: -x.score)
+    best = out[0].score if out else 0.0
+    out = out[:KEEP]
+    new_parts = {"names": 1.0 - float(nm.max())}
+    if "model" in parts:
+        new_parts["model"] = float(resid)
+    parent = deepest if "model" in parts else 0
+    new_why = [f"unexplained by the tree's nodes: {resid:.0%}" if "model" in parts else "no node name matches"]
+    new_score = _combine(new_parts)
+    if covers == 0:
+        new_score = max(new_score, min(1.0, best + 0.05))
+        new_why.append(f"includes {', '.join(c.includes)}: nodes with no common parent but the root")
+    elif covers is not None:
+        parent = covers
+    out.append(Candidate("new", h.nodes[parent].name, new_score, new_parts, new_why))
+    out += _children(c, h, parts, ctx)
+    ign, what = names.best_text_score(c, ctx.ignored_names)
+    if ign > 0:
+        out.append(Candidate("ignore", None, 0.9 * ign, {"names": ign}, [f"base datasets ignore '{what}'"]))
+    out.sort(key=lambda x: -x.score)
+    return out
+
+
+def _children(c: ClassDef, h: Hierarchy, parts: dict[str, np.ndarray], ctx: _Ctx) -> list[Candidate]:
+    """New child of a leaf whose name the class's name extends ('Traffic Light - Pedestrians')."""
+    out = []
+    for i in h.leaves:
+        if i in ctx.skip or not any(names.contains(t, n) for t in names.texts(c) for n in (h.nodes[i].name,)):
+            continue
+        ev_i = {k: float(v[i]) for k, v in parts.items() if k != "names"}
+        ev_i["names"] = 0.95
+        out.append(Candidate("children", h.nodes[i].name, _combine(ev_i), ev_i,
+                             [f"its name extends '{h.nodes[i].name}'"]))
+    return out
+
+
+def settle(placements: list[Placement], h: Hierarchy) -> None:
+    """Dataset-wide: two classes never share an existing node (the more certain keeps it and the
+    other takes its next candidate); a leaf with one proposed new child keeps the class itself."""
+    taken: dict[str, str] = {}
+    for p in sorted(placements, key=lambda p: -p.confidence):
+        for k, cand in enumerate(p.candidates):
+            if cand.kind in ("node", "inner") and cand.node in taken:
+                continue
+            if k:
+                p.candidates.insert(0, p.candidates.pop(k))
+                p.candidates[0].why.append(f"next choice: '{p.candidates[1].label()}' is taken")
+            if cand.kind in ("node", "inner"):
+                taken[str(cand.node)] = p.cls.display
+            break
+    kids: dict[str, list[Placement]] = {}
+    for p in placements:
+        if p.chosen.kind == "children":
+            kids.setdefault(str(p.chosen.node), []).append(p)
+    for leaf, group in kids.items():
+        if len(group) == 1 and leaf not in taken:
+            cand = group[0].chosen
+            group[0].candidates[0] = Candidate("node", leaf, cand.score, cand.evidence,
+                                               cand.why + ["the only kind of it in this dataset"])
+    have = {n.name for n in h.nodes}
+    for p in placements:
+        if p.chosen.kind in ("new", "children"):
+            name = p.cls.display.title() if p.cls.display.islower() else p.cls.display
+            while name in have:
+                name += " (new)"
+            have.add(name)
+            p.new_name = name
+
+
+def _ignored_names(h: Hierarchy) -> list[str]:
+    out: list[str] = []
+    for m in h.mappings.values():
+        for c in m.taxonomy.classes:
+            if m.to_node.get(c.id, 0) is None and c.id not in m.taxonomy.ignore_ids and not names.is_void(c):
+                out += [c.display, c.name]
+    return out
+
+
+# -- the whole run -------------------------------------------------------------------------------
+
+def base_roots(h: Hierarchy, base_root: Path | None, model: NodeModel | None) -> dict[str, Path]:
+    """Where each base dataset's frames are: BASE_ROOT/<key or taxonomy name>, else the root the
+    model was trained with (its checkpoint's config)."""
+    out: dict[str, Path] = {}
+    cfg = model.config if model is not None else None
+    trained = {}
+    if cfg:
+        data_root = Path(cfg.get("data_root") or ".")
+        trained = {d["name"]: data_root / d["root"] for d in cfg.get("datasets") or [] if d.get("root")}
+    for key in h.datasets:
+        tax = h.mapping(key).taxonomy
+        tries = [base_root / key, base_root / tax.name] if base_root is not None else []
+        tries += [p for k, p in trained.items() if k in (key, tax.name)]
+        found = next((p for p in tries if p.is_dir()), None)
+        if found is not None:
+            out[key] = found
+    return out
+
+
+def place(dataset: str, root: str | Path, tree: str = "cityscapes+vistas+gtsdb", checkpoint: str | Path | None = None,
+          base_root: str | Path | None = None, frames: int = 50, base_frames: int = 50) -> PlaceResult:
+    """Propose a placement for every class of `dataset` (frames under `root`) in `tree`."""
+    t0 = time.perf_counter()
+    h = load_hierarchy(tree)
+    tax = load_taxonomy(dataset)
+    if any(m.taxonomy.name == tax.name for m in h.mappings.values()):
+        raise LabeltreeError(f"tree '{h.name}' already maps {tax.name}; check its mapping with `labeltree audit`, or "
+                             "place it against a tree without it")
+    model = open_node_model(checkpoint) if checkpoint is not None else None
+    if model is not None:
+        model.check_tree(h)
+    n = len(h.nodes)
+    roots = base_roots(h, Path(base_root) if base_root else None, model)
+    if model is not None and not roots:
+        raise LabeltreeError("--checkpoint: no frames of the tree's own datasets found (give --base-root, the folder "
+                             f"holding {', '.join(h.datasets)})")
+    ev = scan(tax.name, tax, root, model, n, frames)
+    if int(ev.pixels.sum()) == 0:
+        raise LabeltreeError(f"no labelled pixels in {ev.frames} frames of {tax.name}: is this the dataset's root "
+                             "and its taxonomy?", root)
+    scans = [scan(k, h.mapping(k).taxonomy, r, model, n, base_frames) for k, r in roots.items()]
+    base = node_evidence(h, scans) if scans else None
+    dense = tax.annotation != "boxes"
+    skip = box_only(h) if dense else _outside_boxes(h)
+    ctx = _Ctx(h, base, node_texts(h, dense, affinity(h, tax.classes)), skip, _ignored_names(h), model is not None)
+    placements = []
+    for slot, c in enumerate(tax.classes):
+        p = Placement(c, int(ev.pixels[slot]), int(ev.images[slot]), class_candidates(c, slot, ev, ctx),
+                      ev.examples.get(slot, []))
+        placements.append(p)
+    settle(placements, h)
+    info = {"frames": ev.frames, "base": {k: str(r) for k, r in roots.items()},
+            "model": str(checkpoint) if checkpoint else None, "seconds": round(time.perf_counter() - t0, 2),
+            "evidence": [e for e, on in (("model", model is not None), ("stats", base is not None),
+                                         ("names", True)) if on]}
+    return PlaceResult(h, str(tree), dataset, tax, placements, info)
+
+
+def _outside_boxes(h: Hierarchy) -> set[int]:
+    """For a box dataset: every node outside the subtrees box datasets of the tree label."""
+    region: set[int] = set()
+    for m in h.mappings.values():
+        if m.is_boxes:
+            for node in m.to_node.values():
+                if node is not None:
+                    region.update(h.descendants(h.nodes[node].parent))
+    return set(range(1, len(h.nodes))) - region if region else set()
+
+
+def expected_of(full: Hierarchy, base: Hierarchy, dataset: str) -> dict[str, tuple[str, str | None]]:
+    """How tree `full` maps a dataset, as placements (kind, node) against `base` (the tree without it):
+    used to score `place` against a bundled add-on (benchmarks, tests)."""
+    m = full.mapping(dataset)
+    out: dict[str, tuple[str, str | None]] = {}
+    for c in m.taxonomy.classes:
+        node = m.to_node.get(c.id)
+        if node is None:
+            out[c.display] = ("ignore", None)
+            continue
+        name = full.nodes[node].name
+        if name in base.index:
+            out[c.display] = ("inner" if base.nodes[base.index[name]].children else "node", name)
+            continue
+        parent = full.nodes[full.nodes[node].parent].name
+        b = base.index.get(parent)
+        out[c.display] = ("children" if b is not None and b > 0 and not base.nodes[b].children else "new", parent)
+    return out
