@@ -84,13 +84,15 @@ def _register() -> None:
         gtsdb,
         imports,
         merge,
+        place,
         stats,
         synth,
         train,
         tree,
     )
 
-    for module in (demo, merge, tree, imports, synth, gtsdb, stats, evaluate, train, export, annotate, convert):
+    for module in (demo, merge, place, tree, imports, synth, gtsdb, stats, evaluate, train, export, annotate,
+                   convert):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 
