@@ -14,7 +14,7 @@ LAYERS = [
     ["labeltree.core"],
     ["labeltree.datasets"],
     ["labeltree.evaluate", "labeltree.stats", "labeltree.synth", "labeltree.convert"],
-    ["labeltree.train", "labeltree.export"],
+    ["labeltree.train", "labeltree.export", "labeltree.place"],
     ["labeltree.demo", "labeltree.annotate"],
     ["labeltree.commands", "labeltree.cli", "labeltree.__main__", "labeltree.api"],
 ]

@@ -22,8 +22,9 @@ from labeltree.errors import LabeltreeError
 from labeltree.place.base import MIN_PIXELS, node_evidence
 from labeltree.place.evidence import scan
 from labeltree.place.model import open_node_model
-from labeltree.place.placement import affinity, box_only, js_distance, node_texts
-from labeltree.place.propose import _Ctx, _ignored_names, _outside_boxes, base_roots, class_candidates
+from labeltree.core.class_names import affinity, box_only, ignored_names, node_texts, outside_boxes
+from labeltree.place.placement import js_distance
+from labeltree.place.propose import _Ctx, base_roots, class_candidates
 
 THRESHOLD = 0.12  # score gap above which a mapping is flagged
 POLICY_JS = 0.5  # fingerprint distance above which two datasets' classes on one node disagree
@@ -83,19 +84,18 @@ def audit(dataset: str, root: str | Path, tree: str, checkpoint: str | Path | No
     others = [k for k in h.mappings if k != m.dataset]
     aff = {k: v for k, v in affinity(h, tax.classes).items() if k in others}
     texts = node_texts(_without(h, m.dataset), dense, aff)
-    ctx = _Ctx(h, base, texts, box_only(h) if dense else _outside_boxes(h), _ignored_names(h), model is not None)
+    ctx = _Ctx(h, base, texts, box_only(h) if dense else outside_boxes(h), ignored_names(h), model is not None)
     findings = []
     for slot, c in enumerate(tax.classes):
         node = m.to_node.get(c.id)
         if node is None or int(ev.pixels[slot]) < MIN_PIXELS:
             continue
-        cands = [x for x in class_candidates(c, slot, ev, ctx) if x.kind in ("node", "inner", "new")]
+        # against the other existing nodes: 'a new node' is what a class nothing fits gets, not a verdict on a mapping
+        cands = [x for x in class_candidates(c, slot, ev, ctx) if x.kind in ("node", "inner")]
         here = next((x.score for x in cands if x.kind in ("node", "inner") and x.node == h.nodes[node].name), 0.0)
         best = cands[0]
         kind = "ok"
-        if best.kind == "new":
-            kind = "wrong-node"
-        elif best.node != h.nodes[node].name:
+        if best.node != h.nodes[node].name:
             b = h.index[str(best.node)]
             kind = "too-fine" if b in h.ancestors(node) else "too-coarse" if node in h.ancestors(b) else "wrong-node"
         findings.append(Finding(c.display, h.nodes[node].name, kind, best.label(), max(0.0, best.score - here),

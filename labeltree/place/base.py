@@ -24,12 +24,17 @@ class NodeEvidence:
     profile: np.ndarray  # [N, ROWS], rows sum to 1 where pixels
     size: np.ndarray  # [N] mean frame share where present
     fingerprint: np.ndarray | None  # [N, N] rows sum to 1 where pixels
-    atoms: list[int] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
 
     @property
     def known(self) -> np.ndarray:
         return self.pixels >= MIN_PIXELS
+
+    def atoms_without(self, skip: set[int]) -> list[int]:
+        """The finest fingerprinted nodes outside `skip` (for a dense dataset Traffic Sign (Front) itself,
+        not GTSDB's 43 sign types, which only boxes label)."""
+        known = {i for i in range(1, len(self.pixels)) if self.known[i] and i not in skip}
+        return [i for i in sorted(known) if not (set(self.h.descendants(i)) - {i}) & known]
 
 
 def _slot_nodes(h: Hierarchy, ev: ClassEvidence) -> list[int | None]:
@@ -64,6 +69,4 @@ def node_evidence(h: Hierarchy, scans: list[ClassEvidence]) -> NodeEvidence:
     size /= v
     if fp is not None:
         fp /= v[:, None]
-    known = acc_pix >= MIN_PIXELS
-    atoms = [i for i in range(1, n) if known[i] and not any(known[j] for j in desc[i] - {i})]
-    return NodeEvidence(h, acc_pix, prof, size, fp, atoms, [s.dataset for s in scans])
+    return NodeEvidence(h, acc_pix, prof, size, fp, [s.dataset for s in scans])

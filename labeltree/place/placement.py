@@ -27,7 +27,6 @@ from scipy.optimize import nnls
 
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import ClassDef, normalise_name
-from labeltree.place import names
 from labeltree.place.base import MIN_PIXELS, NodeEvidence
 from labeltree.place.evidence import ClassEvidence
 
@@ -94,12 +93,12 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
 
 # -- per-evidence scores over all nodes ----------------------------------------------------------
 
-def decompose(fp: np.ndarray, base: NodeEvidence) -> tuple[np.ndarray, float]:
+def decompose(fp: np.ndarray, base: NodeEvidence, skip: set[int]) -> tuple[np.ndarray, float]:
     """Coverage per node (share of the class's mass inside the node's subtree) and the share that
     the atoms' fingerprints cannot explain."""
     h = base.h
     assert base.fingerprint is not None
-    atoms = base.atoms
+    atoms = base.atoms_without(skip)
     a = base.fingerprint[atoms].T  # [N, atoms]
     p = fp / max(fp.sum(), 1)
     c, _ = nnls(a, p)
@@ -113,14 +112,14 @@ def decompose(fp: np.ndarray, base: NodeEvidence) -> tuple[np.ndarray, float]:
     return cover, min(1.0, resid)
 
 
-def model_scores(fp: np.ndarray, base: NodeEvidence) -> tuple[np.ndarray, float, int]:
+def model_scores(fp: np.ndarray, base: NodeEvidence, skip: set[int]) -> tuple[np.ndarray, float, int]:
     """Per node a 0..1 score; the unexplained share; the deepest node covering >= COVER."""
     h = base.h
-    cover, resid = decompose(fp, base)
+    cover, resid = decompose(fp, base, skip)
     assert base.fingerprint is not None
     n = len(h.nodes)
     sim = np.array([1 - js_distance(fp, base.fingerprint[i]) if base.known[i] else 0.0 for i in range(n)])
-    over = [i for i in range(1, n) if cover[i] >= COVER]
+    over = [i for i in range(1, n) if cover[i] >= COVER and i not in skip]
     deepest = max(over, key=lambda i: (h.nodes[i].level, cover[i])) if over else 0
     cov_term = np.where(cover >= COVER, 0.6 + 0.4 * cover, 0.6 * cover)
     for i in over:  # the deepest covering node ahead of its covering ancestors
@@ -138,72 +137,3 @@ def stats_scores(ev: ClassEvidence, slot: int, base: NodeEvidence) -> np.ndarray
         s = float(np.exp(-abs(np.log(size / max(float(base.size[i]), 1e-4))) / 2))
         out[i] = 0.6 * p + 0.4 * s
     return out
-
-
-def node_texts(h: Hierarchy, dense: bool, affinity: dict[str, float] | None = None) -> list[list[tuple[str, float]]]:
-    """Per node: (name, weight) for its own name and the base classes mapped to it. A class name
-    weighs 0.9 + 0.1 x its dataset's affinity (share of the new dataset's classes it names alike: BDD100K
-    names its classes as Cityscapes does); the node's own name 0.9. For a dense dataset the nodes
-    only box datasets label keep their own name alone (a sign type is never joined with terrain)."""
-    out: list[list[tuple[str, float]]] = [[(n.name, 0.9)] for n in h.nodes]
-    for key, m in h.mappings.items():
-        if m.is_boxes and dense:
-            continue
-        w = 0.9 + 0.1 * (affinity or {}).get(key, 0.0)
-        for c in m.taxonomy.classes:
-            node = m.to_node.get(c.id)
-            if node is not None:
-                out[node] += [(t, w) for t in (c.display, c.name, *c.synonyms)]
-    return out
-
-
-def affinity(h: Hierarchy, new: list[ClassDef]) -> dict[str, float]:
-    """Per base dataset: the share of the new dataset's classes that have a class of the same name there."""
-    out = {}
-    for key, m in h.mappings.items():
-        have = {normalise_name(t) for c in m.taxonomy.classes for t in (c.display, c.name, *c.synonyms)}
-        out[key] = sum(any(normalise_name(t) in have for t in (c.display, c.name)) for c in new) / max(len(new), 1)
-    return out
-
-
-def box_only(h: Hierarchy) -> set[int]:
-    """Nodes whose subtree only box datasets label (GTSDB's 43 sign types)."""
-    dense: set[int] = set()
-    for m in h.mappings.values():
-        if not m.is_boxes and not m.evaluation_only:
-            for node in m.to_node.values():
-                if node is not None:
-                    dense.update(h.ancestors(node))
-    return {i for i in range(1, len(h.nodes)) if i not in dense}
-
-
-def name_scores(c: ClassDef, h: Hierarchy, texts: list[list[tuple[str, float]]], skip: set[int],
-                ) -> tuple[np.ndarray, list[str]]:
-    out = np.zeros(len(h.nodes))
-    why = [""] * len(h.nodes)
-    for i in range(1, len(h.nodes)):
-        if i in skip:
-            continue
-        for t, w in texts[i]:
-            s, _ = names.best_text_score(c, [t])
-            if s * w > out[i]:
-                out[i], why[i] = s * w, f"name ~ '{t}'"
-    return out, why
-
-
-def includes_nodes(c: ClassDef, h: Hierarchy, texts: list[list[tuple[str, float]]], skip: set[int]) -> list[int]:
-    """Nodes the class's `includes` terms name (exactly)."""
-    hit = []
-    for term in c.includes:
-        for i in range(1, len(h.nodes)):
-            if i not in skip and any(names.similarity(term, t) >= names.EXACT for t, _ in texts[i]):
-                hit.append(i)
-                break
-    return hit
-
-
-def lowest_common(h: Hierarchy, nodes: list[int]) -> int:
-    common = set(h.ancestors(nodes[0]))
-    for n in nodes[1:]:
-        common &= set(h.ancestors(n))
-    return max(common, key=lambda i: h.nodes[i].level)

@@ -14,23 +14,21 @@ from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
-from labeltree.place import names
+from labeltree.core import class_names as names
 from labeltree.place.base import MIN_PIXELS, NodeEvidence, node_evidence
 from labeltree.place.evidence import ClassEvidence, scan
 from labeltree.place.model import NodeModel, open_node_model
-from labeltree.place.placement import (
-    WEIGHTS,
-    Candidate,
-    Placement,
+from labeltree.core.class_names import (
     affinity,
     box_only,
+    ignored_names,
     includes_nodes,
     lowest_common,
-    model_scores,
     name_scores,
     node_texts,
-    stats_scores,
+    outside_boxes,
 )
+from labeltree.place.placement import WEIGHTS, Candidate, Placement, model_scores, stats_scores
 
 KEEP = 6  # candidates kept per class
 
@@ -77,7 +75,7 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
     why: dict[str, list[str]] = {i: [nwhy[i]] if nwhy[i] else [] for i in range(len(h.nodes))}
     resid, deepest = 1.0, 0
     if has_data and ctx.model and ctx.base is not None and ev.pred is not None:
-        ms, resid, deepest = model_scores(ev.pred[slot].astype(float), ctx.base)
+        ms, resid, deepest = model_scores(ev.pred[slot].astype(float), ctx.base, ctx.skip)
         parts["model"] = ms
     if has_data and ctx.base is not None and ctx.base.known.any():
         parts["stats"] = stats_scores(ev, slot, ctx.base)
@@ -168,13 +166,6 @@ def settle(placements: list[Placement], h: Hierarchy) -> None:
             p.new_name = name
 
 
-def _ignored_names(h: Hierarchy) -> list[str]:
-    out: list[str] = []
-    for m in h.mappings.values():
-        for c in m.taxonomy.classes:
-            if m.to_node.get(c.id, 0) is None and c.id not in m.taxonomy.ignore_ids and not names.is_void(c):
-                out += [c.display, c.name]
-    return out
 
 
 # -- the whole run -------------------------------------------------------------------------------
@@ -222,8 +213,8 @@ def place(dataset: str, root: str | Path, tree: str = "cityscapes+vistas+gtsdb",
     scans = [scan(k, h.mapping(k).taxonomy, r, model, n, base_frames) for k, r in roots.items()]
     base = node_evidence(h, scans) if scans else None
     dense = tax.annotation != "boxes"
-    skip = box_only(h) if dense else _outside_boxes(h)
-    ctx = _Ctx(h, base, node_texts(h, dense, affinity(h, tax.classes)), skip, _ignored_names(h), model is not None)
+    skip = box_only(h) if dense else outside_boxes(h)
+    ctx = _Ctx(h, base, node_texts(h, dense, affinity(h, tax.classes)), skip, ignored_names(h), model is not None)
     placements = []
     for slot, c in enumerate(tax.classes):
         p = Placement(c, int(ev.pixels[slot]), int(ev.images[slot]), class_candidates(c, slot, ev, ctx),
@@ -235,17 +226,6 @@ def place(dataset: str, root: str | Path, tree: str = "cityscapes+vistas+gtsdb",
             "evidence": [e for e, on in (("model", model is not None), ("stats", base is not None),
                                          ("names", True)) if on]}
     return PlaceResult(h, str(tree), dataset, tax, placements, info)
-
-
-def _outside_boxes(h: Hierarchy) -> set[int]:
-    """For a box dataset: every node outside the subtrees box datasets of the tree label."""
-    region: set[int] = set()
-    for m in h.mappings.values():
-        if m.is_boxes:
-            for node in m.to_node.values():
-                if node is not None:
-                    region.update(h.descendants(h.nodes[node].parent))
-    return set(range(1, len(h.nodes))) - region if region else set()
 
 
 def expected_of(full: Hierarchy, base: Hierarchy, dataset: str) -> dict[str, tuple[str, str | None]]:

@@ -1,0 +1,118 @@
+"""labeltree place / audit on a tiny synthetic world (names + statistics; the model's fingerprints on
+hand-made histograms). Every number is exact for these seeds and sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from labeltree.cli import main
+from labeltree.core.tree_file import bundled_hierarchies, load_hierarchy
+from labeltree.errors import LabeltreeError
+from labeltree.place.audit import audit
+from labeltree.place.base import NodeEvidence
+from labeltree.place.model import NodeModel
+from labeltree.place.placement import model_scores
+from labeltree.place.propose import expected_of, place
+from labeltree.place.report import write_extension
+from labeltree.synth.scene import synthesize
+
+BASE = "cityscapes+vistas+gtsdb"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("place") / "synth"
+    synthesize(out, images=6, seed=1, size=(128, 64), workers=1, progress=False, hierarchy=f"{BASE}+idd")
+    return out
+
+
+def _score(r, full: str) -> tuple[int, int, int]:
+    exp = expected_of(load_hierarchy(full), load_hierarchy(BASE), "idd")
+    same = {"inner": "node"}
+
+    def hit(c, e) -> bool:
+        return same.get(c.kind, c.kind) == same.get(e[0], e[0]) and c.node == e[1]
+
+    exact = sum(hit(p.chosen, exp[p.cls.display]) for p in r.placements)
+    top3 = sum(any(hit(c, exp[p.cls.display]) for c in p.candidates[:3]) for p in r.placements)
+    return exact, top3, len(r.placements)
+
+
+def test_place_idd_from_names_and_statistics(world: Path, tmp_path: Path) -> None:
+    r = place("idd", world / "idd", BASE, base_root=world, frames=6, base_frames=6)
+    assert r.info["evidence"] == ["stats", "names"]
+    got = {p.cls.display: p.chosen.label() for p in r.placements}
+    assert got["drivable fallback"] == "Driveable (inner node)"
+    assert got["road"] == "Road"  # Driveable is taken by 'drivable fallback'
+    assert got["autorickshaw"] == "new node under root"
+    assert got["unlabeled"] == "ignore"
+    assert _score(r, f"{BASE}+idd") == (26, 27, 27)  # only 'non-drivable fallback' (-> Terrain) needs a model
+    ext = tmp_path / "idd-ext.yaml"
+    write_extension(r, ext)
+    h = load_hierarchy(ext)
+    assert [c.name for c in h.classifiers] == ["root", "Driveable", "Rider", "Traffic Sign", "Traffic Sign (Front)"]
+    assert h.nodes[h.mapping("idd").to_node[8]].name == "Autorickshaw"
+    assert "# Road: confidence" in ext.read_text()
+
+
+def test_audit_ranks_the_wrong_mappings_first(world: Path, tmp_path: Path) -> None:
+    src = bundled_hierarchies()[f"{BASE}+idd"]
+    data = yaml.safe_load(src.read_text())
+    wrong = {"car": "Bus", "building": "Wall", "vegetation": "Terrain", "sidewalk": "Road", "pole": "Traffic Light"}
+    data["mappings"]["idd"]["map"].update(wrong)
+    bad = tmp_path / "idd-wrong.yaml"
+    bad.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = audit("idd", world / "idd", str(bad), base_root=world, frames=6, base_frames=6)
+    assert {f.cls for f in r.findings[:5]} == set(wrong)
+    assert [f.flagged for f in r.findings[:6]] == [True] * 5 + [False]
+    ok = audit("idd", world / "idd", f"{BASE}+idd", base_root=world, frames=6, base_frames=6)
+    assert [f.cls for f in ok.findings if f.flagged] == []
+
+
+def test_model_evidence_deepest_covering_node() -> None:
+    """Fingerprints by hand: a class on Road alone -> Road; spread over Driveable's children -> Driveable;
+    mass on what no atom explains -> a new node."""
+    h = load_hierarchy(BASE)
+    n = len(h.nodes)
+    kids = [h.index[k] for k in ("Road", "Bike Lane", "Lane Marking - General", "Parking")]
+    fp = np.zeros((n, n))
+    pixels = np.zeros(n)
+    rng = np.random.default_rng(0)
+    for i in [*kids, h.index["Sidewalk"], h.index["Car"]]:
+        fp[i] = rng.random(n) * 0.02
+        fp[i, i] = 1.0
+        fp[i] /= fp[i].sum()
+        pixels[i] = 1000
+    for anc in (h.index["Driveable"],):
+        fp[anc] = fp[kids].mean(0)
+        pixels[anc] = 4000
+    base = NodeEvidence(h, pixels, np.zeros((n, 8)), np.ones(n), fp)
+    s, resid, deepest = model_scores(fp[h.index["Road"]] * 500, base, set())
+    assert h.nodes[deepest].name == "Road" and resid < 0.01
+    spread = fp[kids[1:]].sum(0) * 300
+    _, _, deepest = model_scores(spread, base, set())
+    assert h.nodes[deepest].name == "Driveable"
+    other = np.zeros(n)
+    other[h.index["Bird"]] = 100.0
+    _, resid, deepest = model_scores(other, base, set())
+    assert round(resid, 2) == 0.55 and deepest == 0  # the atoms explain a little of it with their noise
+
+
+def test_bad_input_one_line_exit_2(world: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = CliRunner().invoke
+    r = run(main, ["place", "idd", str(empty), "-o", str(tmp_path / "x.yaml")])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "no IDD splits" in r.output
+    r = run(main, ["place", "bdd100k", str(world / "idd"), "-o", str(tmp_path / "x.yaml")])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    r = run(main, ["place", "idd", str(world / "idd"), "--tree", f"{BASE}+idd", "-o", str(tmp_path / "x.yaml")])
+    assert r.exit_code == 2 and "already maps idd" in r.output
+    other = NodeModel(tmp_path / "m.pt", ["root", "A", "B"], lambda img: np.zeros(img.shape[:2], int))
+    with pytest.raises(LabeltreeError, match="trained on another tree"):
+        other.check_tree(load_hierarchy(BASE))
