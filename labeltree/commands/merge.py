@@ -48,7 +48,13 @@ def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None
         head = [f"written by `labeltree merge {' '.join(datasets)}`"
                 + (f" --rules {rules}" if rules else "") + f" ({result.source})",
                 f"{len(result.conflicts)} conflicts; `labeltree merge ... --rules THIS` lists them"]
-        write_hierarchy(result.hierarchy, output, "\n".join(head))
+        if result.extension is not None:  # an extension of the bundled tree, not a copy of it
+            from labeltree.core.merge_extend import extension_text
+            from labeltree.fsutil import write_text
+
+            write_text(output, extension_text(result.extension, output, "\n".join(head)))
+        else:
+            write_hierarchy(result.hierarchy, output, "\n".join(head))
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=1))
     else:

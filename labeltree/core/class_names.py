@@ -1,6 +1,7 @@
-"""Class names as evidence (used by `labeltree place` and by `labeltree merge`): string similarity of a class's name, synonyms and `includes` with the tree's node
-names and the names of the base datasets' classes mapped to each node. No language model: names
-alone cannot place classes, so this is one signal among several (see placement.py)."""
+"""Class names as evidence (used by `labeltree place` and by `labeltree merge`): string similarity of a
+class's name, synonyms and `includes` with the tree's node names and the names of the base datasets'
+classes mapped to each node. No language model: names alone cannot place classes, so for `place` this
+is one signal among several."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import yaml
 
 from labeltree.core.bundled_trees import bundled_for, resolve_ref
 from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
+from labeltree.core.merge_extend import Extension, extend_bundled
 from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name, resolve_taxonomy_path
 from labeltree.core.tree_file import assign_colors, full_tree_spec, hierarchy_from_dict, parse_mapping, parse_tree
 from labeltree.core.tree_schema import MappingSpec
@@ -78,12 +79,13 @@ class Coverage:
 class MergeResult:
     datasets: list[str]  # dataset keys, in the order given
     hierarchy: Hierarchy  # the merged tree: every class mapped to a node or ignored
-    source: str  # "bundled" | "rules" | "proposal"
+    source: str  # "bundled" | "extends" (a bundled tree plus new datasets) | "rules" | "proposal"
     source_path: Path | None
     coverage: dict[str, Coverage]
     conflicts: list[Conflict]
     matches: list[dict[str, Any]]  # name matches made by the merge itself: {node, classes}
     snippet: str | None = None  # proposal only: a tree-file skeleton to start from
+    extension: Extension | None = None  # extends only: what was added to the bundled base tree
 
     @property
     def needs_rules(self) -> bool:
@@ -126,7 +128,11 @@ def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> Me
         source, src_path = "rules", Path(rules)
     else:
         found = bundled_for(list(paths))
-        if found is not None:
+        extended = None if found is not None else extend_bundled(refs, paths, taxes)
+        if extended is not None:
+            h, matches, added, extension = extended
+            source, src_path = "extends", extension.base_path
+        elif found is not None:
             _name, tree_path, keys = found
             data = load_yaml(tree_path, "tree")
             h = hierarchy_from_dict(data, tree_path, restrict=keys)
@@ -145,6 +151,8 @@ def merge(datasets: Sequence[str | Path], rules: str | Path | None = None) -> Me
         for c in conflicts:
             c.settled = c.kind == "level-of-detail" and bool(c.classes) and c.classes[0] not in made
     result = MergeResult(list(h.mappings), h, source, src_path, coverage, conflicts, matches)
+    if source == "extends":
+        result.extension = extension
     if source == "proposal":
         result.snippet = rules_snippet(result)
     return result
@@ -503,6 +511,8 @@ def rules_snippet(result: MergeResult) -> str:
 def render_merge(r: MergeResult, color: bool = False) -> str:
     h = r.hierarchy
     src = {"bundled": f"bundled tree {r.source_path.name if r.source_path else ''}",
+           "extends": f"bundled tree {r.source_path.name if r.source_path else ''} kept, new datasets placed by name "
+                      "(`labeltree place` places them from data)",
            "rules": f"rules {r.source_path}", "proposal": "no rules cover this set: proposed flat union by name"}
     out = [f"merge {' + '.join(r.datasets)}  ({src[r.source]})", ""]
     out.append(render_tree(h, color=color, supervision=True))

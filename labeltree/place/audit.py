@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from labeltree.core.class_names import affinity, box_only, ignored_names, node_texts, outside_boxes
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
 from labeltree.place.base import MIN_PIXELS, node_evidence
 from labeltree.place.evidence import scan
 from labeltree.place.model import open_node_model
-from labeltree.core.class_names import affinity, box_only, ignored_names, node_texts, outside_boxes
 from labeltree.place.placement import js_distance
 from labeltree.place.propose import _Ctx, base_roots, class_candidates
 

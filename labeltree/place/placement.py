@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-from labeltree.core.hierarchy import Hierarchy
-from labeltree.core.taxonomy import ClassDef, normalise_name
-from labeltree.place.base import MIN_PIXELS, NodeEvidence
+from labeltree.core.taxonomy import ClassDef
+from labeltree.place.base import NodeEvidence
 from labeltree.place.evidence import ClassEvidence
 
 COVER = 0.8  # share of a class's decomposed mass a node must hold to be 'the' node

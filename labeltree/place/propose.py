@@ -10,14 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from labeltree.core.hierarchy import Hierarchy
-from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy, normalise_name
-from labeltree.core.tree_file import load_hierarchy
-from labeltree.errors import LabeltreeError
 from labeltree.core import class_names as names
-from labeltree.place.base import MIN_PIXELS, NodeEvidence, node_evidence
-from labeltree.place.evidence import ClassEvidence, scan
-from labeltree.place.model import NodeModel, open_node_model
 from labeltree.core.class_names import (
     affinity,
     box_only,
@@ -28,6 +21,13 @@ from labeltree.core.class_names import (
     node_texts,
     outside_boxes,
 )
+from labeltree.core.hierarchy import Hierarchy
+from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.errors import LabeltreeError
+from labeltree.place.base import MIN_PIXELS, NodeEvidence, node_evidence
+from labeltree.place.evidence import ClassEvidence, scan
+from labeltree.place.model import NodeModel, open_node_model
 from labeltree.place.placement import WEIGHTS, Candidate, Placement, model_scores, stats_scores
 
 KEEP = 6  # candidates kept per class

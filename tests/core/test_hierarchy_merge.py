@@ -83,26 +83,30 @@ def test_cityscapes_vistas_subset():
 
 
 def test_no_rules_proposes_flat_union_and_a_snippet(tmp_path):
-    # Vistas v2.0's taxonomy as a file of the user's: no bundled tree covers it (one covers `vistas-v2.0`)
+    # Vistas v2.0's and Cityscapes' taxonomies as files of the user's: no bundled tree covers either
+    # (with the bundled `cityscapes`, merge keeps the tree that knows it: test_merge_extend.py)
     v2 = tmp_path / "vistas-v2.0.yaml"
     v2.write_text((ROOT / "taxonomies" / "vistas-v2.0.yaml").read_text())
-    d = cli_json("merge", "cityscapes", str(v2))
+    cs = tmp_path / "cityscapes.yaml"
+    cs.write_text((ROOT / "taxonomies" / "cityscapes.yaml").read_text())
+    assert cli_json("merge", "cityscapes", str(v2))["source"]["kind"] == "extends"
+    d = cli_json("merge", str(cs), str(v2))
     assert d["source"]["kind"] == "proposal"
     assert [len(c["classes"]) for c in d["classifiers"]] == [130]  # 34 + 123 - 27 name matches
     assert len(d["name_matches"]) == 27
-    ego = {"node": "Ego Vehicle", "classes": ["cityscapes:ego vehicle", f"{v2}:Ego Vehicle"]}
+    ego = {"node": "Ego Vehicle", "classes": [f"{cs}:ego vehicle", f"{v2}:Ego Vehicle"]}
     assert ego in d["name_matches"]
-    assert all(v is not None for k, v in d["datasets"]["cityscapes"].items() if k != "0")
+    assert all(v is not None for k, v in d["datasets"][str(cs)].items() if k != "0")
     includes = {c["classes"][0] for c in d["conflicts"] if c["kind"] == "includes"}
-    assert includes == {"cityscapes:road", "cityscapes:sidewalk", "cityscapes:rider"}
+    assert includes == {f"{cs}:road", f"{cs}:sidewalk", f"{cs}:rider"}
     # the snippet is a rules file: saved and passed back, it gives the same tree
     rules = tmp_path / "rules.yaml"
     rules.write_text(d["rules_snippet"])
     assert "tree" in yaml.safe_load(d["rules_snippet"])
-    again = cli_json("merge", "cityscapes", str(v2), "--rules", str(rules))
+    again = cli_json("merge", str(cs), str(v2), "--rules", str(rules))
     assert again["source"]["kind"] == "rules"
     assert again["datasets"] == d["datasets"] and again["classifiers"] == d["classifiers"]
-    text = cli("merge", "cityscapes", str(v2))
+    text = cli("merge", str(cs), str(v2))
     assert "rules to start from" in text and "needs a rule" in text
 
 
