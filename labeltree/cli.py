@@ -50,6 +50,14 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {e}; give the file itself", err=True)
             sys.exit(2)
+        except ImportError as e:  # a package of an extra that is not installed (torch for train, ...)
+            from labeltree.extras import missing_extra_message
+
+            msg = missing_extra_message(e)
+            if msg is None:
+                raise
+            click.echo(f"error: {msg}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
