@@ -1,11 +1,14 @@
 """The `labeltree` command: a thin click layer over the library.
 
 Each module in `labeltree/commands/` declares its commands with all of their options and lists
-them in `COMMANDS`; `_register` below names every module, so the whole CLI is readable here.
+them in `COMMANDS`; `COMMAND_MODULES` below names every module and its commands, so the whole CLI
+is readable here. A module is imported only when one of its commands runs (or `--help` lists
+them), and the modules import the library inside their commands: a command loads what it uses.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 
@@ -32,7 +35,17 @@ def _one_line(text: str) -> str:
 
 
 class _Group(click.Group):
-    """Bad input -> one line on stderr and exit status 2, never a traceback."""
+    """Bad input -> one line on stderr and exit status 2, never a traceback. Commands are loaded on
+    first use from COMMAND_MODULES, so that a command imports only its own module."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: ARG002 - click's signature
+        return sorted({*self.commands, *_MODULE_OF})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:  # noqa: ARG002
+        if cmd_name not in self.commands and cmd_name in _MODULE_OF:
+            for cmd in load_commands(_MODULE_OF[cmd_name]):
+                self.add_command(cmd)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context):
         warnings.formatwarning = _format_warning
@@ -81,31 +94,29 @@ def main() -> None:
     """
 
 
-def _register() -> None:
-    """Every command, listed here explicitly: nothing is discovered at run time."""
-    from labeltree.commands import (
-        annotate,
-        convert,
-        demo,
-        evaluate,
-        export,
-        gtsdb,
-        imports,
-        merge,
-        place,
-        stats,
-        synth,
-        train,
-        tree,
-    )
-
-    for module in (demo, merge, place, tree, imports, synth, gtsdb, stats, evaluate, train, export, annotate,
-                   convert):
-        for cmd in module.COMMANDS:
-            main.add_command(cmd)
+#: module in labeltree/commands -> the names of the commands in its COMMANDS (nothing is discovered at run time)
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "demo": ("demo",),
+    "merge": ("merge",),
+    "place": ("place", "audit"),
+    "tree": ("tree", "validate"),
+    "imports": ("import",),
+    "synth": ("synth",),
+    "gtsdb": ("gtsdb-masks",),
+    "stats": ("stats", "stats-merge"),
+    "evaluate": ("evaluate",),
+    "train": ("train", "predict", "prepare"),
+    "export": ("export",),
+    "annotate": ("annotate-extended",),
+    "convert": ("convert",),
+}
+_MODULE_OF = {name: module for module, names in COMMAND_MODULES.items() for name in names}
 
 
-_register()
+def load_commands(module: str) -> list[click.Command]:
+    """The commands of labeltree/commands/MODULE.py (importing it)."""
+    return list(importlib.import_module(f"labeltree.commands.{module}").COMMANDS)
+
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "labeltree"
 # lowest first; a module may import its own layer's modules and any lower layer
 LAYERS = [
-    ["labeltree.errors", "labeltree.fsutil", "labeltree.parallel", "labeltree.resources"],
+    ["labeltree.errors", "labeltree.extras", "labeltree.fsutil", "labeltree.parallel", "labeltree.resources",
+     "labeltree.vocab"],
     ["labeltree.core"],
     ["labeltree.datasets"],
     ["labeltree.evaluate", "labeltree.stats", "labeltree.synth", "labeltree.convert"],

@@ -52,3 +52,49 @@ def test_label_only_commands_do_not_import_torch(tmp_path, real_gtsdb_root):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "LOADED []" in r.stdout, r.stdout[-2000:]
     assert (tmp_path / "e.json").is_file() and any((tmp_path / "masks").rglob("*.png"))
+
+
+# -- start-up: a command imports only what it uses (issue 24 step 7) ------------------------------
+
+_IMPORTED = """
+import sys
+from labeltree.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+print("LOADED", sorted(m for m in ("numpy", "pydantic", "yaml", "PIL", "torch", "pandas", "matplotlib")
+                       if m in sys.modules))
+"""
+
+
+def _loaded(*args: str) -> str:
+    r = subprocess.run([sys.executable, "-c", _IMPORTED, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout.strip().splitlines()[-1]
+
+
+def test_help_loads_no_library():
+    assert _loaded("--help") == "LOADED []"
+
+
+def test_tree_loads_no_numpy():
+    assert _loaded("tree", "--no-color") == "LOADED ['pydantic', 'yaml']"
+
+
+def test_every_command_module_is_listed():
+    import click
+
+    from labeltree.cli import COMMAND_MODULES, load_commands, main
+
+    for module, names in COMMAND_MODULES.items():
+        assert tuple(c.name for c in load_commands(module)) == names
+    listed = main.list_commands(click.Context(main))
+    assert listed == sorted(n for names in COMMAND_MODULES.values() for n in names)
+
+
+def test_vocab_layouts_are_the_readers():
+    from labeltree.datasets.registry import LAYOUTS
+    from labeltree.vocab import LAYOUT_NAMES
+
+    assert sorted(LAYOUTS) == list(LAYOUT_NAMES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from labeltree.datasets.base import UNKNOWN_CHOICES, check_split_name
+from labeltree.vocab import UNKNOWN_CHOICES
 
 unknown_option = click.option(
     "--unknown", type=click.Choice(UNKNOWN_CHOICES), default="error", show_default=True,
@@ -15,6 +15,8 @@ unknown_option = click.option(
 def split_names(ctx: click.Context,  # noqa: ARG001 - click's callback signature
                  param: click.Parameter, value: object) -> object:
     """Click callback: every --split value (one, several, or comma-separated) is a name, never a path."""
+    from labeltree.datasets.base import check_split_name
+
     if value is None:
         return value
     names = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from labeltree.commands._options import unknown_option
-from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
+from labeltree.vocab import DEFAULT_MASK_MODE, MODES
 
 
 @click.command("convert")

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from labeltree.demo.run import run_demo, tables_text
-
 
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("labeltree-demo"), show_default=True,
@@ -33,6 +31,8 @@ def demo_cmd(out: Path, quick: bool, steps: int | None, images: int | None, gtsd
       labeltree demo --quick --out runs/demo
       labeltree demo --out runs/demo-full      # under 20 minutes on 2 cores
     """
+    from labeltree.demo.run import run_demo, tables_text
+
     res = run_demo(out, quick, images=images, gtsdb_images=gtsdb_images, steps=steps, seed=seed,
                    progress=not no_progress, log=click.echo)
     click.echo("")

@@ -14,11 +14,9 @@ from typing import Any
 import click
 
 from labeltree.commands._options import split_names
-from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 from labeltree.evaluate.protocols import DROPS, PROTOCOLS
-from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
+from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_MIN_PIXELS, MODES
 
 
 #: option name -> factory(value, all options) -> predict(sample) -> array
@@ -116,6 +114,7 @@ def evaluate_cmd(**kw: Any) -> None:
     from labeltree.core.taxonomy import load_taxonomy
     from labeltree.evaluate.folder import evaluate_folder, tree_for
     from labeltree.evaluate.protocols import resolve_rules
+    from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
     check_outputs({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]}, inputs, kw["force"])

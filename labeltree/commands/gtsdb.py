@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from labeltree.datasets.authors_masks import DEFAULT_STYLE, STYLES
-from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, ENCODINGS, MODES
-from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
+from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_STYLE, ENCODINGS, MODES, STYLES
 
 
 @click.command("gtsdb-masks")
@@ -45,6 +43,8 @@ def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, 
       labeltree gtsdb-masks data/FullIJCNN2013 out8 --encoding 8bit --mode coarse
       labeltree gtsdb-masks data/FullIJCNN2013 data/gtsdb-authors --style authors
     """
+    from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported below, once each
         r = write_gtsdb_masks(gtsdb_dir, out_dir, mode=mode, gt=gt, encoding=encoding, style=style, workers=workers,

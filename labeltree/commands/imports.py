@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from labeltree.core.importers import (
-    dump_taxonomy,
-    import_cityscapes_scripts,
-    import_table,
-    import_vistas_config,
-    taxonomy_to_dict,
-    write_taxonomy,
-)
-from labeltree.core.taxonomy import Taxonomy
-from labeltree.datasets.registry import LAYOUTS
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import check_outputs, same_file
+from labeltree.vocab import LAYOUT_NAMES
+
+if TYPE_CHECKING:
+    from labeltree.core.taxonomy import Taxonomy
 
 
 def _common(f: Any) -> Any:
@@ -33,6 +26,8 @@ def _common(f: Any) -> Any:
 
 
 def _emit(tax: Taxonomy, output: Path | None, force: bool, sources: list[Path]) -> None:
+    from labeltree.core.importers import dump_taxonomy, taxonomy_to_dict, write_taxonomy
+
     if output is None:
         click.echo(dump_taxonomy(taxonomy_to_dict(tax)), nl=False)
         return
@@ -47,6 +42,8 @@ def _emit(tax: Taxonomy, output: Path | None, force: bool, sources: list[Path]) 
 
 def _precheck(output: Path | None, force: bool, sources: list[Path]) -> None:
     """Before reading: never the source, an existing file only with --force (fsutil's one output policy)."""
+    from labeltree.fsutil import check_outputs, same_file
+
     if output is not None:
         if any(same_file(output, s) for s in sources):
             raise LabeltreeError("refusing to overwrite the source file; choose another -o", output)
@@ -85,6 +82,8 @@ def vistas_config_cmd(file: Path, output: Path | None, force: bool, name: str | 
     Example:
       labeltree import vistas-config config_v1.2.json -o vistas-v1.2.yaml
     """
+    from labeltree.core.importers import import_vistas_config
+
     _precheck(output, force, [file])
     _emit(import_vistas_config(file, **_opts(name, ignore)), output, force, [file])
 
@@ -95,7 +94,7 @@ def vistas_config_cmd(file: Path, output: Path | None, force: bool, name: str | 
 @click.option("--annotation", type=click.Choice(["dense", "boxes"]), default="dense", show_default=True)
 @click.option("--encoding", "fmt", type=click.Choice(["png-ids", "png-palette-index", "gtsdb-gt-txt"]),
               default="png-ids", show_default=True, help="How label files store a class.")
-@click.option("--layout", type=click.Choice(sorted(LAYOUTS)), default=None,
+@click.option("--layout", type=click.Choice(LAYOUT_NAMES), default=None,
               help="File layout when it is not the encoding's usual one (png-ids: cityscapes).")
 @click.option("--dtype", type=click.Choice(["uint8", "uint16"]), help="Label image type (default: smallest fit).")
 @click.option("--offset", type=int, default=0, show_default=True, help="Stored value = id + offset.")
@@ -133,6 +132,8 @@ def table_cmd(file: Path, output: Path | None, force: bool, name: str | None, ig
         enc["dtype"] = dtype
     if layout:
         enc["layout"] = layout
+    from labeltree.core.importers import import_table
+
     tax = import_table(file, palette=palette, annotation=annotation, encoding=enc, columns=remap or None,
                        version=version, description=description, **_opts(name, ignore))
     _emit(tax, output, force, [file])
@@ -147,6 +148,8 @@ def cityscapes_scripts_cmd(output: Path | None, force: bool, name: str | None, i
     Example:
       labeltree import cityscapes-scripts -o cityscapes.yaml
     """
+    from labeltree.core.importers import import_cityscapes_scripts
+
     _emit(import_cityscapes_scripts(**_opts(name, ignore)), output, force, [])
 
 

@@ -8,10 +8,6 @@ from pathlib import Path
 
 import click
 
-from labeltree.core.merge import merge
-from labeltree.core.tree_file import write_hierarchy
-from labeltree.fsutil import check_outputs
-
 
 @click.command("merge")
 @click.argument("datasets", nargs=-1, required=True)
@@ -39,6 +35,9 @@ def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None
       labeltree merge cityscapes my-bikelanes.yaml -o draft.yaml
       labeltree merge cityscapes my-bikelanes.yaml --rules my-rules.yaml -o tree.yaml
     """
+    from labeltree.core.merge import merge
+    from labeltree.core.tree_file import write_hierarchy
+    from labeltree.fsutil import check_outputs
     from labeltree.resources import is_path_ref
 
     inputs = [Path(d) for d in datasets if is_path_ref(d)] + ([rules] if rules is not None else [])

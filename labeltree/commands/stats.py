@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labeltree.commands._options import split_names
-from labeltree.core.hierarchy import Hierarchy
-from labeltree.core.taxonomy import load_taxonomy
-from labeltree.core.tree_file import load_hierarchy
-from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
-from labeltree.fsutil import check_outputs, refuse_replacing_inside
-from labeltree.stats.collect import RunInfo, collect_stats, parse_shard, resolve_hierarchy
-from labeltree.stats.groups import merge_groups, read_raw, write_raw
-from labeltree.stats.render import plot_report, render_report, write_rows
-from labeltree.stats.report import build_report
+from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_MIN_PIXELS, MODES
+
+if TYPE_CHECKING:
+    from labeltree.core.hierarchy import Hierarchy
 
 TABLE_SUFFIXES = (".json", ".csv", ".parquet", ".pq")
 
@@ -29,6 +24,8 @@ def _check_table(path: Path | None, what: str) -> None:
 
 def _outputs(rep, output: Path | None, summary_out: Path | None, tree_out: Path | None, plot: Path | None,
              all_classes: bool, quiet: bool) -> None:
+    from labeltree.stats.render import plot_report, render_report, write_rows
+
     if not quiet:
         click.echo(render_report(rep, all_classes))
     if output is not None:
@@ -122,6 +119,12 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
       labeltree stats vistas data/vistas --split train --shard 3/8 -o part3.json   # then stats-merge
       labeltree stats gtsdb data/FullIJCNN2013 --gtsdb-masks coarse
     """
+    from labeltree.core.taxonomy import load_taxonomy
+    from labeltree.fsutil import check_outputs, refuse_replacing_inside
+    from labeltree.stats.collect import RunInfo, collect_stats, parse_shard, resolve_hierarchy
+    from labeltree.stats.groups import write_raw
+    from labeltree.stats.report import build_report
+
     sh = parse_shard(shard)
     if sh is not None:
         if output is None or output.suffix.lower() != ".json":
@@ -175,6 +178,11 @@ def stats_merge_cmd(parts: tuple[Path, ...], hierarchy: str | None, output: Path
       labeltree stats-merge part*.json -o vistas.parquet
       labeltree stats-merge cs.json vistas.json gtsdb.json --tree-out classifiers.csv --plot tree.png
     """
+    from labeltree.core.tree_file import load_hierarchy
+    from labeltree.fsutil import check_outputs
+    from labeltree.stats.groups import merge_groups, read_raw, write_raw
+    from labeltree.stats.report import build_report
+
     _check_table(output, "-o")
     _check_table(summary_out, "--summary-out")
     _check_table(tree_out, "--tree-out")
@@ -197,6 +205,7 @@ def stats_merge_cmd(parts: tuple[Path, ...], hierarchy: str | None, output: Path
 
 
 def _ignored_with(h: Hierarchy, g) -> list[int]:
+    from labeltree.core.taxonomy import load_taxonomy
     from labeltree.stats.collect import ignored_values
 
     tax = load_taxonomy(g.taxonomy)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from labeltree.errors import LabeltreeError
-from labeltree.synth.scene import GTSDB_SIGNS, HIERARCHY, as_json, parse_size, summary, synthesize
+from labeltree.vocab import DEFAULT_TREE, GTSDB_SIGNS
 
 
 def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
@@ -31,7 +31,7 @@ def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
               help="Signs per GTSDB frame LO-HI (1 frame in 10 has none).")
 @click.option("--street-signs", default=None,
               help="Sign posts per Cityscapes/Vistas frame LO-HI (default: 0-3, mostly 1-2).")
-@click.option("--tree", "tree", default=HIERARCHY, show_default=True,
+@click.option("--tree", "tree", default=DEFAULT_TREE, show_default=True,
               help="Bundled tree name or tree file: its datasets are written, each in its own layout.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed and size, same bytes.")
 @click.option("--size", default="256x128", show_default=True, help="Frame size WIDTHxHEIGHT for all datasets.")
@@ -65,6 +65,8 @@ def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str
       labeltree stats cityscapes data/synth/cityscapes
       labeltree synth data/synth-v2 --tree cityscapes+vistas-v2.0+gtsdb
     """
+    from labeltree.synth.scene import as_json, parse_size, summary, synthesize
+
     res = synthesize(out, images=images, seed=seed, size=parse_size(size), workers=workers, force=force,
                      gtsdb_images=gtsdb_images, progress=not no_progress, hierarchy=tree,
                      gtsdb_signs=parse_range(gtsdb_signs, "--gtsdb-signs") or GTSDB_SIGNS,

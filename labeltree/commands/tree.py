@@ -7,10 +7,6 @@ from pathlib import Path
 
 import click
 
-from labeltree.core.taxonomy import load_taxonomy
-from labeltree.core.tree_file import load_hierarchy
-from labeltree.core.treeview import render_tree
-from labeltree.core.yamlio import load_yaml
 from labeltree.errors import LabeltreeError
 
 
@@ -25,6 +21,9 @@ def tree_cmd(hierarchy: str, color: bool | None) -> None:
     Example:
       labeltree tree cityscapes+vistas
     """
+    from labeltree.core.tree_file import load_hierarchy
+    from labeltree.core.treeview import render_tree
+
     h = load_hierarchy(hierarchy)
     use_color = color if color is not None else sys.stdout.isatty()
     click.echo(render_tree(h, color=use_color))
@@ -39,6 +38,10 @@ def validate_cmd(files: tuple[Path, ...]) -> None:
     Example:
       labeltree validate taxonomies/*.yaml taxonomies/hierarchies/*.yaml
     """
+    from labeltree.core.taxonomy import load_taxonomy
+    from labeltree.core.tree_file import load_hierarchy
+    from labeltree.core.yamlio import load_yaml
+
     for f in files:
         data = load_yaml(f, "taxonomy or tree")
         if isinstance(data, dict) and ("tree" in data or "extends" in data):

@@ -14,8 +14,8 @@ from labeltree.core.taxonomy import resolve_taxonomy_path
 from labeltree.core.yamlio import line_of, load_bundled
 from labeltree.errors import LabeltreeError
 from labeltree.resources import hierarchy_dir
+from labeltree.vocab import DEFAULT_TREE  # noqa: E402,F401 - the paper's tree, one definition
 
-DEFAULT_TREE = "cityscapes+vistas+gtsdb"  # the paper's tree
 # `extends:` chains longer than this are refused (the bundled ones are 1 or 2 deep); a bound, not a
 # RecursionError, for a chain of files that extend each other
 MAX_EXTENDS = 16

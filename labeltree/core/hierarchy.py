@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from labeltree.core.taxonomy import Taxonomy, normalise_name
 from labeltree.errors import LabeltreeError
+
+if TYPE_CHECKING:  # numpy is imported where tables are built: tree, merge and validate need none
+    import numpy as np
 
 NO_TARGET = 255  # target value for "this pixel does not supervise this classifier"
 IGNORE = -1  # node index for ignored pixels
@@ -73,6 +74,8 @@ class DatasetTables:
 
 def lookup(lut: np.ndarray, labels: np.ndarray, fill: int) -> np.ndarray:
     """lut[labels], with `fill` where a label lies beyond the table."""
+    import numpy as np
+
     if labels.size == 0 or int(labels.max()) < len(lut):
         return lut[labels]
     out = np.full(labels.shape, fill, dtype=lut.dtype)
@@ -181,6 +184,8 @@ class Hierarchy:
 
     def tables(self, dataset: str) -> DatasetTables:
         """Compile (once) the lookup tables of one dataset."""
+        import numpy as np
+
         m = self.mapping(dataset)
         if m.dataset in self._tables:
             return self._tables[m.dataset]
@@ -235,6 +240,8 @@ class Hierarchy:
     @cached_property
     def child_table(self) -> list[np.ndarray]:
         """Per classifier: logit position -> node index."""
+        import numpy as np
+
         return [np.asarray(c.children, dtype=np.int64) for c in self.classifiers]
 
     def cascade(self, scores: list[Any], stop_level: int | None = None, skip: dict[int, int] | None = None) -> Any:
@@ -264,6 +271,8 @@ class Hierarchy:
                 cand = table[scores[j].argmax(dim=-3)]
                 cur = torch.where(cur == c.node, cand, cur)
             return cur
+        import numpy as np
+
         cur = np.zeros(first.shape[:-3] + first.shape[-2:], dtype=np.int64)
         for j, c in enumerate(self.classifiers):
             if stop_level is not None and c.level > stop_level:
@@ -293,6 +302,8 @@ class Hierarchy:
 
     def node_at_level(self, nodes: np.ndarray, level: int) -> np.ndarray:
         """Map node indices to their ancestor at `level` (nodes above it stay as they are)."""
+        import numpy as np
+
         lut = np.arange(len(self.nodes))
         for i in range(len(self.nodes)):
             anc = self.ancestors(i)
@@ -303,6 +314,8 @@ class Hierarchy:
         return lut[nodes]
 
     def colors(self) -> np.ndarray:
+        import numpy as np
+
         return np.array([n.color for n in self.nodes], dtype=np.uint8)
 
     # -- export --------------------------------------------------------------------------------

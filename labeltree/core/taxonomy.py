@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labeltree.core.yamlio import line_in, load_yaml, model_error, read_text_file
 from labeltree.errors import LabeltreeError
 from labeltree.resources import is_path_ref, taxonomy_dir
+
+if TYPE_CHECKING:  # numpy only where a palette is built: naming and loading taxonomies need none
+    import numpy as np
 
 Shape = Literal["circle", "triangle", "inverted-triangle", "octagon", "diamond"]
 DTYPE_MAX = {"uint8": 255, "uint16": 65535}
@@ -160,6 +162,8 @@ class Taxonomy(BaseModel):
     def palette(self) -> np.ndarray:
         """(256, 3) uint8: the class colour at each 8-bit stored value, black elsewhere: a palette PNG's
         palette (Vistas labels, BDD100K colour maps) or a preview's colours."""
+        import numpy as np
+
         pal = np.zeros((256, 3), dtype=np.uint8)
         for c in self.classes:
             v = self.stored_value(c.id)

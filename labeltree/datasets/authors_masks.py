@@ -27,9 +27,7 @@ import numpy as np
 
 from labeltree.core.taxonomy import Taxonomy
 from labeltree.datasets.boxmask import Box, PaintItem, paint_items
-
-STYLES: tuple[str, ...] = ("clean", "authors")
-DEFAULT_STYLE = "clean"
+from labeltree.vocab import DEFAULT_STYLE, STYLES  # noqa: F401 - re-exported
 
 _F32 = np.float32
 _HALF = np.float32(0.5)

@@ -34,13 +34,13 @@ from labeltree.datasets.decode import (
     read_rgb,
 )
 from labeltree.errors import LabeltreeError
+from labeltree.vocab import UNKNOWN_CHOICES  # noqa: F401 - re-exported
 
 Unknown = Literal["error", "ignore"]
 # a single-channel file is called a photo when its values change at most neighbour pairs (see
 # decode.change_fraction), it has many distinct values and is big enough for that to mean something
 PHOTO_MIN_VALUES = 24
 PHOTO_MIN_PIXELS = 1024
-UNKNOWN_CHOICES: tuple[str, ...] = ("error", "ignore")
 
 
 class LabeltreeWarning(UserWarning):

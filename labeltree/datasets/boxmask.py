@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 
 from labeltree.core.taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy
 from labeltree.datasets.shapes import shape_mask
 from labeltree.errors import LabeltreeError
+from labeltree.vocab import DEFAULT_MASK_MODE, ENCODINGS, MODES, MaskEncoding, MaskMode  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,6 @@ class Box:
 
 
 
-MaskMode = Literal["fine", "coarse"]
-MaskEncoding = Literal["16bit", "8bit"]
-MODES: tuple[str, ...] = get_args(MaskMode)
-DEFAULT_MASK_MODE: MaskMode = "fine"  # the paper's shape masks
-ENCODINGS: tuple[str, ...] = ("16bit", "8bit")
 
 # (x0, y0, x1, y1, value, shape or None for a filled box), painted in list order
 PaintItem = tuple[int, int, int, int, int, str | None]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_MIN_PIXELS = 1000  # the paper's rule: a class is evaluated when it has >= 1000 gt pixels (docs/design.md §2.6)
+from labeltree.vocab import DEFAULT_MIN_PIXELS  # noqa: F401 - re-exported; the paper's >= 1000 gt pixels rule
 
 
 def confusion(gt: np.ndarray, pred: np.ndarray, n: int, valid: np.ndarray | None = None) -> np.ndarray:

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
+from labeltree.vocab import DEFAULT_MIN_PIXELS
 
 PROTOCOLS = ("official", "paper")
 MEANS = ("gt", "defined")

@@ -50,8 +50,9 @@ from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_json, write_png, write_text
 from labeltree.parallel import pmap
 from labeltree.synth.signs import draw_sign
+from labeltree.vocab import DEFAULT_TREE, GTSDB_SIGNS
 
-HIERARCHY = "cityscapes+vistas+gtsdb"
+HIERARCHY = DEFAULT_TREE
 MARKER = "synth.json"
 # Dataset class for world objects the dataset has no class for (Cityscapes labels a street lamp or
 # the back of a sign as "static"), by layout; a layout without one (BDD100K, IDD) gets its ignore value.
@@ -65,7 +66,6 @@ CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau"
 CS_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame snippet
 GTSDB_TRAIN, GTSDB_TEST = len(GTSDB_SPLITS["train"]), len(GTSDB_SPLITS["test"])
 GTSDB_TEST_START = GTSDB_SPLITS["test"].start
-GTSDB_SIGNS = (1, 3)  # signs per GTSDB frame (lo, hi), in frames that have signs
 GTSDB_EMPTY = 0.1  # share of GTSDB frames without a sign
 MAX_SIGNS = 8  # a 256-px-wide frame holds about this many sign posts side by side
 JPEG_QUALITY = 90
