@@ -20,8 +20,9 @@ _ALIASES = {"other": OTHER, "other sign": OTHER, "other-sign": OTHER,
 
 
 @dataclass(frozen=True)
-class LabelSpace:
-    """Where the sign pixels come from and what value each decision exports to."""
+class SignDecisions:
+    """The decisions a person takes on a Cityscapes sign (a GTSDB class, other, not a sign), where the sign
+    pixels come from and what value each decision exports to (not evaluate's LabelSpace: a label set)."""
 
     sign_id: int  # Cityscapes 'traffic sign' id (stored value in labelIds)
     sign_classes: tuple[ClassDef, ...]  # the GTSDB classes, ClassID order
@@ -56,8 +57,8 @@ class LabelSpace:
 
 
 @cache
-def label_space() -> LabelSpace:
-    """Build the label space from the cityscapes, gtsdb and cityscapes-extended taxonomies."""
+def sign_decisions() -> SignDecisions:
+    """Build the sign decisions from the cityscapes, gtsdb and cityscapes-extended taxonomies."""
     cs = load_taxonomy("cityscapes")
     sign = cs.find("traffic sign")
     if sign is None:
@@ -74,4 +75,4 @@ def label_space() -> LabelSpace:
         stored[c.id] = v
     if ext.find(sign.id) is None:
         raise LabeltreeError(f"cityscapes-extended has no class {sign.id} (Cityscapes 'traffic sign')")
-    return LabelSpace(sign.id, tuple(gtsdb.classes), stored)
+    return SignDecisions(sign.id, tuple(gtsdb.classes), stored)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from labeltree.annotate import db
-from labeltree.annotate.classes import label_space
+from labeltree.annotate.classes import sign_decisions
 from labeltree.annotate.propose import read_components
 from labeltree.core.taxonomy import load_taxonomy
 from labeltree.datasets import cityscapes
@@ -63,7 +63,7 @@ def _rows(reader: csv.DictReader, source: Path) -> Iterator[dict[Any, Any]]:
 def import_labels(workdir: str | Path, source: str | Path, annotator: str = "import") -> ImportReport:
     """Validate every row first (image, component, class), then write all of them in one transaction."""
     source = Path(source)
-    space = label_space()
+    space = sign_decisions()
     try:
         text = read_input(source, "CSV", MAX_TEXT_BYTES).decode("utf-8-sig")
     except OSError as e:
@@ -179,7 +179,7 @@ def export_extended(workdir: str | Path, out_root: str | Path, workers: int | No
     output is a complete dataset for the cityscapes-extended reader.
     """
     workdir = Path(workdir).resolve()
-    space = label_space()
+    space = sign_decisions()
     con = db.connect(workdir)
     try:
         root = db.registered_root(con, workdir).resolve()

@@ -25,7 +25,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from labeltree.annotate import db
-from labeltree.annotate.classes import label_space
+from labeltree.annotate.classes import sign_decisions
 from labeltree.datasets.base import Sample
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
@@ -147,7 +147,9 @@ def read_components(path: Path) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Job:
+class _ProposeTask:
+    """One Cityscapes label image to find sign components in: a worker's input."""
+
     root: str
     sample: Sample
     out: str
@@ -157,7 +159,7 @@ class _Job:
     rule: str
 
 
-def _propose_one(job: _Job) -> dict:
+def _propose_one(job: _ProposeTask) -> dict:
     """Worker: decode one label image once, label its sign mask, write the component map."""
     reader = open_dataset("cityscapes", job.root)
     label = reader.read_label(job.sample)
@@ -208,7 +210,7 @@ def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = No
         if s not in available:
             raise LabeltreeError(f"no Cityscapes split '{s}' (searched {root / 'gtFine' / s}); found: "
                                  f"{', '.join(available) or 'none'}", root)
-    space = label_space()
+    space = sign_decisions()
     con = db.connect(workdir, create=True)
     try:
         with db.transaction(con):
@@ -221,14 +223,14 @@ def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = No
             db.set_meta(con, min_size=min_size, split_touching=int(split), rule=rule)
         known = {r["key"] for r in con.execute("SELECT key FROM images")}
         report = ProposeReport()
-        jobs: list[_Job] = []
+        jobs: list[_ProposeTask] = []
         for s in splits:
             for sample in reader.samples(s):
                 if sample.key in known:
                     report.images_known += 1
                     continue
                 out = components_file(workdir, s, sample.key)
-                jobs.append(_Job(str(root), sample, str(out), space.sign_id, min_size, split, rule))
+                jobs.append(_ProposeTask(str(root), sample, str(out), space.sign_id, min_size, split, rule))
         for job, res in zip(jobs, pmap(_propose_one, jobs, workers=workers, desc="propose", progress=progress),
                             strict=True):
             s = job.sample

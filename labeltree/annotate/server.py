@@ -30,7 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from labeltree.annotate import db
-from labeltree.annotate.classes import EXTRA_CHOICES, label_space
+from labeltree.annotate.classes import EXTRA_CHOICES, sign_decisions
 from labeltree.annotate.examples import DEFAULT_PER_CLASS, ExampleSet, context_window, load_examples
 from labeltree.annotate.glyphs import glyph_svg, special_svg
 from labeltree.annotate.propose import read_components
@@ -85,7 +85,7 @@ class DecideReq(_Req):
     @field_validator("cls", "previous", mode="before")
     @classmethod
     def _known_class(cls, v: object) -> object:
-        return None if v is None else label_space().parse(v)
+        return None if v is None else sign_decisions().parse(v)
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
@@ -134,7 +134,7 @@ class Annotation:
             self.root = db.registered_root(con, self.workdir).resolve()
         finally:
             con.close()
-        self.space = label_space()
+        self.space = sign_decisions()
         self._local = threading.local()
         self.render_cache = lru_cache(maxsize=6)(self._load_image)
         self.examples: ExampleSet | None = (load_examples(gtsdb, self.workdir, examples_per_class)

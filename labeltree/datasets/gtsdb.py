@@ -278,7 +278,9 @@ def train_mask_path(out_dir: str | Path, key: str) -> Path:
 
 
 @dataclass(frozen=True)
-class _Job:
+class _MaskTask:
+    """One GTSDB frame's mask to paint and write: a worker's input."""
+
     out: str
     height: int
     width: int
@@ -288,7 +290,7 @@ class _Job:
     style: str = DEFAULT_STYLE
 
 
-def _write_job(job: _Job) -> int:
+def _write_job(job: _MaskTask) -> int:
     painter = paint_authors if job.style == "authors" else paint
     mask = painter(job.items, job.height, job.width, job.unlabeled, np.dtype(job.dtype).type)
     write_png(job.out, mask)
@@ -366,7 +368,7 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
             items = tuple(authors_items(ordered, mode, tax, fmt.offset))
         else:
             items = tuple(paint_items(s.boxes, mode, tax, fmt.offset))
-        jobs.append(_Job(str(target), h, w, items, fmt.unlabeled, np.dtype(fmt.dtype).name, style))
+        jobs.append(_MaskTask(str(target), h, w, items, fmt.unlabeled, np.dtype(fmt.dtype).name, style))
     out.mkdir(parents=True, exist_ok=True)
     for px in pmap(_write_job, jobs, workers, desc=f"gtsdb masks ({mode}, {style})", progress=progress, chunksize=8):
         report.written += 1

@@ -25,7 +25,7 @@ from builders import cityscapes_frame
 from PIL import Image
 
 from labeltree.annotate import db
-from labeltree.annotate.classes import label_space
+from labeltree.annotate.classes import sign_decisions
 from labeltree.annotate.export import export_extended, export_labels, import_labels
 from labeltree.annotate.propose import propose, sign_components
 from labeltree.core.taxonomy import load_taxonomy
@@ -609,7 +609,7 @@ def test_kill_9_between_decisions_loses_no_committed_decision(grid_work: Path):
 
 
 def test_label_space_comes_from_the_taxonomies():
-    space = label_space()
+    space = sign_decisions()
     assert space.sign_id == SIGN
     assert [c.id for c in space.sign_classes] == GTSDB.ids
     ext = load_taxonomy("cityscapes-extended")
