@@ -215,7 +215,7 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
     sm = find_mapping(h, source)
     if sm is None:
         raise LabeltreeError(f"tree '{h.name}' maps no dataset '{source}' (it maps {', '.join(_names(h))}); "
-                             "pass --hierarchy with a tree that maps it", h.path)
+                             "pass --tree with a tree that maps it", h.path)
     t = target if isinstance(target, Target) else parse_target(target, h)
     stax = sm.taxonomy
     tm = h.mapping(t.dataset) if t.dataset else None
@@ -305,7 +305,7 @@ def conversion_tree(dataset: str, to: str) -> str:
     except LabeltreeError:  # a taxonomy file that no bundled tree maps
         found = None
     if found is None and len(wanted) > 1:
-        raise LabeltreeError(f"no bundled tree maps both {wanted[0]} and {wanted[1]}: pass --hierarchy with a "
+        raise LabeltreeError(f"no bundled tree maps both {wanted[0]} and {wanted[1]}: pass --tree with a "
                              f"tree file that does (e.g. from `labeltree merge {wanted[0]} {wanted[1]}`)")
     return found[0] if found is not None else DEFAULT_TREE
 

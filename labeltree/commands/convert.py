@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from labeltree.commands._options import unknown_option
+from labeltree.commands._options import progress_option, tree_option, unknown_option
 from labeltree.vocab import DEFAULT_MASK_MODE, MODES
 
 
@@ -18,9 +18,8 @@ from labeltree.vocab import DEFAULT_MASK_MODE, MODES
               help="Target: DATASET (its stored values and layout), DATASET:trainids (train ids, 255 = ignore), "
                    "tree or tree:LEVEL (16-bit tree-node indices cut at a depth, 65535 = ignore).")
 @click.option("--split", "splits", multiple=True, help="Split(s) to convert (repeatable; default: every split).")
-@click.option("--hierarchy", default=None,
-              help="Tree (bundled name or .yaml) that maps DATASET and the target (default: the smallest bundled "
-                   "tree that maps both, e.g. cityscapes+vistas+gtsdb).")
+@tree_option("hierarchy", "Tree that maps DATASET and the target (default: the smallest bundled tree that maps "
+                          "both, e.g. cityscapes+vistas+gtsdb).")
 @click.option("--overrides", type=click.Path(path_type=Path), default=None,
               help="YAML mapping 'source class: target class' (name or id, or 'ignore') that replaces the tree's "
                    "choice for those classes.")
@@ -33,10 +32,11 @@ from labeltree.vocab import DEFAULT_MASK_MODE, MODES
               help="Write the report (per source class: pixels, target, rule) as JSON.")
 @click.option("--all-classes", is_flag=True, help="List source classes without pixels in the table too.")
 @click.option("--quiet", is_flag=True, help="No table, no progress bar.")
+@progress_option()
 @unknown_option
 def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str, ...], hierarchy: str | None,
                 overrides: Path | None, mask_mode: str, gt: Path | None, workers: int | None, force: bool,
-                report_path: Path | None, all_classes: bool, quiet: bool, unknown: str) -> None:
+                report_path: Path | None, all_classes: bool, quiet: bool, progress: bool, unknown: str) -> None:
     """Convert DATASET's labels under ROOT into another label space, written to OUT in the target's layout
     with split lists OUT/{split}.txt: one 'IMAGE LABEL' line per sample, paths relative to OUT, a path with a
     space or odd character shell-quoted (Python: shlex.split(line)), as mmsegmentation / detectron2-style lists.
@@ -50,6 +50,9 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
       labeltree convert cityscapes data/cityscapes data/cs-train --to cityscapes:trainids
       labeltree convert vistas data/vistas data/vistas-as-cs --to cityscapes --report lost.json
       labeltree convert gtsdb data/FullIJCNN2013 data/gtsdb-tree --to tree:2 --mask-mode coarse
+
+    DATASET and the target are bundled names or taxonomy paths (one with a slash or a .yaml suffix);
+    a folder of that name here never replaces the bundled one.
     """
     from labeltree.convert import conversion_tree, convert_dataset, render_report
     from labeltree.datasets.base import check_split_name
@@ -72,7 +75,7 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
         hierarchy = conversion_tree(dataset, to)
     rep = convert_dataset(dataset, root, out, to, hierarchy=hierarchy, splits=list(splits) or None,
                           overrides=overrides, workers=workers, force=force, mask_mode=mask_mode,
-                          unknown=unknown, progress=not quiet, gt=gt)  # type: ignore[arg-type]
+                          unknown=unknown, progress=progress and not quiet, gt=gt)  # type: ignore[arg-type]
     if not quiet:
         click.echo(render_report(rep, all_classes))
     if report_path is not None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from labeltree.commands._options import progress_option
+
 
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("labeltree-demo"), show_default=True,
@@ -16,9 +18,9 @@ import click
 @click.option("--images", type=click.IntRange(min=4), default=None, help="Frames of Cityscapes and Vistas.")
 @click.option("--gtsdb-images", type=click.IntRange(min=6, max=900), default=None, help="GTSDB frames.")
 @click.option("--seed", type=int, default=None, help="Seed of the data and of both runs.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@progress_option()
 def demo_cmd(out: Path, quick: bool, steps: int | None, images: int | None, gtsdb_images: int | None,
-             seed: int | None, no_progress: bool) -> None:
+             seed: int | None, progress: bool) -> None:
     """Run the paper in miniature on synthetic data and write OUT/report.md.
 
     Generates Cityscapes-, Vistas- and GTSDB-format data, merges the taxonomies, prints the class
@@ -34,7 +36,7 @@ def demo_cmd(out: Path, quick: bool, steps: int | None, images: int | None, gtsd
     from labeltree.demo.run import run_demo, tables_text
 
     res = run_demo(out, quick, images=images, gtsdb_images=gtsdb_images, steps=steps, seed=seed,
-                   progress=not no_progress, log=click.echo)
+                   progress=progress, log=click.echo)
     click.echo("")
     click.echo(tables_text(res))
     click.echo(f"\nreport: {res.report}")

@@ -13,23 +13,16 @@ from typing import Any
 
 import click
 
-from labeltree.commands._options import split_names
+from labeltree.commands._options import parse_size, progress_option, split_names, tree_option
 from labeltree.errors import LabeltreeError
 from labeltree.evaluate.protocols import DROPS, PROTOCOLS
 from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_MIN_PIXELS, MODES
 
 
-#: option name -> factory(value, all options) -> predict(sample) -> array
-def _parse_size(text: str) -> tuple[int, int] | None:
-    if text.strip().lower() == "native":
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise LabeltreeError(f"--gtsdb-size: expected HxW like 512x850 or 'native', got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise LabeltreeError(f"--gtsdb-size: sizes must be positive, got {text!r}")
-    return h, w
+def _gtsdb_size(text: str) -> tuple[int, int] | None:
+    """--gtsdb-size WIDTHxHEIGHT (or 'native') -> the (height, width) the evaluator resizes to."""
+    wh = parse_size(text, "--gtsdb-size", allow_native=True)
+    return None if wh is None else (wh[1], wh[0])
 
 
 @click.command("evaluate")
@@ -41,9 +34,7 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 @click.option("--pred-space", type=click.Choice(["dataset", "tree"]), default="dataset", show_default=True,
               help="Predictions hold the dataset's own ids (Cityscapes labelIds, Vistas indices, GTSDB 2000+k) or "
                    "tree node indices (16-bit PNG), projected with the tree's evaluation mapping.")
-@click.option("--hierarchy", "hierarchy_ref", default=None,
-              help="Tree (bundled name or YAML); default: where one is needed, the smallest bundled tree "
-                   "that maps DATASET.")
+@tree_option("hierarchy_ref", "Tree; default: where one is needed, the smallest bundled tree that maps DATASET.")
 @click.option("--levels", is_flag=True, help="Also report every tree level (needs the tree).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="official", show_default=True,
               help="official: the dataset's official tool exactly (Cityscapes: cityscapesScripts, 19 classes, mean "
@@ -65,9 +56,9 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 @click.option("--gtsdb-root", type=click.Path(path_type=Path), default=None,
               help="Cityscapes Extended under the paper's class rule: the GTSDB root whose train and test pixel "
                    "counts the rule needs.")
-@click.option("--gtsdb-size", default="512x850", show_default=True,
-              help="--classes paper on GTSDB: frame size HxW at which the >= --min-pixels rule is counted "
-                   "(the authors train on GTSDB resized to 512x850; 'native' = no resize).")
+@click.option("--gtsdb-size", default="850x512", show_default=True, metavar="WxH",
+              help="--classes paper on GTSDB: frame size WIDTHxHEIGHT at which the >= --min-pixels rule is "
+                   "counted (the authors train on GTSDB resized to 850 wide, 512 high; 'native' = no resize).")
 @click.option("--min-pixels", type=click.IntRange(min=0), default=DEFAULT_MIN_PIXELS, show_default=True,
               help="--classes paper on GTSDB: pixels a class needs in both splits.")
 @click.option("--gtsdb-mask", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
@@ -82,7 +73,8 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 @click.option("--force", is_flag=True, help="Replace an existing -o / --plot-confusion file (checked first).")
 @click.option("--plot-confusion", type=click.Path(path_type=Path), default=None,
               help="Write the confusion matrix as a PNG (log colour scale).")
-@click.option("--quiet", is_flag=True, help="No table on stdout (JSON only with -o).")
+@click.option("--quiet", is_flag=True, help="No table on stdout (JSON only with -o), no progress bar.")
+@progress_option()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="stdout: the table, or the JSON that -o writes.")
 def evaluate_cmd(**kw: Any) -> None:
@@ -110,6 +102,9 @@ def evaluate_cmd(**kw: Any) -> None:
       labeltree evaluate cityscapes-extended /data/cs-ext preds/ --protocol paper --gtsdb-root /data/FullIJCNN2013
       labeltree evaluate vistas /data/vistas preds/ --pred-space tree --levels
       labeltree evaluate gtsdb /data/FullIJCNN2013 preds/ --plot-confusion cm.png
+
+    DATASET is a bundled name or a taxonomy path (one with a slash or a .yaml suffix); a folder of that
+    name here never replaces the bundled one.
     """
     from labeltree.core.taxonomy import load_taxonomy
     from labeltree.evaluate.folder import evaluate_folder, tree_for
@@ -136,12 +131,13 @@ def evaluate_cmd(**kw: Any) -> None:
         raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")
     rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"],
                           kw["drop"], paper_protocol=kw["paper_protocol"], min_pixels=kw["min_pixels"],
-                          pixel_size=_parse_size(kw["gtsdb_size"]))
+                          pixel_size=_gtsdb_size(kw["gtsdb_size"]))
     if hierarchy is None:
         hierarchy = tree_for(rules, kw["dataset"], kw["hierarchy_ref"], kw["pred_space"], kw["levels"])
     res = evaluate_folder(kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], rules=rules, predict=predict,
                           hierarchy=hierarchy, pred_space=kw["pred_space"], levels=kw["levels"],
-                          gtsdb_root=kw["gtsdb_root"], mask_mode=kw["gtsdb_mask"], workers=kw["workers"])
+                          gtsdb_root=kw["gtsdb_root"], mask_mode=kw["gtsdb_mask"], workers=kw["workers"],
+                          progress=kw["progress"] and not kw["quiet"])
     if kw["fmt"] == "json":
         click.echo(res.to_json())
     elif not kw["quiet"]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.commands._options import parse_size
 from labeltree.errors import LabeltreeError
 
 
@@ -16,7 +17,8 @@ from labeltree.errors import LabeltreeError
               help="What the graph ends in: leaves (tree node ids), levels (one node map per tree level), "
                    "dataset:NAME (that dataset's own ids, e.g. dataset:cityscapes = labelIds) or scores (each "
                    "classifier's probabilities).")
-@click.option("--size", metavar="HxW", help="Fixed input size (e.g. 512x706, for TensorRT); batch 1 unless --batch.")
+@click.option("--size", metavar="WxH", help="Fixed input size WIDTHxHEIGHT (e.g. 706x512, for TensorRT); batch 1 "
+                                           "unless --batch.")
 @click.option("--dynamic", is_flag=True, help="Any batch and image size (the default without --size / --batch).")
 @click.option("--batch", type=int, help="Fixed batch size.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13 to the exporter's newest).")
@@ -34,14 +36,15 @@ def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynam
     \b
     Example:
       labeltree export runs/tiny/best.pt tiny.onnx
-      labeltree export runs/tiny/best.pt cs.onnx --output dataset:cityscapes --size 512x1024
+      labeltree export runs/tiny/best.pt cs.onnx --output dataset:cityscapes --size 1024x512
       labeltree predict tiny.onnx data/synth/cityscapes/leftImg8bit/val -o preds --dataset cityscapes
     """
-    from labeltree.export.graph import export_onnx, parse_size
+    from labeltree.export.graph import export_onnx
 
     if dynamic and (size or batch is not None):
         raise LabeltreeError("--dynamic: give either --dynamic or a fixed --size / --batch, not both")
-    hw = parse_size(size) if size else None
+    wh = parse_size(size, "--size") if size else None
+    hw = None if wh is None else (wh[1], wh[0])  # the exporter takes (height, width), as tensors are laid out
     if hw is not None and batch is None:
         batch = 1
     r = export_onnx(checkpoint, out, output=output, size=hw, batch=batch, opset=opset, layout=layout, force=force)

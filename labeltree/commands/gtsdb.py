@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.commands._options import progress_option
 from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_STYLE, ENCODINGS, MODES, STYLES
 
 
@@ -26,9 +27,9 @@ from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_STYLE, ENCODINGS, MODES, 
 @click.option("--skip-existing", is_flag=True, help="Keep masks already in OUT_DIR (resume an interrupted run).")
 @click.option("--force", is_flag=True, help="Replace masks already in OUT_DIR (without it, or --skip-existing, an "
                                             "existing mask stops the run before anything is written).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option("--quiet")
 def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, encoding: str, style: str,
-                    workers: int | None, skip_existing: bool, force: bool, quiet: bool) -> None:
+                    workers: int | None, skip_existing: bool, force: bool, progress: bool) -> None:
     """Write one mask PNG per GTSDB frame: OUT_DIR/{stem}_labelIds.png.
 
     Frames without signs get an all-unlabeled mask; where boxes overlap the smaller sign is on top.
@@ -48,7 +49,7 @@ def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported below, once each
         r = write_gtsdb_masks(gtsdb_dir, out_dir, mode=mode, gt=gt, encoding=encoding, style=style, workers=workers,
-                              skip_existing=skip_existing, progress=not quiet, force=force)
+                              skip_existing=skip_existing, progress=progress, force=force)
     for w in r.warnings:
         click.echo(f"warning: {w}", err=True)
     click.echo(f"{r.written} masks written to {r.out_dir}/*{MASK_SUFFIX} ({r.frames} frames, {r.boxes} boxes, "

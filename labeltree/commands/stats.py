@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from labeltree.commands._options import split_names
+from labeltree.commands._options import progress_option, split_names, tree_option
 from labeltree.errors import LabeltreeError
 from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_MIN_PIXELS, MODES
 
@@ -35,7 +35,7 @@ def _outputs(rep, output: Path | None, summary_out: Path | None, tree_out: Path 
         write_rows(summary_out, rep.summary)
     if tree_out is not None:
         if not rep.contributions:
-            raise LabeltreeError("--tree-out needs a tree (--hierarchy) that maps the dataset", tree_out)
+            raise LabeltreeError("--tree-out needs a tree (--tree) that maps the dataset", tree_out)
         write_rows(tree_out, rep.contributions)
     if plot is not None:
         plot_report(rep, plot)
@@ -81,10 +81,10 @@ def _apply(opts):
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--split", "splits", multiple=True, callback=split_names,
               help="Split(s) to count (repeatable; default: every split found).")
-@click.option("--hierarchy", default=None,
-              help="Tree (bundled name or .yaml) for node columns and the classifier roll-up; default: the bundled "
-                   "tree when it maps DATASET; 'none' for no tree.")
+@tree_option("hierarchy", "Tree for node columns and the classifier roll-up; default: the bundled tree when it "
+                          "maps DATASET; 'none' for no tree.")
 @_apply(_common)
+@progress_option()
 @click.option("--raw", "raw_out", type=click.Path(path_type=Path), default=None,
               help="Also write the raw counts (.json) so that this run can be merged with others by stats-merge.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all CPUs).")
@@ -105,7 +105,7 @@ def _apply(opts):
                    "file); 'ignore' counts them as the ignore value.")
 def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str | None, output: Path | None,
               summary_out: Path | None, tree_out: Path | None, plot: Path | None, min_pixels: int,
-              all_classes: bool, quiet: bool, force: bool, raw_out: Path | None, workers: int | None,
+              all_classes: bool, quiet: bool, progress: bool, force: bool, raw_out: Path | None, workers: int | None,
               shard: str | None,
               cache: bool, cache_dir: Path | None, skip_bad: bool, instances: bool, mask_mode: str,
               unknown: str) -> None:
@@ -118,6 +118,9 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
       labeltree stats cityscapes data/cityscapes --split train -o cs.csv --plot cs.png
       labeltree stats vistas data/vistas --split train --shard 3/8 -o part3.json   # then stats-merge
       labeltree stats gtsdb data/FullIJCNN2013 --gtsdb-masks coarse
+
+    DATASET is a bundled name or a taxonomy path (one with a slash or a .yaml suffix); a folder of that
+    name here never replaces the bundled one, so `labeltree stats cityscapes cityscapes` works.
     """
     from labeltree.core.taxonomy import load_taxonomy
     from labeltree.fsutil import check_outputs, refuse_replacing_inside
@@ -140,7 +143,7 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
     info = RunInfo()
     groups = collect_stats(dataset, root, list(splits) or None, hierarchy=h, workers=workers, shard=sh,
                            cache_dir=cache_dir, cache=cache, skip_bad=skip_bad, instances=instances,
-                           mask_mode=mask_mode, unknown=unknown, progress=not quiet, info=info)
+                           mask_mode=mask_mode, unknown=unknown, progress=progress and not quiet, info=info)
     for msg in info.bad:
         click.echo(f"skipped bad file: {msg}", err=True)
     click.echo(f"{info.computed} files read, {info.cached} from cache" + (f", {len(info.bad)} bad skipped"
@@ -158,8 +161,8 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
 
 @click.command("stats-merge")
 @click.argument("parts", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--hierarchy", default=None,
-              help="Tree for the roll-up (default: the tree the parts were counted with; 'none' for no tree).")
+@tree_option("hierarchy", "Tree for the roll-up (default: the tree the parts were counted with; 'none' for no "
+                          "tree).")
 @_apply(_common)
 @click.option("--raw", "raw_out", type=click.Path(path_type=Path), default=None,
               help="Also write the merged raw counts (.json).")
@@ -198,7 +201,7 @@ def stats_merge_cmd(parts: tuple[Path, ...], hierarchy: str | None, output: Path
         for g in groups:
             if tuple(sorted(g.ignored)) != tuple(sorted(_ignored_with(h, g))):
                 raise LabeltreeError(f"{g.dataset}/{g.split} was counted with other ignored values than tree "
-                                     f"'{h.name}' implies; re-run stats with --hierarchy {ref}")
+                                     f"'{h.name}' implies; re-run stats with --tree {ref}")
     if raw_out is not None:
         write_raw(raw_out, groups)
     _outputs(build_report(groups, h, min_pixels), output, summary_out, tree_out, plot, all_classes, quiet)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.commands._options import progress_option
 from labeltree.errors import LabeltreeError
 from labeltree.vocab import DEFAULT_TREE, GTSDB_SIGNS
 
@@ -32,19 +33,21 @@ def parse_range(text: str | None, option: str) -> tuple[int, int] | None:
 @click.option("--street-signs", default=None,
               help="Sign posts per Cityscapes/Vistas frame LO-HI (default: 0-3, mostly 1-2).")
 @click.option("--tree", "tree", default=DEFAULT_TREE, show_default=True,
-              help="Bundled tree name or tree file: its datasets are written, each in its own layout.")
+              help="Tree: its datasets are written, each in its own layout. TREE is a bundled name, or a path "
+                   "(one with a slash or a .yaml suffix).", metavar="TREE")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed and size, same bytes.")
-@click.option("--size", default="256x128", show_default=True, help="Frame size WIDTHxHEIGHT for all datasets.")
+@click.option("--size", default="256x128", show_default=True, metavar="WxH",
+              help="Frame size WIDTHxHEIGHT for all datasets.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: all cores; 1 = in-process).")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty folder that is not an earlier synth output (same-named files are "
                    "replaced, nothing else is touched).")
 @click.option("--json", "as_json_flag", is_flag=True, help="Print a JSON summary instead of text.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@progress_option()
 def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str, street_signs: str | None,
               tree: str, seed: int, size: str, workers: int | None, force: bool, as_json_flag: bool,
-              no_progress: bool) -> None:
+              progress: bool) -> None:
     """Write synthetic street scenes of one world in the datasets' native layouts.
 
     \b
@@ -68,7 +71,7 @@ def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str
     from labeltree.synth.scene import as_json, parse_size, summary, synthesize
 
     res = synthesize(out, images=images, seed=seed, size=parse_size(size), workers=workers, force=force,
-                     gtsdb_images=gtsdb_images, progress=not no_progress, hierarchy=tree,
+                     gtsdb_images=gtsdb_images, progress=progress, hierarchy=tree,
                      gtsdb_signs=parse_range(gtsdb_signs, "--gtsdb-signs") or GTSDB_SIGNS,
                      street_signs=parse_range(street_signs, "--street-signs"))
     click.echo(as_json(res) if as_json_flag else summary(res))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.commands._options import progress_option
 from labeltree.errors import LabeltreeError
 
 
@@ -27,7 +28,7 @@ def _config(config: str, data_root: Path | None, sets: tuple[str, ...], steps: i
                                             "replaced); without --resume or --force such an OUT is refused.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (dotted, YAML value), e.g. --set model.pretrained=r50.pth.")
-@click.option("--progress/--no-progress", default=True)
+@progress_option()
 def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None, resume: bool, force: bool,
               sets: tuple[str, ...], progress: bool) -> None:
     """Train the hierarchical classifiers (or the flat baseline: --set model.kind=flat).

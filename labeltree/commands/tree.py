@@ -8,23 +8,27 @@ from pathlib import Path
 import click
 
 from labeltree.errors import LabeltreeError
+from labeltree.vocab import DEFAULT_TREE
 
 
 @click.command("tree")
-@click.argument("hierarchy", default="cityscapes+vistas+gtsdb")
+@click.argument("tree", default=DEFAULT_TREE)
 @click.option("--color/--no-color", default=None,
               help="Colour swatches (default: when the terminal has them).")
-def tree_cmd(hierarchy: str, color: bool | None) -> None:
+def tree_cmd(tree: str, color: bool | None) -> None:
     """Print a tree with each node's classifier and the dataset classes mapped to it.
 
     \b
     Example:
       labeltree tree cityscapes+vistas
+
+    TREE is a bundled tree name (default: the paper's), a '+' list of datasets that a bundled tree maps, or
+    a path (one with a slash or a .yaml suffix); a folder of that name here never replaces the bundled one.
     """
     from labeltree.core.tree_file import load_hierarchy
     from labeltree.core.treeview import render_tree
 
-    h = load_hierarchy(hierarchy)
+    h = load_hierarchy(tree)
     use_color = color if color is not None else sys.stdout.isatty()
     click.echo(render_tree(h, color=use_color))
 

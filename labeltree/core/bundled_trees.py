@@ -1,5 +1,5 @@
 """Where tree files are: the bundled ones, the files an `extends:` / `include:` names, and the smallest
-bundled tree that maps a set of datasets (what merge and every command without `--hierarchy` use).
+bundled tree that maps a set of datasets (what merge and every command without `--tree` use).
 
 The lookup reads the bundled files' dataset lists only, never builds a tree: choosing a tree must cost
 a small part of loading one.

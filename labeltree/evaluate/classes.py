@@ -86,7 +86,7 @@ def _paper_classes(space: LabelSpace, hierarchy: Hierarchy | None, dataset: str 
     """The paper's class set: mapped by the tree, and for box / evaluation-only datasets the pixel rule."""
     tax = space.taxonomy
     if hierarchy is None:
-        raise LabeltreeError("--classes paper needs the tree (--hierarchy): the paper evaluates the classes "
+        raise LabeltreeError("--classes paper needs the tree (--tree): the paper evaluates the classes "
                              "the tree maps to a node")
     m = hierarchy.mapping(dataset or tax.name)
     mapped = {cid for cid, node in m.to_node.items() if node is not None}

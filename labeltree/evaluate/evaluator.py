@@ -91,9 +91,9 @@ class Evaluator:
         if self.hierarchy is not None:
             self._project_tree(self.hierarchy)
         elif self.pred_space == "tree":
-            raise LabeltreeError("--pred-space tree needs the tree (--hierarchy) to project nodes to classes")
+            raise LabeltreeError("--pred-space tree needs the tree (--tree) to project nodes to classes")
         elif self.levels:
-            raise LabeltreeError("--levels needs the tree (--hierarchy)")
+            raise LabeltreeError("--levels needs the tree (--tree)")
         self.evaluated = resolve_classes(self.classes, self.space, self.hierarchy,
                                          self.mapping.dataset if self.mapping else None, self.pixel_counts,
                                          self.min_pixels)

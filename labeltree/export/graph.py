@@ -254,7 +254,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     if not MIN_OPSET <= opset <= max_opset():
         raise LabeltreeError(f"--opset: {opset} is outside {MIN_OPSET}..{max_opset()} (what this torch exports)")
     if size is not None and min(size) < MIN_SIZE:
-        raise LabeltreeError(f"--size: {size[0]}x{size[1]}: both sides must be at least {MIN_SIZE} pixels")
+        raise LabeltreeError(f"--size: {size[1]}x{size[0]}: both sides must be at least {MIN_SIZE} pixels")
     if batch is not None and batch < 1:
         raise LabeltreeError(f"--batch: must be at least 1, got {batch}")
     if out.exists() and out.resolve() == checkpoint.resolve():

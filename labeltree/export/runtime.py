@@ -372,6 +372,6 @@ def _check_tree(m: OnnxModel, ref: str | None) -> None:
     h = load_hierarchy(ref or "cityscapes+vistas+gtsdb")
     if tree_hash(h) != m.tree_sha256:
         raise LabeltreeError(f"the model was exported from tree '{m.tree}' (sha256 {m.tree_sha256[:12]}), but "
-                             f"evaluation uses '{h.name}' (sha256 {tree_hash(h)[:12]}); pass --hierarchy with the "
+                             f"evaluation uses '{h.name}' (sha256 {tree_hash(h)[:12]}); pass --tree with the "
                              "model's tree file", m.path)
 

@@ -57,7 +57,7 @@ def _rows(path: Path, h: Hierarchy) -> list[dict[str, Any]]:
         data = json.loads(read_input_text(path, "class statistics"))
     except FileNotFoundError:
         raise LabeltreeError("loss.class_weights.stats: file not found; write it with `labeltree stats DATASET "
-                             "ROOT --hierarchy TREE --raw FILE.json`", path) from None
+                             "ROOT --tree TREE --raw FILE.json`", path) from None
     except (OSError, ValueError) as e:
         raise LabeltreeError(f"loss.class_weights.stats: cannot read JSON ({e})", path) from None
     from labeltree.stats.groups import RAW_FORMAT, read_raw
@@ -69,7 +69,7 @@ def _rows(path: Path, h: Hierarchy) -> list[dict[str, Any]]:
     if isinstance(data, list) and all(isinstance(r, dict) and keys <= r.keys() for r in data):
         return data
     raise LabeltreeError("loss.class_weights.stats: neither a raw-count file (`labeltree stats --raw FILE.json`) "
-                         "nor tree roll-up rows (`labeltree stats --hierarchy TREE --tree-out FILE.json`)", path)
+                         "nor tree roll-up rows (`labeltree stats --tree TREE --tree-out FILE.json`)", path)
 
 
 def classifier_pixels(rows: list[dict[str, Any]], h: Hierarchy, split: str = "train") -> list[np.ndarray]:
@@ -83,11 +83,11 @@ def classifier_pixels(rows: list[dict[str, Any]], h: Hierarchy, split: str = "tr
         j = by_name.get(r["classifier"])
         if j is None:
             raise LabeltreeError(f"loss.class_weights.stats: classifier '{r['classifier']}' is not in tree "
-                                 f"'{h.name}'; compute the stats with --hierarchy {h.name}")
+                                 f"'{h.name}'; compute the stats with --tree {h.name}")
         names = [h.nodes[n].name for n in h.classifiers[j].children]
         if r["class"] not in names:
             raise LabeltreeError(f"loss.class_weights.stats: '{r['class']}' is not a child of classifier "
-                                 f"'{r['classifier']}' in tree '{h.name}'; compute the stats with --hierarchy {h.name}")
+                                 f"'{r['classifier']}' in tree '{h.name}'; compute the stats with --tree {h.name}")
         i = names.index(r["class"])
         everyone[j][i] += float(r["pixels"])
         if r["trains"]:

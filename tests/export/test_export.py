@@ -323,7 +323,7 @@ def test_existing_output_is_replaced_only_with_force_and_written_atomically(env:
     (["--output", "pixels"], "--output: expected leaves"),
     (["--output", "dataset:kitti"], "no mapping for dataset 'kitti'"),
     (["--output", "levels"], "flat model has no cascade levels"),
-    (["--size", "512"], "--size: expected HxW"),
+    (["--size", "512"], "--size: expected WIDTHxHEIGHT"),
     (["--size", "4x100"], "at least 8 pixels"),
     (["--batch", "0"], "--batch: must be at least 1"),
     (["--opset", "9"], "--opset: 9 is outside 13.."),

@@ -163,7 +163,7 @@ READER_CASES: dict[str, tuple[Callable[[Path], list], list[str]]] = {
     # fixed: said the default tree 'cityscapes+vistas+gtsdb' maps no bdd100k (it was no candidate at all)
     "convert to a taxonomy no bundled tree maps with the source": (
         lambda t: ["convert", "bdd100k", bdd(t / "b"), t / "o", "--to", "idd-level1"],
-        ["no bundled tree maps both bdd100k and idd-level1", "--hierarchy"]),
+        ["no bundled tree maps both bdd100k and idd-level1", "--tree"]),
     "convert idd OUT is a file": (lambda t: ["convert", "idd", idd(t / "i"), _file(t), "--to", "idd:trainids"],
                                   ["afile", "must be a folder"]),
     # fixed in this issue: the report landed in OUT and convert's own split list replaced it
