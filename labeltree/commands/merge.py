@@ -21,7 +21,10 @@ import click
 @click.option("--color/--no-color", default=None, help="Colour swatches (default: when the terminal has them).")
 def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None, force: bool, fmt: str,
               color: bool | None) -> None:
-    """Merge the label spaces of DATASETS (names or taxonomy .yaml files) into one tree.
+    """Merge the label spaces of DATASETS (bundled names or taxonomy files) into one tree.
+
+    A dataset with a slash or a .yaml suffix is a file (./mine.yaml); anything else is a bundled
+    name, never a folder of that name here (a data folder holding cityscapes/ is fine).
 
     Uses --rules, else the bundled tree that covers the datasets, else proposes a flat union by
     name and prints a rules file to start from. Prints the tree with each node's classifier, each

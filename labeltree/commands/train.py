@@ -33,7 +33,8 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
               sets: tuple[str, ...], progress: bool) -> None:
     """Train the hierarchical classifiers (or the flat baseline: --set model.kind=flat).
 
-    CONFIG is a YAML file or a bundled name (paper, cpu-tiny). Multi-GPU / multi-process:
+    CONFIG is a bundled name (paper, cpu-tiny) or a file (one with a slash or a .yaml suffix); a folder
+    of that name here never replaces the bundled config. Multi-GPU / multi-process:
     `torchrun --nproc_per_node N -m labeltree train ...`.
 
     \b
