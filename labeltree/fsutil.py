@@ -28,12 +28,12 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from labeltree.errors import LabeltreeError
+
+if TYPE_CHECKING:  # numpy and Pillow only where a PNG is written: reading a YAML file through read_input needs none
+    import numpy as np
 
 MiB = 1 << 20
 MAX_TEXT_BYTES = 64 * MiB  # YAML, CSV, gt.txt, JSON inputs: far above any real one
@@ -155,6 +155,9 @@ def write_json(target: str | Path, data: Any) -> None:
 def write_png(target: str | Path, array: np.ndarray, palette: np.ndarray | None = None) -> None:
     """Write a label/image array as PNG atomically (uint16 -> 16-bit grey, uint8 -> 8-bit grey or
     palette when `palette` (N x 3 uint8) is given, HxWx3 -> RGB)."""
+    import numpy as np
+    from PIL import Image
+
     if array.dtype == np.uint16:
         im = Image.fromarray(array)  # mode I;16
     else:
