@@ -13,11 +13,12 @@ from labeltree.commands._options import progress_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("labeltree-demo"), show_default=True,
               help="Folder for data, runs, figures and report.md (a re-run continues where it stopped).")
 @click.option("--quick", is_flag=True, help="Smaller data and fewer steps: under 5 minutes on 2 CPU cores.")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
+@click.option("--steps", type=click.IntRange(1, 10**9), default=None,
               help="Training steps per model (overrides the plan).")
-@click.option("--images", type=click.IntRange(min=4), default=None, help="Frames of Cityscapes and Vistas.")
+@click.option("--images", type=click.IntRange(4, 1_000_000), default=None, help="Frames of Cityscapes and Vistas.")
 @click.option("--gtsdb-images", type=click.IntRange(min=6, max=900), default=None, help="GTSDB frames.")
-@click.option("--seed", type=int, default=None, help="Seed of the data and of both runs.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
+              help="Seed of the data and of both runs.")
 @progress_option()
 def demo_cmd(out: Path, quick: bool, steps: int | None, images: int | None, gtsdb_images: int | None,
              seed: int | None, progress: bool) -> None:

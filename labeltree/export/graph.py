@@ -34,6 +34,9 @@ LAYOUTS = ("nchw", "nhwc")
 MIN_OPSET = 13  # Softmax / ArgMax on one axis, Gather as used here
 DEFAULT_OPSET = 17
 MIN_SIZE = 8  # the network runs at 1/8 of the input
+MAX_SIDE = 8192  # pixels of a fixed input side (as a training crop's)
+MAX_BATCH = 256
+MAX_TRACE_PIXELS = 16 << 20  # batch x height x width the export traces at: activations must fit in memory
 TRACE_SIZE = (32, 48)  # dummy image for tracing a dynamic-size graph (any size traces the same graph)
 
 
@@ -253,10 +256,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
         raise LabeltreeError(f"--layout: expected nchw or nhwc, got {layout!r}")
     if not MIN_OPSET <= opset <= max_opset():
         raise LabeltreeError(f"--opset: {opset} is outside {MIN_OPSET}..{max_opset()} (what this torch exports)")
-    if size is not None and min(size) < MIN_SIZE:
-        raise LabeltreeError(f"--size: {size[1]}x{size[0]}: both sides must be at least {MIN_SIZE} pixels")
-    if batch is not None and batch < 1:
-        raise LabeltreeError(f"--batch: must be at least 1, got {batch}")
+    if size is not None and (min(size) < MIN_SIZE or max(size) > MAX_SIDE):
+        raise LabeltreeError(f"--size: {size[1]}x{size[0]}: each side must be at least {MIN_SIZE} pixels and at most "
+                             f"{MAX_SIDE}")
+    if batch is not None and not 1 <= batch <= MAX_BATCH:
+        raise LabeltreeError(f"--batch: must be at least 1 and at most {MAX_BATCH}, got {batch}")
+    if size is not None and (batch or 1) * size[0] * size[1] > MAX_TRACE_PIXELS:
+        raise LabeltreeError(f"--batch {batch} x --size {size[1]}x{size[0]} is over {MAX_TRACE_PIXELS} pixels: the "
+                             "export runs the network once at that shape; export a smaller fixed shape or --dynamic")
     if out.exists() and out.resolve() == checkpoint.resolve():
         raise LabeltreeError("the output would overwrite the checkpoint; choose another file name", out)
     if out.exists() and not force:

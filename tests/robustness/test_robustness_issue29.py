@@ -414,3 +414,26 @@ def test_import_table_still_reads_quoted_commas_and_comments(tmp_path: Path) -> 
     res = invoke(["import", "table", tmp_path / "in.csv", "-o", tmp_path / "t.yaml"])
     assert res.exit_code == 0, res.output
     assert "road, paved" in (tmp_path / "t.yaml").read_text()
+
+
+# -- size options: upper bounds that protect memory, checked before any work --------------------------------
+
+SIZE_CASES = {
+    "export --size 100000x100000": (["export", "m.pt", "m.onnx", "--size", "100000x100000"], "--size"),
+    "export --batch 100000": (["export", "m.pt", "m.onnx", "--batch", "100000"], "--batch"),
+    "export --batch x --size over the trace budget": (["export", "m.pt", "m.onnx", "--batch", "64", "--size",
+                                                       "2048x2048"], "--batch"),
+    "demo --steps 10**20": (["demo", "--out", "d", "--steps", str(10**20)], "--steps"),
+    "demo --images 10**12": (["demo", "--out", "d", "--images", str(10**12)], "--images"),
+    "demo --seed -5": (["demo", "--out", "d", "--seed", "-5"], "--seed"),
+}
+
+
+@pytest.mark.parametrize("case", list(SIZE_CASES))
+def test_size_options_have_upper_bounds(tmp_path: Path, case: str, monkeypatch) -> None:
+    pytest.importorskip("onnx") if case.startswith("export") else None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.pt").write_bytes(b"not read: the option is refused first")
+    args, option = SIZE_CASES[case]
+    usage = case.startswith("demo") or case == "export --batch 100000"  # click ranges: its usage error
+    refused(args, tmp_path, option, usage=usage)
