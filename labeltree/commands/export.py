@@ -20,7 +20,7 @@ from labeltree.errors import LabeltreeError
 @click.option("--size", metavar="WxH", help="Fixed input size WIDTHxHEIGHT (e.g. 706x512, for TensorRT); batch 1 "
                                            "unless --batch.")
 @click.option("--dynamic", is_flag=True, help="Any batch and image size (the default without --size / --batch).")
-@click.option("--batch", type=click.IntRange(1, 256), help="Fixed batch size.")
+@click.option("--batch", type=int, help="Fixed batch size (1..256).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13 to the exporter's newest).")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True,
               help="uint8 input layout: N,3,H,W or N,H,W,3 (RGB).")
