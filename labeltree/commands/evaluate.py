@@ -25,6 +25,16 @@ def _gtsdb_size(text: str) -> tuple[int, int] | None:
     return None if wh is None else (wh[1], wh[0])
 
 
+def _eval_size(text: str) -> str | tuple[int, int]:
+    """--eval-size: 'native', 'paper' or WIDTHxHEIGHT -> the rules' name or (height, width)."""
+    t = text.strip().lower()
+    if t in ("native", "paper"):
+        return t
+    wh = parse_size(text, "--eval-size (native, paper or WIDTHxHEIGHT)")
+    assert wh is not None
+    return wh[1], wh[0]
+
+
 @click.command("evaluate")
 @click.argument("dataset")
 @click.argument("gt_root", type=click.Path(path_type=Path))
@@ -59,6 +69,9 @@ def _gtsdb_size(text: str) -> tuple[int, int] | None:
 @click.option("--gtsdb-size", default="850x512", show_default=True, metavar="WxH",
               help="--classes paper on GTSDB: frame size WIDTHxHEIGHT at which the >= --min-pixels rule is "
                    "counted (the authors train on GTSDB resized to 850 wide, 512 high; 'native' = no resize).")
+@click.option("--eval-size", default="native", show_default=True, metavar="native|paper|WxH",
+              help="Size gt and predictions are scored at: native (each label's own), paper (706x512, the authors' "
+                   "network size: photos resized to it, labels nearest-resized, aspect not kept) or WIDTHxHEIGHT.")
 @click.option("--min-pixels", type=click.IntRange(min=0), default=DEFAULT_MIN_PIXELS, show_default=True,
               help="--classes paper on GTSDB: pixels a class needs in both splits.")
 @click.option("--gtsdb-mask", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
@@ -131,7 +144,7 @@ def evaluate_cmd(**kw: Any) -> None:
         raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")
     rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"],
                           kw["drop"], paper_protocol=kw["paper_protocol"], min_pixels=kw["min_pixels"],
-                          pixel_size=_gtsdb_size(kw["gtsdb_size"]))
+                          pixel_size=_gtsdb_size(kw["gtsdb_size"]), eval_size=_eval_size(kw["eval_size"]))
     if hierarchy is None:
         hierarchy = tree_for(rules, kw["dataset"], kw["hierarchy_ref"], kw["pred_space"], kw["levels"])
     res = evaluate_folder(kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], rules=rules, predict=predict,

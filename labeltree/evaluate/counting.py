@@ -37,6 +37,7 @@ class PairCounter:
     n_nodes: int = 0  # tree nodes = channels of a score map
     sign_rule: tuple[int, tuple[int, ...]] | None = None  # (generic, subclasses) for flat score maps
     outside_index: int | None = None  # predicted values that are no class count as this index (None: refused)
+    eval_size: tuple[int, int] | None = None  # (H, W) both maps are nearest-resized to before counting (Rules)
 
     def __post_init__(self) -> None:
         self.pred_lut = self.node_lut if self.pred_space == "tree" else self.lut
@@ -75,6 +76,8 @@ class PairCounter:
         """
         gt = to_numpy(gt)
         pred = to_numpy(pred)
+        if self.eval_size is not None:
+            gt, pred = resize_nearest(gt, self.eval_size), resize_nearest(pred, self.eval_size)
         if gt.shape != pred.shape:
             where = f" (ground truth {gt_path})" if gt_path else ""
             raise LabeltreeError(f"prediction is {_size(pred)} but the ground truth{where} is {_size(gt)}; "
@@ -128,6 +131,17 @@ class PairCounter:
             bad = np.unique(values[idx < 0])
             raise LabeltreeError(f"{what} holds value(s) {_fmt_values(bad)} that are no class of dataset "
                                  f"'{self.dataset}' ({space})", path)
+
+
+def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """TensorFlow's NEAREST_NEIGHBOR resize (align_corners False: source = floor(dest * in / out)) of the
+    last two axes to (H, W), as the authors resize their evaluation labels."""
+    h, w = a.shape[-2:]
+    if (h, w) == tuple(size):
+        return a
+    rows = np.minimum((np.arange(size[0]) * (h / size[0])).astype(np.int64), h - 1)
+    cols = np.minimum((np.arange(size[1]) * (w / size[1])).astype(np.int64), w - 1)
+    return a[..., rows[:, None], cols[None, :]]
 
 
 def _in_range(a: np.ndarray, size: int) -> bool:

@@ -124,7 +124,7 @@ class Evaluator:
         rule = sign_rule_nodes(self.hierarchy) if (self.rules.sign_rule and self.hierarchy is not None) else None
         return PairCounter(self.taxonomy.name, ref, self.space.lut, self.node_lut, self.pred_space, self.space.n,
                            len(self.hierarchy.nodes) if self.hierarchy is not None else 0,
-                           (rule[0], tuple(rule[1])) if rule else None, self._outside_index())
+                           (rule[0], tuple(rule[1])) if rule else None, self._outside_index(), self.rules.eval_size)
 
     def _outside_index(self) -> int | None:
         """Where predicted values that are no class go under `outside: ignore`: the dataset's ignore label."""

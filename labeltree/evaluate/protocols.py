@@ -65,6 +65,11 @@ ZERO_FOR_ABSENT = ("bdd100k",)
 MISSING_AS_IGNORED = ("bdd100k",)
 #: the frame size (H, W) at which the paper's >= min_pixels rule counts GTSDB pixels: the authors' training scale
 PAPER_PIXEL_SIZE = (512, 850)
+#: the size (H, W) the authors evaluate every dataset at: their network size (utils.py:67-68), photos bilinear and
+#: labels nearest-resized to it, aspect not kept (input_pipeline.py:324-326, 405-407, 483-485, 561-564)
+PAPER_EVAL_SIZE = (512, 706)
+#: named evaluation sizes: native = each label's own size
+EVAL_SIZES = {"native": None, "paper": PAPER_EVAL_SIZE}
 #: fields of Rules that say how the paper's pixel rule is counted, not what the numbers are: not in as_dict()
 _RULE_INPUTS = ("dataset", "min_pixels", "pixel_size", "given")
 #: drop rules: which predictions are neither errors nor in any union
@@ -108,6 +113,7 @@ class Rules:
     outside: str = "refuse"  # predicted values that are no class: refuse | ignore (counted as the ignore label)
     absent_zero: bool = False  # a class absent from gt and prediction reports IoU 0.0 (BDD100K's tool), not null
     missing_ignored: bool = False  # a missing prediction file scores as all ignored (BDD100K's tool), not refused
+    eval_size: tuple[int, int] | None = None  # (H, W) gt and predictions are nearest-resized to; None = native
     overrides: tuple[str, ...] = ()  # options that changed a rule of the protocol
     note: str = ""
     dataset: str = ""  # the taxonomy these rules were resolved for ("" = any)
@@ -131,6 +137,8 @@ class Rules:
              f"mean over classes {'present in the gt' if self.mean_over == 'gt' else 'with a defined IoU'}, "
              f"predictions {drop}" + (", flat second-choice sign rule" if self.sign_rule else "")
              + (", the authors' decision path" if self.path == "direct" else ""))
+        if self.eval_size:
+            s += f"; scored at {self.eval_size[1]}x{self.eval_size[0]} (W x H, labels and predictions nearest-resized)"
         if self.overrides:
             s += f"; overridden: {', '.join(self.overrides)}"
         if self.note:
@@ -141,11 +149,13 @@ class Rules:
 def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | None = None,
                   mean_over: str | None = None, drop: str | None = None, sign_rule: bool | None = None, *,
                   paper_protocol: bool | None = None, min_pixels: int | None = None,
-                  pixel_size: tuple[int, int] | None | str = "paper", path: str | None = None) -> Rules:
+                  pixel_size: tuple[int, int] | None | str = "paper", path: str | None = None,
+                  eval_size: tuple[int, int] | None | str = "native") -> Rules:
     """The rules of `protocol` for a dataset (taxonomy name), with any explicit overrides applied.
 
     `paper_protocol` is the legacy switch: True = drop foreign predictions + sign rule, False = neither
-    (explicit `drop` / `sign_rule` win). `pixel_size` "paper" = the authors' 512 x 850.
+    (explicit `drop` / `sign_rule` win). `pixel_size` "paper" = the authors' 512 x 850. `eval_size`: "native"
+    (each label's own size), "paper" (the authors' network size, 512 x 706) or (H, W).
     """
     if protocol not in PROTOCOLS:
         raise LabeltreeError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
@@ -185,6 +195,8 @@ def resolve_rules(protocol: str, dataset: str, classes: str | Sequence[int] | No
     return Rules(**{**asdict(base), **kw, "overrides": tuple(over), "dataset": dataset,
                     "min_pixels": DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels,
                     "pixel_size": PAPER_PIXEL_SIZE if pixel_size == "paper" else _size(pixel_size),
+                    "eval_size": EVAL_SIZES[eval_size] if isinstance(eval_size, str) and eval_size in EVAL_SIZES
+                    else _size(eval_size),
                     "given": tuple(kw)})
 
 
@@ -199,7 +211,8 @@ def rules_for(rules: Rules | str, dataset: str, **overrides: Any) -> Rules:
     if not isinstance(rules, Rules):
         raise LabeltreeError(f"rules must be a protocol name ({', '.join(PROTOCOLS)}) or a Rules object, "
                              f"not {type(rules).__name__}")
-    given = sorted(k for k, v in overrides.items() if v is not None and not (k == "pixel_size" and v == "paper"))
+    given = sorted(k for k, v in overrides.items() if v is not None and not (k == "pixel_size" and v == "paper")
+                   and not (k == "eval_size" and v == "native"))
     if given:
         raise LabeltreeError(f"give the rules either as a Rules object or as options, not both ({', '.join(given)}): "
                              "pass the options to resolve_rules")

@@ -225,16 +225,21 @@ def checkpoint_predict(checkpoint: str | Path, dataset: str, sliding: bool = Fal
         from labeltree.evaluate.classes import decision_skips
 
         img = read_rgb(sample.image)
+        net, net_mode = resize, mode
+        size = getattr(rules, "eval_size", None)
+        if size is not None:  # the rules' evaluation size: the network runs and answers at it (as the authors)
+            img, _ = resize_pair(img, np.zeros(img.shape[:2], np.uint8), size)
+            net, net_mode = None, "fixed"
         if pred.flat is None:
-            nodes, _ = pred.predict_array(img, resize, sliding, mode, skip=decision_skips(rules, pred.h, name))
+            nodes, _ = pred.predict_array(img, net, sliding, net_mode, skip=decision_skips(rules, pred.h, name))
             return nodes
         if rule is None or rules is None or not rules.sign_rule:
-            nodes, _ = pred.predict_array(img, resize, sliding, mode)
+            nodes, _ = pred.predict_array(img, net, sliding, net_mode)
             return pred.dataset_values(nodes, name)
         H, W = img.shape[:2]
-        size = scaled_size((H, W), resize, mode)
-        if size != (H, W):
-            img, _ = resize_pair(img, np.zeros((H, W), np.uint8), size)
+        scaled = scaled_size((H, W), net, net_mode)
+        if scaled != (H, W):
+            img, _ = resize_pair(img, np.zeros((H, W), np.uint8), scaled)
         sc = pred.scores(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None], sliding)
         nodes = flat_sign_nodes(pred, sc, rule)[0]
         if nodes.shape != (H, W):

@@ -31,7 +31,7 @@ def test_as_dict_is_the_json_rules_and_leaves_out_how_pixels_are_counted():
     r = resolve_rules("paper", "gtsdb", min_pixels=50, pixel_size=None)
     d = r.as_dict()
     assert set(d) == {"protocol", "tool", "classes", "mean_over", "drop", "sign_rule", "path", "outside",
-                      "absent_zero", "missing_ignored", "requested", "overrides", "note"}
+                      "absent_zero", "missing_ignored", "eval_size", "requested", "overrides", "note"}
     assert (d["outside"], d["absent_zero"], d["missing_ignored"]) == ("refuse", False, False)
     b = resolve_rules("official", "bdd100k").as_dict()
     assert (b["outside"], b["absent_zero"], b["missing_ignored"]) == ("ignore", True, True)

@@ -1,0 +1,60 @@
+"""--eval-size: the size gt and predictions are scored at (paper: the authors' 512x706, labels nearest-resized)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_evaluate_checkpoint import H, W, _checkpoint, _dataset
+
+from labeltree.core.tree_file import load_hierarchy
+from labeltree.errors import LabeltreeError
+from labeltree.evaluate.counting import resize_nearest
+from labeltree.evaluate.evaluator import Evaluator
+from labeltree.evaluate.folder import evaluate_folder
+from labeltree.evaluate.protocols import PAPER_EVAL_SIZE, resolve_rules
+
+
+def test_nearest_resize_is_tensorflows() -> None:
+    a = np.arange(16).reshape(4, 4)
+    assert resize_nearest(a, (2, 2)).tolist() == [[0, 2], [8, 10]]  # source floor(dest * 2)
+    assert resize_nearest(np.array([[1, 2, 3]]), (1, 5)).tolist() == [[1, 1, 2, 2, 3]]  # floor(dest * 3 / 5)
+    assert resize_nearest(a, (4, 4)) is a
+
+
+def test_rules_name_the_size_and_the_counts_follow_it() -> None:
+    assert resolve_rules("paper", "cityscapes").eval_size is None
+    r = resolve_rules("paper", "cityscapes", eval_size="paper")
+    assert r.eval_size == PAPER_EVAL_SIZE == (512, 706) and "scored at 706x512" in r.describe()
+    assert resolve_rules("official", "vistas", eval_size=(2, 3)).as_dict()["eval_size"] == (2, 3)
+    gt = np.full((4, 4), 7, np.uint8)
+    gt[1::2] = 26  # car on the odd rows only: gone at half height (rows 0 and 2 are kept)
+    ev = Evaluator("cityscapes", protocol=resolve_rules("official", "cityscapes", eval_size=(2, 2)))
+    ev.add(gt, gt.copy())
+    res = ev.result()
+    assert res["pixels"] == 4 and res["classes"]["car"]["pixels"] == 0 and res["classes"]["road"]["pixels"] == 4
+
+
+def test_checkpoint_runs_and_answers_at_the_evaluation_size(tmp_path: Path) -> None:
+    from labeltree.train.predict import checkpoint_predict
+
+    lab = np.full((H, W), 7, np.uint8)
+    lab[20:, 30:50] = 26
+    _dataset(tmp_path / "cs", lab)
+    predict = checkpoint_predict(_checkpoint(tmp_path, "hierarchical"), "cityscapes")
+    h = load_hierarchy("cityscapes+vistas+gtsdb")
+    res = evaluate_folder("cityscapes", tmp_path / "cs", None, "val", predict=predict, hierarchy=h,
+                          rules=resolve_rules("paper", "cityscapes", eval_size=(16, 24)), workers=1, progress=False)
+    assert res["images"] == 2
+    ev = res.evaluator
+    assert int(ev.matrix.sum()) == 2 * 16 * 24  # every pixel of both images, counted at 24x16
+    assert res["rules"]["eval_size"] == (16, 24)
+    native = evaluate_folder("cityscapes", tmp_path / "cs", None, "val", predict=predict, hierarchy=h,
+                             rules="paper", workers=1, progress=False)
+    assert int(native.evaluator.matrix.sum()) == 2 * H * W
+    from labeltree.commands.evaluate import _eval_size
+
+    assert _eval_size("706x512") == (512, 706) and _eval_size("Paper") == "paper"
+    with pytest.raises(LabeltreeError, match=r"--eval-size \(native, paper or WIDTHxHEIGHT\): expected WIDTHxHEIGHT"):
+        _eval_size("huge")
