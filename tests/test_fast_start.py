@@ -98,3 +98,12 @@ def test_vocab_layouts_are_the_readers():
     from labeltree.vocab import LAYOUT_NAMES
 
     assert sorted(LAYOUTS) == list(LAYOUT_NAMES)
+
+
+def test_bundled_files_read_by_libyaml_give_the_strict_loaders_data():
+    from labeltree.core import yamlio
+
+    files = sorted(TAX.rglob("*.yaml"))
+    assert len(files) > 10
+    for p in files:
+        assert yamlio.load_any(p, "x") == yamlio.load_yaml(p, "x"), p

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from labeltree.core.yamlio import line_in, load_yaml, model_error, read_text_file
+from labeltree.core.yamlio import line_in, load_any, load_yaml, model_error, read_text_file
 from labeltree.errors import LabeltreeError
 from labeltree.resources import is_path_ref, taxonomy_dir
 
@@ -257,7 +257,7 @@ def resolve_taxonomy_path(ref: str | Path) -> Path:
 def _load_cached(path: str, mtime: float) -> Taxonomy:  # noqa: ARG001 - mtime keys the cache
     p = Path(path)
     text = read_text_file(p, "taxonomy")
-    data = load_yaml(p, "taxonomy")
+    data = load_any(p, "taxonomy")
     return taxonomy_from_dict(data, p, text)
 
 

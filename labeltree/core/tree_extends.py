@@ -26,7 +26,7 @@ from labeltree.core.tree_schema import (
     extension_spec,
     tree_spec,
 )
-from labeltree.core.yamlio import check_model, line_of, load_yaml
+from labeltree.core.yamlio import check_model, line_of, load_any
 from labeltree.errors import LabeltreeError
 
 CheckBase = Callable[[TreeFile, Path], object]
@@ -43,7 +43,7 @@ def expand_extends(data: dict[str, Any], path: Path, check_base: CheckBase,
     if ext.include is not None:
         ext = _apply_includes(ext, path)
     base_path = _base_file(ext.extends, path, _seen)
-    raw = load_yaml(base_path, "tree")
+    raw = load_any(base_path, "tree")
     if isinstance(raw, dict) and "extends" in raw:
         base = expand_extends(raw, base_path, check_base, (*_seen, path.resolve()))
     else:
@@ -176,7 +176,7 @@ def _included(ref: str, k: int, path: Path, seen: set[Path]) -> tuple[ExtensionF
     if not where.exists():
         raise LabeltreeError(f"include: extension file not found (searched {where.resolve()})", path,
                              line_of(path, "include", k))
-    part = load_yaml(where, "tree")
+    part = load_any(where, "tree")
     if not isinstance(part, dict) or "extends" not in part or "include" in part:
         raise LabeltreeError(f"include: '{ref}' is not an extension without includes of its own (a tree "
                              "file with 'extends' and no 'include')", path, line_of(path, "include", k))

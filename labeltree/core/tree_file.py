@@ -26,7 +26,7 @@ from labeltree.core.hierarchy import ROOT, DatasetMapping, Hierarchy, Node
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy, normalise_name
 from labeltree.core.tree_extends import expand_extends
 from labeltree.core.tree_schema import EXTENSION_KEYS, MappingSpec, Override, TreeFile, tree_spec  # noqa: F401
-from labeltree.core.yamlio import check_model, line_of, load_yaml
+from labeltree.core.yamlio import check_model, line_of, load_any, load_yaml
 from labeltree.errors import LabeltreeError
 from labeltree.resources import is_path_ref
 
@@ -377,13 +377,13 @@ def load_hierarchy(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
         return hierarchy_from_dict(load_yaml(ref, "tree"), Path(ref))
     known = bundled_hierarchies()
     if str(ref) in known:
-        return hierarchy_from_dict(load_yaml(known[str(ref)], "tree"), known[str(ref)])
+        return hierarchy_from_dict(load_any(known[str(ref)], "tree"), known[str(ref)])
     try:
         found = bundled_for([d for d in str(ref).split("+") if d])
     except LabeltreeError:  # a part that names no dataset
         found = None
     if found is not None:
         _name, path, keys = found
-        return hierarchy_from_dict(load_yaml(path, "tree"), path, restrict=keys)
+        return hierarchy_from_dict(load_any(path, "tree"), path, restrict=keys)
     raise LabeltreeError(f"no bundled tree covers '{ref}' (bundled: {', '.join(known)}); "
                          "write a tree file (see docs/taxonomy-format.md) or run `labeltree merge`")

@@ -154,6 +154,20 @@ def load_bundled(path: str | Path) -> Any:
         return None
 
 
+def load_any(path: str | Path, what: str) -> Any:
+    """`load_yaml`, but a file shipped with labeltree (under its taxonomy folder) is parsed by libyaml
+    (`load_bundled`): `labeltree tree` reads five bundled files, and the pure-Python parser was most of
+    its time. A bundled file that libyaml cannot read goes through `load_yaml`, which says why."""
+    from labeltree.resources import taxonomy_dir
+
+    path = Path(path)
+    if path.resolve().is_relative_to(taxonomy_dir().resolve()):
+        data = load_bundled(path)
+        if data is not None:
+            return data
+    return load_yaml(path, what)
+
+
 def load_model(path: str | Path, model: type[M], what: str) -> M:
     """A YAML file validated by `model`: every error names the file, the line and the key."""
     path = Path(path)
