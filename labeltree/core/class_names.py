@@ -64,11 +64,25 @@ def similarity(a: str, b: str) -> float:
     return s
 
 
-def contains(child: str, parent: str) -> bool:
-    """The child's words hold all the parent's and more ('Traffic Light - Pedestrians' in 'Traffic Light'):
-    a kind of the parent, as datasets name the classes they split."""
-    tc, tp = set(tokens(child)), set(tokens(parent))
-    return bool(tp) and tp < tc and not (tc - tp) <= VAGUE | {"non"}
+def kind_of(child: str, parent: str) -> int:
+    """How many of the parent's words the child's name extends as a kind of it, else 0. Datasets name
+    kinds 'Category - Kind' ('Traffic Light - Pedestrians', 'Traffic Sign - Direction (Front)'), or put
+    the head word last ('Temporary Barrier'); 'Parking Meter' is no kind of Parking, nor 'Traffic Sign -
+    Parking' of it."""
+    tp = set(tokens(parent)) - VAGUE
+    tc = tokens(child)
+    if not tp or not tp <= set(tc) or set(tc) - VAGUE == tp:
+        return 0
+    if " - " in child:
+        category = set(tokens(child.split(" - ")[0])) - VAGUE
+        return len(tp) if category <= set(tokens(parent)) else 0
+    heads = [w for w in tc if w not in VAGUE]
+    return len(tp) if heads and heads[-1] in tp else 0
+
+
+def is_ambiguous(c: ClassDef) -> bool:
+    """'Lane Marking - Ambiguous': says which group, not which kind (stays on the group's node)."""
+    return "ambiguous" in tokens(c.display) or "ambiguous" in tokens(c.name)
 
 
 def is_void(c: ClassDef) -> bool:

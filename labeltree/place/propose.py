@@ -121,51 +121,62 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
 
 
 def _children(c: ClassDef, h: Hierarchy, parts: dict[str, np.ndarray], ctx: _Ctx) -> list[Candidate]:
-    """New child of a leaf whose name the class's name extends ('Traffic Light - Pedestrians')."""
+    """A kind of a node by its name ('Traffic Light - Pedestrians'): a new child of a leaf, or the inner
+    node itself (it has a classifier over its kinds already); the more of the node's words, the better."""
     out = []
-    for i in h.leaves:
-        if i in ctx.skip or not any(names.contains(t, n) for t in names.texts(c) for n in (h.nodes[i].name,)):
+    for i in range(1, len(h.nodes)):
+        k = names.kind_of(c.display, h.nodes[i].name)
+        if i in ctx.skip or not k:
             continue
-        ev_i = {k: float(v[i]) for k, v in parts.items() if k != "names"}
-        ev_i["names"] = 0.95
-        out.append(Candidate("children", h.nodes[i].name, _combine(ev_i), ev_i,
-                             [f"its name extends '{h.nodes[i].name}'"]))
+        ev_i = {key: float(v[i]) for key, v in parts.items() if key != "names"}
+        ev_i["names"] = min(1.0, 0.8 + 0.05 * k)
+        leaf = not h.nodes[i].children
+        kind = "children" if leaf and not names.is_ambiguous(c) else "inner" if not leaf else "node"
+        out.append(Candidate(kind, h.nodes[i].name, _combine(ev_i), ev_i, [f"its name makes it a kind of "
+                                                                        f"'{h.nodes[i].name}'"]))
     return out
 
 
-def settle(placements: list[Placement], h: Hierarchy) -> None:
-    """Dataset-wide: two classes never share an existing node (the more certain keeps it and the
-    other takes its next candidate); a leaf with one proposed new child keeps the class itself."""
+def settle(placements: list[Placement], h: Hierarchy, dataset: str) -> None:
+    """Dataset-wide: two classes never share an existing node (the more certain keeps it and the other
+    takes its next candidate; kinds of one node may share it); a leaf with one proposed kind keeps it as
+    the leaf itself, a leaf with several gets them as new children, and then its same-named class too."""
     taken: dict[str, str] = {}
     for p in sorted(placements, key=lambda p: -p.confidence):
         for k, cand in enumerate(p.candidates):
-            if cand.kind in ("node", "inner") and cand.node in taken:
+            kind_of = any("kind of" in w for w in cand.why)
+            if cand.kind in ("node", "inner") and cand.node in taken and not kind_of:
                 continue
             if k:
                 p.candidates.insert(0, p.candidates.pop(k))
                 p.candidates[0].why.append(f"next choice: '{p.candidates[1].label()}' is taken")
             if cand.kind in ("node", "inner"):
-                taken[str(cand.node)] = p.cls.display
+                taken.setdefault(str(cand.node), p.cls.display)
             break
     kids: dict[str, list[Placement]] = {}
     for p in placements:
         if p.chosen.kind == "children":
             kids.setdefault(str(p.chosen.node), []).append(p)
     for leaf, group in kids.items():
-        if len(group) == 1 and leaf not in taken:
+        if len(group) == 1:
             cand = group[0].chosen
             group[0].candidates[0] = Candidate("node", leaf, cand.score, cand.evidence,
                                                cand.why + ["the only kind of it in this dataset"])
+            continue
+        for p in placements:  # the leaf's own class is one of the kinds now, unless it says 'ambiguous'
+            if p.chosen.kind == "node" and p.chosen.node == leaf and not names.is_ambiguous(p.cls):
+                c = p.chosen
+                p.candidates[0] = Candidate("children", leaf, c.score, c.evidence, c.why + ["the leaf gets kinds"])
     have = {n.name for n in h.nodes}
     for p in placements:
         if p.chosen.kind in ("new", "children"):
             name = p.cls.display.title() if p.cls.display.islower() else p.cls.display
+            if name in have:
+                name = f"{name} ({dataset})"
             while name in have:
                 name += " (new)"
             have.add(name)
             p.new_name = name
-
-
 
 
 # -- the whole run -------------------------------------------------------------------------------
@@ -220,7 +231,7 @@ def place(dataset: str, root: str | Path, tree: str = "cityscapes+vistas+gtsdb",
         p = Placement(c, int(ev.pixels[slot]), int(ev.images[slot]), class_candidates(c, slot, ev, ctx),
                       ev.examples.get(slot, []))
         placements.append(p)
-    settle(placements, h)
+    settle(placements, h, tax.name)
     info = {"frames": ev.frames, "base": {k: str(r) for k, r in roots.items()},
             "model": str(checkpoint) if checkpoint else None, "seconds": round(time.perf_counter() - t0, 2),
             "evidence": [e for e, on in (("model", model is not None), ("stats", base is not None),
