@@ -14,7 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from labeltree.synth.scene import get_world, gtsdb_layout, gtsdb_sign_classes, parse_size, render_scene, synthesize
+from labeltree.synth.paint import gtsdb_sign_classes, render_scene
+from labeltree.synth.runner import parse_size, synthesize
+from labeltree.synth.world import get_world
+from labeltree.synth.writers import gtsdb_layout
 
 
 def render_only(images: int, size: tuple[int, int], seed: int) -> tuple[int, float]:

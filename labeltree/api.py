@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from labeltree.evaluate.protocols import Rules
     from labeltree.evaluate.result import EvaluationResult
     from labeltree.stats.report import Report
-    from labeltree.synth.scene import SynthResult
+    from labeltree.synth.runner import SynthResult
     from labeltree.train.loop import RunResult
 
 __all__ = ["convert", "evaluate", "load_tree", "merge", "open_dataset", "predict", "read_label", "stats",
@@ -171,8 +171,8 @@ def synthesize(out: str | Path, images: int = 50, *, seed: int = 0, size: tuple[
 
         lt.synthesize("data/synth", images=4, seed=1)    # data/synth/{cityscapes,vistas,gtsdb,...}
     """
-    from labeltree.synth.scene import HIERARCHY
-    from labeltree.synth.scene import synthesize as _synth
+    from labeltree.synth.runner import synthesize as _synth
+    from labeltree.synth.world import HIERARCHY
 
     return _synth(out, images=images, seed=seed, size=size, hierarchy=tree or HIERARCHY, progress=progress,
                   **options)

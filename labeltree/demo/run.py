@@ -27,7 +27,8 @@ import yaml
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_json, write_text
 from labeltree.resources import config_dir
-from labeltree.synth.scene import GTSDB_EMPTY, GTSDB_SIGNS, STYLES, synthesize
+from labeltree.synth.paint import GTSDB_EMPTY, GTSDB_SIGNS, STYLES
+from labeltree.synth.runner import synthesize
 
 MODELS = ("hierarchical", "flat")
 

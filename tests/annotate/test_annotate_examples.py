@@ -21,7 +21,7 @@ from labeltree.annotate.examples import CACHE_DIR, INDEX, load_examples
 from labeltree.annotate.propose import propose
 from labeltree.annotate.server import create_app
 from labeltree.datasets.base import LabeltreeWarning
-from labeltree.synth.scene import write_ppm
+from labeltree.synth.writers import write_ppm
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*clipped:labeltree.datasets.base.LabeltreeWarning")
 SPEED_30 = 1

@@ -24,7 +24,7 @@ from test_annotate_browser import launch
 from labeltree.annotate import db
 from labeltree.annotate.propose import propose
 from labeltree.datasets.gtsdb import load_gt
-from labeltree.synth.scene import synthesize
+from labeltree.synth.runner import synthesize
 
 SIZES = [(1280, 720), (1920, 1080)]
 PER_CLASS = 4

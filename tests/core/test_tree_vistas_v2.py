@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from labeltree.cli import main
 from labeltree.core.hierarchy import IGNORE, NO_TARGET
 from labeltree.core.tree_file import bundled_hierarchies, load_hierarchy
-from labeltree.synth.scene import WORLD_NODES
+from labeltree.synth.world import WORLD_NODES
 from labeltree.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.export import runtime as rt
 from labeltree.export.graph import export_onnx
 from labeltree.export.runtime import OnnxModel, tree_hash
-from labeltree.synth.scene import synthesize
+from labeltree.synth.runner import synthesize
 from labeltree.train.checkpoint import save_checkpoint
 from labeltree.train.config import config_from_dict
 from labeltree.train.data import MEAN, STD, normalise

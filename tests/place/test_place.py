@@ -19,7 +19,7 @@ from labeltree.place.model import NodeModel
 from labeltree.place.placement import model_scores
 from labeltree.place.propose import expected_of, place
 from labeltree.place.report import write_extension
-from labeltree.synth.scene import synthesize
+from labeltree.synth.runner import synthesize
 
 BASE = "cityscapes+vistas+gtsdb"
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from labeltree.core.tree_file import bundled_hierarchies
 from labeltree.resources import taxonomy_dir
-from labeltree.synth import scene
+from labeltree.synth import writers
 
 Q = ["--quiet", "--no-cache", "--workers", "1"]
 W = ["--quiet", "--workers", "1"]
@@ -409,7 +409,7 @@ def test_synth_out_is_a_file(tmp_path: Path) -> None:
 
 def test_synth_refuses_a_layout_without_a_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixed: a KeyError in a worker. (Every layout has a writer today; a new one might not.)"""
-    monkeypatch.delitem(scene.WRITERS, "bdd100k")
+    monkeypatch.delitem(writers.WRITERS, "bdd100k")
     tree = _ext(tmp_path, _tax(tmp_path, "bdd100k", "mybdd"), "bdd100k")
     refused(["synth", tmp_path / "o", "--tree", tree, *SYNTH], tmp_path, "layout 'bdd100k'", "cannot write")
 

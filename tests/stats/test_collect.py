@@ -83,7 +83,7 @@ def test_real_cityscapes_fixture(real_fixtures):
 
 
 def test_synthetic_datasets_counts(tmp_path):
-    synth = pytest.importorskip("labeltree.synth.scene")
+    synth = pytest.importorskip("labeltree.synth.runner")
     synth.synthesize(tmp_path, images=5, seed=1, size=(96, 48), workers=1, progress=False)
     for ds, sub in (("cityscapes", "cityscapes"), ("vistas", "vistas"), ("cityscapes-extended",
                                                                        "cityscapes-extended")):

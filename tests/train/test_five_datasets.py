@@ -17,7 +17,8 @@ from labeltree.core.hierarchy import UNKNOWN
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets import open_dataset, read_label
 from labeltree.stats.collect import collect_stats
-from labeltree.synth.scene import gtsdb_layout, synthesize
+from labeltree.synth.runner import synthesize
+from labeltree.synth.writers import gtsdb_layout
 from labeltree.train.config import config_from_dict
 from labeltree.train.loop import train
 
