@@ -27,8 +27,9 @@ import yaml
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_json, write_text
 from labeltree.resources import config_dir
-from labeltree.synth.paint import GTSDB_EMPTY, GTSDB_SIGNS, STYLES
+from labeltree.synth.paint import GTSDB_EMPTY, STYLES
 from labeltree.synth.runner import synthesize
+from labeltree.vocab import GTSDB_SIGNS
 
 MODELS = ("hierarchical", "flat")
 

@@ -34,7 +34,7 @@ from labeltree.datasets import gtsdb, vistas
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_json, write_text
 from labeltree.parallel import pmap
-from labeltree.synth.paint import GTSDB_SIGNS, MAX_SIGNS
+from labeltree.synth.paint import MAX_SIGNS
 from labeltree.synth.world import FOLDER_NAME, HIERARCHY, MARKER, get_world
 from labeltree.synth.writers import (
     GTSDB_TEST,
@@ -46,6 +46,7 @@ from labeltree.synth.writers import (
     make_frame,
     vistas_config,
 )
+from labeltree.vocab import GTSDB_SIGNS
 
 # -- the whole job ------------------------------------------------------------------------------------
 

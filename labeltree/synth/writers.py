@@ -19,8 +19,9 @@ from labeltree.datasets import bdd100k, cityscapes, gtsdb, idd, vistas
 from labeltree.datasets.gtsdb import GTSDB_SPLITS
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path, write_png
-from labeltree.synth.paint import GTSDB_SIGNS, Scene, gtsdb_sign_classes, render_scene
+from labeltree.synth.paint import Scene, gtsdb_sign_classes, render_scene
 from labeltree.synth.world import World, get_world
+from labeltree.vocab import GTSDB_SIGNS
 
 CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau")}
 CS_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame snippet
