@@ -85,7 +85,7 @@ def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None 
     best: dict[int, list[tuple[float, str]]] = {}
     for s in samples:
         full = reader.read_label(s)
-        nodes = model.predict(reader.read_image(s)) if model is not None else None
+        nodes = model.nodes(reader.read_image(s)) if model is not None else None
         stride = max(1, int(np.ceil(np.sqrt(full.size / MAX_PIXELS))))
         lab, nodes = _frame(full, nodes, stride)
         slots = np.where(lab < len(lut), lut[np.minimum(lab, len(lut) - 1)], -1)

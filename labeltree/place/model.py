@@ -22,17 +22,22 @@ class NodeModel:
     node_names: list[str]
     predict: Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 -> HxW node indices (-1 = none)
     config: dict[str, Any] | None = None  # the training config of a .pt (its datasets and roots)
+    remap: np.ndarray | None = None  # model node id -> the tree's (set by check_tree)
 
     def check_tree(self, h: Hierarchy) -> None:
-        """The model's node ids mean something only in its own tree: refuse another one."""
-        names = [n.name for n in h.nodes]
-        if names != self.node_names:
-            extra = [n for n in self.node_names if n not in set(names)][:3]
-            missing = [n for n in names if n not in set(self.node_names)][:3]
-            why = (f"nodes only in the model: {', '.join(extra)}" if extra else
-                   f"nodes only in the tree: {', '.join(missing)}" if missing else "the same nodes in another order")
-            raise LabeltreeError(f"the model was trained on another tree than '{h.name}' ({why}); pass the "
-                                 "model's own tree with --tree", self.path)
+        """The model's node ids mean something only in its own tree: a tree that lacks one of its nodes is
+        another tree (refused); an extension of the model's tree (audit of an add-on) is read by name."""
+        extra = [n for n in self.node_names if n not in h.index and n != h.nodes[0].name]
+        if extra:
+            raise LabeltreeError(f"the model was trained on another tree than '{h.name}' (nodes only in the model: "
+                                 f"{', '.join(extra[:3])}); pass the model's own tree (or an extension of it) with "
+                                 "--tree", self.path)
+        self.remap = np.array([h.index.get(n, 0) for n in self.node_names] + [-1], dtype=np.int64)
+
+    def nodes(self, img: np.ndarray) -> np.ndarray:
+        """The tree's node per pixel (-1 = none)."""
+        out = self.predict(img)
+        return self.remap[out] if self.remap is not None else out
 
 
 def open_node_model(path: str | Path) -> NodeModel:

@@ -31,6 +31,7 @@ from labeltree.place.model import NodeModel, open_node_model
 from labeltree.place.placement import WEIGHTS, Candidate, Placement, model_scores, stats_scores
 
 KEEP = 6  # candidates kept per class
+NO_NAME = 0.6  # what "no node is named like it" says for a new node
 
 
 @dataclass
@@ -100,7 +101,7 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
     out.sort(key=lambda x: -x.score)
     best = out[0].score if out else 0.0
     out = out[:KEEP]
-    new_parts = {"names": 1.0 - float(nm.max())}
+    new_parts = {"names": NO_NAME * (1.0 - float(nm.max()))}  # no name matching is weak evidence
     if "model" in parts:
         new_parts["model"] = float(resid)
     parent = deepest if "model" in parts else 0

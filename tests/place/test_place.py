@@ -116,3 +116,8 @@ def test_bad_input_one_line_exit_2(world: Path, tmp_path: Path) -> None:
     other = NodeModel(tmp_path / "m.pt", ["root", "A", "B"], lambda img: np.zeros(img.shape[:2], int))
     with pytest.raises(LabeltreeError, match="trained on another tree"):
         other.check_tree(load_hierarchy(BASE))
+    base = load_hierarchy(BASE)  # a model of the base tree reads an extension of it by node name
+    model = NodeModel(tmp_path / "m.pt", [n.name for n in base.nodes], lambda img: np.full(img.shape[:2], 3))
+    ext = load_hierarchy(f"{BASE}+idd")
+    model.check_tree(ext)
+    assert ext.nodes[int(model.nodes(np.zeros((2, 2, 3), np.uint8))[0, 0])].name == base.nodes[3].name
