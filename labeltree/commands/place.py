@@ -47,9 +47,12 @@ def _emit(text: str, js: str, md: str, fmt: str, report: Path | None) -> None:
 @click.option("--tree", default="cityscapes+vistas+gtsdb", show_default=True, help=_tree_help + " to extend.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="The extension tree file to write (extends: TREE); `labeltree validate/tree/train` read it as is.")
+@click.option("--crops", type=click.Path(path_type=Path), default=None,
+              help="Write a PNG: per class crops of its pixels beside crops of the node it was placed on.")
 @_common
-def place_cmd(dataset: str, root: Path, tree: str, output: Path, checkpoint: Path | None, base_root: Path | None,
-              frames: int, base_frames: int, fmt: str, report: Path | None, force: bool) -> None:
+def place_cmd(dataset: str, root: Path, tree: str, output: Path, crops: Path | None, checkpoint: Path | None,
+              base_root: Path | None, frames: int, base_frames: int, fmt: str, report: Path | None,
+              force: bool) -> None:
     """Propose where each class of DATASET (taxonomy name or file; frames under ROOT) goes in TREE.
 
     Per class: an existing node, an existing inner node (it covers several), new children of a leaf
@@ -65,8 +68,13 @@ def place_cmd(dataset: str, root: Path, tree: str, output: Path, checkpoint: Pat
     from labeltree.place.report import render_json, render_markdown, render_table, write_extension
 
     inputs = [p for p in (root, checkpoint, Path(dataset), Path(tree)) if p is not None and p.exists()]
-    check_outputs({"-o": output, "--report": report}, inputs, force)
+    check_outputs({"-o": output, "--report": report, "--crops": crops}, inputs, force)
     r = place(dataset, root, tree, checkpoint, base_root, frames, base_frames)
+    if crops is not None:
+        from labeltree.place.crops import write_crops
+
+        write_crops(r, crops)
+        click.echo(f"wrote {crops}", err=True)
     write_extension(r, output, f"labeltree place {dataset} {root} --tree {tree}"
                     + (f" --checkpoint {checkpoint}" if checkpoint else ""))
     _emit(render_table(r), render_json(r), render_markdown(r), fmt, report)

@@ -24,6 +24,7 @@ class NodeEvidence:
     profile: np.ndarray  # [N, ROWS], rows sum to 1 where pixels
     size: np.ndarray  # [N] mean frame share where present
     fingerprint: np.ndarray | None  # [N, N] rows sum to 1 where pixels
+    neighbours: np.ndarray  # [N, N] what the node's pixels touch, as level-1 nodes (rows sum to 1 where known)
     datasets: list[str] = field(default_factory=list)
 
     @property
@@ -49,6 +50,8 @@ def node_evidence(h: Hierarchy, scans: list[ClassEvidence]) -> NodeEvidence:
     prof = np.zeros((n, ROWS))
     size = np.zeros(n)
     fp = np.zeros((n, n)) if scans and all(s.pred is not None for s in scans) else None
+    nb = np.zeros((n, n))
+    top = top_level(h)
     votes = np.zeros(n)
     for ev in scans:
         slots = _slot_nodes(h, ev)
@@ -61,12 +64,28 @@ def node_evidence(h: Hierarchy, scans: list[ClassEvidence]) -> NodeEvidence:
             votes[i] += 1
             prof[i] += ev.rows[member].sum(0) / max(ev.rows[member].sum(), 1)
             size[i] += ev.share[member].sum() / max(int(ev.images[member].max()), 1)
+            nb[i] += level_histogram(ev.touch[member].sum(0), [top[k] if k is not None else None for k in slots], n)
             if fp is not None and ev.pred is not None:
                 row = ev.pred[member].sum(0)
                 fp[i] += row / max(row.sum(), 1)
     v = np.maximum(votes, 1)
     prof /= v[:, None]
     size /= v
+    nb /= v[:, None]
     if fp is not None:
         fp /= v[:, None]
-    return NodeEvidence(h, acc_pix, prof, size, fp, [s.dataset for s in scans])
+    return NodeEvidence(h, acc_pix, prof, size, fp, nb, [s.dataset for s in scans])
+
+
+def top_level(h: Hierarchy) -> list[int]:
+    """Per node its level-1 ancestor (the root's child it lies under; the root itself for the root)."""
+    return [(h.path_to(i) or [0])[0] for i in range(len(h.nodes))]
+
+
+def level_histogram(touch: np.ndarray, slot_top: list[int | None], n: int) -> np.ndarray:
+    """Neighbour pixel counts per slot -> a distribution over level-1 nodes (slots without a node dropped)."""
+    out = np.zeros(n)
+    for j, t in enumerate(slot_top):
+        if t is not None and touch[j]:
+            out[t] += touch[j]
+    return out / out.sum() if out.sum() else out

@@ -9,12 +9,13 @@ predicted tree nodes over its pixels (the class's fingerprint). Pixels are taken
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from labeltree.core.taxonomy import Taxonomy
+from labeltree.datasets.base import Sample
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
 from labeltree.place.model import NodeModel
@@ -37,6 +38,8 @@ class ClassEvidence:
     touch: np.ndarray  # [K, K] neighbouring pixel pairs (right and down neighbours)
     pred: np.ndarray | None  # [K, n_nodes] the model's node histogram over the class's pixels
     examples: dict[int, list[str]]  # slot -> frame keys where it covers most
+    root: Path | None = None
+    samples: dict[str, Sample] = field(default_factory=dict)  # the example frames, by key (for crops)
 
     @property
     def size(self) -> np.ndarray:
@@ -91,6 +94,8 @@ def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None 
         slots = np.where(lab < len(lut), lut[np.minimum(lab, len(lut) - 1)], -1)
         _add_frame(ev, slots, nodes, n_nodes, best, s.key)
     ev.examples = {i: [key for _, key in sorted(v, reverse=True)[:3]] for i, v in best.items()}
+    keep = {k for keys in ev.examples.values() for k in keys}
+    ev.root, ev.samples = Path(root), {s.key: s for s in samples if s.key in keep}
     return ev
 
 

@@ -127,12 +127,19 @@ def model_scores(fp: np.ndarray, base: NodeEvidence, skip: set[int]) -> tuple[np
     return np.clip(0.5 * cov_term + 0.5 * sim * (1 - resid), 0, 1), resid, deepest
 
 
-def stats_scores(ev: ClassEvidence, slot: int, base: NodeEvidence) -> np.ndarray:
+def stats_scores(ev: ClassEvidence, slot: int, base: NodeEvidence, neighbours: np.ndarray | None = None) -> np.ndarray:
+    """Vertical profile (JS), size (frame share ratio) and, once the other classes have a first placement,
+    neighbours (what its pixels touch, as level-1 nodes) against each node's."""
     prof = ev.profile()[slot]
     size = max(float(ev.size[slot]), 1e-4)
+    use_nb = neighbours is not None and neighbours.sum() > 0
     out = np.zeros(len(base.h.nodes))
     for i in np.flatnonzero(base.known):
         p = 1 - js_distance(prof, base.profile[i])
         s = float(np.exp(-abs(np.log(size / max(float(base.size[i]), 1e-4))) / 2))
-        out[i] = 0.6 * p + 0.4 * s
+        if use_nb and base.neighbours[i].sum() > 0:
+            assert neighbours is not None
+            out[i] = 0.45 * p + 0.3 * s + 0.25 * (1 - js_distance(neighbours, base.neighbours[i]))
+        else:
+            out[i] = 0.6 * p + 0.4 * s
     return out

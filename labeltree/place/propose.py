@@ -25,7 +25,7 @@ from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import ClassDef, Taxonomy, load_taxonomy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
-from labeltree.place.base import MIN_PIXELS, NodeEvidence, node_evidence
+from labeltree.place.base import MIN_PIXELS, NodeEvidence, level_histogram, node_evidence, top_level
 from labeltree.place.evidence import ClassEvidence, scan
 from labeltree.place.model import NodeModel, open_node_model
 from labeltree.place.placement import WEIGHTS, Candidate, Placement, model_scores, stats_scores
@@ -42,6 +42,8 @@ class PlaceResult:
     taxonomy: Taxonomy
     placements: list[Placement]
     info: dict[str, Any] = field(default_factory=dict)
+    evidence: ClassEvidence | None = None  # the new dataset's (for example crops)
+    base_scans: list[ClassEvidence] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"tree": self.h.name, "dataset": self.taxonomy.name, "info": self.info,
@@ -56,6 +58,7 @@ class _Ctx:
     skip: set[int]  # nodes never proposed (kind rule)
     ignored_names: list[str]  # base classes that base datasets ignore
     model: bool
+    neighbours: np.ndarray | None = None  # [K, N] per slot: its neighbours as level-1 nodes (second pass)
 
 
 def _combine(parts: dict[str, float]) -> float:
@@ -79,7 +82,8 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
         ms, resid, deepest = model_scores(ev.pred[slot].astype(float), ctx.base, ctx.skip)
         parts["model"] = ms
     if has_data and ctx.base is not None and ctx.base.known.any():
-        parts["stats"] = stats_scores(ev, slot, ctx.base)
+        nb = ctx.neighbours[slot] if ctx.neighbours is not None else None
+        parts["stats"] = stats_scores(ev, slot, ctx.base, nb)
     inc = [] if exact else includes_nodes(c, h, ctx.texts, ctx.skip)
     own = int(np.argmax(nm)) if nm.max() >= 0.45 else None
     covers = lowest_common(h, inc + ([own] if own else [])) if inc else None
@@ -227,17 +231,19 @@ def place(dataset: str, root: str | Path, tree: str = "cityscapes+vistas+gtsdb",
     dense = tax.annotation != "boxes"
     skip = box_only(h) if dense else outside_boxes(h)
     ctx = _Ctx(h, base, node_texts(h, dense, affinity(h, tax.classes)), skip, ignored_names(h), model is not None)
-    placements = []
-    for slot, c in enumerate(tax.classes):
-        p = Placement(c, int(ev.pixels[slot]), int(ev.images[slot]), class_candidates(c, slot, ev, ctx),
-                      ev.examples.get(slot, []))
-        placements.append(p)
+    first = [class_candidates(c, slot, ev, ctx)[0] for slot, c in enumerate(tax.classes)]
+    if base is not None:  # second pass: neighbours, through the other classes' first placements
+        top = top_level(h)
+        slot_top = [None if f.kind == "ignore" or f.node is None else top[h.index[f.node]] for f in first]
+        ctx.neighbours = np.array([level_histogram(ev.touch[k], slot_top, len(h.nodes)) for k in range(len(first))])
+    placements = [Placement(c, int(ev.pixels[slot]), int(ev.images[slot]), class_candidates(c, slot, ev, ctx),
+                            ev.examples.get(slot, [])) for slot, c in enumerate(tax.classes)]
     settle(placements, h, tax.name)
     info = {"frames": ev.frames, "base": {k: str(r) for k, r in roots.items()},
             "model": str(checkpoint) if checkpoint else None, "seconds": round(time.perf_counter() - t0, 2),
             "evidence": [e for e, on in (("model", model is not None), ("stats", base is not None),
                                          ("names", True)) if on]}
-    return PlaceResult(h, str(tree), dataset, tax, placements, info)
+    return PlaceResult(h, str(tree), dataset, tax, placements, info, ev, scans)
 
 
 def expected_of(full: Hierarchy, base: Hierarchy, dataset: str) -> dict[str, tuple[str, str | None]]:

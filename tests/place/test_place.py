@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from PIL import Image
 
 from labeltree.cli import main
 from labeltree.core.tree_file import bundled_hierarchies, load_hierarchy
 from labeltree.errors import LabeltreeError
 from labeltree.place.audit import audit
 from labeltree.place.base import NodeEvidence
+from labeltree.place.crops import CELL, LABEL_W, write_crops
 from labeltree.place.model import NodeModel
 from labeltree.place.placement import model_scores
 from labeltree.place.propose import expected_of, place
@@ -58,6 +60,8 @@ def test_place_idd_from_names_and_statistics(world: Path, tmp_path: Path) -> Non
     assert [c.name for c in h.classifiers] == ["root", "Driveable", "Rider", "Traffic Sign", "Traffic Sign (Front)"]
     assert h.nodes[h.mapping("idd").to_node[8]].name == "Autorickshaw"
     assert "# Road: confidence" in ext.read_text()
+    write_crops(r, tmp_path / "crops.png")
+    assert np.asarray(Image.open(tmp_path / "crops.png")).shape == (27 * (CELL + 4), LABEL_W + 6 * CELL + 12, 3)
 
 
 def test_audit_ranks_the_wrong_mappings_first(world: Path, tmp_path: Path) -> None:
@@ -91,7 +95,7 @@ def test_model_evidence_deepest_covering_node() -> None:
     for anc in (h.index["Driveable"],):
         fp[anc] = fp[kids].mean(0)
         pixels[anc] = 4000
-    base = NodeEvidence(h, pixels, np.zeros((n, 8)), np.ones(n), fp)
+    base = NodeEvidence(h, pixels, np.zeros((n, 8)), np.ones(n), fp, np.zeros((n, n)))
     s, resid, deepest = model_scores(fp[h.index["Road"]] * 500, base, set())
     assert h.nodes[deepest].name == "Road" and resid < 0.01
     spread = fp[kids[1:]].sum(0) * 300
