@@ -79,6 +79,9 @@ def _eval_size(text: str) -> str | tuple[int, int]:
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Predict with this trained checkpoint (labeltree train), or a .onnx model (labeltree export), "
                    "instead of reading PRED_DIR.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
+              help="A .pt checkpoint's moving average of the weights (train.ema_decay; its raw weights when it has "
+                   "none) or its raw weights.")
 @click.option("--sliding-window", is_flag=True, help="With --checkpoint: crop-sized windows instead of whole images.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
@@ -138,7 +141,7 @@ def evaluate_cmd(**kw: Any) -> None:
     elif kw["checkpoint"] is not None:
         from labeltree.train.predict import checkpoint_predict  # torch only when a checkpoint predicts
 
-        predict = checkpoint_predict(kw["checkpoint"], kw["dataset"], kw["sliding_window"])
+        predict = checkpoint_predict(kw["checkpoint"], kw["dataset"], kw["sliding_window"], kw["weights"])
         hierarchy = predict.hierarchy  # the tree the model was trained on
     elif kw["pred_dir"] is None:
         raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")

@@ -25,8 +25,11 @@ from labeltree.errors import LabeltreeError
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True,
               help="uint8 input layout: N,3,H,W or N,H,W,3 (RGB).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
+              help="A .pt checkpoint's moving average of the weights (train.ema_decay; its raw weights when it has "
+                   "none) or its raw weights.")
 def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynamic: bool, batch: int | None,
-               opset: int, layout: str, force: bool) -> None:
+               opset: int, layout: str, force: bool, weights: str) -> None:
     """Export a checkpoint to ONNX: uint8 images in, normalisation, network, argmax and the hard
     cascade inside the graph; tree name + hash, id -> name, mean / std and layout in its metadata.
 
@@ -47,7 +50,8 @@ def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynam
     hw = None if wh is None else (wh[1], wh[0])  # the exporter takes (height, width), as tensors are laid out
     if hw is not None and batch is None:
         batch = 1
-    r = export_onnx(checkpoint, out, output=output, size=hw, batch=batch, opset=opset, layout=layout, force=force)
+    r = export_onnx(checkpoint, out, output=output, size=hw, batch=batch, opset=opset, layout=layout, force=force,
+                    weights=weights)
     shape = "x".join(str(s) for s in r.input_shape)
     outs = ", ".join(f"{o['name']} ({o['dtype']})" for o in r.outputs)
     click.echo(f"wrote {r.path}: images uint8 {layout.upper()} {shape} -> {outs}; opset {r.opset}")

@@ -73,8 +73,11 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
               "the whole image at once.")
 @click.option("--no-colour", "no_colour", is_flag=True, help="With --dataset: skip the tree-colour PNG.")
 @click.option("--device", help="cpu, cuda, cuda:1 (default: cuda when available).")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
+              help="A .pt checkpoint's moving average of the weights (train.ema_decay; its raw weights when it has "
+                   "none) or its raw weights.")
 def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: str | None, overlay: bool,
-                levels: bool, sliding: bool, no_colour: bool, device: str | None) -> None:
+                levels: bool, sliding: bool, no_colour: bool, device: str | None, weights: str) -> None:
     """Segment images with a trained checkpoint: per image a PNG in tree colours and/or dataset ids.
 
     CHECKPOINT is a .pt from `labeltree train`, or a .onnx from `labeltree export` (run with ONNX
@@ -94,6 +97,8 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
         kw["log"] = lambda s: click.echo(s, err=True)
     else:
         from labeltree.train.predict import predict_files
+
+        kw["weights"] = weights
     files = predict_files(checkpoint, list(inputs), out, dataset=dataset, overlay=overlay, sliding=sliding,
                           levels=levels, colour=not no_colour, device=device, **kw)
     click.echo(f"wrote {len(files)} files to {out}")

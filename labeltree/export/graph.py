@@ -239,7 +239,7 @@ def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
 
 def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves", size: tuple[int, int] | None = None,
                 batch: int | None = None, opset: int = DEFAULT_OPSET, layout: str = "nchw",
-                force: bool = False) -> ExportResult:
+                force: bool = False, weights: str = "ema") -> ExportResult:
     """Write `out` (atomically; an existing file only with `force`). size / batch None = dynamic."""
     try:
         import onnx
@@ -271,7 +271,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
 
     with warnings.catch_warnings():  # the backbone's "no model.pretrained" notice: the weights are in the checkpoint
         warnings.simplefilter("ignore", UserWarning)
-        pred = load_predictor(checkpoint, "cpu")  # a checkpoint of another tree: one line (heads do not match)
+        pred = load_predictor(checkpoint, "cpu", weights)  # another tree's checkpoint: one line (heads differ)
     graph, outs, tables = build_graph(pred, output, layout)
     h, flat = pred.h, pred.flat
 

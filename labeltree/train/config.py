@@ -179,6 +179,9 @@ class TrainCfg(_Strict):
     check_labels: bool = True
     cache: str | None = None  # folder written by `labeltree prepare` (relative to --data-root)
     cache_format: Literal["png", "npy"] = "png"  # what `prepare` writes; npy = memory-mapped crops (train.fastload)
+    # exponential moving average of the weights (train.ema): 0 = off; the paper's 0.9. Evaluation during training,
+    # and predict / evaluate / export by default, use the averages; the checkpoint keeps them beside the raw weights
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     jitter_on_device: bool = False  # colour jitter / authors' augmentation on the batch after the transfer (fastload)
 
     @model_validator(mode="after")

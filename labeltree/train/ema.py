@@ -16,6 +16,8 @@ averages the weights each step produced.) The averages live in the checkpoint be
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -66,6 +68,16 @@ class WeightEMA:
     def copy_to(self, model: nn.Module) -> None:
         """Load the averages into `model` (for evaluation)."""
         _unwrap(model).load_state_dict(self.shadow)
+
+    @contextmanager
+    def applied(self, model: nn.Module) -> Iterator[None]:
+        """`model` runs with the averages inside the block and gets its own weights back, bit for bit, after it."""
+        raw = {k: v.detach().clone() for k, v in _unwrap(model).state_dict().items()}
+        self.copy_to(model)
+        try:
+            yield
+        finally:
+            _unwrap(model).load_state_dict(raw)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -7,6 +7,7 @@ metrics.jsonl (one line per evaluation), last.pt, best.pt, tb/ (when tensorboard
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,6 +30,8 @@ from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoi
 from labeltree.train.class_weights import load_class_weights
 from labeltree.train.config import RUN_FILES, Config, EvalDatasetCfg, OptimCfg, check_run_folder
 from labeltree.train.data import Source, batches, build_loader, build_sources, check_labels, normalise
+from labeltree.train.ema import KEY as EMA_KEY
+from labeltree.train.ema import WeightEMA
 from labeltree.train.evaluation import evaluate_sources
 from labeltree.train.fastload import apply_jitter
 from labeltree.train.loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
@@ -194,12 +197,18 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     if device.type == "cuda" and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg.optim, model)
+    ema = WeightEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones_in_steps(cfg, sources, world), gamma=cfg.optim.gamma)
     start, best = 0, -math.inf
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if ema is not None:  # a checkpoint without averages (EMA switched on now) starts them from its weights
+            if isinstance(state.get(EMA_KEY), dict):
+                ema.load_state_dict(state[EMA_KEY])
+            else:
+                ema = WeightEMA(model, cfg.train.ema_decay)
         start = int(state["step"])
         best = float(state.get("best", -math.inf))
         set_rng_state(state["rng"])
@@ -271,6 +280,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(model)
             step += 1
             if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                 vals = torch.stack([loss.detach(), *[p.detach() for p in per_head]]).float()
@@ -297,8 +308,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
             if do_eval and main:
                 evals = evals if evals is not None else eval_sources(cfg, h)
                 if evals:
-                    metrics = evaluate_sources(predictor, evals)
-                    rec = {"step": step, "datasets": metrics}
+                    with ema.applied(model) if ema is not None else contextlib.nullcontext():
+                        metrics = evaluate_sources(predictor, evals)
+                    rec = {"step": step, "weights": "ema" if ema is not None else "raw", "datasets": metrics}
                     result.metrics.append(rec)
                     writer.jsonl("metrics.jsonl", rec)
                     trained = [m["mIoU"] for d, m in metrics.items() if d in names and m["mIoU"] is not None]
@@ -307,10 +319,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
                     bar.write(f"step {step}: " + ", ".join(f"{d} mIoU {_fmt(m['mIoU'])}" for d, m in metrics.items()))
                     if score > best:
                         best = score
-                        save_checkpoint(best_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world))
+                        save_checkpoint(best_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world, ema))
                         result.best = best_path
             if main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps):
-                save_checkpoint(last_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world))
+                save_checkpoint(last_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world, ema))
                 result.last = last_path
             if world > 1 and do_eval:
                 dist.barrier()
@@ -346,8 +358,11 @@ def make_optimizer(o: OptimCfg, model: torch.nn.Module) -> torch.optim.Optimizer
 
 
 def _state(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int, best: float,
-           sizes: list[int], heads: list[str], world: int) -> dict[str, Any]:
-    return {"config": cfg.model_dump(mode="json"), "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "step": step, "best": best, "head_sizes": sizes,
-            "head_names": heads, "rng": rng_state(), "sampler": {"seed": cfg.train.seed, "world": world,
-                                                                  "next_step": step}}
+           sizes: list[int], heads: list[str], world: int, ema: WeightEMA | None = None) -> dict[str, Any]:
+    st = {"config": cfg.model_dump(mode="json"), "model": model.state_dict(), "optimizer": opt.state_dict(),
+          "scheduler": sched.state_dict(), "step": step, "best": best, "head_sizes": sizes,
+          "head_names": heads, "rng": rng_state(), "sampler": {"seed": cfg.train.seed, "world": world,
+                                                                "next_step": step}}
+    if ema is not None:  # the averaged weights beside the raw ones (predict / evaluate / export --weights)
+        st[EMA_KEY] = ema.state_dict()
+    return st

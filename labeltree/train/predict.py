@@ -26,6 +26,7 @@ from labeltree.fsutil import check_output, input_sparing_png_writer
 from labeltree.train.checkpoint import load_checkpoint
 from labeltree.train.config import Config, check_device, config_from_dict
 from labeltree.train.data import normalise, resize_pair
+from labeltree.train.ema import model_weights
 from labeltree.train.loss import FlatSpace, flat_space
 from labeltree.train.model import SegNet, build_model
 from labeltree.train.scaling import scaled_size
@@ -138,7 +139,9 @@ def no_label_value(h: Hierarchy, dataset: str) -> int:
     return no_class_value(m.taxonomy, m.to_node)  # one rule: the paper protocol drops exactly this value
 
 
-def load_predictor(checkpoint: str | Path, device: str | torch.device | None = None) -> Predictor:
+def load_predictor(checkpoint: str | Path, device: str | torch.device | None = None, weights: str = "ema") -> Predictor:
+    """A trained checkpoint ready to predict; `weights`: its moving average of the weights (`train.ema_decay`) when
+    it has one (else its raw weights), or its raw weights."""
     if isinstance(device, str) and device != "auto":  # checked before torch sees it (a RuntimeError otherwise)
         check_device(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -160,7 +163,11 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
     auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device) if device and device != "auto" else auto
     model = build_model(cfg.model, sizes)
-    model.load_state_dict(state["model"])
+    try:
+        chosen, _ = model_weights(state, weights)
+    except ValueError as e:
+        raise LabeltreeError(str(e)) from None
+    model.load_state_dict(chosen)
     model.to(dev).eval()
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -208,7 +215,7 @@ def flat_sign_nodes(pred: Predictor, scores: list[torch.Tensor], rule: tuple[int
     return pred.flat.class_to_node()[decisions]
 
 
-def checkpoint_predict(checkpoint: str | Path, dataset: str, sliding: bool = False):
+def checkpoint_predict(checkpoint: str | Path, dataset: str, sliding: bool = False, weights: str = "ema"):
     """`sample, rules -> prediction` from a trained checkpoint (`labeltree evaluate --checkpoint`).
 
     A hierarchical model gives tree nodes (the evaluator projects them, and the
@@ -216,7 +223,7 @@ def checkpoint_predict(checkpoint: str | Path, dataset: str, sliding: bool = Fal
     the dataset's ids (its extra 'unlabeled' classes are no tree node), with the second-choice sign rule when
     the rules ask for it. The function's `pred_space` and `hierarchy` attributes tell the evaluator.
     """
-    pred = load_predictor(checkpoint)
+    pred = load_predictor(checkpoint, weights=weights)
     name = pred.h.mapping(dataset).dataset
     resize, mode = dataset_resize(pred.cfg, name), dataset_resize_mode(pred.cfg, name)
     rule = flat_sign_rule(pred)
@@ -272,7 +279,7 @@ def predict_dataset(checkpoint: str | Path | Predictor, dataset: str, root: str 
 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str | Path, dataset: str | None = None,
                   overlay: bool = False, sliding: bool = False, levels: bool = False, colour: bool = True,
-                  device: str | None = None, progress: bool = True) -> list[Path]:
+                  device: str | None = None, progress: bool = True, weights: str = "ema") -> list[Path]:
     """Write per image: `{stem}_tree.png` (tree colours), `{dataset}/{stem}.png` (the dataset's ids),
     `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k).
 
@@ -285,7 +292,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_dir: str
         from labeltree.export.runtime import predict_files as predict_onnx
 
         return predict_onnx(checkpoint, inputs, out_dir, dataset, overlay, sliding, levels, colour, device, progress)
-    pred = load_predictor(checkpoint, device)
+    pred = load_predictor(checkpoint, device, weights)
     out = Path(out_dir)
     resize = dataset_resize(pred.cfg, dataset) if dataset else None
     mode = dataset_resize_mode(pred.cfg, dataset) if dataset else "fixed"
