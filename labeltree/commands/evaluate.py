@@ -125,12 +125,14 @@ def evaluate_cmd(**kw: Any) -> None:
     from labeltree.core.taxonomy import load_taxonomy
     from labeltree.evaluate.folder import evaluate_folder, tree_for
     from labeltree.evaluate.protocols import resolve_rules
-    from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
+    from labeltree.fsutil import MAX_MODEL_BYTES, check_input, check_outputs, refuse_replacing_inside, write_text
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
     check_outputs({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]}, inputs, kw["force"])
     refuse_replacing_inside({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]},
                             [kw["gt_root"], kw["pred_dir"]])
+    if kw["checkpoint"] is not None and kw["checkpoint"].exists():  # a FIFO or device: refused, never blocked on
+        check_input(kw["checkpoint"], "model", MAX_MODEL_BYTES)
     predict = None
     hierarchy = None
     if kw["checkpoint"] is not None and kw["checkpoint"].suffix.lower() == ".onnx":  # ONNX Runtime, no torch

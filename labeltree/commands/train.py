@@ -90,6 +90,10 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
     """
     if no_colour and not dataset:
         raise LabeltreeError("--no-colour needs --dataset (otherwise nothing would be written)")
+    from labeltree.fsutil import MAX_MODEL_BYTES, check_input
+
+    if checkpoint.exists():  # a FIFO or device as the model: refused before ONNX Runtime / torch blocks on it
+        check_input(checkpoint, "model", MAX_MODEL_BYTES)
     kw = {}
     if checkpoint.suffix.lower() == ".onnx":  # `labeltree export` model: ONNX Runtime, no torch
         from labeltree.export.runtime import predict_files

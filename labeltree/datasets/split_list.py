@@ -3,7 +3,8 @@ training code reads them (whitespace-separated, paths relative to the list's fol
 
 A path with a space or an odd character is written POSIX-shell quoted (`shlex.quote`), so that
 `shlex.split(line)` gives the two paths back; plain paths stay unquoted (`a/b.png c/d.png`). A path
-holding a line break or another control character cannot be written in a line-based list and is refused.
+holding a line break (any that str.splitlines splits at) cannot be written in a line-based list and is
+refused; a tab or another control character is written quoted.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from labeltree.errors import LabeltreeError
 
 def _field(path: str | Path, base: Path) -> str:
     rel = os.path.relpath(os.path.realpath(path), os.path.realpath(base))  # as the kernel resolves it
-    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
-        raise LabeltreeError("this file name holds a line break or another control character, which a split list "
-                             "cannot hold; rename the file", path)
+    if len(f"x{rel}x".splitlines()) > 1:  # a line break of any kind (\n, \r, \v, \f, \x1c-\x1e, \x85, \u2028-9)
+        raise LabeltreeError("this file name holds a line break, which a split list cannot hold; rename the file",
+                             path)
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:

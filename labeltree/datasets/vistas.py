@@ -101,7 +101,7 @@ class VistasReader(DatasetReader):
             if v.startswith("1"):
                 names += [p.name for p in sorted(base.glob("config_v1.*.json"), reverse=True)]
             for n in names:
-                if (base / n).is_file():
+                if (base / n).exists():  # a FIFO or device named like the config is refused when read
                     return base / n
         return None
 

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from labeltree.datasets.base import Sample
+from labeltree.datasets.base import Sample, warn
 from labeltree.errors import LabeltreeError
 from labeltree.stats.records import STATS_VERSION, WorkerContext
 
@@ -31,6 +31,7 @@ class StatsCache:
 
     def __init__(self, cache_dir: str | Path):
         self.dir = Path(cache_dir)
+        self.broken = False  # set when a write failed: the rest of the run does without the cache
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.path = self.dir / "stats.sqlite"
@@ -44,17 +45,34 @@ class StatsCache:
 
     def get(self, keys: Sequence[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
-        for i in range(0, len(keys), 500):
-            chunk = list(keys[i:i + 500])
-            q = f"SELECT key, data FROM records WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, d in self.db.execute(q, chunk):
-                out[k] = json.loads(d)
+        try:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i:i + 500])
+                q = f"SELECT key, data FROM records WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, d in self.db.execute(q, chunk):
+                    out[k] = json.loads(d)
+        except (sqlite3.Error, ValueError) as e:
+            raise LabeltreeError(f"cannot read the stats cache ({e}); delete it, or pass --cache-dir DIR or "
+                                 "--no-cache", self.path) from None
         return out
 
     def put(self, items: Iterable[tuple[str, dict]]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO records (key, data) VALUES (?, ?)",
-                            [(k, json.dumps(v, separators=(",", ":"))) for k, v in items])
-        self.db.commit()
+        """Store records; when the cache cannot take them (disk full, read-only, I/O error) the run goes on
+        without it, after one warning: the cache only saves time, the counts never depend on it."""
+        if self.broken:
+            return
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO records (key, data) VALUES (?, ?)",
+                                [(k, json.dumps(v, separators=(",", ":"))) for k, v in items])
+            self.db.commit()
+        except sqlite3.Error as e:
+            self.broken = True
+            try:
+                self.db.rollback()
+            except sqlite3.Error:
+                pass
+            warn(f"{self.path}: the stats cache cannot be written ({e}); this run goes on without it (free space, "
+                 "or pass --cache-dir DIR or --no-cache)")
 
     def close(self) -> None:
         self.db.close()

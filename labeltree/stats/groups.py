@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import write_json
+from labeltree.fsutil import read_input_text, write_json
 from labeltree.stats.records import STATS_VERSION
 
 RAW_FORMAT = "labeltree-stats-raw"
@@ -171,7 +171,7 @@ def write_raw(path: str | Path, groups: Sequence[GroupStats]) -> None:
 def read_raw(path: str | Path) -> list[GroupStats]:
     p = Path(path)
     try:
-        d = json.loads(p.read_text())
+        d = json.loads(read_input_text(p, "stats part"))
     except FileNotFoundError:
         raise LabeltreeError("stats part not found", p) from None
     except (OSError, ValueError) as e:

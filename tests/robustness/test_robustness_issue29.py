@@ -134,7 +134,7 @@ def test_lock_is_reentrant_and_released(tmp_path: Path) -> None:
     assert not lock_path(tmp_path / "x.json").exists()
 
 
-@pytest.mark.parametrize("root_name", ["my data/cs", "odd 'quote\" $x", "ünï cöde"])
+@pytest.mark.parametrize("root_name", ["my data/cs", "odd 'quote\" $x", "ünï cöde", "tab\there", "a#b\\c"])
 def test_split_lists_parse_back(tmp_path: Path, root_name: str) -> None:
     root = cs_root(tmp_path / root_name)
     out = tmp_path / "out dir"
@@ -248,7 +248,23 @@ FILE_CASES: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
     "import table from a FIFO": (lambda t: ["import", "table", fifo(t / "t.csv"), "-o", t / "x.yaml"],
                                  ("FIFO", "t.csv")),
     "training config is a FIFO": (lambda t: ["train", fifo(t / "c.yaml"), "--out", t / "run"], ("FIFO", "c.yaml")),
+    # found by the rerun campaign
+    "predict with an .onnx model that is a FIFO": (lambda t: ["predict", fifo(t / "m.onnx"), cs_root(t / "cs"), "-o",
+                                                              t / "out"], ("FIFO", "m.onnx")),
+    "evaluate --checkpoint .onnx that is a FIFO": (
+        lambda t: ["evaluate", "cityscapes", cs_root(t / "cs", split="val"), "--checkpoint", fifo(t / "m.onnx")],
+        ("FIFO", "m.onnx")),
+    "stats-merge part is a FIFO": (lambda t: ["stats-merge", fifo(t / "a.json"), "-o", t / "m.json"],
+                                   ("FIFO", "a.json")),
+    "Vistas config.json is a FIFO": (lambda t: ["stats", "vistas", _vistas_with_fifo_config(t)] + STATS,
+                                     ("FIFO", "config.json")),
 }
+
+
+def _vistas_with_fifo_config(t: Path) -> Path:
+    png(t / "v/training/labels/a.png", np.zeros((8, 16), np.uint8))
+    fifo(t / "v/config.json")
+    return t / "v"
 
 
 def _link(p: Path, to: str) -> Path:
@@ -437,3 +453,32 @@ def test_size_options_have_upper_bounds(tmp_path: Path, case: str, monkeypatch) 
     args, option = SIZE_CASES[case]
     usage = case.startswith("demo")  # click ranges: its usage error
     refused(args, tmp_path, option, usage=usage)
+
+
+# -- the stats cache: a full disk mid-run is one warning, the counts stay right --------------------------------
+
+def test_stats_cache_that_fills_the_disk_mid_run(tmp_path: Path, monkeypatch) -> None:
+    import sqlite3
+
+    from labeltree.stats import cache
+
+    root = tmp_path / "cs"
+    for i in range(300):  # more than one batch of 256 records
+        cs_root(root, key=f"aachen_{i:06d}_000019")
+    connect = sqlite3.connect
+
+    def small_disk(*a, **k):  # SQLITE_FULL, as on a full disk: the cache may grow by a few pages only
+        con = connect(*a, **k)
+        con.execute("PRAGMA max_page_count = 8")
+        return con
+
+    monkeypatch.setattr(cache.sqlite3, "connect", small_disk)
+    with pytest.warns(UserWarning, match="the stats cache cannot be written .*full"):
+        res = invoke(["stats", "cityscapes", root, "--quiet", "--workers", "1", "--cache-dir", tmp_path / "c",
+                      "-o", tmp_path / "s.json"])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output and "300 files read" in res.stderr
+    monkeypatch.setattr(cache.sqlite3, "connect", connect)
+    res2 = invoke(["stats", "cityscapes", root, "--quiet", "--workers", "1", "--no-cache", "-o", tmp_path / "t.json"])
+    assert res2.exit_code == 0
+    assert (tmp_path / "s.json").read_text() == (tmp_path / "t.json").read_text()
