@@ -237,10 +237,12 @@ def _unique(nodes: list[Node], name: str) -> str:
 
 def _propose(refs: list[str], taxes: list[Taxonomy]) -> tuple[Hierarchy, list[dict[str, Any]]]:
     """Every non-ignored class becomes a root leaf; classes of different datasets whose normalised
-    names (or declared synonyms) agree share one leaf."""
+    names (or declared synonyms) agree share one leaf, if they are of one kind (a box dataset's sign
+    type 'snow' is not a dense dataset's terrain 'Snow')."""
     nodes = [Node(ROOT, -1, 0)]
     keys_of: dict[str, int] = {}  # normalised name -> node
     owners: dict[int, set[str]] = {}
+    kind: dict[int, str] = {}  # node -> annotation of the classes on it (dense | boxes)
     members: dict[int, list[str]] = {}
     mappings: dict[str, DatasetMapping] = {}
     for ref, tax in zip(refs, taxes, strict=True):
@@ -249,12 +251,14 @@ def _propose(refs: list[str], taxes: list[Taxonomy]) -> tuple[Hierarchy, list[di
             if c.id in tax.ignore_ids:
                 to_node[c.id] = None
                 continue
-            hit = next((keys_of[k] for k in _class_keys(c) if k in keys_of and ref not in owners[keys_of[k]]), None)
+            hit = next((keys_of[k] for k in _class_keys(c) if k in keys_of and ref not in owners[keys_of[k]]
+                        and kind[keys_of[k]] == tax.annotation), None)
             if hit is None:
                 nodes.append(Node(_unique(nodes, c.display), 0, 1))
                 hit = len(nodes) - 1
                 nodes[0].children.append(hit)
                 owners[hit] = set()
+                kind[hit] = tax.annotation
                 for k in _class_keys(c):
                     keys_of.setdefault(k, hit)
             elif nodes[hit].name.islower() and not c.display.islower() and c.display not in {n.name for n in nodes}:

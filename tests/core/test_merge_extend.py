@@ -51,3 +51,16 @@ def test_merge_writes_an_extension_file(tmp_path: Path) -> None:
     h = load_hierarchy(out)
     assert [c.name for c in h.classifiers] == FIVE
     assert h.nodes[h.mapping("newbdd").to_node[0]].name == "Driveable"
+
+
+def test_flat_union_never_joins_a_sign_type_with_terrain(tmp_path: Path) -> None:
+    """No bundled tree knows either file: the flat union by name keeps GTSDB's 'snow' sign off 'Snow'."""
+    gt, vi = tmp_path / "signs.yaml", tmp_path / "streets.yaml"
+    gt.write_text((taxonomy_dir() / "gtsdb.yaml").read_text())
+    vi.write_text((taxonomy_dir() / "vistas-v1.2.yaml").read_text())
+    r = merge([str(vi), str(gt)])
+    assert r.source == "proposal"
+    h = r.hierarchy
+    snow_sign = next(c for c in h.mapping(str(gt)).taxonomy.classes if "snow" in c.name.lower())
+    snow = next(c for c in h.mapping(str(vi)).taxonomy.classes if c.display == "Snow")
+    assert h.mapping(str(gt)).to_node[snow_sign.id] != h.mapping(str(vi)).to_node[snow.id]
