@@ -22,6 +22,14 @@ def is_path_ref(ref: str | Path) -> bool:
     return "/" in text or os.sep in text or Path(text).suffix.lower() in (".yaml", ".yml")
 
 
+def user_cache_dir() -> Path:
+    """$LABELTREE_CACHE, else $XDG_CACHE_HOME/labeltree, else ~/.cache/labeltree (never under a dataset root)."""
+    if os.environ.get("LABELTREE_CACHE"):
+        return Path(os.environ["LABELTREE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "labeltree"
+
+
 def data_dir(package: str) -> Path:
     """Directory of a bundled data package (`labeltree.taxonomies`, `labeltree.configs`)."""
     return Path(str(resources.files(package)))

@@ -107,3 +107,20 @@ def test_bundled_files_read_by_libyaml_give_the_strict_loaders_data():
     assert len(files) > 10
     for p in files:
         assert yamlio.load_any(p, "x") == yamlio.load_yaml(p, "x"), p
+
+
+def test_bundled_json_copies(tmp_path, monkeypatch):
+    """The JSON copy of a bundled file is written once, read after, and a broken copy is parsed again."""
+    from labeltree.core import yamlio
+
+    monkeypatch.setenv("LABELTREE_CACHE", str(tmp_path / "cache"))
+    p = TAX / "vistas-v1.2.yaml"
+    want = yamlio.load_yaml(p, "x")
+    assert yamlio.load_any(p, "x") == want
+    copies = list((tmp_path / "cache/bundled").glob("*.json"))
+    assert len(copies) == 1
+    assert yamlio.load_any(p, "x") == want
+    copies[0].write_text("{broken")
+    assert yamlio.load_any(p, "x") == want
+    monkeypatch.setenv("LABELTREE_CACHE", "/dev/null/nowhere")  # unwritable: still the data
+    assert yamlio.load_any(p, "x") == want

@@ -162,10 +162,54 @@ def load_any(path: str | Path, what: str) -> Any:
 
     path = Path(path)
     if path.resolve().is_relative_to(taxonomy_dir().resolve()):
-        data = load_bundled(path)
+        data = _bundled_via_json(path)
         if data is not None:
             return data
     return load_yaml(path, what)
+
+
+def _bundled_via_json(path: Path) -> Any:
+    """A bundled file's data from a JSON copy in the user cache (keyed on the file's path, size and mtime;
+    written on first use, atomically), else parsed by libyaml. Only data that JSON keeps exactly is
+    cached (a tree file with integer keys is parsed each time). Any cache problem: parse the file."""
+    import contextlib
+    import json
+    import os
+
+    cached = _json_copy(path)
+    if cached is not None:
+        try:
+            return json.loads(cached.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+    data = load_bundled(path)
+    if cached is None or data is None:
+        return data
+    text = json.dumps(data)
+    if json.loads(text) == data:
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, cached)
+        except OSError:  # a read-only or full cache: parse next time too
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    return data
+
+
+def _json_copy(path: Path) -> Path | None:
+    """Where the JSON copy of a bundled file lives in the user cache (None when the file cannot be stat'ed)."""
+    import hashlib
+
+    from labeltree.resources import user_cache_dir
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    return user_cache_dir() / "bundled" / f"{key}.json"
 
 
 def load_model(path: str | Path, model: type[M], what: str) -> M:

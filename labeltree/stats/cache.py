@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from labeltree.datasets.base import Sample, warn
 from labeltree.errors import LabeltreeError
+from labeltree.resources import user_cache_dir
 from labeltree.stats.records import STATS_VERSION, WorkerContext
 
 
 def default_cache_dir() -> Path:
     """$LABELTREE_CACHE, else $XDG_CACHE_HOME/labeltree, else ~/.cache/labeltree (never under the dataset root)."""
-    if os.environ.get("LABELTREE_CACHE"):
-        return Path(os.environ["LABELTREE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "labeltree"
+    return user_cache_dir()
 
 
 class StatsCache:
