@@ -13,7 +13,9 @@ from PIL import Image
 
 from labeltree.cli import main
 from labeltree.core.tree_file import bundled_hierarchies, load_hierarchy
+from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
+from labeltree.place import propose
 from labeltree.place.audit import audit
 from labeltree.place.base import NodeEvidence
 from labeltree.place.crops import CELL, LABEL_W, write_crops
@@ -125,3 +127,44 @@ def test_bad_input_one_line_exit_2(world: Path, tmp_path: Path) -> None:
     ext = load_hierarchy(f"{BASE}+idd")
     model.check_tree(ext)
     assert ext.nodes[int(model.nodes(np.zeros((2, 2, 3), np.uint8))[0, 0])].name == base.nodes[3].name
+
+
+def _oracle(world: Path, datasets: list[str]) -> NodeModel:
+    """A 'model' of the paper's tree that predicts every pixel's true node (looked up by the image's
+    bytes; a pixel labelled with an inner node gets one of its leaves, in turn, as a cascade always ends on
+    a leaf): the model path end to end (scan, fingerprints, decomposition, settle) without training."""
+    base = load_hierarchy(BASE)
+    full = load_hierarchy(f"{BASE}+idd")
+    to_base = np.array([base.index.get(n.name, -1) for n in full.nodes] + [-1, -1, -1])
+    leaves = {i: [d for d in base.descendants(i) if not base.nodes[d].children] for i in range(len(base.nodes))}
+
+    def leaf(nodes: np.ndarray) -> np.ndarray:
+        turn = np.arange(nodes.size).reshape(nodes.shape)
+        out = nodes.copy()
+        for i in np.unique(nodes[nodes > 0]):
+            if base.nodes[i].children:
+                m = nodes == i
+                out[m] = np.asarray(leaves[int(i)])[turn[m] % len(leaves[int(i)])]
+        return out
+
+    table: dict[bytes, np.ndarray] = {}
+    for ds in datasets:
+        reader = open_dataset(full.mapping(ds).taxonomy, world / ds)
+        v2n = full.tables(ds).value_to_node
+        for s in reader.all_samples():
+            nodes = v2n[np.minimum(reader.read_label(s), len(v2n) - 1)]
+            table[reader.read_image(s).tobytes()] = leaf(to_base[nodes])
+    return NodeModel(world / "oracle.pt", [n.name for n in base.nodes], lambda img: table[img.tobytes()],
+                     {"data_root": str(world), "datasets": [{"name": d, "root": d} for d in datasets if d != "idd"]})
+
+
+def test_place_idd_with_model_fingerprints(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _oracle(world, ["cityscapes", "vistas", "gtsdb", "idd"])
+    monkeypatch.setattr(propose, "open_node_model", lambda _path: model)
+    r = place("idd", world / "idd", BASE, checkpoint=world / "oracle.pt", frames=6, base_frames=6)
+    assert r.info["evidence"] == ["model", "stats", "names"]
+    assert set(r.info["base"]) == {"cityscapes", "vistas", "gtsdb"}
+    got = {p.cls.display: p.chosen for p in r.placements}
+    assert got["non-drivable fallback"].node == "Terrain"  # the model finds it on Terrain; its name says nothing
+    assert got["traffic sign"].node == "Traffic Sign (Front)" and got["rider"].node == "Rider"
+    assert _score(r, f"{BASE}+idd") == (27, 27, 27)
