@@ -140,6 +140,7 @@ def evaluate_cmd(**kw: Any) -> None:
 
         predict = onnx_predict(kw["checkpoint"], kw["dataset"], kw["pred_space"], kw["sliding_window"],
                                kw["hierarchy_ref"])
+        hierarchy = predict.hierarchy  # the model's own tree when it predicts tree nodes (else None)
     elif kw["checkpoint"] is not None:
         from labeltree.train.predict import checkpoint_predict  # torch only when a checkpoint predicts
 

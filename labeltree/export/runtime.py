@@ -351,10 +351,11 @@ def checkpoint_predict(model: str | Path, dataset: str, pred_space: str = "datas
     key = m.check_dataset(dataset)
     assert key is not None
     tree_space = pred_space == "tree" and not m.is_flat
+    tree = None
     if tree_space:  # node ids mean something only in the model's own tree (dataset ids in any)
         if not m.has_nodes:
             raise LabeltreeError(f"--pred-space tree needs tree nodes; this model gives {key} ids only", m.path)
-        _check_tree(m, hierarchy_ref)
+        tree = _model_tree(m, hierarchy_ref)
 
     def predict(sample: Any) -> np.ndarray:
         if sample.image is None:
@@ -362,16 +363,24 @@ def checkpoint_predict(model: str | Path, dataset: str, pred_space: str = "datas
         p = m.predict_array(read_rgb(sample.image), key)
         return p.nodes if tree_space else m.dataset_values(p, key)
 
+    predict.hierarchy = tree  # type: ignore[attr-defined] # the tree evaluate projects with, as for a .pt
     return predict
 
 
-def _check_tree(m: OnnxModel, ref: str | None) -> None:
-    """The tree `evaluate` projects with must be the one the model was exported from (same node ids)."""
+def _model_tree(m: OnnxModel, ref: str | None) -> Any:
+    """The tree `evaluate` projects node ids with: `--tree`, else the model's own (by its bundled name),
+    and in either case the one it was exported from (same content hash)."""
     from labeltree.core.tree_file import load_hierarchy
 
-    h = load_hierarchy(ref or "cityscapes+vistas+gtsdb")
+    try:
+        h = load_hierarchy(ref or m.tree)
+    except LabeltreeError:
+        if ref is not None:
+            raise
+        raise LabeltreeError(f"the model was exported from tree '{m.tree}', which is no bundled tree; pass --tree "
+                             "with the model's tree file", m.path) from None
     if tree_hash(h) != m.tree_sha256:
         raise LabeltreeError(f"the model was exported from tree '{m.tree}' (sha256 {m.tree_sha256[:12]}), but "
                              f"evaluation uses '{h.name}' (sha256 {tree_hash(h)[:12]}); pass --tree with the "
                              "model's tree file", m.path)
-
+    return h

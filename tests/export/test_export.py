@@ -39,14 +39,14 @@ DATASETS = ["cityscapes", "vistas", "gtsdb"]
 CS_RESIZE = (32, 64)  # cityscapes' training scale in the checkpoint's config (predict --dataset uses it)
 
 
-def make_checkpoint(path: Path, kind: str, images: list[np.ndarray], seed: int = 0) -> Path:
+def make_checkpoint(path: Path, kind: str, images: list[np.ndarray], seed: int = 0, tree: str | None = None) -> Path:
     """Random weights (fixed seed); BatchNorm statistics measured on `images`, so that the untrained net's
     maps hold many classes; logits x4 so that its decisions are not near-ties (as a trained net's are not)."""
     cfg = config_from_dict({
         "datasets": [{"name": "cityscapes", "root": "cityscapes", "resize": list(CS_RESIZE)},
                      {"name": "vistas", "root": "vistas"}, {"name": "gtsdb", "root": "gtsdb"}],
         "model": {"kind": kind, "backbone": "tiny", "width": 32, "bottleneck": 16, "tiny_channels": [8, 16, 24, 32]},
-        "train": {"amp": False}})
+        "train": {"amp": False}, **({"hierarchy": tree} if tree else {})})
     h = load_hierarchy(cfg.hierarchy)
     sizes = [flat_space(h, DATASETS).n_classes] if kind == "flat" else [len(c.children) for c in h.classifiers]
     torch.manual_seed(seed)
@@ -236,6 +236,23 @@ def test_predict_and_evaluate_on_onnx_write_what_the_pt_writes(env: dict[str, An
     # the model's node ids belong to its own tree: projecting them with another one is refused
     out = cli("evaluate", "cityscapes", env["synth"] / "cityscapes", "--checkpoint", m, "--pred-space", "tree",
               "--hierarchy", "cityscapes+vistas", "--split", "train", code=2)
+    assert "exported from tree" in out and len(out.strip().splitlines()) == 1
+
+
+def test_onnx_tree_predictions_are_projected_with_the_models_own_tree(env: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 29: `--pred-space tree` without --tree checked an .onnx model against the paper's tree (exit 2
+    for any other); it now takes the model's own tree, as a .pt does."""
+    tree = "cityscapes+vistas+gtsdb+bdd100k"
+    ck = make_checkpoint(tmp_path / "bdd.pt", "hierarchical", env["arrays"], tree=tree)
+    m = tmp_path / "bdd.onnx"
+    cli("export", ck, m)
+    base = ["evaluate", "cityscapes", env["synth"] / "cityscapes", "--checkpoint", m, "--pred-space", "tree",
+            "--split", "train", "--workers", 1, "--quiet"]
+    cli(*base, "-o", tmp_path / "own.json")
+    cli(*base, "--tree", tree, "-o", tmp_path / "given.json")
+    own = json.loads((tmp_path / "own.json").read_text())
+    assert own == json.loads((tmp_path / "given.json").read_text()) and own["images"] == 4
+    out = cli(*base, "--tree", "cityscapes+vistas+gtsdb", code=2)  # another tree is still refused
     assert "exported from tree" in out and len(out.strip().splitlines()) == 1
 
 
