@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labeltree.core.hierarchy import Hierarchy
 from labeltree.datasets.base import Sample, read_label
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, Box
 from labeltree.datasets.gtsdb import GTSDB_SPLITS
@@ -23,6 +22,9 @@ from labeltree.errors import LabeltreeError
 from labeltree.evaluate.metrics import DEFAULT_MIN_PIXELS
 from labeltree.evaluate.protocols import Rules
 from labeltree.evaluate.space import LabelSpace
+
+if TYPE_CHECKING:  # the tree is passed in, never built here
+    from labeltree.core.hierarchy import Hierarchy
 
 CLASS_SETS = ("official", "paper", "all")
 PixelCounts = tuple[Mapping[int, int], Mapping[int, int]]

@@ -28,11 +28,10 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy, resolve_taxonomy_path
 from labeltree.datasets.base import LabeltreeWarning, no_class_value
 from labeltree.errors import LabeltreeError
@@ -42,6 +41,9 @@ from labeltree.evaluate.metrics import fold, group_iou, per_class, summarize
 from labeltree.evaluate.protocols import Rules, rules_for
 from labeltree.evaluate.signs import sign_rule_nodes
 from labeltree.evaluate.space import OTHER_NAME, LabelSpace
+
+if TYPE_CHECKING:  # the tree is passed in, never built here
+    from labeltree.core.hierarchy import Hierarchy
 
 
 @dataclass

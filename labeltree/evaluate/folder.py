@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.taxonomy import Taxonomy, load_taxonomy
-from labeltree.core.tree_file import default_tree, load_hierarchy
 from labeltree.datasets.base import LabeltreeWarning, Sample, known_values, read_label
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.datasets.decode import PNG_GREY, PNG_PALETTE, decode_array, read_file_and_header
@@ -32,6 +30,9 @@ from labeltree.evaluate.protocols import Rules, rules_for
 from labeltree.evaluate.result import EvaluationResult
 from labeltree.fsutil import check_input
 from labeltree.parallel import default_workers, pmap
+
+if TYPE_CHECKING:  # the tree is passed in, never built here
+    from labeltree.core.hierarchy import Hierarchy
 
 PRED_SUFFIXES = (".png", ".npy")
 
@@ -211,6 +212,8 @@ def tree_for(rules: Rules, dataset: str, ref: str | Path | None = None, pred_spa
     needs_tree = pred_space == "tree" or levels or rules.classes == "paper" or rules.drop == "foreign"
     if ref is None and not needs_tree:
         return None
+    from labeltree.core.tree_file import default_tree, load_hierarchy  # trees are read only when one is needed
+
     return load_hierarchy(ref or default_tree([dataset]))
 
 

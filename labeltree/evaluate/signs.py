@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labeltree.core.hierarchy import Hierarchy
+if TYPE_CHECKING:  # the tree is passed in, never built here
+    from labeltree.core.hierarchy import Hierarchy
 
 
 def second_choice(scores: np.ndarray, generic: int, subclasses: Sequence[int], axis: int = -3) -> np.ndarray:
