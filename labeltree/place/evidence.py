@@ -9,8 +9,11 @@ predicted tree nodes over its pixels (the class's fingerprint). Pixels are taken
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +21,13 @@ from labeltree.core.taxonomy import Taxonomy
 from labeltree.datasets.base import Sample
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
+from labeltree.fsutil import atomic_path
 from labeltree.place.model import NodeModel
+from labeltree.resources import user_cache_dir
 
 ROWS = 8  # bins of the vertical profile
 MAX_PIXELS = 16384  # pixels per frame on the stride grid
+CACHE_VERSION = 1
 
 
 @dataclass
@@ -80,6 +86,11 @@ def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None 
     if max_frames and len(samples) > max_frames:
         pick = np.linspace(0, len(samples) - 1, max_frames).round().astype(int)
         samples = [samples[i] for i in sorted(set(pick.tolist()))]
+    key = _cache_key(dataset, tax, samples, model, n_nodes) if model is not None else None
+    cached = _load(key, tax, samples) if key else None
+    if cached is not None:
+        cached.dataset, cached.root = dataset, Path(root)
+        return cached
     lut = slot_table(tax)
     k = len(tax.classes)
     ev = ClassEvidence(dataset, tax, len(samples), np.zeros(k, np.int64), np.zeros(k, np.int64),
@@ -96,7 +107,56 @@ def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None 
     ev.examples = {i: [key for _, key in sorted(v, reverse=True)[:3]] for i, v in best.items()}
     keep = {k for keys in ev.examples.values() for k in keys}
     ev.root, ev.samples = Path(root), {s.key: s for s in samples if s.key in keep}
+    if key:
+        _save(key, ev)
     return ev
+
+
+# -- cache: a model's pass over a dataset is the slow part; `place` and `audit` against one model reuse it --
+
+def _sig(p: Path | None) -> list[Any]:
+    if p is None:
+        return [None]
+    try:
+        st = p.stat()
+    except OSError:
+        return [str(p)]
+    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _cache_key(dataset: str, tax: Taxonomy, samples: list[Sample], model: NodeModel, n_nodes: int) -> str:
+    """Digest of the model file, the tree's node names, the taxonomy and every frame read (path, size, mtime)."""
+    parts = [CACHE_VERSION, dataset, tax.model_dump_json(), _sig(model.path), model.node_names, n_nodes, MAX_PIXELS,
+             [None if model.remap is None else model.remap.tolist()],
+             [[s.key, *_sig(s.label), *_sig(s.image), repr(s.boxes)] for s in samples]]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
+
+
+def _path(key: str) -> Path:
+    return user_cache_dir() / "place" / f"{key}.npz"
+
+
+def _load(key: str, tax: Taxonomy, samples: list[Sample]) -> ClassEvidence | None:
+    p = _path(key)
+    if not p.is_file():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            examples = {int(k): list(v) for k, v in json.loads(str(z["examples"])).items()}
+            keep = {k for keys in examples.values() for k in keys}
+            return ClassEvidence("", tax, int(z["frames"]), z["pixels"], z["images"], z["rows"], z["share"],
+                                 z["touch"], z["pred"], examples, None, {s.key: s for s in samples if s.key in keep})
+    except (OSError, ValueError, KeyError):  # a damaged cache file is recomputed
+        return None
+
+
+def _save(key: str, ev: ClassEvidence) -> None:
+    try:
+        with atomic_path(_path(key)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, frames=ev.frames, pixels=ev.pixels, images=ev.images, rows=ev.rows, share=ev.share,
+                     touch=ev.touch, pred=ev.pred, examples=json.dumps({str(k): v for k, v in ev.examples.items()}))
+    except (OSError, LabeltreeError):  # no cache is no error
+        pass
 
 
 def _add_frame(ev: ClassEvidence, slots: np.ndarray, nodes: np.ndarray | None, n_nodes: int,

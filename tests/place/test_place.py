@@ -158,9 +158,10 @@ def _oracle(world: Path, datasets: list[str]) -> NodeModel:
                      {"data_root": str(world), "datasets": [{"name": d, "root": d} for d in datasets if d != "idd"]})
 
 
-def test_place_idd_with_model_fingerprints(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_place_idd_with_model_fingerprints(world: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     model = _oracle(world, ["cityscapes", "vistas", "gtsdb", "idd"])
     monkeypatch.setattr(propose, "open_node_model", lambda _path: model)
+    monkeypatch.setenv("LABELTREE_CACHE", str(tmp_path))
     r = place("idd", world / "idd", BASE, checkpoint=world / "oracle.pt", frames=6, base_frames=6)
     assert r.info["evidence"] == ["model", "stats", "names"]
     assert set(r.info["base"]) == {"cityscapes", "vistas", "gtsdb"}
@@ -168,3 +169,10 @@ def test_place_idd_with_model_fingerprints(world: Path, monkeypatch: pytest.Monk
     assert got["non-drivable fallback"].node == "Terrain"  # the model finds it on Terrain; its name says nothing
     assert got["traffic sign"].node == "Traffic Sign (Front)" and got["rider"].node == "Rider"
     assert _score(r, f"{BASE}+idd") == (27, 27, 27)
+    assert len(list((tmp_path / "place").glob("*.npz"))) == 4  # the model's pass over each dataset, kept
+    calls: list[int] = []
+    seen = model.predict
+    model.predict = lambda img: (calls.append(1), seen(img))[1]
+    again = place("idd", world / "idd", BASE, checkpoint=world / "oracle.pt", frames=6, base_frames=6)
+    assert calls == []  # every pass came from the cache
+    assert [p.to_json() for p in again.placements] == [p.to_json() for p in r.placements]
