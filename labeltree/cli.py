@@ -71,6 +71,11 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {msg}", err=True)
             sys.exit(2)
+        except Warning as e:  # a data warning turned into an error (python -W error, PYTHONWARNINGS=error)
+            if type(e).__name__ != "LabeltreeWarning":
+                raise
+            click.echo(f"error: {_one_line(str(e))} (warnings are errors here: -W error / PYTHONWARNINGS)", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

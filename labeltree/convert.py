@@ -491,7 +491,7 @@ def _convert(reader: DatasetReader, conv: Conversion, out: Path, splits: list[st
              force: bool, workers: int | None, progress: bool) -> ConvertReport:
     """The conversion itself, OUT locked: list the samples, check where they go, write labels and lists."""
     root, stax = reader.root, reader.taxonomy
-    chosen = splits or reader.splits()
+    chosen = list(dict.fromkeys(splits)) if splits else reader.splits()  # a split named twice is converted once
     samples: list[Sample] = []
     for split in chosen:
         samples.extend(reader.samples(split))

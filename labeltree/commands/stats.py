@@ -144,6 +144,9 @@ def stats_cmd(dataset: str, root: Path, splits: tuple[str, ...], hierarchy: str 
     groups = collect_stats(dataset, root, list(splits) or None, hierarchy=h, workers=workers, shard=sh,
                            cache_dir=cache_dir, cache=cache, skip_bad=skip_bad, instances=instances,
                            mask_mode=mask_mode, unknown=unknown, progress=progress and not quiet, info=info)
+    if info.bad and not info.computed and not info.cached:  # --skip-bad skipped everything: nothing was counted
+        raise LabeltreeError(f"none of the {len(info.bad)} label file(s) could be read, so nothing was counted; the "
+                             f"first: {info.bad[0]}")
     for msg in info.bad:
         click.echo(f"skipped bad file: {msg}", err=True)
     click.echo(f"{info.computed} files read, {info.cached} from cache" + (f", {len(info.bad)} bad skipped"

@@ -482,3 +482,33 @@ def test_stats_cache_that_fills_the_disk_mid_run(tmp_path: Path, monkeypatch) ->
     res2 = invoke(["stats", "cityscapes", root, "--quiet", "--workers", "1", "--no-cache", "-o", tmp_path / "t.json"])
     assert res2.exit_code == 0
     assert (tmp_path / "s.json").read_text() == (tmp_path / "t.json").read_text()
+
+
+# -- exit codes --------------------------------------------------------------------------------------------
+
+def test_stats_skip_bad_with_every_file_bad_is_exit_2(tmp_path: Path) -> None:
+    """Was exit 0 with a table of zeros written to -o: a run that counted nothing is no success."""
+    root = cs_root(tmp_path / "cs", label=b"garbage")
+    refused(["stats", "cityscapes", root, "--skip-bad", "-o", tmp_path / "s.json"] + STATS, tmp_path,
+            "none of the 1 label file(s) could be read", "labelIds.png")
+
+
+def test_a_data_warning_made_an_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Was a traceback and exit 1 under `python -W error` / PYTHONWARNINGS=error (as CI runs often set)."""
+    root = cs_root(tmp_path / "cs")
+    (root / "leftImg8bit/train/aachen" / f"{CS_KEY}_leftImg8bit.png").unlink()  # a label without its photo
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    res = subprocess.run([sys.executable, "-m", "labeltree", "stats", "cityscapes", str(root), *STATS],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "without their photo" in lines[0], res.stderr
+
+
+def test_convert_a_split_named_twice_is_converted_once(tmp_path: Path) -> None:
+    """Was exit 2, 'two samples would be written to the same output file'."""
+    root = cs_root(tmp_path / "cs")
+    res = invoke(["convert", "cityscapes", root, tmp_path / "o", "--to", "tree", "--split", "train", "--split",
+                  "train"] + CONV)
+    assert res.exit_code == 0, res.output
+    assert "1 labels written" in res.stderr
