@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,95 @@ def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
 
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
           log: Any = print, force: bool = False) -> RunResult:
-    """Train (or continue with `resume`, or start over in a used folder with `force`) into run folder `out`."""
+    """Train (or continue with `resume`, or start over in a used folder with `force`) into run folder `out`.
+
+    The steps, in the order their random draws and files depend on: device, label space, restore,
+    run folder and sources, build (model, optimizer, schedule), loss, then the loop: step, log,
+    evaluate, checkpoint.
+    """
     rank, world, local_rank = _dist_env()
     out = Path(out)
-    if rank == 0:
+    main = rank == 0
+    if main:
         check_run_folder(out, resume, force)
+    device = _setup_device(cfg, world, local_rank)
+    h, names, flat, sizes = _label_space(cfg)
+    state = _restore(cfg, out / "last.pt", sizes, world) if resume else None
+    sources = _prepare(cfg, out, h, sources_only=not main, fresh=state is None, world=world, progress=progress,
+                       log=log)
+    model, opt, ema, sched = _build(cfg, sizes, sources, world, device)
+    start, best = 0, -math.inf
+    if state is not None:
+        start, best, ema = _load_state(model, opt, ema, sched, state, out, main, log)
+    if start >= cfg.train.steps:
+        if main:
+            log(f"nothing to do: the checkpoint is at step {start} >= train.steps {cfg.train.steps}")
+        last, best_path = out / "last.pt", out / "best.pt"
+        return RunResult(out, start, last=last if last.exists() else None,
+                         best=best_path if best_path.exists() else None)
+    loss_fn = _loss_fn(cfg, h, names, flat, device, world, main, log)
+    fwd = _wrap(cfg, model, device, world)
+    amp = cfg.train.amp and device.type == "cuda"
+    loader = build_loader(cfg, sources, start, rank, world, pin=cfg.train.pin_memory and device.type == "cuda")
+    run = _Run(cfg, out, h, names, head_names(h, flat is not None), sizes, world, main, model, opt, sched,
+               ema, _Writer(out, main), RunResult(out, start), Predictor(model, cfg, h, flat, device, amp), best)
+    bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", disable=not (progress and main),
+               dynamic_ncols=True)
+    step = start
+    model.train()
+    run.t_last = time.perf_counter()
+    try:
+        for batch in batches(loader):
+            loss, per_head = _step(cfg, batch, device, fwd, loss_fn, opt, sched, ema, model, amp)
+            step += 1
+            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                _log_step(run, step, loss, per_head, bar)
+            bar.update(1)
+            do_eval = (cfg.train.eval_every and step % cfg.train.eval_every == 0) or \
+                (step == cfg.train.steps and cfg.train.eval_at_end)
+            if do_eval and main:
+                _evaluate(run, step, bar)
+            if main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps):
+                run.result.last = _checkpoint(run, step, out / "last.pt")
+            if world > 1 and do_eval:
+                dist.barrier()
+    finally:
+        bar.close()
+        run.writer.close()
+    run.result.step = step
+    if run.result.best is None and (out / "best.pt").exists():
+        run.result.best = out / "best.pt"
+    return run.result
+
+
+@dataclass
+class _Run:
+    """What the loop's steps share: the run's fixed parts and what changes as it goes (best score, timing)."""
+
+    cfg: Config
+    out: Path
+    h: Hierarchy
+    names: list[str]  # the training datasets
+    heads: list[str]
+    sizes: list[int]
+    world: int
+    main: bool
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    ema: WeightEMA | None  # the moving average of the weights (train.ema_decay), None when off
+    writer: _Writer
+    result: RunResult
+    predictor: Predictor
+    best: float = -math.inf
+    evals: list[Source] | None = None  # built at the first evaluation
+    t_last: float = 0.0
+
+
+# -- before the loop ----------------------------------------------------------------------------------
+
+def _setup_device(cfg: Config, world: int, local_rank: int) -> torch.device:
+    """The device, the process group of a multi-process run, CPU threads and cuDNN autotuning."""
     device = pick_device(cfg.train.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -152,45 +237,59 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-    main = rank == 0
+    return device
+
+
+def _label_space(cfg: Config) -> tuple[Hierarchy, list[str], Any, list[int]]:
+    """The tree, the training datasets, the flat model's class space (None: hierarchical) and the head sizes."""
     h = load_hierarchy(cfg.hierarchy)
     names = [d.name for d in cfg.datasets]
     for n in names:
         if h.mapping(n).evaluation_only:
             raise LabeltreeError(f"dataset '{n}' is evaluation-only in tree '{h.name}'; list it under eval_datasets")
-    is_flat = cfg.model.kind == "flat"
-    flat = flat_space(h, names) if is_flat else None
+    flat = flat_space(h, names) if cfg.model.kind == "flat" else None
     sizes = [flat.n_classes] if flat else [len(c.children) for c in h.classifiers]
-    heads = head_names(h, is_flat)
+    return h, names, flat, sizes
 
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    state = None
-    if resume:
-        if not last_path.exists():
-            raise LabeltreeError(f"--resume: no checkpoint to resume from (searched {last_path})", out)
-        state = load_checkpoint(last_path)
-        if state["config"]["model"] != cfg.model_dump(mode="json")["model"] or list(state["head_sizes"]) != sizes:
-            raise LabeltreeError("--resume: the model section of the config differs from the checkpoint's; "
-                                 "resume with the same model settings", last_path)
-        if int(state["sampler"]["world"]) != world or int(state["sampler"]["seed"]) != cfg.train.seed:
-            raise LabeltreeError(f"--resume: the checkpoint was written with {state['sampler']['world']} process(es) "
-                                 f"and seed {state['sampler']['seed']}; resume with the same to continue exactly",
-                                 last_path)
 
+def _restore(cfg: Config, last_path: Path, sizes: list[int], world: int) -> dict[str, Any]:
+    """The checkpoint to resume from, refused unless model, process count and seed are the same."""
+    if not last_path.exists():
+        raise LabeltreeError(f"--resume: no checkpoint to resume from (searched {last_path})", last_path.parent)
+    state = load_checkpoint(last_path)
+    if state["config"]["model"] != cfg.model_dump(mode="json")["model"] or list(state["head_sizes"]) != sizes:
+        raise LabeltreeError("--resume: the model section of the config differs from the checkpoint's; "
+                             "resume with the same model settings", last_path)
+    if int(state["sampler"]["world"]) != world or int(state["sampler"]["seed"]) != cfg.train.seed:
+        raise LabeltreeError(f"--resume: the checkpoint was written with {state['sampler']['world']} process(es) "
+                             f"and seed {state['sampler']['seed']}; resume with the same to continue exactly",
+                             last_path)
+    return state
+
+
+def _prepare(cfg: Config, out: Path, h: Hierarchy, *, sources_only: bool, fresh: bool, world: int,
+             progress: bool, log: Any) -> list[Source]:
+    """The training sources; on rank 0 also the run folder (resolved config, a fresh run's old files
+    removed) and, for a fresh run, the label-value check."""
     sources = build_sources(cfg, h)
-    if main:
+    if not sources_only:
         out.mkdir(parents=True, exist_ok=True)
         text = cfg.to_yaml()
         write_text(out / "config.yaml", text)
         log(f"# resolved config (saved to {out / 'config.yaml'})\n{text}")
-    if main and state is None:
-        for n in RUN_FILES:  # a fresh run (--force): no old history appended to, no old best.pt left beside it
-            (out / n).unlink(missing_ok=True)
-    if cfg.train.check_labels and main and state is None:
-        check_labels(sources, workers=cfg.train.workers or 1, progress=progress)
+        if fresh:
+            for n in RUN_FILES:  # a fresh run (--force): no old history appended to, no old best.pt left beside it
+                (out / n).unlink(missing_ok=True)
+            if cfg.train.check_labels:
+                check_labels(sources, workers=cfg.train.workers or 1, progress=progress)
     if world > 1:
         dist.barrier()
+    return sources
 
+
+def _build(cfg: Config, sizes: list[int], sources: list[Source], world: int,
+           device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, WeightEMA | None, Any]:
+    """Model (seeded), optimizer, the weights' moving average (train.ema_decay) and step schedule."""
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     model = build_model(cfg.model, sizes).to(device)
@@ -199,48 +298,39 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     opt = make_optimizer(cfg.optim, model)
     ema = WeightEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones_in_steps(cfg, sources, world), gamma=cfg.optim.gamma)
-    start, best = 0, -math.inf
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if ema is not None:  # a checkpoint without averages (EMA switched on now) starts them from its weights
-            if isinstance(state.get(EMA_KEY), dict):
-                ema.load_state_dict(state[EMA_KEY])
-            else:
-                ema = WeightEMA(model, cfg.train.ema_decay)
-        start = int(state["step"])
-        best = float(state.get("best", -math.inf))
-        set_rng_state(state["rng"])
-        if main:
-            _truncate_jsonl(out / "train.jsonl", start)
-            _truncate_jsonl(out / "metrics.jsonl", start)
-            log(f"resuming from {last_path} at step {start}")
-    if start >= cfg.train.steps:
-        if main:
-            log(f"nothing to do: the checkpoint is at step {start} >= train.steps {cfg.train.steps}")
-        return RunResult(out, start, last=last_path if last_path.exists() else None,
-                         best=best_path if best_path.exists() else None)
+    return model, opt, ema, sched
 
+
+def _load_state(model: torch.nn.Module, opt: torch.optim.Optimizer, ema: WeightEMA | None, sched: Any,
+                state: dict[str, Any], out: Path, main: bool, log: Any) -> tuple[int, float, WeightEMA | None]:
+    """Model, optimizer, schedule, weight averages and random state from the checkpoint; the logs cut back
+    to its step. Returns (the step to continue from, the best score so far, the weight averages)."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if ema is not None:  # a checkpoint without averages (EMA switched on now) starts them from its weights
+        if isinstance(state.get(EMA_KEY), dict):
+            ema.load_state_dict(state[EMA_KEY])
+        else:
+            ema = WeightEMA(model, ema.decay)
+    start = int(state["step"])
+    best = float(state.get("best", -math.inf))
+    set_rng_state(state["rng"])
+    if main:
+        _truncate_jsonl(out / "train.jsonl", start)
+        _truncate_jsonl(out / "metrics.jsonl", start)
+        log(f"resuming from {out / 'last.pt'} at step {start}")
+    return start, best, ema
+
+
+LossFn = Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+def _loss_fn(cfg: Config, h: Hierarchy, names: list[str], flat: Any, device: torch.device, world: int,
+             main: bool, log: Any) -> LossFn:
+    """(logits, labels, dataset index) -> (loss, loss per head): flat, or per classifier with its lambda,
+    the box gating and the class weights; counts summed over the processes of a multi-process run."""
     mapper = LabelMapper(h, names, device, flat)
-    lambdas = [cfg.lam(c.level) for c in h.classifiers]
-    chains = {j: gating_chain(h, j, cfg.loss.gating) for j in {b for b in mapper.box_classifier if b is not None}}
-    class_w = None
-    if cfg.loss.class_weights is not None:
-        cw = cfg.loss.class_weights
-        if is_flat:
-            raise LabeltreeError("loss.class_weights: per-classifier weights apply to model.kind hierarchical only")
-        class_w = [torch.as_tensor(w, device=device) for w in load_class_weights(cw.stats, cw.kind, h, cw.split)]
-        if main:
-            log(f"class weights ({cw.kind}, {cw.stats}, split {cw.split}): " + "; ".join(
-                f"{c.name}: {min(w.tolist()):.3g}..{max(w.tolist()):.3g}" for c, w in zip(h.classifiers, class_w,
-                                                                                       strict=True)))
-    fwd_model: Any = model
-    if cfg.train.compile:
-        fwd_model = torch.compile(model)
-    if world > 1:
-        fwd_model = torch.nn.parallel.DistributedDataParallel(
-            fwd_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def reduce_count(c: torch.Tensor) -> tuple[torch.Tensor, int]:
         t = c.detach().float()
@@ -248,91 +338,108 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         return t, world
 
     rc = reduce_count if world > 1 else None
-    amp = cfg.train.amp and device.type == "cuda"
-    loader = build_loader(cfg, sources, start, rank, world, pin=cfg.train.pin_memory and device.type == "cuda")
-    writer = _Writer(out, main)
-    result = RunResult(out, start)
-    predictor = Predictor(model, cfg, h, flat, device, amp)
-    evals: list[Source] | None = None
-    bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", disable=not (progress and main),
-               dynamic_ncols=True)
-    step = start
-    model.train()
-    t_last = time.perf_counter()
-    ips = 0.0
-    try:
-        for batch in batches(loader):
-            images = batch["image"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
-            ds = batch["ds"].to(device, non_blocking=True)
-            if "jitter" in batch:  # train.jitter_on_device: colour jitter on the whole batch, after the transfer
-                images = apply_jitter(images, batch["jitter"])
-            x = normalise(images, cfg.model.normalise)
-            if device.type == "cuda" and cfg.train.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = fwd_model(x)
-            if is_flat:
-                loss, per_head = flat_loss(logits, labels, ds, mapper, rc)
-            else:
-                loss, per_head = hierarchical_loss(logits, labels, ds, mapper, lambdas, chains, rc, class_w)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                vals = torch.stack([loss.detach(), *[p.detach() for p in per_head]]).float()
-                if world > 1:
-                    dist.all_reduce(vals)
-                    vals /= world
-                v = vals.tolist()
-                if not math.isfinite(v[0]):  # a diverged run must not go on to write best.pt and exit 0
-                    raise LabeltreeError(f"the loss is {v[0]} at step {step}: training diverged; lower optim.lr "
-                                         f"(now {opt.param_groups[0]['lr']:g}) or check the data", out)
-                now = time.perf_counter()
-                ips = cfg.batch_size * world * cfg.train.log_every / max(now - t_last, 1e-9)
-                t_last = now
-                rec = {"step": step, "loss": v[0], "heads": dict(zip(heads, v[1:], strict=True)),
-                       "lr": opt.param_groups[0]["lr"], "images_per_s": round(ips, 2)}
-                result.losses.append(rec)
-                writer.jsonl("train.jsonl", rec)
-                writer.scalars("loss", {"total": v[0], **rec["heads"]}, step)
-                bar.set_postfix_str(f"{ips:.1f} img/s loss {v[0]:.3f} " +
-                                    " ".join(f"{k[:8]}={x:.3f}" for k, x in zip(heads, v[1:], strict=True)))
-            bar.update(1)
-            do_eval = (cfg.train.eval_every and step % cfg.train.eval_every == 0) or \
-                (step == cfg.train.steps and cfg.train.eval_at_end)
-            if do_eval and main:
-                evals = evals if evals is not None else eval_sources(cfg, h)
-                if evals:
-                    with ema.applied(model) if ema is not None else contextlib.nullcontext():
-                        metrics = evaluate_sources(predictor, evals)
-                    rec = {"step": step, "weights": "ema" if ema is not None else "raw", "datasets": metrics}
-                    result.metrics.append(rec)
-                    writer.jsonl("metrics.jsonl", rec)
-                    trained = [m["mIoU"] for d, m in metrics.items() if d in names and m["mIoU"] is not None]
-                    score = float(np.mean(trained)) if trained else -math.inf
-                    writer.scalars("eval", {f"{d}/mIoU": m["mIoU"] for d, m in metrics.items()}, step)
-                    bar.write(f"step {step}: " + ", ".join(f"{d} mIoU {_fmt(m['mIoU'])}" for d, m in metrics.items()))
-                    if score > best:
-                        best = score
-                        save_checkpoint(best_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world, ema))
-                        result.best = best_path
-            if main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps):
-                save_checkpoint(last_path, _state(cfg, model, opt, sched, step, best, sizes, heads, world, ema))
-                result.last = last_path
-            if world > 1 and do_eval:
-                dist.barrier()
-    finally:
-        bar.close()
-        writer.close()
-    result.step = step
-    if result.best is None and best_path.exists():
-        result.best = best_path
-    return result
+    if flat is not None:
+        if cfg.loss.class_weights is not None:
+            raise LabeltreeError("loss.class_weights: per-classifier weights apply to model.kind hierarchical only")
+        return lambda logits, labels, ds: flat_loss(logits, labels, ds, mapper, rc)
+    lambdas = [cfg.lam(c.level) for c in h.classifiers]
+    chains = {j: gating_chain(h, j, cfg.loss.gating) for j in {b for b in mapper.box_classifier if b is not None}}
+    class_w = None
+    if cfg.loss.class_weights is not None:
+        cw = cfg.loss.class_weights
+        class_w = [torch.as_tensor(w, device=device) for w in load_class_weights(cw.stats, cw.kind, h, cw.split)]
+        if main:
+            log(f"class weights ({cw.kind}, {cw.stats}, split {cw.split}): " + "; ".join(
+                f"{c.name}: {min(w.tolist()):.3g}..{max(w.tolist()):.3g}" for c, w in zip(h.classifiers, class_w,
+                                                                                       strict=True)))
+    return lambda logits, labels, ds: hierarchical_loss(logits, labels, ds, mapper, lambdas, chains, rc, class_w)
+
+
+def _wrap(cfg: Config, model: torch.nn.Module, device: torch.device, world: int) -> Any:
+    """The model as the forward pass sees it: compiled (`train.compile`) and data-parallel over processes."""
+    fwd: Any = model
+    if cfg.train.compile:
+        fwd = torch.compile(model)
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=ids)
+    return fwd
+
+
+# -- the loop's steps --------------------------------------------------------------------------------
+
+def _step(cfg: Config, batch: dict[str, torch.Tensor], device: torch.device, fwd: Any, loss_fn: LossFn,
+          opt: torch.optim.Optimizer, sched: Any, ema: WeightEMA | None, model: torch.nn.Module,
+          amp: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One optimisation step on one mixed batch: forward, loss, backward, update (and the weights' average)."""
+    images = batch["image"].to(device, non_blocking=True)
+    labels = batch["label"].to(device, non_blocking=True)
+    ds = batch["ds"].to(device, non_blocking=True)
+    if "jitter" in batch:  # train.jitter_on_device: colour jitter on the whole batch, after the transfer
+        images = apply_jitter(images, batch["jitter"])
+    x = normalise(images, cfg.model.normalise)
+    if device.type == "cuda" and cfg.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = fwd(x)
+    loss, per_head = loss_fn(logits, labels, ds)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    if ema is not None:
+        ema.update(model)
+    return loss, per_head
+
+
+def _log_step(run: _Run, step: int, loss: torch.Tensor, per_head: list[torch.Tensor], bar: Any) -> None:
+    """Loss per head (averaged over processes), learning rate and speed to train.jsonl, TensorBoard and
+    the bar; a loss that is not finite stops the run."""
+    cfg, world = run.cfg, run.world
+    vals = torch.stack([loss.detach(), *[p.detach() for p in per_head]]).float()
+    if world > 1:
+        dist.all_reduce(vals)
+        vals /= world
+    v = vals.tolist()
+    if not math.isfinite(v[0]):  # a diverged run must not go on to write best.pt and exit 0
+        raise LabeltreeError(f"the loss is {v[0]} at step {step}: training diverged; lower optim.lr "
+                             f"(now {run.opt.param_groups[0]['lr']:g}) or check the data", run.out)
+    now = time.perf_counter()
+    ips = cfg.batch_size * world * cfg.train.log_every / max(now - run.t_last, 1e-9)
+    run.t_last = now
+    rec = {"step": step, "loss": v[0], "heads": dict(zip(run.heads, v[1:], strict=True)),
+           "lr": run.opt.param_groups[0]["lr"], "images_per_s": round(ips, 2)}
+    run.result.losses.append(rec)
+    run.writer.jsonl("train.jsonl", rec)
+    run.writer.scalars("loss", {"total": v[0], **rec["heads"]}, step)
+    bar.set_postfix_str(f"{ips:.1f} img/s loss {v[0]:.3f} " +
+                        " ".join(f"{k[:8]}={x:.3f}" for k, x in zip(run.heads, v[1:], strict=True)))
+
+
+def _evaluate(run: _Run, step: int, bar: Any) -> None:
+    """Every evaluation dataset scored (train/evaluation.py) to metrics.jsonl; best.pt when the mean mIoU
+    over the training datasets improves."""
+    run.evals = run.evals if run.evals is not None else eval_sources(run.cfg, run.h)
+    if not run.evals:
+        return
+    with run.ema.applied(run.model) if run.ema is not None else contextlib.nullcontext():
+        metrics = evaluate_sources(run.predictor, run.evals)
+    rec = {"step": step, "weights": "ema" if run.ema is not None else "raw", "datasets": metrics}
+    run.result.metrics.append(rec)
+    run.writer.jsonl("metrics.jsonl", rec)
+    trained = [m["mIoU"] for d, m in metrics.items() if d in run.names and m["mIoU"] is not None]
+    score = float(np.mean(trained)) if trained else -math.inf
+    run.writer.scalars("eval", {f"{d}/mIoU": m["mIoU"] for d, m in metrics.items()}, step)
+    bar.write(f"step {step}: " + ", ".join(f"{d} mIoU {_fmt(m['mIoU'])}" for d, m in metrics.items()))
+    if score > run.best:
+        run.best = score
+        run.result.best = _checkpoint(run, step, run.out / "best.pt")
+
+
+def _checkpoint(run: _Run, step: int, path: Path) -> Path:
+    save_checkpoint(path, _state(run.cfg, run.model, run.opt, run.sched, step, run.best, run.sizes, run.heads,
+                                 run.world, run.ema))
+    return path
 
 
 def _fmt(x: float | None) -> str:
