@@ -28,7 +28,7 @@ import torch
 
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.export.graph import build_graph, export_onnx
-from labeltree.export.runtime import import_ort
+from labeltree.infer.onnx import import_ort
 from labeltree.train.checkpoint import save_checkpoint
 from labeltree.train.config import config_from_dict
 from labeltree.train.model import build_model

@@ -210,8 +210,6 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Pat
 
         lt.predict("runs/tiny/best.pt", ["data/synth/cityscapes/leftImg8bit/val"], "preds", dataset="cityscapes")
     """
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        from labeltree.export.runtime import predict_files
-    else:
-        from labeltree.train.predict import predict_files
+    from labeltree.infer import predict_files  # torch only for a .pt
+
     return predict_files(checkpoint, list(inputs), out, dataset=dataset, **options)

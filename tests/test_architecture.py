@@ -15,7 +15,9 @@ LAYERS = [
     ["labeltree.core"],
     ["labeltree.datasets"],
     ["labeltree.evaluate", "labeltree.stats", "labeltree.synth", "labeltree.convert"],
-    ["labeltree.train", "labeltree.export", "labeltree.place"],
+    ["labeltree.train"],
+    ["labeltree.infer"],
+    ["labeltree.export", "labeltree.place"],
     ["labeltree.demo", "labeltree.annotate"],
     ["labeltree.commands", "labeltree.cli", "labeltree.__main__", "labeltree.api"],
 ]
@@ -70,7 +72,8 @@ def test_no_module_imports_a_higher_layer():
 
 
 def test_no_import_cycle_between_modules():
-    graph = {m: {t for t, _, top in imports(p) if top and t in MODULES and t != m} for m, p in MODULES.items()}
+    """Imports inside functions count: a lazy import that closes a cycle is still a cycle."""
+    graph = {m: {t for t, _, _top in imports(p) if t in MODULES and t != m} for m, p in MODULES.items()}
     state: dict[str, int] = {}
     cycles = []
 

@@ -120,7 +120,7 @@ def suggest(workdir: str | Path, checkpoint: str | Path, device: str | None = No
     """Run a `labeltree train` checkpoint on each frame with proposals and store its Level-3 guesses."""
     import torch
 
-    from labeltree.train.data import resize_pair
+    from labeltree.datasets.resize import resize_photo
     from labeltree.train.predict import dataset_resize, load_predictor
 
     pred = load_predictor(checkpoint, device)
@@ -131,7 +131,7 @@ def suggest(workdir: str | Path, checkpoint: str | Path, device: str | None = No
 
     def score(rgb: np.ndarray) -> np.ndarray:
         if resize and rgb.shape[:2] != tuple(resize):
-            rgb, _ = resize_pair(rgb, np.zeros(rgb.shape[:2], np.uint8), resize)
+            rgb = resize_photo(rgb, resize)
         x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]
         return pred.scores(x, sliding)[j][0].cpu().numpy()
 

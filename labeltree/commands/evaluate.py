@@ -2,7 +2,7 @@
 
 A thin layer over `labeltree.evaluate.folder.evaluate_folder` (the table and plot: `EvaluationResult`);
 the rules are resolved once here (`resolve_rules`) and passed down. Predictions come from PRED_DIR or,
-with `--checkpoint`, straight from a trained model (`labeltree.train.predict.checkpoint_predict`,
+with `--checkpoint`, straight from a trained model (`labeltree.infer.open_model(...).predictor`,
 the only path that imports torch).
 """
 
@@ -125,27 +125,20 @@ def evaluate_cmd(**kw: Any) -> None:
     from labeltree.core.taxonomy import load_taxonomy
     from labeltree.evaluate.folder import evaluate_folder, tree_for
     from labeltree.evaluate.protocols import resolve_rules
-    from labeltree.fsutil import MAX_MODEL_BYTES, check_input, check_outputs, refuse_replacing_inside, write_text
+    from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
     check_outputs({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]}, inputs, kw["force"])
     refuse_replacing_inside({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]},
                             [kw["gt_root"], kw["pred_dir"]])
-    if kw["checkpoint"] is not None and kw["checkpoint"].exists():  # a FIFO or device: refused, never blocked on
-        check_input(kw["checkpoint"], "model", MAX_MODEL_BYTES)
     predict = None
     hierarchy = None
-    if kw["checkpoint"] is not None and kw["checkpoint"].suffix.lower() == ".onnx":  # ONNX Runtime, no torch
-        from labeltree.export.runtime import checkpoint_predict as onnx_predict
+    if kw["checkpoint"] is not None:  # a .pt (torch) or an .onnx (ONNX Runtime, no torch)
+        from labeltree.infer import open_model
 
-        predict = onnx_predict(kw["checkpoint"], kw["dataset"], kw["pred_space"], kw["sliding_window"],
-                               kw["hierarchy_ref"])
-        hierarchy = predict.hierarchy  # the model's own tree when it predicts tree nodes (else None)
-    elif kw["checkpoint"] is not None:
-        from labeltree.train.predict import checkpoint_predict  # torch only when a checkpoint predicts
-
-        predict = checkpoint_predict(kw["checkpoint"], kw["dataset"], kw["sliding_window"], kw["weights"])
-        hierarchy = predict.hierarchy  # the tree the model was trained on
+        predict = open_model(kw["checkpoint"], weights=kw["weights"]).predictor(
+            kw["dataset"], kw["pred_space"], kw["sliding_window"], kw["hierarchy_ref"])
+        hierarchy = predict.hierarchy  # the model's own tree (a .pt; an .onnx predicting tree nodes), else None
     elif kw["pred_dir"] is None:
         raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")
     rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"],

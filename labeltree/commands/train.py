@@ -90,21 +90,11 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
     """
     if no_colour and not dataset:
         raise LabeltreeError("--no-colour needs --dataset (otherwise nothing would be written)")
-    from labeltree.fsutil import MAX_MODEL_BYTES, check_input
+    from labeltree.infer import predict_files  # torch only for a .pt
 
-    if checkpoint.exists():  # a FIFO or device as the model: refused before ONNX Runtime / torch blocks on it
-        check_input(checkpoint, "model", MAX_MODEL_BYTES)
-    kw = {}
-    if checkpoint.suffix.lower() == ".onnx":  # `labeltree export` model: ONNX Runtime, no torch
-        from labeltree.export.runtime import predict_files
-
-        kw["log"] = lambda s: click.echo(s, err=True)
-    else:
-        from labeltree.train.predict import predict_files
-
-        kw["weights"] = weights
     files = predict_files(checkpoint, list(inputs), out, dataset=dataset, overlay=overlay, sliding=sliding,
-                          levels=levels, colour=not no_colour, device=device, **kw)
+                          levels=levels, colour=not no_colour, device=device, weights=weights,
+                          log=lambda s: click.echo(s, err=True))
     click.echo(f"wrote {len(files)} files to {out}")
 
 

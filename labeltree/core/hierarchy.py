@@ -8,6 +8,9 @@ and the hard top-down argmax cascade that turns per-classifier scores into a nod
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -245,41 +248,19 @@ class Hierarchy:
         return [np.asarray(c.children, dtype=np.int64) for c in self.classifiers]
 
     def cascade(self, scores: list[Any], stop_level: int | None = None, skip: dict[int, int] | None = None) -> Any:
-        """Hard top-down argmax cascade (docs/design.md §2.5) over per-classifier scores.
+        """Hard top-down argmax cascade (docs/design.md §2.5) over per-classifier scores (numpy or torch).
 
-        `scores[j]` has shape (..., C_j, H, W) with the class axis at -3 (numpy or torch; the same
-        leading shape for all). Returns node indices (..., H, W). With `stop_level`, classifiers
-        below that level are not descended into. `skip` {classifier index: child node}: that
-        classifier is not asked, a pixel reaching its node goes on to the child (`direct_skips`).
+        `scores[j]` has shape (..., C_j, H, W) with the class axis at -3 (the same leading shape for
+        all). Returns node indices (..., H, W). With `stop_level`, classifiers below that level are not
+        descended into. `skip` {classifier index: child node}: that classifier is not asked, a pixel
+        reaching its node goes on to the child (`direct_skips`).
         """
         if len(scores) != len(self.classifiers):
             raise ValueError(f"expected {len(self.classifiers)} score arrays, got {len(scores)}")
         skip = skip or {}
-        first = scores[0]
-        is_torch = type(first).__module__.startswith("torch")
-        if is_torch:
-            import torch
-
-            cur = torch.zeros(first.shape[:-3] + first.shape[-2:], dtype=torch.long, device=first.device)
-            for j, c in enumerate(self.classifiers):
-                if stop_level is not None and c.level > stop_level:
-                    continue
-                if j in skip:
-                    cur = torch.where(cur == c.node, torch.full_like(cur, skip[j]), cur)
-                    continue
-                table = torch.as_tensor(self.child_table[j], device=first.device)
-                cand = table[scores[j].argmax(dim=-3)]
-                cur = torch.where(cur == c.node, cand, cur)
-            return cur
-        import numpy as np
-
-        cur = np.zeros(first.shape[:-3] + first.shape[-2:], dtype=np.int64)
-        for j, c in enumerate(self.classifiers):
-            if stop_level is not None and c.level > stop_level:
-                continue
-            cand = skip[j] if j in skip else self.child_table[j][np.argmax(scores[j], axis=-3)]
-            cur = np.where(cur == c.node, cand, cur)
-        return cur
+        keep = [j for j, c in enumerate(self.classifiers) if stop_level is None or c.level <= stop_level]
+        return cascade([scores[j] for j in keep], [self.classifiers[j].node for j in keep],
+                       [skip.get(j, self.child_table[j]) for j in keep])
 
     def direct_skips(self, evaluated: set[int]) -> dict[int, int]:
         """The authors' evaluation path (`define_estimator.py:515-566`) for a dataset whose evaluated classes
@@ -336,3 +317,77 @@ class Hierarchy:
                 "leaves": [self.nodes[i].name for i in self.leaves], "datasets": datasets}
 
 
+# -- the cascade and the tree's identity, shared by every way of running a model ---------------------
+
+def cascade(scores: Sequence[Any], owners: Sequence[int], children: Sequence[Any]) -> Any:
+    """Hard top-down argmax cascade: start every pixel at the root (node 0); classifier j, owned by node
+    `owners[j]`, moves the pixels standing on its owner to `children[j][argmax of scores[j]]`.
+
+    The one implementation for numpy arrays (ONNX Runtime on a `scores` model) and torch tensors
+    (`Hierarchy.cascade`, and traced into the exported graph, where `children` are the graph's buffers).
+    Classifiers come parents first (tree order), so one pass suffices. Class axis at -3. A child node
+    (an int) instead of a table: that classifier is not asked, its pixels go on to that child.
+    """
+    first = scores[0]
+    if type(first).__module__.startswith("torch"):
+        import torch
+
+        axis = first.dim() - 3
+        cur = torch.zeros_like(first.select(axis, 0), dtype=torch.int64)
+        for s, owner, table in zip(scores, owners, children, strict=True):
+            if isinstance(table, int):
+                cand = torch.full_like(cur, table)
+            else:
+                table = table if isinstance(table, torch.Tensor) else torch.as_tensor(table, device=first.device)
+                cand = table[s.argmax(axis)]
+            cur = torch.where(cur == owner, cand, cur)
+        return cur
+    import numpy as np
+
+    cur = np.zeros(first.shape[:-3] + first.shape[-2:], dtype=np.int64)
+    for s, owner, table in zip(scores, owners, children, strict=True):
+        cand = table if isinstance(table, int) else np.asarray(table, dtype=np.int64)[np.argmax(s, axis=-3)]
+        cur = np.where(cur == owner, cand, cur)
+    return cur
+
+
+def tree_signature(h: Hierarchy) -> dict[str, Any]:
+    """What a trained model depends on: the nodes in order (name, parent) and every dataset's value -> node map.
+
+    Comments, key order and supervision rules are not part of it: they do not change what a logit means.
+    """
+    nodes = [[n.name, h.nodes[n.parent].name if n.parent >= 0 else None] for n in h.nodes]
+    datasets = {m.taxonomy.name: [[m.taxonomy.stored_value(c), h.nodes[n].name if n is not None else None]
+                                  for c, n in sorted(m.to_node.items()) if c >= 0]
+                for m in h.mappings.values()}
+    return {"nodes": nodes, "datasets": datasets}
+
+
+def tree_hash(h: Hierarchy) -> str:
+    """sha256 of `tree_signature`: stored in `.pt` checkpoints and ONNX exports, compared when one is opened."""
+    text = json.dumps(tree_signature(h), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def tree_change(saved: dict[str, Any], h: Hierarchy) -> str | None:
+    """The first differences between a saved `tree_signature` and tree `h`, in words (None: the same)."""
+    now = tree_signature(h)
+    a, b = [list(x) for x in saved.get("nodes", [])], now["nodes"]
+    if len(a) != len(b):
+        return f"{len(a)} nodes at training, {len(b)} now"
+    moved = [i for i in range(len(a)) if a[i] != b[i]]
+    if moved:
+        said = [f"node {i} was '{a[i][0]}' (under '{a[i][1]}'), now '{b[i][0]}' (under '{b[i][1]}')"
+                for i in moved[:2]]
+        return "; ".join(said) + (f"; and {len(moved) - 2} more" if len(moved) > 2 else "")
+    old = saved.get("datasets", {})
+    for name in sorted(set(old) | set(now["datasets"])):
+        x = {int(v): n for v, n in old.get(name, [])}
+        y = {int(v): n for v, n in now["datasets"].get(name, [])}
+        if name not in old or name not in now["datasets"]:
+            return f"dataset '{name}' is {'new' if name not in old else 'gone'}"
+        for v in sorted(set(x) | set(y)):
+            was, now_ = x.get(v, "absent"), y.get(v, "absent")
+            if was != now_:
+                return f"dataset '{name}' value {v} mapped to {was!r} at training, now {now_!r}"
+    return None

@@ -26,6 +26,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.evaluate.classes import paper_pixel_counts
 from labeltree.evaluate.counting import PairCounter, to_numpy
 from labeltree.evaluate.evaluator import Evaluator
+from labeltree.evaluate.predictor import SamplePredictor
 from labeltree.evaluate.protocols import Rules, rules_for
 from labeltree.evaluate.result import EvaluationResult
 from labeltree.fsutil import check_input
@@ -172,10 +173,11 @@ def _samples(dataset: str | Taxonomy, gt_root: str | Path, split: str | None,
 
 
 def _count_predicted(ev: Evaluator, reader: Any, samples: Sequence[Sample], predict: Any, mask_mode: str) -> int:
-    """Count `predict(sample)`'s outputs (the trainer's checkpoint hook), in this process."""
+    """Count `predict(sample)`'s outputs (a `SamplePredictor` gets the rules too), in this process."""
+    model_run = isinstance(predict, SamplePredictor)
     for s in samples:
         gt = read_label(s, reader.taxonomy, mask_mode)
-        pred = to_numpy(predict(s, ev.rules) if getattr(predict, "takes_rules", False) else predict(s))
+        pred = to_numpy(predict(s, ev.rules) if model_run else predict(s))
         if pred.ndim == 3 and np.issubdtype(pred.dtype, np.floating):
             pred = ev.counter.decide(pred, None)
         ev.add(gt, pred, s.label or s.image, s.key)
@@ -225,9 +227,10 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
     """Evaluate a folder of predictions (or a `predict(sample) -> array` callable) on one split.
 
     `rules`: a protocol name or the `Rules` of `resolve_rules` (class set, mean, drop rule, sign rule,
-    the paper's pixel rule). `predict` (the trainer's checkpoint hook) runs in this process and returns
-    dataset values or tree nodes per `pred_space`, or a (C, H, W) node score map. `gtsdb_root`: the box
-    dataset whose pixel counts the paper's class rule needs for Cityscapes Extended.
+    the paper's pixel rule). `predict` runs in this process and returns dataset values or tree nodes per
+    `pred_space`, or a (C, H, W) node score map; a `SamplePredictor` (labeltree.infer's
+    `Model.predictor(dataset)`, what `evaluate --checkpoint` runs) says its own pred_space and gets the rules.
+    `gtsdb_root`: the box dataset whose pixel counts the paper's class rule needs for Cityscapes Extended.
 
     Example::
 
@@ -237,8 +240,9 @@ def evaluate_folder(dataset: str | Taxonomy, gt_root: str | Path, pred_dir: str 
     reader, split, samples = _samples(dataset, gt_root, split, mask_mode)
     rules = rules_for(rules, reader.taxonomy.name)
     counts = paper_pixel_counts(reader, rules, hierarchy, gtsdb_root, mask_mode)
+    model_run = isinstance(predict, SamplePredictor)  # labeltree.infer's: its own pred_space
     ev = Evaluator(reader.taxonomy if isinstance(dataset, Taxonomy) else dataset, hierarchy=hierarchy,
-                   pred_space=getattr(predict, "pred_space", pred_space), levels=levels, pixel_counts=counts,
+                   pred_space=predict.pred_space if model_run else pred_space, levels=levels, pixel_counts=counts,
                    protocol=rules)
     if predict is not None:
         n_images = _count_predicted(ev, reader, samples, predict, mask_mode)

@@ -1,2 +1,2 @@
-"""Deployment: `labeltree export` writes one self-contained ONNX model (graph.py: torch + onnx);
-runtime.py runs it with ONNX Runtime alone, for `labeltree predict` / `evaluate --checkpoint`."""
+"""Deployment: `labeltree export` writes one self-contained ONNX model (graph.py: torch + onnx), which
+labeltree.infer.onnx runs with ONNX Runtime alone for `labeltree predict` / `evaluate --checkpoint`."""

@@ -4,7 +4,7 @@ The graph holds everything between a photo and an answer, so that a deployment n
 labeltree: the ImageNet normalisation, the network, each classifier's argmax and the hard top-down
 cascade of DESIGN §2.5 as gathers through tables compiled from the tree, then the chosen output
 (tree nodes, one map per level, a dataset's own ids, or each classifier's probabilities). Names,
-colours and tables ride along in metadata_props (read back by labeltree.export.runtime).
+colours and tables ride along in metadata_props (labeltree.infer.onnx_meta; run by labeltree.infer.onnx).
 
 The TorchScript exporter is used (`dynamo=False`): it exports this network in about a second, the
 torch.export one takes ~20 s for the tiny backbone and needs onnxscript besides.
@@ -25,12 +25,14 @@ import torch
 from torch import nn
 
 from labeltree import __version__
+from labeltree.core.hierarchy import cascade, tree_hash
 from labeltree.errors import LabeltreeError
-from labeltree.export import runtime as rt
 from labeltree.fsutil import atomic_path
+from labeltree.infer import onnx_meta
+from labeltree.train.predict import model_tables
 
 KINDS = ("leaves", "levels", "scores")  # and dataset:NAME
-LAYOUTS = ("nchw", "nhwc")
+LAYOUTS = onnx_meta.LAYOUTS
 MIN_OPSET = 13  # Softmax / ArgMax on one axis, Gather as used here
 DEFAULT_OPSET = 17
 MIN_SIZE = 8  # the network runs at 1/8 of the input
@@ -109,11 +111,8 @@ class DeployGraph(nn.Module):
             return tuple(lg.softmax(1) for lg in logits)
         if self.owners is None:
             cur = logits[0].argmax(1)
-        else:  # Hierarchy.cascade, with the argmax of the logits (the softmax's decisions, without the exps)
-            cur = torch.zeros_like(logits[0][:, 0], dtype=torch.int64)
-            for j, owner in enumerate(self.owners):
-                cand = getattr(self, f"children{j}")[logits[j].argmax(1)]
-                cur = torch.where(cur == owner, cand, cur)
+        else:  # the cascade, with the argmax of the logits (the softmax's decisions, without the exps)
+            cur = cascade(logits, self.owners, [getattr(self, f"children{j}") for j in range(self.n_children)])
         outs = []
         for i, dt in enumerate(self.dtypes):
             v = getattr(self, f"table{i}")[cur] if self.has_table[i] else cur
@@ -121,36 +120,10 @@ class DeployGraph(nn.Module):
         return tuple(outs)
 
 
-def _dataset_info(pred: Any, key: str) -> dict[str, Any]:
-    """A dataset's node -> stored value table (the Predictor's 'no label' fill where it has no class)."""
-    from labeltree.train.predict import no_label_value
-
-    h = pred.h
-    m = h.mapping(key)
-    fill = no_label_value(h, key)
-    n2v = h.tables(key).node_to_value
-    values = np.where(n2v < 0, fill, n2v).astype(np.int64)
-    return {"name": m.taxonomy.name, "values": values.tolist(), "fill": int(fill), "dtype": m.taxonomy.encoding.dtype}
-
-
 def _value_names(pred: Any, key: str, values: set[int], fill: int) -> dict[str, str]:
     tax = pred.h.mapping(key).taxonomy
     names = {tax.stored_value(c.id): c.name for c in tax.classes if c.id >= 0}
     return {str(v): names.get(v, "unlabeled" if v == fill else f"value {v}") for v in sorted(values)}
-
-
-def metadata_tables(pred: Any) -> dict[str, Any]:
-    """What the runner needs besides the graph: names, colours, level / dataset tables, classifiers."""
-    h = pred.h
-    n = len(h.nodes)
-    return {
-        "nodes": [nd.name for nd in h.nodes],
-        "colors": h.colors().tolist(),
-        "levels": [h.node_at_level(np.arange(n), k).tolist() for k in range(1, h.depth + 1)],
-        "classifiers": [{"node": c.node, "name": c.name, "children": list(c.children)} for c in h.classifiers],
-        "flat_nodes": pred.flat.class_to_node().tolist() if pred.flat is not None else None,
-        "datasets": {key: _dataset_info(pred, key) for key in h.mappings},
-    }
 
 
 def plan_outputs(pred: Any, kind: str, dataset: str | None, tables: dict[str, Any],
@@ -226,7 +199,7 @@ def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
     h, flat = pred.h, pred.flat
     if dataset is not None:
         h.mapping(dataset)
-    tables = metadata_tables(pred)
+    tables = model_tables(h, flat)
     outs, gather, dtypes = plan_outputs(pred, kind, dataset, tables)
     m, s = mean_std(pred.cfg.model.normalise)
     mean = torch.tensor(m).view(1, 3, 1, 1) * 255
@@ -244,7 +217,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     try:
         import onnx
     except ImportError:
-        raise LabeltreeError(f"the onnx package is not installed; install it with: {rt.INSTALL_HINT}") from None
+        raise LabeltreeError(f"the onnx package is not installed; install it with: {onnx_meta.INSTALL_HINT}") from None
     from labeltree.train.data import mean_std
     from labeltree.train.predict import load_predictor
 
@@ -285,7 +258,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
         dyn.update({1: "height", 2: "width"} if layout == "nhwc" else {2: "height", 3: "width"})
     axes: dict[str, dict[int, str]] = {}
     if dyn:
-        axes[rt.INPUT] = dyn
+        axes[onnx_meta.INPUT] = dyn
         for o in outs:
             hw = {2: "height", 3: "width"} if o["kind"] == "scores" else {1: "height", 2: "width"}
             axes[o["name"]] = ({0: "batch"} if batch is None else {}) | (hw if size is None else {})
@@ -293,7 +266,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation notice and tracer remarks
         with torch.no_grad():
-            torch.onnx.export(graph, (dummy,), buf, dynamo=False, input_names=[rt.INPUT],
+            torch.onnx.export(graph, (dummy,), buf, dynamo=False, input_names=[onnx_meta.INPUT],
                               output_names=[o["name"] for o in outs], dynamic_axes=axes or None,
                               opset_version=opset, do_constant_folding=True)
     model = onnx.load_from_string(buf.getvalue())
@@ -303,23 +276,23 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     resize = {d.name: list(d.resize) for d in list(cfg.datasets) + list(cfg.eval_datasets) if d.resize}
     input_shape: list[int | str] = [dyn.get(i, s) for i, s in enumerate(shape)]
     meta = {
-        rt.K_FORMAT: rt.FORMAT,
-        rt.K_VERSION: __version__,
-        rt.K_TREE: h.name,
-        rt.K_TREE_HASH: rt.tree_hash(h),
-        rt.K_MODEL: json.dumps({"kind": cfg.model.kind, "backbone": cfg.model.backbone,
+        onnx_meta.K_FORMAT: onnx_meta.FORMAT,
+        onnx_meta.K_VERSION: __version__,
+        onnx_meta.K_TREE: h.name,
+        onnx_meta.K_TREE_HASH: tree_hash(h),
+        onnx_meta.K_MODEL: json.dumps({"kind": cfg.model.kind, "backbone": cfg.model.backbone,
                                 "classifiers": [c.name for c in h.classifiers] if flat is None else ["flat"]}),
-        rt.K_OUTPUT: output.strip(),
-        rt.K_OUTPUTS: json.dumps(outs),
-        rt.K_MEAN: json.dumps(list(mean_std(cfg.model.normalise)[0])),
-        rt.K_STD: json.dumps(list(mean_std(cfg.model.normalise)[1])),
-        rt.K_LAYOUT: layout,
-        rt.K_INPUT: json.dumps({"name": rt.INPUT, "dtype": "uint8", "shape": input_shape,
+        onnx_meta.K_OUTPUT: output.strip(),
+        onnx_meta.K_OUTPUTS: json.dumps(outs),
+        onnx_meta.K_MEAN: json.dumps(list(mean_std(cfg.model.normalise)[0])),
+        onnx_meta.K_STD: json.dumps(list(mean_std(cfg.model.normalise)[1])),
+        onnx_meta.K_LAYOUT: layout,
+        onnx_meta.K_INPUT: json.dumps({"name": onnx_meta.INPUT, "dtype": "uint8", "shape": input_shape,
                                 "size": list(size) if size else None, "batch": batch,
                                 "normalise": "(x - 255 * mean) / (255 * std), RGB, per channel"}),
-        rt.K_RESIZE: json.dumps(resize),
-        rt.K_TABLES: json.dumps(tables, separators=(",", ":")),
-        rt.K_SOURCE: json.dumps({"checkpoint": checkpoint.name}),
+        onnx_meta.K_RESIZE: json.dumps(resize),
+        onnx_meta.K_TABLES: json.dumps(tables, separators=(",", ":")),
+        onnx_meta.K_SOURCE: json.dumps({"checkpoint": checkpoint.name}),
     }
     del model.metadata_props[:]
     for k, v in meta.items():

@@ -2,7 +2,8 @@
 
 Everything needed to continue exactly is stored as tensors and plain Python values: model,
 optimiser, scheduler, step, RNG states (torch, CUDA, numpy, python) and sampler state, plus the
-resolved config so that `predict` can rebuild the network from the file alone.
+resolved config so that `predict` can rebuild the network from the file alone, and the tree's
+signature (`tree`: name, sha256, nodes, dataset maps) so that a changed tree file is refused on load.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labeltree.core.hierarchy import Hierarchy, tree_change, tree_hash, tree_signature
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import MAX_MODEL_BYTES, atomic_path, check_input
 
@@ -69,3 +71,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise LabeltreeError("not a labeltree checkpoint (written by `labeltree train`)", p)
     return state
+
+
+def tree_entry(h: Hierarchy) -> dict[str, Any]:
+    """What a checkpoint keeps of its tree: name, content hash (the one ONNX exports carry), nodes, dataset maps."""
+    return {"name": h.name, "sha256": tree_hash(h), **tree_signature(h)}
+
+
+def check_tree(state: dict[str, Any], h: Hierarchy, path: str | Path, context: str = "") -> None:
+    """Refuse a checkpoint whose tree differs from `h` (a logit would mean another node), naming what changed.
+
+    A checkpoint written before trees were hashed has no `tree` entry: it is accepted when its classifier
+    names and sizes match (checked by the caller), as before.
+    """
+    saved = state.get("tree")
+    if not isinstance(saved, dict) or saved.get("sha256") == tree_hash(h):
+        return
+    change = tree_change(saved, h) or "its content differs"
+    was = saved.get("name", "?")
+    what = f"tree '{was}'" if was == h.name else f"tree '{was}', not '{h.name}'"
+    raise LabeltreeError(f"{context}the checkpoint was trained with {what} as it was then: {change}; use the tree "
+                         "file it was trained with (or train again)", path)

@@ -141,14 +141,6 @@ def read_cached_label(path: Path) -> np.ndarray:
     return decode_array(path)
 
 
-def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Image bilinear (antialiased), label nearest, to (H, W)."""
-    h, w = size
-    im = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
-    lb = np.asarray(Image.fromarray(lab).resize((w, h), Image.NEAREST))
-    return im, lb
-
-
 def label_values(lab: np.ndarray) -> list[int]:
     return np.flatnonzero(np.bincount(lab.ravel().astype(np.int64))).tolist()
 

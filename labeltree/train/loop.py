@@ -27,7 +27,14 @@ from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_text
-from labeltree.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from labeltree.train.checkpoint import (
+    check_tree,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    tree_entry,
+)
 from labeltree.train.class_weights import load_class_weights
 from labeltree.train.config import RUN_FILES, Config, EvalDatasetCfg, OptimCfg, check_run_folder
 from labeltree.train.data import Source, batches, build_loader, build_sources, check_labels, normalise
@@ -153,7 +160,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         check_run_folder(out, resume, force)
     device = _setup_device(cfg, world, local_rank)
     h, names, flat, sizes = _label_space(cfg)
-    state = _restore(cfg, out / "last.pt", sizes, world) if resume else None
+    state = _restore(cfg, out / "last.pt", sizes, world, h) if resume else None
     sources = _prepare(cfg, out, h, sources_only=not main, fresh=state is None, world=world, progress=progress,
                        log=log)
     model, opt, ema, sched = _build(cfg, sizes, sources, world, device)
@@ -252,14 +259,15 @@ def _label_space(cfg: Config) -> tuple[Hierarchy, list[str], Any, list[int]]:
     return h, names, flat, sizes
 
 
-def _restore(cfg: Config, last_path: Path, sizes: list[int], world: int) -> dict[str, Any]:
-    """The checkpoint to resume from, refused unless model, process count and seed are the same."""
+def _restore(cfg: Config, last_path: Path, sizes: list[int], world: int, h: Hierarchy) -> dict[str, Any]:
+    """The checkpoint to resume from, refused unless model, tree, process count and seed are the same."""
     if not last_path.exists():
         raise LabeltreeError(f"--resume: no checkpoint to resume from (searched {last_path})", last_path.parent)
     state = load_checkpoint(last_path)
     if state["config"]["model"] != cfg.model_dump(mode="json")["model"] or list(state["head_sizes"]) != sizes:
         raise LabeltreeError("--resume: the model section of the config differs from the checkpoint's; "
                              "resume with the same model settings", last_path)
+    check_tree(state, h, last_path, "--resume: ")  # a changed tree file: the logits would mean other nodes
     if int(state["sampler"]["world"]) != world or int(state["sampler"]["seed"]) != cfg.train.seed:
         raise LabeltreeError(f"--resume: the checkpoint was written with {state['sampler']['world']} process(es) "
                              f"and seed {state['sampler']['seed']}; resume with the same to continue exactly",
@@ -438,7 +446,7 @@ def _evaluate(run: _Run, step: int, bar: Any) -> None:
 
 def _checkpoint(run: _Run, step: int, path: Path) -> Path:
     save_checkpoint(path, _state(run.cfg, run.model, run.opt, run.sched, step, run.best, run.sizes, run.heads,
-                                 run.world, run.ema))
+                                 run.world, run.ema, tree_entry(run.h)))
     return path
 
 
@@ -465,10 +473,11 @@ def make_optimizer(o: OptimCfg, model: torch.nn.Module) -> torch.optim.Optimizer
 
 
 def _state(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int, best: float,
-           sizes: list[int], heads: list[str], world: int, ema: WeightEMA | None = None) -> dict[str, Any]:
+           sizes: list[int], heads: list[str], world: int, ema: WeightEMA | None = None,
+           tree: dict[str, Any] | None = None) -> dict[str, Any]:
     st = {"config": cfg.model_dump(mode="json"), "model": model.state_dict(), "optimizer": opt.state_dict(),
           "scheduler": sched.state_dict(), "step": step, "best": best, "head_sizes": sizes,
-          "head_names": heads, "rng": rng_state(), "sampler": {"seed": cfg.train.seed, "world": world,
+          "head_names": heads, "tree": tree, "rng": rng_state(), "sampler": {"seed": cfg.train.seed, "world": world,
                                                                 "next_step": step}}
     if ema is not None:  # the averaged weights beside the raw ones (predict / evaluate / export --weights)
         st[EMA_KEY] = ema.state_dict()

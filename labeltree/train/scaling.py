@@ -15,6 +15,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from labeltree.datasets.resize import resize_pair
+
 ResizeMode = Literal["fixed", "cover", "short"]
 RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 
@@ -39,8 +41,6 @@ def scaled_size(size: tuple[int, int], resize: tuple[int, int] | None, mode: str
 def scale_pair(img: np.ndarray, lab: np.ndarray, resize: tuple[int, int] | None,
                mode: str = "fixed") -> tuple[np.ndarray, np.ndarray]:
     """Photo bilinear, label nearest, to `scaled_size` (unchanged when already there)."""
-    from labeltree.train.data import resize_pair
-
     size = scaled_size(lab.shape[:2], resize, mode)
     if size == tuple(lab.shape[:2]):
         return img, lab

@@ -37,12 +37,12 @@ def test_rules_name_the_size_and_the_counts_follow_it() -> None:
 
 
 def test_checkpoint_runs_and_answers_at_the_evaluation_size(tmp_path: Path) -> None:
-    from labeltree.train.predict import checkpoint_predict
+    from labeltree.infer import open_model
 
     lab = np.full((H, W), 7, np.uint8)
     lab[20:, 30:50] = 26
     _dataset(tmp_path / "cs", lab)
-    predict = checkpoint_predict(_checkpoint(tmp_path, "hierarchical"), "cityscapes")
+    predict = open_model(_checkpoint(tmp_path, "hierarchical")).predictor("cityscapes")
     h = load_hierarchy("cityscapes+vistas+gtsdb")
     res = evaluate_folder("cityscapes", tmp_path / "cs", None, "val", predict=predict, hierarchy=h,
                           rules=resolve_rules("paper", "cityscapes", eval_size=(16, 24)), workers=1, progress=False)

@@ -58,7 +58,7 @@ def _dataset(root: Path, label: np.ndarray, n: int = 2) -> None:
 
 
 def test_hierarchical_checkpoint_ids_and_tree_nodes_agree_under_paper(tmp_path: Path) -> None:
-    from labeltree.train.predict import checkpoint_predict, predict_files
+    from labeltree.infer import open_model, predict_files
 
     lab = np.full((H, W), 7, np.uint8)
     lab[:8] = 23  # sky
@@ -69,7 +69,7 @@ def test_hierarchical_checkpoint_ids_and_tree_nodes_agree_under_paper(tmp_path: 
     predict_files(ckpt, [tmp_path / "cs/leftImg8bit/val"], tmp_path / "out", dataset="cityscapes", colour=False,
                   device="cpu", progress=False)
     h = load_hierarchy("cityscapes+vistas+gtsdb")
-    predict = checkpoint_predict(ckpt, "cityscapes")
+    predict = open_model(ckpt).predictor("cityscapes")
     assert predict.pred_space == "tree"
     for protocol in ("paper", "official"):
         ids = evaluate_folder("cityscapes", tmp_path / "cs", tmp_path / "out/cityscapes", "val", hierarchy=h,
@@ -85,7 +85,7 @@ def test_hierarchical_checkpoint_ids_and_tree_nodes_agree_under_paper(tmp_path: 
 
 
 def test_flat_checkpoint_second_choice_rule_equals_hand_computation(tmp_path: Path) -> None:
-    from labeltree.train.predict import checkpoint_predict
+    from labeltree.infer import open_model
 
     ext = load_taxonomy("cityscapes-extended")
     s80, stop = (ext.stored_value(ext.find(n).id) for n in ("speed limit 80", "stop"))
@@ -95,7 +95,7 @@ def test_flat_checkpoint_second_choice_rule_equals_hand_computation(tmp_path: Pa
     _dataset(tmp_path / "ext", lab, n=1)
     # every pixel: top-1 the generic sign class, top-2 'speed limit 80'
     ckpt = _checkpoint(tmp_path, "flat", {"Traffic Sign (Front)": 10.0, "Sign: speed limit 80": 5.0})
-    predict = checkpoint_predict(ckpt, "cityscapes-extended")
+    predict = open_model(ckpt).predictor("cityscapes-extended")
     assert predict.pred_space == "dataset"  # a flat model's ids, never read as tree nodes
     h = load_hierarchy("cityscapes+vistas+gtsdb")
     res = evaluate_folder("cityscapes-extended", tmp_path / "ext", None, "val", predict=predict, hierarchy=h,

@@ -21,12 +21,13 @@ from click.testing import CliRunner
 
 import labeltree
 from labeltree.cli import main
+from labeltree.core.hierarchy import tree_hash
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.decode import read_rgb
+from labeltree.datasets.resize import nearest_resize, resize_photo
 from labeltree.errors import LabeltreeError
-from labeltree.export import runtime as rt
 from labeltree.export.graph import export_onnx
-from labeltree.export.runtime import OnnxModel, tree_hash
+from labeltree.infer.onnx import OnnxModel
 from labeltree.synth.runner import synthesize
 from labeltree.train.checkpoint import save_checkpoint
 from labeltree.train.config import config_from_dict
@@ -200,7 +201,7 @@ def test_fixed_size_and_batch_nhwc_equals_pytorch_at_that_size(env: dict[str, An
         om.session.run(None, {"images": np.zeros((1, 40, 72, 3), np.uint8)})
     arrays = env["arrays"][:3]
     # three images through a batch of 2: the second run is padded; each brought back to 48x96 (nearest)
-    raws = om.run_images([np.asarray(rt.resize_image(a, size)) for a in arrays])
+    raws = om.run_images([np.asarray(resize_photo(a, size)) for a in arrays])
     assert len(raws) == 3
     for img, raw in zip(arrays, raws, strict=True):
         nodes, _, _ = reference(preds["hier"], img, size)
@@ -209,7 +210,7 @@ def test_fixed_size_and_batch_nhwc_equals_pytorch_at_that_size(env: dict[str, An
     # nearest up-sampling indices are torch's
     a = np.arange(7 * 9).reshape(7, 9)
     want = torch.nn.functional.interpolate(torch.from_numpy(a)[None, None].float(), size=(48, 97), mode="nearest")
-    np.testing.assert_array_equal(rt.nearest_resize(a, (48, 97)), want[0, 0].long().numpy())
+    np.testing.assert_array_equal(nearest_resize(a, (48, 97)), want[0, 0].long().numpy())
 
 
 def test_predict_and_evaluate_on_onnx_write_what_the_pt_writes(env: dict[str, Any], tmp_path: Path) -> None:

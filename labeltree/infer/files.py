@@ -1,0 +1,65 @@
+"""`labeltree predict`: a model (`.pt` or `.onnx`, through labeltree.infer.Model) over photos -> PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from labeltree.datasets.decode import read_rgb
+from labeltree.datasets.images import collect_images
+from labeltree.errors import LabeltreeError
+from labeltree.fsutil import check_output, input_sparing_png_writer
+from labeltree.infer.base import Model
+from labeltree.infer.load import open_model
+
+
+def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: str | Path,
+                  dataset: str | None = None, overlay: bool = False, sliding: bool = False, levels: bool = False,
+                  colour: bool = True, device: str | None = None, progress: bool = True,
+                  log: Callable[[str], None] | None = None, weights: str = "ema") -> list[Path]:
+    """Write per image: `{stem}_tree.png` (tree colours), `{dataset}/{stem}.png` (the dataset's ids),
+    `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k).
+
+    The dataset ids get a folder of their own, named as `labeltree evaluate` matches predictions
+    (same stem as the image, nothing else in it), so `evaluate DATASET GT OUT/{dataset}` reads them.
+    """
+    from tqdm import tqdm
+
+    m = model if isinstance(model, Model) else open_model(model, device, weights)
+    m.check_sliding(sliding)
+    key = m.check_dataset(dataset)
+    if not m.has_nodes:
+        if overlay or levels:
+            raise LabeltreeError(f"--overlay / --levels need tree nodes; this model gives {key} ids only "
+                                 "(export with --output leaves, levels or scores)", m.path)
+        if colour and log is not None:
+            log(f"note: {m.path.name} gives {key} ids only: no {{stem}}_tree.png written")
+        colour = False
+    out = Path(out_dir)
+    written: list[Path] = []
+    images = collect_images(inputs)
+    check_output(out, "-o", folder=True)
+    write_png = input_sparing_png_writer([*images, m.path])  # OUT is a prediction folder: never over an input
+
+    for path in tqdm(images, desc="predict", unit="img", disable=not progress):
+        img = read_rgb(path)
+        p = m.predict_array(img, key, sliding)
+        stem = path.stem
+        if p.nodes is not None and (colour or not key):
+            written.append(out / f"{stem}_tree.png")
+            write_png(written[-1], m.colour(p.nodes))
+        if key:
+            written.append(out / key / f"{stem}.png")
+            write_png(written[-1], m.dataset_values(p, key))
+        if overlay:
+            assert p.nodes is not None
+            blend = (0.5 * img + 0.5 * m.colour(p.nodes)).astype(np.uint8)
+            written.append(out / f"{stem}_overlay.png")
+            write_png(written[-1], blend)
+        if levels and not m.is_flat:
+            for lvl, lv in enumerate(m.level_maps(p), start=1):
+                written.append(out / f"{stem}_L{lvl}.png")
+                write_png(written[-1], m.colour(lv))
+    return written
