@@ -41,6 +41,7 @@ class Model(ABC):
     path: Path
     tree: str  # the tree's name
     tree_sha256: str  # labeltree.core.hierarchy.tree_hash of the tree it was trained on
+    config: dict[str, Any] | None = None  # the training config where the file keeps it (a `.pt`)
 
     def __init__(self, path: Path, tree: str, tree_sha256: str, tables: dict[str, Any]):
         self.path, self.tree, self.tree_sha256 = path, tree, tree_sha256

@@ -69,7 +69,7 @@ class OnnxModel(Model):
                                  path) from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         info = read_metadata(meta, path, [(i.name, list(i.shape)) for i in self.session.get_inputs()],
-                             [o.name for o in self.session.get_outputs()])
+                             {o.name: list(o.shape) for o in self.session.get_outputs()})
         super().__init__(path, info.tree, info.tree_sha256, info.tables)
         self.meta = meta
         self.output, self.outputs, self.model_info = info.output, info.outputs, info.model_info

@@ -130,7 +130,8 @@ def _tables(c: _Check, t: dict[str, Any]) -> dict[str, Any]:
     return t
 
 
-def _outputs(c: _Check, outputs: list[Any], tables: dict[str, Any], graph_outputs: list[str]) -> list[dict[str, Any]]:
+def _outputs(c: _Check, outputs: list[Any], tables: dict[str, Any], graph_outputs: dict[str, list[Any]],
+             ) -> list[dict[str, Any]]:
     if not outputs:
         raise c.fail(K_OUTPUTS, "no outputs")
     n_levels, flat = len(tables["levels"]), tables.get("flat_nodes") is not None
@@ -143,10 +144,15 @@ def _outputs(c: _Check, outputs: list[Any], tables: dict[str, Any], graph_output
             raise c.fail(K_OUTPUTS, f"output '{o['name']}': level {o.get('level')!r} is outside 1..{n_levels}")
         if o["kind"] == "dataset" and o.get("dataset") not in tables["datasets"]:
             raise c.fail(K_OUTPUTS, f"output '{o['name']}': dataset {o.get('dataset')!r} has no table")
-    n_scores = sum(o["kind"] == "scores" for o in outputs)
-    want = 1 if flat else len(tables["classifiers"])
-    if n_scores and n_scores != want:
-        raise c.fail(K_OUTPUTS, f"{n_scores} score outputs for {want} classifier(s)")
+    scores = [o for o in outputs if o["kind"] == "scores"]
+    classes = [len(tables["flat_nodes"])] if flat else [len(cl["children"]) for cl in tables["classifiers"]]
+    if scores and len(scores) != len(classes):
+        raise c.fail(K_OUTPUTS, f"{len(scores)} score outputs for {len(classes)} classifier(s)")
+    for o, n in zip(scores, classes if scores else [], strict=True):
+        shape = graph_outputs[o["name"]]  # [B, C, H, W]; C where the graph fixes it, else the output's class names
+        have = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else len(o.get("classes") or [])
+        if have != n:
+            raise c.fail(K_TABLES, f"output '{o['name']}' has {have} classes, its classifier's table {n}")
     return outputs
 
 
@@ -161,11 +167,12 @@ def _input(c: _Check, meta: dict[str, str], layout: str, shape: list[Any]) -> tu
     if len(shape) != 4:
         raise c.fail(K_LAYOUT, f"the graph's input has {len(shape)} axes, not 4")
     hw, ch = ((1, 2), 3) if layout == "nhwc" else ((2, 3), 1)
-    if isinstance(shape[ch], int) and shape[ch] != 3:
+    if shape[ch] != 3:  # an exported graph fixes its channel axis
         raise c.fail(K_LAYOUT, f"{layout} does not fit the graph's input shape {shape} (3 colour channels at "
                                f"axis {ch})")
     fixed = [shape[i] for i in hw]
-    if all(isinstance(v, int) for v in fixed) and (size is None or list(size) != fixed):
+    static = all(isinstance(v, int) for v in fixed)  # an export with --size fixes both sides, else neither
+    if (list(size) if size else None) != (fixed if static else None):
         raise c.fail(K_INPUT, f"size {size} does not fit the graph's input shape {shape} ({layout})")
     if isinstance(shape[0], int) and batch != shape[0]:
         raise c.fail(K_INPUT, f"batch {batch} does not fit the graph's input shape {shape}")
@@ -173,8 +180,8 @@ def _input(c: _Check, meta: dict[str, str], layout: str, shape: list[Any]) -> tu
 
 
 def read_metadata(meta: dict[str, str], path: Path, inputs: list[tuple[str, list[Any]]],
-                  graph_outputs: list[str]) -> OnnxMeta:
-    """Validated metadata of the model at `path`; `inputs` / `graph_outputs`: the session's (name, shape) / names."""
+                  graph_outputs: dict[str, list[Any]]) -> OnnxMeta:
+    """Validated metadata of the model at `path`; `inputs` / `graph_outputs`: the session's names and shapes."""
     c = _Check(path)
     if meta.get(K_FORMAT) != FORMAT:
         raise LabeltreeError(f"an ONNX model without labeltree metadata ({K_FORMAT} = {FORMAT}); export one "

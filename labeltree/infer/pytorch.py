@@ -34,6 +34,7 @@ class TorchModel(Model):
         h = self.net.h
         super().__init__(Path(path), h.name, tree_hash(h), model_tables(h, self.net.flat))
         self._sign_rule = flat_sign_rule(self.net)
+        self.config = self.net.cfg.model_dump()
 
     @property
     def hierarchy(self) -> Hierarchy:

@@ -45,30 +45,20 @@ def open_node_model(path: str | Path) -> NodeModel:
     p = Path(path)
     if not p.is_file():
         raise LabeltreeError("--checkpoint: model file not found", p)
-    if p.suffix == ".onnx":
-        from labeltree.export.runtime import OnnxModel
-
-        m = OnnxModel(p)
-        if m.is_flat or not m.has_nodes:
-            raise LabeltreeError("--checkpoint: placement needs a hierarchical model that gives tree nodes; export "
-                                 "it with --output nodes (or scores)", p)
-
-        def predict_onnx(img: np.ndarray) -> np.ndarray:
-            out = m.predict_array(img).nodes
-            assert out is not None
-            return out
-
-        return NodeModel(p, list(m.node_names), predict_onnx)
-    if p.suffix != ".pt":
+    if p.suffix not in (".onnx", ".pt"):
         raise LabeltreeError("--checkpoint: give a PyTorch checkpoint (.pt) or an exported model (.onnx)", p)
-    from labeltree.train.predict import load_predictor
+    from labeltree.infer import open_model
 
-    pred = load_predictor(p, "cpu")
-    if pred.flat is not None:
+    m = open_model(p, "cpu" if p.suffix == ".pt" else None)
+    if m.is_flat:
         raise LabeltreeError("--checkpoint: placement needs a hierarchical model (this one is flat)", p)
+    if not m.has_nodes:
+        raise LabeltreeError("--checkpoint: placement needs a hierarchical model that gives tree nodes; export "
+                             "it with --output leaves (or levels, scores)", p)
 
-    def predict_pt(img: np.ndarray) -> np.ndarray:
-        return pred.predict_array(img)[0]
+    def predict(img: np.ndarray) -> np.ndarray:
+        out = m.predict_array(img).nodes
+        assert out is not None
+        return out
 
-    cfg = pred.cfg.model_dump() if hasattr(pred.cfg, "model_dump") else None
-    return NodeModel(p, [n.name for n in pred.h.nodes], predict_pt, cfg)
+    return NodeModel(p, list(m.node_names), predict, m.config)

@@ -66,10 +66,10 @@ def test_l1_sign_l2_back_l3_right_is_counted_right() -> None:
 
 
 def test_evaluate_checkpoint_takes_the_authors_path_on_cityscapes_extended(tmp_path: Path) -> None:
+    from labeltree.infer import open_model
     from labeltree.train.checkpoint import save_checkpoint
     from labeltree.train.config import load_config
     from labeltree.train.model import build_model
-    from labeltree.train.predict import checkpoint_predict
 
     cfg = load_config("cpu-tiny")
     h = load_hierarchy(cfg.hierarchy)
@@ -91,7 +91,7 @@ def test_evaluate_checkpoint_takes_the_authors_path_on_cityscapes_extended(tmp_p
     lab = np.full((H, W), 7, np.uint16)
     lab[16:, 40:] = stop
     _dataset(tmp_path / "ext", lab, n=1)
-    predict = checkpoint_predict(ckpt, "cityscapes-extended")
+    predict = open_model(ckpt).predictor("cityscapes-extended")
     res = evaluate_folder("cityscapes-extended", tmp_path / "ext", None, "val", predict=predict, hierarchy=h,
                           rules=resolve_rules("paper", "cityscapes-extended", classes="all"), workers=1, progress=False)
     n = int((lab == stop).sum())
