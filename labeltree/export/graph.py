@@ -36,8 +36,8 @@ LAYOUTS = onnx_meta.LAYOUTS
 MIN_OPSET = 13  # Softmax / ArgMax on one axis, Gather as used here
 DEFAULT_OPSET = 17
 MIN_SIZE = 8  # the network runs at 1/8 of the input
-MAX_SIDE = 8192  # pixels of a fixed input side (as a training crop's)
-MAX_BATCH = 256
+MAX_SIDE = onnx_meta.MAX_SIDE  # pixels of a fixed input side (as a training crop's); what a model may carry
+MAX_BATCH = onnx_meta.MAX_BATCH
 MAX_TRACE_PIXELS = 16 << 20  # batch x height x width the export traces at: activations must fit in memory
 TRACE_SIZE = (32, 48)  # dummy image for tracing a dynamic-size graph (any size traces the same graph)
 

@@ -19,8 +19,8 @@ FORMAT = "labeltree-onnx-1"
 INPUT = "images"
 INSTALL_HINT = "pip install 'labeltree[deploy]'"
 LAYOUTS = ("nchw", "nhwc")
-MAX_SIDE = 8192  # the largest image side a model runs at (a training scale or a fixed --size)
-MAX_BATCH = 1024
+MAX_SIDE = 8192  # the largest image side a model runs at (a training scale or a fixed export --size)
+MAX_BATCH = 256  # the largest fixed batch (export --batch)
 DTYPES = ("uint8", "uint16")
 
 # metadata_props keys (written by labeltree.export.graph, read here)
