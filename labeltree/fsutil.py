@@ -264,9 +264,13 @@ def _size_text(n: int) -> str:
     return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
 def _check_stat(st: os.stat_result, path: str | Path, what: str, limit: int) -> None:
     if stat.S_ISDIR(st.st_mode):
-        raise LabeltreeError(f"expected a {what} file, found a directory", path)
+        raise LabeltreeError(f"expected {_a(what)} file, found a directory", path)
     if not stat.S_ISREG(st.st_mode):
         kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
                 or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "no regular file")
@@ -298,7 +302,7 @@ def read_input(path: str | Path, what: str = "input", limit: int = MAX_IMAGE_BYT
     except FileNotFoundError:
         raise
     except IsADirectoryError:
-        raise LabeltreeError(f"expected a {what} file, found a directory", path) from None
+        raise LabeltreeError(f"expected {_a(what)} file, found a directory", path) from None
     except OSError as e:
         raise LabeltreeError(f"cannot read the {what} file ({e.strerror or e})", path) from None
     try:
@@ -349,12 +353,17 @@ def hold_output(target: str | Path, option: str) -> None:
     if key in _locks:
         return
     lock = lock_path(key)
-    _mkdir_parent(lock)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(target, e) from None  # named as the output: its path is what the user gave
     for _ in range(8):  # the lock file may be unlinked by its releasing owner between our open and flock
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), umask_mode())
+        except IsADirectoryError:
+            raise LabeltreeError(f"{option}: its lock file {lock} is a folder; remove it", target) from None
         except OSError as e:
-            raise output_error(lock, e) from None
+            raise output_error(target, e) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

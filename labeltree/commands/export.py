@@ -43,6 +43,7 @@ def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynam
       labeltree predict tiny.onnx data/synth/cityscapes/leftImg8bit/val -o preds --dataset cityscapes
     """
     from labeltree.export.graph import export_onnx
+    from labeltree.fsutil import hold_output
 
     if dynamic and (size or batch is not None):
         raise LabeltreeError("--dynamic: give either --dynamic or a fixed --size / --batch, not both")
@@ -50,6 +51,7 @@ def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynam
     hw = None if wh is None else (wh[1], wh[0])  # the exporter takes (height, width), as tensors are laid out
     if hw is not None and batch is None:
         batch = 1
+    hold_output(out, "OUT")  # a second export onto OUT is refused while this one runs
     r = export_onnx(checkpoint, out, output=output, size=hw, batch=batch, opset=opset, layout=layout, force=force,
                     weights=weights)
     shape = "x".join(str(s) for s in r.input_shape)

@@ -45,6 +45,9 @@ def gtsdb_masks_cmd(gtsdb_dir: Path, out_dir: Path, mode: str, gt: Path | None, 
       labeltree gtsdb-masks data/FullIJCNN2013 data/gtsdb-authors --style authors
     """
     from labeltree.datasets.gtsdb import MASK_SUFFIX, write_gtsdb_masks
+    from labeltree.fsutil import hold_output
+
+    hold_output(out_dir, "OUT_DIR")  # a second gtsdb-masks into OUT_DIR is refused while this one runs
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported below, once each

@@ -68,7 +68,10 @@ def synth_cmd(out: Path, images: int, gtsdb_images: int | None, gtsdb_signs: str
       labeltree stats cityscapes data/synth/cityscapes
       labeltree synth data/synth-v2 --tree cityscapes+vistas-v2.0+gtsdb
     """
+    from labeltree.fsutil import hold_output
     from labeltree.synth.runner import as_json, parse_size, summary, synthesize
+
+    hold_output(out, "OUT")  # a second synth into OUT is refused while this one runs
 
     res = synthesize(out, images=images, seed=seed, size=parse_size(size), workers=workers, force=force,
                      gtsdb_images=gtsdb_images, progress=progress, hierarchy=tree,

@@ -329,6 +329,10 @@ def write_gtsdb_masks(gtsdb_dir: str | Path, out_dir: str | Path, mode: str = DE
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise LabeltreeError("output must be a folder", out)
+    src = Path(gtsdb_dir).resolve()
+    if out.resolve() == src or src in out.resolve().parents:
+        raise LabeltreeError(f"OUT_DIR must lie outside the GTSDB folder {src} (no command writes into its input); "
+                             "choose another folder", out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         reader = GTSDBReader(tax, Path(gtsdb_dir), gt=gt)

@@ -68,6 +68,10 @@ CONVERT_PATHS: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
                                           "cityscapes:trainids"] + CONV, ("OUT", "--force")),
     "OUT is another conversion": (lambda t: ["convert", "cityscapes", cs_root(t / "cs2"), _earlier_output(t),
                                              "--to", "tree"] + CONV, ("another conversion", "--force")),
+    "gtsdb-masks OUT_DIR is the GTSDB folder": (lambda t: ["gtsdb-masks", _gtsdb(t), t / "g", "--quiet", "--force"],
+                                                ("OUT_DIR", "outside the GTSDB folder")),
+    "gtsdb-masks OUT_DIR inside the GTSDB folder": (lambda t: ["gtsdb-masks", _gtsdb(t), t / "g/masks", "--quiet"],
+                                                    ("OUT_DIR", "outside the GTSDB folder")),
     "split in stats": (lambda t: ["stats", "cityscapes", cs_root(t / "cs"), "--split", "/etc", "--quiet",
                                   "--no-cache", "--workers", "1"], ("--split",)),
     "split in evaluate": (lambda t: ["evaluate", "cityscapes", cs_root(t / "cs"), t / "cs", "--split", "../x"],
@@ -124,6 +128,25 @@ def test_second_writer_on_one_output_is_refused(tmp_path: Path) -> None:
         res = invoke(args)
         assert res.exit_code == 0, res.output
         assert not lock_path(target).exists()
+
+
+@pytest.mark.parametrize("command", ["gtsdb-masks", "synth", "merge", "export"])
+def test_other_writers_are_refused_while_one_runs(tmp_path: Path, command: str) -> None:
+    """Found by the rerun: two gtsdb-masks (or synth, merge -o, export) onto one output both ran."""
+    target = tmp_path / ("out.yaml" if command == "merge" else "m.onnx" if command == "export" else "out")
+    args = {"gtsdb-masks": ["gtsdb-masks", _gtsdb(tmp_path), target, "--quiet"],
+            "synth": ["synth", target, "--images", "1", "--gtsdb-images", "0", "--size", "32x32", "-j", "1"],
+            "merge": ["merge", "cityscapes", "vistas", "-o", target],
+            "export": ["export", tmp_path / "m.pt", target]}[command]
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from labeltree.fsutil import hold_output; "
+                               f"hold_output({str(target)!r}, 'x'); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused(args, tmp_path, "writing this output now", str(holder.pid))
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_lock_is_reentrant_and_released(tmp_path: Path) -> None:
