@@ -71,7 +71,9 @@ def kind_of(child: str, parent: str) -> int:
     Parking' of it."""
     tp = set(tokens(parent)) - VAGUE
     tc = tokens(child)
-    if not tp or not tp <= set(tc) or set(tc) - VAGUE == tp:
+    if not tp or not tp <= set(tc) or set(tc) <= set(tokens(parent)):
+        return 0
+    if set(tc) - VAGUE == tp and " - " not in child:  # 'Lane Marking - Other' is a kind, 'vehicle fallback' none
         return 0
     if " - " in child:
         category = set(tokens(child.split(" - ")[0])) - VAGUE
