@@ -15,7 +15,7 @@ from labeltree.core.tree_file import load_hierarchy
 from labeltree.core.yamlio import load_yaml
 from labeltree.errors import LabeltreeError
 from labeltree.resources import is_path_ref, taxonomy_dir
-from labeltree.train.config import find_config
+from labeltree.train.config import find_config, load_config
 
 DATASET_FOLDERS = ("cityscapes", "vistas", "gtsdb", "idd", "bdd100k", "cpu-tiny", "cityscapes+vistas+gtsdb")
 
@@ -67,6 +67,8 @@ def test_commands_from_a_data_folder(data_folder):
     for name in ("idd", "bdd100k", "gtsdb", "vistas"):
         assert resolve_taxonomy_path(name) == bundled_taxonomies()[name]
     assert find_config("cpu-tiny").parent.name == "configs"
+    cfg = load_config("cpu-tiny", data_root=".")  # what `train cpu-tiny --data-root .` reads first
+    assert [d.name for d in cfg.datasets][:3] == ["cityscapes", "vistas", "gtsdb"]
     assert _ok("train", "--help").startswith("Usage")
 
 
