@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,27 +24,23 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from labeltree.convert_out import MANIFEST, adopt_out, check_out_paths, inside, output_path
 from labeltree.core.hierarchy import DatasetMapping, Hierarchy
 from labeltree.core.taxonomy import DTYPE_MAX, Taxonomy, load_taxonomy
 from labeltree.core.tree_file import DEFAULT_TREE, bundled_for, load_hierarchy
 from labeltree.core.yamlio import line_of, load_yaml
 from labeltree.datasets import Sample, open_dataset, read_label
-from labeltree.datasets import bdd100k as bdd_layout
-from labeltree.datasets import cityscapes as cs_layout
-from labeltree.datasets import gtsdb as gtsdb_layout
 from labeltree.datasets import idd as idd_layout
-from labeltree.datasets import vistas as vistas_layout
 from labeltree.datasets.base import DatasetReader, Unknown, check_split_name, no_class_value
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE, MODES
 from labeltree.datasets.registry import reader_for
 from labeltree.datasets.split_list import list_line
 from labeltree.errors import LabeltreeError
-from labeltree.fsutil import MAX_TEXT_BYTES, check_input, locked_output, read_input, write_json, write_png, write_text
+from labeltree.fsutil import check_input, locked_output, write_json, write_png, write_text
 from labeltree.parallel import pmap
 
 TRAIN_IGNORE = 255  # train-id ignore value (Cityscapes, mmsegmentation, detectron2)
 TREE_IGNORE = 65535  # 16-bit tree-node maps: no node
-MANIFEST = "labeltree-convert.json"  # settings of the conversion that wrote OUT (a rerun must match them)
 KINDS = ("native", "trainids", "tree")
 
 # rules, as the report names them
@@ -290,9 +284,6 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
 
 # -- where the outputs go (the target layout's own path functions) ----------------------------------
 
-_CITY_OK = re.compile(r"[^A-Za-z0-9]+")
-
-
 def conversion_tree(dataset: str, to: str) -> str:
     """The tree a conversion uses when none is named: the smallest bundled tree mapping source and target.
 
@@ -308,53 +299,6 @@ def conversion_tree(dataset: str, to: str) -> str:
         raise LabeltreeError(f"no bundled tree maps both {wanted[0]} and {wanted[1]}: pass --tree with a "
                              f"tree file that does (e.g. from `labeltree merge {wanted[0]} {wanted[1]}`)")
     return found[0] if found is not None else DEFAULT_TREE
-
-
-def output_path(out: Path, conv: Conversion, s: Sample, index: int) -> Path:
-    """The converted label's path in the target's layout."""
-    t = conv.target
-    if t.kind == "tree":
-        return tree_label_path(out, s.split, s.key, t.level)
-    if conv.layout == "cityscapes":
-        city, key = s.city, s.key
-        if city is None or cs_layout.CityscapesReader.prediction_key(Path(key)) != key:
-            # a frame from another layout: a Cityscapes-style key {city}_{seq:06}_{frame:06}
-            city = _CITY_OK.sub("", conv.source) or "frames"
-            seq = int(s.key) if s.key.isdigit() and int(s.key) < 10**6 else index
-            key = f"{city}_{seq:06d}_000000"
-        if t.kind == "trainids":
-            return cs_layout.train_label_path(out, s.split, city, key)
-        return cs_layout.label_path(out, s.split, city, key)
-    if conv.layout == "bdd100k":  # its masks store train ids: native and trainids write the same files
-        return bdd_layout.label_path(out, s.split, s.key)
-    if conv.layout == "idd":
-        seq, frame = _idd_place(conv, s, index)
-        if t.kind == "trainids":
-            return idd_layout.train_label_path(out, s.split, seq, frame)
-        return idd_layout.label_path(out, s.split, seq, frame, conv.column or idd_layout.DEFAULT_COLUMN)
-    if conv.layout == "vistas":
-        if t.kind == "trainids":
-            return vistas_layout.train_label_path(out, s.split, s.key)
-        return vistas_layout.label_path(out, s.split, s.key)
-    if t.kind == "trainids":
-        return gtsdb_layout.train_mask_path(out, s.key)
-    return gtsdb_layout.mask_path(out, s.key)
-
-
-def _idd_place(conv: Conversion, s: Sample, index: int) -> tuple[str, str]:
-    """(sequence, frame) of a sample in the IDD layout: its own for an IDD sample; else the sample's
-    city (or the source dataset's name) as the sequence and its key's letters and digits as the frame
-    (Cityscapes aachen_000003_000019 -> aachen/000003000019), the index where none are left."""
-    seq = _CITY_OK.sub("", s.city or "") or _CITY_OK.sub("", conv.source) or "frames"
-    rest = s.key.removeprefix(f"{s.city}_") if s.city else s.key
-    if s.city is not None and rest != s.key and "_" not in rest:
-        return s.city, rest  # an IDD sample: {seq}_{frame}
-    return seq, _CITY_OK.sub("", rest) or f"{index:06d}"
-
-
-def tree_label_path(out: Path, split: str, key: str, level: int | None = None) -> Path:
-    """A 16-bit tree-node map: `tree[-L{level}]/{split}/{key}.png`."""
-    return Path(out) / ("tree" if level is None else f"tree-L{level}") / split / f"{key}.png"
 
 
 # -- running it -----------------------------------------------------------------------------------
@@ -409,51 +353,6 @@ def _convert_one(job: tuple[Sample, str, bool], conv: Conversion, taxonomy: Taxo
     return values, counts[values]
 
 
-def _inside(a: Path, b: Path) -> bool:
-    a, b = a.resolve(), b.resolve()
-    return a == b or b in a.parents
-
-
-def _adopt_out(out: Path, conv: Conversion, force: bool) -> None:
-    """OUT may be new, empty, or this command's own earlier output of the same conversion (its manifest);
-    any other folder (a user's files, another conversion) is replaced only with --force."""
-    if out.exists() and not out.is_dir():
-        raise LabeltreeError("OUT must be a folder, but a file is there; choose another path", out)
-    if force or not out.exists():
-        return
-    manifest = out / MANIFEST
-    if not manifest.exists():
-        if any(out.iterdir()):
-            raise LabeltreeError(f"OUT exists and is no earlier `labeltree convert` output (no {MANIFEST}); pass "
-                                 "--force to write into it (files of the same names are replaced), or choose a "
-                                 "new or empty folder", out)
-        return
-    try:
-        before = json.loads(read_input(manifest, "convert manifest", MAX_TEXT_BYTES))
-    except (LabeltreeError, ValueError):
-        before = None
-    if before != conv.signature():
-        raise LabeltreeError(f"{out} holds labels of another conversion (see {MANIFEST}); pass --force to "
-                             "replace them, or pick another OUT", manifest)
-
-
-def _check_out_paths(out: Path, paths: list[Path], inputs: list[Path]) -> None:
-    """Every output lies inside OUT, once, and on no input file (overrides, gt.txt, tree, taxonomy)."""
-    top = out.resolve()
-    for p in paths:
-        if not p.resolve().is_relative_to(top):
-            raise LabeltreeError(f"this output would lie outside OUT {out}; check --split and the dataset's file "
-                                 "names", p)
-    if len(set(paths)) != len(paths):
-        raise LabeltreeError("two samples would be written to the same output file; convert one split at a time "
-                             "(--split)", out)
-    sources = {os.path.realpath(i) for i in inputs}
-    for p in paths:
-        if os.path.realpath(p) in sources:
-            raise LabeltreeError("this output would replace an input of the command (no command writes over its "
-                                 "inputs); choose another OUT", p)
-
-
 def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
                     hierarchy: str | Path = "cityscapes+vistas+gtsdb", splits: list[str] | None = None,
                     overrides: str | Path | None = None, workers: int | None = None, force: bool = False,
@@ -468,7 +367,7 @@ def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
     root, out = Path(root), Path(out)
     for split in splits or ():
         check_split_name(split)
-    if _inside(out, root) or (out.exists() and _inside(root, out)):
+    if inside(out, root) or (out.exists() and inside(root, out)):
         raise LabeltreeError(f"OUT must lie outside the dataset root {root.resolve()} (convert never writes into "
                              "its input): pick another folder", out)
     if mask_mode not in MODES:
@@ -480,9 +379,9 @@ def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
     reader = open_dataset(stax, root, unknown, **options)
     if stax.annotation == "boxes":
         reader.mask_mode = mask_mode
-    _adopt_out(out, conv, force)
+    adopt_out(out, conv.signature(), force)
     with locked_output(out, "OUT"):
-        _adopt_out(out, conv, force)  # again under the lock: another convert may have just finished there
+        adopt_out(out, conv.signature(), force)  # again under the lock: another convert may have just finished there
         inputs = [Path(p) for p in (overrides, gt, h.path, dataset) if p is not None and Path(p).is_file()]
         return _convert(reader, conv, out, splits, inputs, force, workers, progress)
 
@@ -504,7 +403,7 @@ def _convert(reader: DatasetReader, conv: Conversion, out: Path, splits: list[st
     paths = [output_path(out, conv, s, i) for i, s in enumerate(samples)]
     manifest = out / MANIFEST
     lists = [out / f"{split}.txt" for split in dict.fromkeys(s.split for s in samples)]
-    _check_out_paths(out, paths + lists + [manifest], inputs)
+    check_out_paths(out, paths + lists + [manifest], inputs)
     report = ConvertReport(conv.source, conv.target.spec, conv.hierarchy, str(out), images=len(samples))
     lines = _list_lines(report, out, samples, paths)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ LAYERS = [
      "labeltree.vocab"],
     ["labeltree.core"],
     ["labeltree.datasets"],
-    ["labeltree.evaluate", "labeltree.stats", "labeltree.synth", "labeltree.convert"],
+    ["labeltree.evaluate", "labeltree.stats", "labeltree.synth", "labeltree.convert", "labeltree.convert_out"],
     ["labeltree.train"],
     ["labeltree.infer"],
     ["labeltree.export", "labeltree.place"],
