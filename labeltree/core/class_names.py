@@ -69,6 +69,8 @@ def kind_of(child: str, parent: str) -> int:
     kinds 'Category - Kind' ('Traffic Light - Pedestrians', 'Traffic Sign - Direction (Front)'), or put
     the head word last ('Temporary Barrier'); 'Parking Meter' is no kind of Parking, nor 'Traffic Sign -
     Parking' of it."""
+    if {"other", "ambiguous"} & set(tokens(parent)):  # 'Other Vehicle' is what no other node is, no category
+        return 0
     tp = set(tokens(parent)) - VAGUE
     tc = tokens(child)
     if not tp or not tp <= set(tc) or set(tc) <= set(tokens(parent)):

@@ -143,21 +143,27 @@ def _children(c: ClassDef, h: Hierarchy, parts: dict[str, np.ndarray], ctx: _Ctx
 
 
 def settle(placements: list[Placement], h: Hierarchy, dataset: str) -> None:
-    """Dataset-wide: two classes never share an existing node (the more certain keeps it and the other
-    takes its next candidate; kinds of one node may share it); a leaf with one proposed kind keeps it as
-    the leaf itself, a leaf with several gets them as new children, and then its same-named class too."""
-    taken: dict[str, str] = {}
-    for p in sorted(placements, key=lambda p: -p.confidence):
-        for k, cand in enumerate(p.candidates):
-            kind_of = any("kind of" in w for w in cand.why)
-            if cand.kind in ("node", "inner") and cand.node in taken and not kind_of:
-                continue
-            if k:
-                p.candidates.insert(0, p.candidates.pop(k))
-                p.candidates[0].why.append(f"next choice: '{p.candidates[1].label()}' is taken")
-            if cand.kind in ("node", "inner"):
-                taken.setdefault(str(cand.node), p.cls.display)
-            break
+    """Dataset-wide: two classes never share an existing node (assigned greedily by score: the class that
+    fits it best keeps it, the other takes its next candidate; kinds of one node may share it); a leaf
+    with one proposed kind keeps it as the leaf itself, a leaf with several gets them as new children,
+    and then its same-named class too."""
+    taken: set[str] = set()
+    chosen: dict[int, int] = {}
+    pairs = sorted(((c.score, i, k) for i, p in enumerate(placements) for k, c in enumerate(p.candidates)),
+                   key=lambda t: (-t[0], t[1], t[2]))
+    for _score, i, k in pairs:  # greedy by score: a node goes to the class that fits it best
+        cand = placements[i].candidates[k]
+        if i in chosen or (cand.kind in ("node", "inner") and cand.node in taken
+                           and not any("kind of" in w for w in cand.why)):
+            continue
+        chosen[i] = k
+        if cand.kind in ("node", "inner"):
+            taken.add(str(cand.node))
+    for i, k in chosen.items():
+        p = placements[i]
+        if k:
+            p.candidates.insert(0, p.candidates.pop(k))
+            p.candidates[0].why.append(f"'{p.candidates[1].label()}' went to a class that fits it better")
     kids: dict[str, list[Placement]] = {}
     for p in placements:
         if p.chosen.kind == "children":
