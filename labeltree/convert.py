@@ -131,6 +131,7 @@ class Conversion:
     palette: np.ndarray | None = None  # target colours (Vistas labels are palette images)
     overrides: str | None = None  # the override file, for the record
     column: str | None = None  # IDD targets: the label table column the files store (their name's level)
+    source_layout: str = ""  # the source's layout: an IDD source keeps its sequence and frame names in an IDD target
 
     def apply(self, labels: np.ndarray) -> np.ndarray:
         return self.lut[labels]
@@ -279,7 +280,8 @@ def build_conversion(source: str, target: str | Target, hierarchy: str | Path | 
     layout = reader_for(ttax).layout if ttax is not None else "tree"
     return Conversion(stax.name, t, h.name, rules, lut, ignore, dtype, layout, palette,
                       str(overrides) if overrides is not None else None,
-                      idd_layout.column_of(ttax) if layout == "idd" and ttax is not None else None)
+                      idd_layout.column_of(ttax) if layout == "idd" and ttax is not None else None,
+                      reader_for(stax).layout)
 
 
 # -- where the outputs go (the target layout's own path functions) ----------------------------------

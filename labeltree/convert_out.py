@@ -64,8 +64,8 @@ def idd_place(conv: Any, s: Sample, index: int) -> tuple[str, str]:
     (Cityscapes aachen_000003_000019 -> aachen/000003000019), the index where none are left."""
     seq = _CITY_OK.sub("", s.city or "") or _CITY_OK.sub("", conv.source) or "frames"
     rest = s.key.removeprefix(f"{s.city}_") if s.city else s.key
-    if s.city is not None and rest != s.key and "_" not in rest:
-        return s.city, rest  # an IDD sample: {seq}_{frame}
+    if s.city is not None and rest != s.key and getattr(conv, "source_layout", "") == "idd":
+        return s.city, rest  # an IDD sample keeps its names ('seq 2', '000_102'): {seq}_{frame}
     return seq, _CITY_OK.sub("", rest) or f"{index:06d}"
 
 

@@ -535,3 +535,18 @@ def test_convert_a_split_named_twice_is_converted_once(tmp_path: Path) -> None:
                   "train"] + CONV)
     assert res.exit_code == 0, res.output
     assert "1 labels written" in res.stderr
+
+
+def test_idd_to_idd_keeps_odd_names_and_lists_parse_back(tmp_path: Path) -> None:
+    """Found by the rerun: an IDD frame named 000_102 (or a sequence 'seq 2') was renamed in an IDD target
+    (seq2/000102), so 'seq 2' and 'seq2' would collide; the names are now kept."""
+    root = tmp_path / "idd"
+    for seq, frame in (("seq 2", "000_102"), ("seq2", "000102"), ("ünï", "005506")):
+        _idd_frame(root, seq, frame)
+    res = invoke(["convert", "idd", root, tmp_path / "o", "--to", "idd:trainids"] + CONV)
+    assert res.exit_code == 0, res.output
+    written = sorted(str(p.relative_to(tmp_path / "o/gtFine/train")) for p in (tmp_path / "o").rglob("*.png"))
+    assert written == ["seq 2/000_102_gtFine_labelTrainIds.png", "seq2/000102_gtFine_labelTrainIds.png",
+                       "ünï/005506_gtFine_labelTrainIds.png"]
+    pairs = read_split_list(tmp_path / "o/train.txt")
+    assert all(a.exists() and b.exists() for a, b in pairs) and len(pairs) == 3
