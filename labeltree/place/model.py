@@ -1,5 +1,6 @@
-"""A trained model as `image -> tree node per pixel`, for a PyTorch checkpoint (.pt) or an exported
-ONNX model (.onnx). Placement needs only the hard cascade's node map, which both formats give."""
+"""A trained model as `image -> tree node per pixel` (labeltree.infer's `open_model`: a PyTorch checkpoint
+or an exported ONNX model). Placement needs only the hard cascade's node map, which both formats give,
+and reads it in the tree it places in (by node name, so an extension of the model's tree works too)."""
 
 from __future__ import annotations
 
@@ -41,24 +42,22 @@ class NodeModel:
 
 
 def open_node_model(path: str | Path) -> NodeModel:
-    """A .pt checkpoint (torch) or .onnx model (onnxruntime) as a NodeModel; anything else: one line."""
+    """A .pt checkpoint (torch) or .onnx model (ONNX Runtime) opened by labeltree.infer, as a NodeModel."""
     p = Path(path)
     if not p.is_file():
         raise LabeltreeError("--checkpoint: model file not found", p)
-    if p.suffix not in (".onnx", ".pt"):
+    if p.suffix.lower() not in (".pt", ".onnx"):
         raise LabeltreeError("--checkpoint: give a PyTorch checkpoint (.pt) or an exported model (.onnx)", p)
     from labeltree.infer import open_model
 
-    m = open_model(p, "cpu" if p.suffix == ".pt" else None)
-    if m.is_flat:
-        raise LabeltreeError("--checkpoint: placement needs a hierarchical model (this one is flat)", p)
-    if not m.has_nodes:
-        raise LabeltreeError("--checkpoint: placement needs a hierarchical model that gives tree nodes; export "
-                             "it with --output leaves (or levels, scores)", p)
+    m = open_model(p, "cpu")
+    if m.is_flat or not m.has_nodes:
+        raise LabeltreeError("--checkpoint: placement needs a hierarchical model that gives tree nodes (a .pt, or "
+                             "an .onnx exported with --output leaves, levels or scores)", p)
 
     def predict(img: np.ndarray) -> np.ndarray:
         out = m.predict_array(img).nodes
-        assert out is not None
+        assert out is not None  # has_nodes
         return out
 
-    return NodeModel(p, list(m.node_names), predict, m.config)
+    return NodeModel(p, list(m.node_names), predict, getattr(m, "config", None))
