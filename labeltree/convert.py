@@ -37,7 +37,7 @@ from labeltree.datasets.registry import reader_for
 from labeltree.datasets.split_list import list_line
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import check_input, locked_output, write_json, write_png, write_text
-from labeltree.parallel import pmap
+from labeltree.parallel import check_workers, pmap
 
 TRAIN_IGNORE = 255  # train-id ignore value (Cityscapes, mmsegmentation, detectron2)
 TREE_IGNORE = 65535  # 16-bit tree-node maps: no node
@@ -369,6 +369,8 @@ def convert_dataset(dataset: str, root: str | Path, out: str | Path, to: str,
     root, out = Path(root), Path(out)
     for split in splits or ():
         check_split_name(split)
+    if workers is not None:
+        check_workers(workers)  # before OUT is touched
     if inside(out, root) or (out.exists() and inside(root, out)):
         raise LabeltreeError(f"OUT must lie outside the dataset root {root.resolve()} (convert never writes into "
                              "its input): pick another folder", out)

@@ -14,8 +14,22 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+WORKERS_PER_CPU = 4  # more processes than this only add memory (each holds its own decoders and buffers)
+
+
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_workers(workers: int) -> int:
+    """`--workers N` within what protects memory: at most WORKERS_PER_CPU processes per CPU of this machine."""
+    cap = WORKERS_PER_CPU * default_workers()
+    if workers > cap:
+        from labeltree.errors import LabeltreeError
+
+        raise LabeltreeError(f"--workers {workers}: at most {cap} here ({WORKERS_PER_CPU} per CPU); each worker is "
+                             "a process with its own memory")
+    return workers
 
 
 class _NoBar:
@@ -43,7 +57,7 @@ def pmap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, d
     `fn` must be a module-level function (picklable). Exceptions propagate to the caller.
     """
     items = list(items)
-    workers = default_workers() if workers is None else max(1, workers)
+    workers = default_workers() if workers is None else check_workers(max(1, workers))
     bar = _bar(len(items), desc, progress)
     try:
         if workers == 1 or len(items) <= 1:

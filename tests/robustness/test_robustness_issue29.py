@@ -465,6 +465,10 @@ SIZE_CASES = {
     "demo --steps 10**20": (["demo", "--out", "d", "--steps", str(10**20)], "--steps"),
     "demo --images 10**12": (["demo", "--out", "d", "--images", str(10**12)], "--images"),
     "demo --seed -5": (["demo", "--out", "d", "--seed", "-5"], "--seed"),
+    "stats --workers 100000": (["stats", "cityscapes", "cs", "--workers", "100000", "--quiet", "--no-cache"],
+                               "--workers 100000"),
+    "convert --workers 100000": (["convert", "cityscapes", "cs", "o", "--to", "tree", "--workers", "100000",
+                                  "--quiet"], "--workers 100000"),
 }
 
 
@@ -473,6 +477,8 @@ def test_size_options_have_upper_bounds(tmp_path: Path, case: str, monkeypatch) 
     pytest.importorskip("onnx") if case.startswith("export") else None
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.pt").write_bytes(b"not read: the option is refused first")
+    cs_root(tmp_path / "cs", key="aachen_000001_000019")
+    cs_root(tmp_path / "cs")
     args, option = SIZE_CASES[case]
     usage = case.startswith("demo")  # click ranges: its usage error
     refused(args, tmp_path, option, usage=usage)
