@@ -111,7 +111,7 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
     parent = deepest if "model" in parts else 0
     new_why = [f"unexplained by the tree's nodes: {resid:.0%}" if "model" in parts else "no node name matches"]
     new_score = _combine(new_parts)
-    if covers == 0 and ("model" not in parts or deepest == 0):  # a model that finds one node covering it wins
+    if covers == 0 and ("model" not in parts or float(parts["model"].max()) < 0.6):  # unless the model finds a node
         new_score = max(new_score, min(1.0, best + 0.05))
         new_why.append(f"includes {', '.join(c.includes)}: nodes with no common parent but the root")
     elif covers is not None:
