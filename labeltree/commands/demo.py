@@ -34,7 +34,8 @@ def demo_cmd(out: Path, quick: bool, steps: int | None, images: int | None, gtsd
       labeltree demo --quick --out runs/demo
       labeltree demo --out runs/demo-full      # under 20 minutes on 2 cores
     """
-    from labeltree.demo.run import run_demo, tables_text
+    from labeltree.demo.report import tables_text
+    from labeltree.demo.run import run_demo
 
     res = run_demo(out, quick, images=images, gtsdb_images=gtsdb_images, steps=steps, seed=seed,
                    progress=progress, log=click.echo)

@@ -12,10 +12,12 @@ straight to the sign classifier, `Hierarchy.direct_skips`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from labeltree.evaluate.classes import decision_skips
 from labeltree.evaluate.evaluator import Evaluator
@@ -31,8 +33,16 @@ def make_evaluator(pred: Predictor, dataset: str) -> Evaluator:
                      drop="none", pred_space="dataset", levels=not m.is_boxes)
 
 
-def evaluate_sources(pred: Predictor, sources: list[Source], sliding: bool = False) -> dict[str, dict[str, Any]]:
-    """{dataset: metrics (mIoU, mPA, pixel_accuracy, classes, levels)} over whole images at training scale."""
+#: called with (dataset, image, stored label, predicted nodes) for every image evaluated
+OnImage = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def evaluate_sources(pred: Predictor, sources: list[Source], sliding: bool = False, *,
+                     on_image: OnImage | None = None, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """{dataset: metrics (mIoU, mPA, pixel_accuracy, classes, levels)} over whole images at training scale.
+
+    `on_image` sees each image with its prediction (the demo keeps a few for its figure).
+    """
     rule = flat_sign_rule(pred)
     was_training = pred.model.training
     pred.model.eval()
@@ -43,15 +53,20 @@ def evaluate_sources(pred: Predictor, sources: list[Source], sliding: bool = Fal
             skip = decision_skips(ev.rules, pred.h, src.name) if pred.flat is None else {}
             # the flat model on the evaluation-only sign dataset: the paper's second-choice rule (as the demo)
             use_rule = rule is not None and pred.h.mapping(src.name).evaluation_only
-            for i in range(len(src)):
+            for i in tqdm(range(len(src)), desc=f"evaluate {src.name}", unit="img", disable=not progress,
+                          leave=False):
                 img, lab = src.load(i)
                 x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
                 scores = pred.scores(x, sliding)
                 nodes = (flat_sign_nodes(pred, scores, rule)[0] if use_rule
                          else pred.nodes(scores, skip=skip)[0].cpu().numpy())
                 ev.add(lab, pred.dataset_values(nodes, src.name), gt_path=src.items[i].source)
+                if on_image is not None:
+                    on_image(src.name, img, lab, nodes)
             res = ev.result()
             res.pop("confusion", None)  # keep metrics.jsonl readable; the matrix is in `labeltree evaluate`
+            if use_rule:
+                res["protocol"] = "paper second-choice sign rule (flat model)"
             out[src.name] = res
     finally:
         pred.model.train(was_training)

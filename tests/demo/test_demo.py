@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from labeltree.cli import main
 from labeltree.core.tree_file import load_hierarchy
-from labeltree.demo.run import chance_level, make_plan, verdict
+from labeltree.demo.plan import make_plan
+from labeltree.demo.report import chance_level
 
 pytestmark = pytest.mark.slow
 
@@ -101,19 +102,3 @@ def test_rerun_continues_instead_of_starting_over(demo_run):
     assert res.exit_code == 0, res.output
     assert "reusing" in res.output
     assert (out / "runs" / "hierarchical" / "last.pt").stat().st_mtime_ns == before
-
-
-def test_verdict_says_when_flat_wins():
-    flat_better = {"mPA": 0.5, "mIoU": 0.4}
-    hier = {"mPA": 0.3, "mIoU": 0.2}
-    m = {"hierarchical": {"cityscapes": hier, "cityscapes-extended": hier},
-         "flat": {"cityscapes": flat_better, "cityscapes-extended": flat_better}}
-    text = "\n".join(verdict(m, 1 / 43))
-    assert "the flat baseline wins" in text and "hierarchical better on none" in text
-
-
-def test_plan_overrides_and_bad_values():
-    p = make_plan(True, images=10, steps=7)
-    assert (p.images, p.steps) == (10, 7)
-    res = CliRunner().invoke(main, ["demo", "--steps", "0"])
-    assert res.exit_code == 2 and "Traceback" not in res.output

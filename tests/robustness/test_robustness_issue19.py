@@ -481,7 +481,8 @@ def test_synth_never_writes_through_a_linked_dataset_folder(tmp_path: Path) -> N
 
 def test_demo_refuses_a_damaged_marker_in_its_data_folder(tmp_path: Path) -> None:
     """Fixed: `labeltree demo` crashed with a JSONDecodeError traceback on a damaged OUT/data/synth.json."""
-    from labeltree.demo.run import Plan, stage_synth
+    from labeltree.demo.plan import Plan
+    from labeltree.demo.stages import stage_synth
     from labeltree.errors import LabeltreeError
 
     data = tmp_path / "data"

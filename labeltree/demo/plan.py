@@ -1,0 +1,135 @@
+"""The demo's settings (configs/demo.yaml: plans, training config, report layout, the paper's numbers) as a
+validated model, and the plan of one run.
+
+configs/demo.yaml is data, not code; it is read through the one YAML loader (duplicate keys refused) into
+`DemoSettings`, whose models refuse unknown keys: a misspelt key names itself, its file and its line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from labeltree.core.yamlio import load_model
+from labeltree.errors import LabeltreeError
+from labeltree.resources import config_dir
+from labeltree.vocab import GTSDB_SIGNS
+
+MODELS = ("hierarchical", "flat")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlanSettings(_Strict):
+    """One plan (`quick` or `full`): data sizes, steps and seed."""
+
+    images: int
+    gtsdb_images: int
+    size: tuple[int, int]  # (W, H)
+    steps: int
+    seed: int = 0
+    gtsdb_signs: tuple[int, int] = GTSDB_SIGNS  # signs per GTSDB frame (lo, hi)
+    street_signs: tuple[int, int] | None = None  # sign posts per Cityscapes/Vistas frame; None = synth default
+
+
+class Plans(_Strict):
+    quick: PlanSettings
+    full: PlanSettings
+
+
+class Column(_Strict):
+    """A column of Tables II / III: the dataset tested on and its heading."""
+
+    dataset: str
+    title: str
+    cross_dataset: bool = False  # the column whose frames carry no sign classes in training
+
+
+class Table4Layout(_Strict):
+    l1: str  # L1 classes on this dataset's val frames
+    l2: str  # L2 (sign) classes on the same frames' extended labels
+
+
+class ReportLayout(_Strict):
+    table1: list[str]
+    columns: list[Column]
+    trained_on: str
+    table4: Table4Layout
+    per_class_panels: list[tuple[str, str]]  # (dataset, metric)
+
+
+class Score(_Strict):
+    mPA: float  # noqa: N815 - the paper's spelling, as in the evaluation results
+    mIoU: float  # noqa: N815
+
+
+class Table4Scores(_Strict):
+    L1: Score  # noqa: N815
+    L1_sign: Score  # noqa: N815
+    L2: Score  # noqa: N815
+
+
+class PaperNumbers(_Strict):
+    table2_flat: dict[str, Score]
+    table3_hierarchical: dict[str, Score]
+    table4: dict[str, Table4Scores]  # model -> scores
+
+
+class DemoSettings(_Strict):
+    """configs/demo.yaml."""
+
+    train_config: str
+    overrides: list[str] = []
+    notes: list[str] = []
+    plans: Plans
+    report: ReportLayout
+    figure_datasets: list[str]
+    paper: PaperNumbers
+
+
+@cache
+def demo_settings() -> DemoSettings:
+    """configs/demo.yaml, validated; read once per process (the model is frozen)."""
+    return load_model(config_dir() / "demo.yaml", DemoSettings, "demo settings")
+
+
+@dataclass(frozen=True)
+class Plan:
+    images: int
+    gtsdb_images: int
+    size: tuple[int, int]  # (W, H)
+    steps: int
+    seed: int = 0
+    gtsdb_signs: tuple[int, int] = GTSDB_SIGNS  # signs per GTSDB frame (lo, hi)
+    street_signs: tuple[int, int] | None = None  # sign posts per Cityscapes/Vistas frame; None = synth default
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    plan: Plan
+    metrics: dict[str, dict[str, dict[str, Any]]]  # model -> dataset -> evaluate result
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
+    report: Path | None = None
+
+
+def make_plan(quick: bool, images: int | None = None, gtsdb_images: int | None = None, steps: int | None = None,
+              seed: int | None = None) -> Plan:
+    plans = demo_settings().plans
+    p = (plans.quick if quick else plans.full).model_dump()
+    for k, v in (("images", images), ("gtsdb_images", gtsdb_images), ("steps", steps), ("seed", seed)):
+        if v is not None:
+            p[k] = v
+    if p["images"] < 4 or p["gtsdb_images"] < 6:
+        raise LabeltreeError("the demo needs at least 4 frames per dataset (6 for GTSDB) to have train and val splits")
+    if p["steps"] < 1:
+        raise LabeltreeError("--steps must be at least 1")
+    street = p.get("street_signs")
+    return Plan(int(p["images"]), int(p["gtsdb_images"]), tuple(p["size"]), int(p["steps"]), int(p["seed"]),
+                tuple(p.get("gtsdb_signs", GTSDB_SIGNS)), tuple(street) if street is not None else None)

@@ -1,0 +1,34 @@
+"""demo.plan: plan overrides and bad values; configs/demo.yaml validated, an unknown key refused with file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from labeltree.cli import main
+from labeltree.core.yamlio import load_model
+from labeltree.demo.plan import DemoSettings, demo_settings, make_plan
+from labeltree.errors import LabeltreeError
+from labeltree.resources import config_dir
+
+
+def test_plan_overrides_and_bad_values():
+    p = make_plan(True, images=10, steps=7)
+    assert (p.images, p.steps) == (10, 7)
+    res = CliRunner().invoke(main, ["demo", "--steps", "0"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_bundled_settings_load_and_a_misspelt_key_is_refused(tmp_path: Path):
+    s = demo_settings()
+    assert s.plans.quick.steps == 300 and s.plans.quick.gtsdb_signs == (6, 8)
+    assert [c.dataset for c in s.report.columns if c.cross_dataset] == ["cityscapes-extended"]
+    text = (config_dir() / "demo.yaml").read_text()
+    bad = tmp_path / "demo.yaml"
+    bad.write_text(text.replace("  quick: {images: 100,", "  quick: {imagez: 100,"))
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  quick:"))
+    with pytest.raises(LabeltreeError) as e:
+        load_model(bad, DemoSettings, "demo settings")
+    assert "imagez" in str(e.value) and f"{bad}:{line}" in str(e.value)
