@@ -28,8 +28,12 @@ from labeltree.errors import LabeltreeError
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
               help="A .pt checkpoint's moving average of the weights (train.ema_decay; its raw weights when it has "
                    "none) or its raw weights.")
+@click.option("--min-confidence", "min_confidence", type=float, default=0.0, show_default=True, metavar="T",
+              help="Back off in the graph: each pixel stops at the deepest node whose path confidence (product of "
+                   "the chosen probabilities) is at least T (0..1; 0 = always the leaf).")
+@click.option("--confidence", is_flag=True, help="Add a float32 'confidence' output: each pixel's path confidence.")
 def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynamic: bool, batch: int | None,
-               opset: int, layout: str, force: bool, weights: str) -> None:
+               opset: int, layout: str, force: bool, weights: str, min_confidence: float, confidence: bool) -> None:
     """Export a checkpoint to ONNX: uint8 images in, normalisation, network, argmax and the hard
     cascade inside the graph; tree name + hash, id -> name, mean / std and layout in its metadata.
 
@@ -53,7 +57,7 @@ def export_cmd(checkpoint: Path, out: Path, output: str, size: str | None, dynam
         batch = 1
     hold_output(out, "OUT")  # a second export onto OUT is refused while this one runs
     r = export_onnx(checkpoint, out, output=output, size=hw, batch=batch, opset=opset, layout=layout, force=force,
-                    weights=weights)
+                    weights=weights, min_confidence=min_confidence, confidence=confidence)
     shape = "x".join(str(s) for s in r.input_shape)
     outs = ", ".join(f"{o['name']} ({o['dtype']})" for o in r.outputs)
     click.echo(f"wrote {r.path}: images uint8 {layout.upper()} {shape} -> {outs}; opset {r.opset}")

@@ -76,8 +76,15 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
               help="A .pt checkpoint's moving average of the weights (train.ema_decay; its raw weights when it has "
                    "none) or its raw weights.")
+@click.option("--confidence", is_flag=True, help="Write {stem}_conf.png: each pixel's path confidence (product of the "
+              "chosen probabilities along the cascade), 16-bit, 0..65535 = 0..1.")
+@click.option("--confidence-npy", "confidence_npy", is_flag=True, help="Write {stem}_conf.npy: the same, float16.")
+@click.option("--min-confidence", "min_confidence", type=float, metavar="T", help="Back off: each pixel stops at "
+              "the deepest node whose path confidence is at least T (0..1; default 0 = the leaf; an .onnx: the "
+              "threshold it was exported with).")
 def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: str | None, overlay: bool,
-                levels: bool, sliding: bool, no_colour: bool, device: str | None, weights: str) -> None:
+                levels: bool, sliding: bool, no_colour: bool, device: str | None, weights: str, confidence: bool,
+                confidence_npy: bool, min_confidence: float | None) -> None:
     """Segment images with a trained checkpoint: per image a PNG in tree colours and/or dataset ids.
 
     CHECKPOINT is a .pt from `labeltree train`, or a .onnx from `labeltree export` (run with ONNX
@@ -94,7 +101,8 @@ def predict_cmd(checkpoint: Path, inputs: tuple[Path, ...], out: Path, dataset: 
 
     files = predict_files(checkpoint, list(inputs), out, dataset=dataset, overlay=overlay, sliding=sliding,
                           levels=levels, colour=not no_colour, device=device, weights=weights,
-                          log=lambda s: click.echo(s, err=True))
+                          log=lambda s: click.echo(s, err=True),
+                          confidence=confidence, confidence_npy=confidence_npy, min_confidence=min_confidence)
     click.echo(f"wrote {len(files)} files to {out}")
 
 

@@ -262,6 +262,19 @@ class Hierarchy:
         return cascade([scores[j] for j in keep], [self.classifiers[j].node for j in keep],
                        [skip.get(j, self.child_table[j]) for j in keep])
 
+    def confident_cascade(self, probs: list[Any], min_confidence: float = 0.0,
+                          skip: dict[int, int] | None = None) -> Any:
+        """`cascade` over softmax probabilities with each pixel's path confidence, backing off to the deepest
+        node whose path confidence is at least `min_confidence` (labeltree.core.confidence.PathConfidence)."""
+        from labeltree.core.confidence import confident_cascade
+
+        if len(probs) != len(self.classifiers):
+            raise ValueError(f"expected {len(self.classifiers)} score arrays, got {len(probs)}")
+        skip = skip or {}
+        return confident_cascade(probs, [c.node for c in self.classifiers],
+                                 [skip.get(j, self.child_table[j]) for j in range(len(self.classifiers))],
+                                 [c.level for c in self.classifiers], min_confidence)
+
     def direct_skips(self, evaluated: set[int]) -> dict[int, int]:
         """The authors' evaluation path (`define_estimator.py:515-566`) for a dataset whose evaluated classes
         are the nodes `evaluated`: a classifier below Level 1 whose evaluated nodes all lie strictly below one

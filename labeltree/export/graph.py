@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from labeltree import __version__
+from labeltree.core.confidence import check_min_confidence, confident_cascade
 from labeltree.core.hierarchy import cascade, tree_hash
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path
@@ -86,8 +87,9 @@ class DeployGraph(nn.Module):
 
     def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, owners: list[int] | None,
                  children: list[np.ndarray], tables: list[np.ndarray | None], dtypes: list[torch.dtype],
-                 scores: bool, nhwc: bool):
+                 scores: bool, nhwc: bool, back_off: BackOff | None = None):
         super().__init__()
+        self.back_off = back_off or BackOff()
         self.net = net
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -107,17 +109,41 @@ class DeployGraph(nn.Module):
         x = images.permute(0, 3, 1, 2) if self.nhwc else images
         x = (x.float() - self.mean) / self.std  # as labeltree.train.data.normalise
         logits = self.net(x)
+        b = self.back_off
+        probs_needed = self.scores or b.confidence or b.min_confidence > 0
+        if b.temperatures is not None and probs_needed:  # an argmax alone is the same without them
+            logits = [lg / t for lg, t in zip(logits, b.temperatures, strict=True)]
         if self.scores:
             return tuple(lg.softmax(1) for lg in logits)
+        children = [getattr(self, f"children{j}") for j in range(self.n_children)]
+        conf = None
         if self.owners is None:
             cur = logits[0].argmax(1)
+            conf = logits[0].softmax(1).amax(1) if b.confidence else None
+        elif probs_needed:  # path confidence and back-off (labeltree.core.confidence), from the probabilities
+            pc = confident_cascade([lg.softmax(1) for lg in logits], self.owners, children, b.levels, b.min_confidence)
+            cur, conf = pc.nodes, pc.confidence
         else:  # the cascade, with the argmax of the logits (the softmax's decisions, without the exps)
-            cur = cascade(logits, self.owners, [getattr(self, f"children{j}") for j in range(self.n_children)])
+            cur = cascade(logits, self.owners, children)
         outs = []
         for i, dt in enumerate(self.dtypes):
             v = getattr(self, f"table{i}")[cur] if self.has_table[i] else cur
             outs.append(v.to(dt))
+        if b.confidence:
+            assert conf is not None
+            outs.append(conf)
         return tuple(outs)
+
+
+@dataclass
+class BackOff:
+    """What the graph does besides the argmax (issue 28): calibrated temperatures per classifier, back-off below
+    `min_confidence`, and a `confidence` output (float32 path confidence per pixel)."""
+
+    min_confidence: float = 0.0
+    confidence: bool = False
+    temperatures: list[float] | None = None
+    levels: list[int] | None = None  # each classifier's level (1 = the root's)
 
 
 def _value_names(pred: Any, key: str, values: set[int], fill: int) -> dict[str, str]:
@@ -190,8 +216,8 @@ def _cast_outputs(model: Any, outputs: list[dict[str, Any]]) -> None:
                 vi.type.tensor_type.elem_type = TensorProto.UINT16
 
 
-def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
-                ) -> tuple[DeployGraph, list[dict[str, Any]], dict[str, Any]]:
+def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw", min_confidence: float = 0.0,
+                confidence: bool = False) -> tuple[DeployGraph, list[dict[str, Any]], dict[str, Any]]:
     """A Predictor's network wrapped for export: (graph in eval mode, its outputs' metadata, the tables)."""
     from labeltree.train.data import mean_std
 
@@ -201,19 +227,32 @@ def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw",
         h.mapping(dataset)
     tables = model_tables(h, flat)
     outs, gather, dtypes = plan_outputs(pred, kind, dataset, tables)
+    if min_confidence > 0 and flat is not None:
+        raise LabeltreeError("--min-confidence: a flat model has no ancestors to back off to; export it without")
+    if confidence and kind == "scores":
+        raise LabeltreeError("--confidence: an --output scores model gives the probabilities themselves; predict "
+                             "computes the confidence from them (export leaves, levels or dataset:NAME with it)")
+    if confidence:
+        outs.append({"name": "confidence", "kind": "confidence", "dtype": "float32",
+                     "meaning": "path confidence: product of the chosen probabilities from the root to the output"})
+    back_off = BackOff(min_confidence, confidence, pred.temperatures, [c.level for c in h.classifiers])
     m, s = mean_std(pred.cfg.model.normalise)
     mean = torch.tensor(m).view(1, 3, 1, 1) * 255
     std = torch.tensor(s).view(1, 3, 1, 1) * 255
     graph = DeployGraph(pred.model, mean, std, None if flat is not None else [c.node for c in h.classifiers],
                         [] if flat is not None else h.child_table, gather, dtypes, kind == "scores",
-                        layout == "nhwc").eval()
+                        layout == "nhwc", back_off).eval()
     return graph, outs, tables
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves", size: tuple[int, int] | None = None,
                 batch: int | None = None, opset: int = DEFAULT_OPSET, layout: str = "nchw",
-                force: bool = False, weights: str = "ema") -> ExportResult:
-    """Write `out` (atomically; an existing file only with `force`). size / batch None = dynamic."""
+                force: bool = False, weights: str = "ema", min_confidence: float = 0.0,
+                confidence: bool = False) -> ExportResult:
+    """Write `out` (atomically; an existing file only with `force`). size / batch None = dynamic.
+
+    `min_confidence`: the graph backs off to the deepest node whose path confidence is at least this;
+    `confidence`: a float32 `confidence` output. Calibrated temperatures of the checkpoint are in the graph."""
     try:
         import onnx
     except ImportError:
@@ -223,6 +262,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
 
     out, checkpoint = Path(out), Path(checkpoint)
     parse_output(output)
+    min_confidence = check_min_confidence(min_confidence)
     if out.suffix.lower() != ".onnx":
         raise LabeltreeError("the output file must end in .onnx (predict and evaluate recognise models by it)", out)
     if layout not in LAYOUTS:
@@ -245,7 +285,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     with warnings.catch_warnings():  # the backbone's "no model.pretrained" notice: the weights are in the checkpoint
         warnings.simplefilter("ignore", UserWarning)
         pred = load_predictor(checkpoint, "cpu", weights)  # another tree's checkpoint: one line (heads differ)
-    graph, outs, tables = build_graph(pred, output, layout)
+    graph, outs, tables = build_graph(pred, output, layout, min_confidence, confidence)
     h, flat = pred.h, pred.flat
 
     H, W = size or TRACE_SIZE
@@ -293,6 +333,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
         onnx_meta.K_RESIZE: json.dumps(resize),
         onnx_meta.K_TABLES: json.dumps(tables, separators=(",", ":")),
         onnx_meta.K_SOURCE: json.dumps({"checkpoint": checkpoint.name}),
+        onnx_meta.K_CONFIDENCE: json.dumps({"min_confidence": min_confidence, "temperatures": pred.temperatures}),
     }
     del model.metadata_props[:]
     for k, v in meta.items():

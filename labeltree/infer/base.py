@@ -32,6 +32,7 @@ class Prediction:
     values: dict[str, np.ndarray]  # dataset key -> stored values, where the model gives them directly
     levels: list[np.ndarray] | None = None  # the cascade stopped at level 1..depth, where the model gives them
     scores: list[np.ndarray] | None = None  # per classifier [C, h, w] probabilities, where the model gives them
+    confidence: np.ndarray | None = None  # float32 path confidence of `nodes` (labeltree.core.confidence), if asked
 
 
 class Model(ABC):
@@ -53,6 +54,21 @@ class Model(ABC):
         flat = tables.get("flat_nodes")
         self.flat_nodes = np.asarray(flat, dtype=np.int64) if flat is not None else None
         self.datasets: dict[str, dict[str, Any]] = tables["datasets"]
+        self.min_confidence = 0.0  # back off below this path confidence (set_confidence)
+        self.confidence = False  # give Prediction.confidence
+
+    def set_confidence(self, min_confidence: float | None = None, confidence: bool = False) -> Model:
+        """Ask for each pixel's path confidence and/or back-off to the deepest node at least that sure (issue 28).
+
+        The flat model has no ancestors to fall back on: a threshold above 0 is refused for it."""
+        from labeltree.core.confidence import check_min_confidence
+
+        min_confidence = check_min_confidence(min_confidence or 0.0)
+        if min_confidence > 0 and self.is_flat:
+            raise LabeltreeError("--min-confidence: a flat model has no ancestors to back off to (its classes are "
+                                 "leaves only); use a hierarchical model, or --confidence alone", self.path)
+        self.min_confidence, self.confidence = min_confidence, confidence
+        return self
 
     # -- what the model can answer ------------------------------------------------------------
     @property

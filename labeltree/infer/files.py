@@ -18,9 +18,14 @@ from labeltree.infer.load import open_model
 def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: str | Path,
                   dataset: str | None = None, overlay: bool = False, sliding: bool = False, levels: bool = False,
                   colour: bool = True, device: str | None = None, progress: bool = True,
-                  log: Callable[[str], None] | None = None, weights: str = "ema") -> list[Path]:
+                  log: Callable[[str], None] | None = None, confidence: bool = False, confidence_npy: bool = False,
+                  min_confidence: float | None = None, weights: str = "ema") -> list[Path]:
     """Write per image: `{stem}_tree.png` (tree colours), `{dataset}/{stem}.png` (the dataset's ids),
-    `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k).
+    `{stem}_overlay.png`, `{stem}_L{k}.png` (colour map of the cascade stopped at level k), `{stem}_conf.png`
+    (path confidence, 16-bit, 0..65535 = 0..1) and `{stem}_conf.npy` (float16).
+
+    `min_confidence`: each pixel stops at the deepest node whose path confidence is at least this (0: the leaf;
+    None: the model's own, 0 for a `.pt`, the exported one for an `.onnx`).
 
     The dataset ids get a folder of their own, named as `labeltree evaluate` matches predictions
     (same stem as the image, nothing else in it), so `evaluate DATASET GT OUT/{dataset}` reads them.
@@ -29,6 +34,7 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
 
     m = model if isinstance(model, Model) else open_model(model, device, weights)
     m.check_sliding(sliding)
+    m.set_confidence(min_confidence, confidence or confidence_npy)
     key = m.check_dataset(dataset)
     if not m.has_nodes:
         if overlay or levels:
@@ -58,8 +64,27 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
             blend = (0.5 * img + 0.5 * m.colour(p.nodes)).astype(np.uint8)
             written.append(out / f"{stem}_overlay.png")
             write_png(written[-1], blend)
+        if (confidence or confidence_npy) and p.confidence is not None:
+            written.extend(write_confidence(out / f"{stem}_conf", p.confidence, confidence, confidence_npy, write_png))
         if levels and not m.is_flat:
             for lvl, lv in enumerate(m.level_maps(p), start=1):
                 written.append(out / f"{stem}_L{lvl}.png")
                 write_png(written[-1], m.colour(lv))
+    return written
+
+
+def write_confidence(base: Path, conf: np.ndarray, png: bool, npy: bool,
+                     write_png: Callable[[Path, np.ndarray], None]) -> list[Path]:
+    """`{base}.png` (uint16, round(conf x 65535)) and/or `{base}.npy` (float16), written atomically."""
+    from labeltree.core.confidence import confidence_png
+    from labeltree.fsutil import atomic_path
+
+    written = []
+    if png:
+        written.append(base.with_suffix(".png"))
+        write_png(written[-1], confidence_png(conf))
+    if npy:
+        written.append(base.with_suffix(".npy"))
+        with atomic_path(written[-1]) as tmp, open(tmp, "wb") as f:
+            np.save(f, conf.astype(np.float16))
     return written

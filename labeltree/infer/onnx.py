@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from labeltree.core.confidence import confident_cascade
 from labeltree.core.hierarchy import Hierarchy, cascade, tree_hash
 from labeltree.datasets.resize import nearest_resize, resize_photo
 from labeltree.errors import LabeltreeError
 from labeltree.infer.base import Model, Prediction
-from labeltree.infer.onnx_meta import INPUT, INSTALL_HINT, read_metadata
+from labeltree.infer.onnx_meta import INPUT, INSTALL_HINT, read_back_off, read_metadata
 
 
 def import_ort() -> Any:
@@ -77,6 +78,23 @@ class OnnxModel(Model):
         self.by_kind: dict[str, list[dict[str, Any]]] = {}
         for o in self.outputs:
             self.by_kind.setdefault(o["kind"], []).append(o)
+        self.min_confidence = self.graph_min_confidence = read_back_off(meta, path)
+
+    def set_confidence(self, min_confidence: float | None = None, confidence: bool = False) -> OnnxModel:
+        """A `scores` export backs off at any threshold (the cascade runs here); any other graph decided at
+        export time: its own threshold (None: that one), and a confidence output where one is asked."""
+        T = self.graph_min_confidence if min_confidence is None else min_confidence
+        super().set_confidence(T, confidence)
+        if "scores" in self.by_kind or self.is_flat and not confidence:
+            return self
+        if T != self.graph_min_confidence:
+            raise LabeltreeError(f"--min-confidence {T:g}: this model was exported with --min-confidence "
+                                 f"{self.graph_min_confidence:g}, its graph backs off there; export it again with "
+                                 f"--min-confidence {T:g}, or with --output scores", self.path)
+        if confidence and "confidence" not in self.by_kind:
+            raise LabeltreeError("--confidence: this model has no confidence output; export it again with "
+                                 "--confidence, or with --output scores", self.path)
+        return self
 
     # -- what the model can answer -----------------------------------------------------------
     @property
@@ -172,9 +190,12 @@ class OnnxModel(Model):
         """One image's raw outputs -> Prediction, maps brought to `size` (nearest, as the PyTorch path)."""
         nodes = levels = scores = None
         values: dict[str, np.ndarray] = {}
+        confidence = raw[self.by_kind["confidence"][0]["name"]] if "confidence" in self.by_kind else None
         if "scores" in self.by_kind:
             scores = [raw[o["name"]] for o in self.by_kind["scores"]]
             nodes = self.cascade(scores)
+            if self.confidence or self.min_confidence > 0:
+                nodes, confidence = self.confident(scores)
         if "level" in self.by_kind:
             levels = [self._nodes(raw[o["name"]]) for o in self.by_kind["level"]]
             nodes = levels[-1]
@@ -186,7 +207,18 @@ class OnnxModel(Model):
             nodes = nearest_resize(nodes, size)
         if levels is not None:
             levels = [nearest_resize(lv, size) for lv in levels]
-        return Prediction(nodes, values, levels, scores)
+        if confidence is not None:
+            confidence = nearest_resize(confidence, size)
+        return Prediction(nodes, values, levels, scores, confidence)
+
+    def confident(self, scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes, path confidence) from a `scores` model's probabilities, backing off below `min_confidence`."""
+        if self.flat_nodes is not None:
+            return self.flat_nodes[np.argmax(scores[0], axis=-3)], np.max(scores[0], axis=-3).astype(np.float32)
+        owners = [c["node"] for c in self.classifiers]
+        level = [1 + sum(int(t[o] != o) for t in self.level_tables) + (o != 0) for o in owners]
+        pc = confident_cascade(scores, owners, [c["children"] for c in self.classifiers], level, self.min_confidence)
+        return pc.nodes, pc.confidence
 
     def _nodes(self, a: np.ndarray) -> np.ndarray:
         """A node map from the graph, checked against the node tables (an edited graph: one line)."""

@@ -38,6 +38,7 @@ K_INPUT = "labeltree.input"
 K_RESIZE = "labeltree.resize"
 K_TABLES = "labeltree.tables"
 K_SOURCE = "labeltree.source"
+K_CONFIDENCE = "labeltree.confidence"  # {"min_confidence": T, "temperatures": [...] | null}; absent: T = 0
 
 
 @dataclass
@@ -136,8 +137,8 @@ def _outputs(c: _Check, outputs: list[Any], tables: dict[str, Any], graph_output
         raise c.fail(K_OUTPUTS, "no outputs")
     n_levels, flat = len(tables["levels"]), tables.get("flat_nodes") is not None
     for o in outputs:
-        if not isinstance(o, dict) or o.get("kind") not in ("nodes", "level", "dataset", "scores"):
-            raise c.fail(K_OUTPUTS, f"{o!r} is no output entry (kind nodes, level, dataset or scores)")
+        if not isinstance(o, dict) or o.get("kind") not in ("nodes", "level", "dataset", "scores", "confidence"):
+            raise c.fail(K_OUTPUTS, f"{o!r} is no output entry (kind nodes, level, dataset, scores or confidence)")
         if o.get("name") not in graph_outputs:
             raise c.fail(K_OUTPUTS, f"output {o.get('name')!r} is not in the graph (it has {', '.join(graph_outputs)})")
         if o["kind"] == "level" and o.get("level") not in range(1, n_levels + 1):
@@ -198,3 +199,14 @@ def read_metadata(meta: dict[str, str], path: Path, inputs: list[tuple[str, list
     return OnnxMeta(tree=meta.get(K_TREE, ""), tree_sha256=meta.get(K_TREE_HASH, ""), output=meta.get(K_OUTPUT, ""),
                     outputs=outputs, model_info=c.json(meta, K_MODEL, dict), layout=layout, size=size, batch=batch,
                     resize=resize, tables=tables)
+
+
+def read_back_off(meta: dict[str, str], path: Path) -> float:
+    """The back-off threshold the graph was exported with (`export --min-confidence`; 0 for older exports)."""
+    if K_CONFIDENCE not in meta:
+        return 0.0
+    c = _Check(path)
+    value = c.json(meta, K_CONFIDENCE, dict).get("min_confidence", 0.0)
+    if not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise c.fail(K_CONFIDENCE, f"min_confidence {value!r} is no probability in 0..1")
+    return float(value)

@@ -64,11 +64,24 @@ class TorchModel(Model):
         resize, mode = self.scale(dataset) if scale else (None, "fixed")
         if not self.is_flat:  # the paper's decision path, where the rules ask for it (evaluate --checkpoint)
             skip = decision_skips(rules, self.net.h, self.dataset_key(dataset)) if dataset and rules else None
+            if self.confidence or self.min_confidence > 0:
+                return self._confident(img, resize, sliding, mode, skip)
             nodes, _ = self.net.predict_array(img, resize, sliding, mode, skip=skip)
             return Prediction(nodes, {})
+        if self.confidence:
+            return self._confident(img, resize, sliding, mode, None)
         if rules is None or not rules.sign_rule or self._sign_rule is None:
             nodes, _ = self.net.predict_array(img, resize, sliding, mode)
             return Prediction(nodes, {})
         scores = self.net.scores(self.net.input(img, resize, mode), sliding)
         nodes = flat_sign_nodes(self.net, scores, self._sign_rule)[0]
         return Prediction(nearest_resize(nodes, img.shape[:2]), {})
+
+    def _confident(self, img: np.ndarray, resize: tuple[int, int] | None, sliding: bool, mode: str,
+                   skip: dict[int, int] | None) -> Prediction:
+        """The cascade with path confidence and back-off (labeltree.core.confidence), maps at the photo's size."""
+        scores = self.net.scores(self.net.input(img, resize, mode), sliding)
+        pc = self.net.confident_nodes(scores, self.min_confidence, skip)
+        size = img.shape[:2]
+        return Prediction(nearest_resize(pc.nodes[0].cpu().numpy(), size), {},
+                          confidence=nearest_resize(pc.confidence[0].cpu().numpy(), size))

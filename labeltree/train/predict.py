@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labeltree.core.confidence import PathConfidence
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.resize import nearest_resize, resize_photo
@@ -35,6 +36,7 @@ class Predictor:
     flat: FlatSpace | None
     device: torch.device
     amp: bool = False
+    temperatures: list[float] | None = None  # per head, from `labeltree calibrate` (logits / T before softmax)
 
     # -- network ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -48,8 +50,12 @@ class Predictor:
         return self._sliding(x)
 
     def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits [B,C,H,W] per head, divided by the head's calibrated temperature where there is one."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
-            return [o.float() for o in self.model(x)]
+            out = [o.float() for o in self.model(x)]
+        if self.temperatures is None:
+            return out
+        return [o / t for o, t in zip(out, self.temperatures, strict=True)]
 
     def _sliding(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Crop-sized windows with 1/3 overlap; probabilities averaged where windows overlap."""
@@ -87,6 +93,17 @@ class Predictor:
             return self.h.cascade(scores, stop_level=stop_level, skip=skip)
         table = torch.as_tensor(self.flat.class_to_node(), device=scores[0].device)
         return table[scores[0].argmax(1)]
+
+    def confident_nodes(self, scores: list[torch.Tensor], min_confidence: float = 0.0,
+                        skip: dict[int, int] | None = None) -> PathConfidence:
+        """The cascade with its path confidence, backing off below `min_confidence` (labeltree.core.confidence).
+
+        The flat model has no ancestors to back off to: its one decision's probability is its confidence."""
+        if self.flat is None:
+            return self.h.confident_cascade(scores, min_confidence, skip)
+        table = torch.as_tensor(self.flat.class_to_node(), device=scores[0].device)
+        conf = scores[0].amax(1)
+        return PathConfidence(table[scores[0].argmax(1)], conf, [conf])
 
     # -- outputs ---------------------------------------------------------------------------
     def dataset_values(self, nodes: np.ndarray, dataset: str) -> np.ndarray:
@@ -178,7 +195,20 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
     model.to(dev).eval()
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    return Predictor(model, cfg, h, flat, dev, amp=cfg.train.amp)
+    return Predictor(model, cfg, h, flat, dev, amp=cfg.train.amp,
+                     temperatures=checked_temperatures(state.get("temperatures"), len(sizes), checkpoint))
+
+
+def checked_temperatures(value: Any, n: int, path: str | Path) -> list[float] | None:
+    """A checkpoint's calibrated temperatures (`labeltree calibrate`): one positive number per head, or None."""
+    if value is None:
+        return None
+    ok = isinstance(value, list | tuple) and len(value) == n and all(
+        isinstance(t, int | float) and 1e-3 <= t <= 1e3 for t in value)
+    if not ok:
+        raise LabeltreeError(f"'temperatures' should be {n} numbers in 0.001..1000 (one per classifier), got "
+                             f"{value!r}; calibrate the checkpoint again with `labeltree calibrate`", path)
+    return [float(t) for t in value]
 
 
 def dataset_resize(cfg: Config, dataset: str) -> tuple[int, int] | None:

@@ -1,0 +1,114 @@
+"""Path confidence through `predict` and `export` (issue 28): T = 0 writes today's bytes, confidence files
+round-trip, and the exported graph (temperatures, back-off, confidence output) equals PyTorch in ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_export import cli, make_checkpoint  # tests/export/test_export.py: the tiny random-weight checkpoint
+
+from labeltree.datasets.decode import read_rgb
+from labeltree.export.graph import export_onnx
+from labeltree.infer import open_model
+from labeltree.infer.onnx import OnnxModel
+from labeltree.synth.runner import synthesize
+from labeltree.train.checkpoint import load_checkpoint, save_checkpoint
+from labeltree.train.predict import load_predictor
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Any:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d = tmp_path_factory.mktemp("confidence")
+    synthesize(d / "synth", images=3, size=(96, 48), workers=1, progress=False, gtsdb_images=1)
+    images = sorted((d / "synth" / "cityscapes" / "leftImg8bit" / "train").rglob("*.png"))[:2]
+    arrays = [read_rgb(p) for p in images]
+    hier = make_checkpoint(d / "hier.pt", "hierarchical", arrays)
+    state = load_checkpoint(hier)  # the same net, calibrated: temperatures in the graph too
+    state["temperatures"] = [1.5 + 0.25 * j for j in range(len(state["head_sizes"]))]
+    save_checkpoint(d / "cal.pt", state)
+    return {"dir": d, "images": images, "arrays": arrays, "hier": hier, "cal": d / "cal.pt"}
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_zero_threshold_writes_todays_bytes_and_confidence_round_trips(env: dict[str, Any], tmp_path: Path) -> None:
+    img = env["images"][0]
+    cli("predict", env["hier"], img, "-o", tmp_path / "a", "--dataset", "cityscapes", "--levels")
+    cli("predict", env["hier"], img, "-o", tmp_path / "b", "--dataset", "cityscapes", "--levels",
+        "--min-confidence", "0")
+    cli("predict", env["hier"], img, "-o", tmp_path / "c", "--dataset", "cityscapes", "--levels",
+        "--confidence", "--confidence-npy")
+    a, b, c = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
+    assert a == b
+    assert {k: v for k, v in c.items() if "_conf" not in k} == a
+    stem = img.stem
+    png = np.asarray(Image.open(tmp_path / "c" / f"{stem}_conf.png"))
+    assert png.dtype == np.uint16 and png.shape == read_rgb(img).shape[:2]
+    npy = np.load(tmp_path / "c" / f"{stem}_conf.npy")
+    assert npy.dtype == np.float16 and npy.shape == png.shape
+    conf = open_model(env["hier"], "cpu").set_confidence(None, True).predict_array(read_rgb(img), "cityscapes")
+    np.testing.assert_allclose(png / 65535.0, conf.confidence, atol=0.5 / 65535 + 1e-7)
+    np.testing.assert_allclose(npy.astype(np.float32), conf.confidence, rtol=1e-3)
+    assert 0 < png.min() and png.max() <= 65535
+
+
+def test_back_off_coarsens_and_dataset_ids_follow(env: dict[str, Any], tmp_path: Path) -> None:
+    img = env["images"][0]
+    cli("predict", env["hier"], img, "-o", tmp_path / "t0")
+    cli("predict", env["hier"], img, "-o", tmp_path / "t9", "--min-confidence", "0.9", "--confidence")
+    a = np.asarray(Image.open(tmp_path / "t0" / f"{img.stem}_tree.png"))
+    b = np.asarray(Image.open(tmp_path / "t9" / f"{img.stem}_tree.png"))
+    conf = np.asarray(Image.open(tmp_path / "t9" / f"{img.stem}_conf.png")) / 65535.0
+    assert (a != b).any()  # some pixels backed off
+    assert conf.min() >= 0.9 - 1e-4  # every written node is at least that sure
+    cli("predict", env["hier"], img, "-o", tmp_path / "bad", "--min-confidence", "1.5", code=2)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("which", ["hier", "cal"])
+def test_onnx_labels_and_confidence_equal_pytorch(env: dict[str, Any], tmp_path: Path, t: float, which: str) -> None:
+    out = export_onnx(env[which], tmp_path / "m.onnx", min_confidence=t, confidence=True).path
+    om = OnnxModel(out, "cpu").set_confidence(None, True)
+    assert om.min_confidence == t
+    pred = load_predictor(env[which], "cpu")
+    for img in env["arrays"]:
+        pc = pred.confident_nodes(pred.scores(pred.input(img)), t)
+        p = om.predict_array(img)
+        np.testing.assert_array_equal(p.nodes, pc.nodes[0].numpy())
+        np.testing.assert_allclose(p.confidence, pc.confidence[0].numpy(), atol=1e-5)
+    if t > 0:  # the graph decided its threshold: another one is refused
+        with pytest.raises(Exception, match="exported with --min-confidence"):
+            OnnxModel(out, "cpu").set_confidence(0.3)
+
+
+def test_onnx_without_confidence_is_todays_graph_and_scores_back_off_at_runtime(env: dict[str, Any],
+                                                                                 tmp_path: Path) -> None:
+    plain = OnnxModel(export_onnx(env["cal"], tmp_path / "p.onnx").path, "cpu")
+    zero = OnnxModel(export_onnx(env["cal"], tmp_path / "z.onnx", confidence=True).path, "cpu").set_confidence(
+        None, True)
+    scores = OnnxModel(export_onnx(env["cal"], tmp_path / "s.onnx", output="scores").path, "cpu").set_confidence(
+        0.5, True)
+    pred = load_predictor(env["cal"], "cpu")
+    for img in env["arrays"]:
+        np.testing.assert_array_equal(plain.predict_array(img).nodes, zero.predict_array(img).nodes)
+        pc = pred.confident_nodes(pred.scores(pred.input(img)), 0.5)
+        p = scores.predict_array(img)
+        np.testing.assert_array_equal(p.nodes, pc.nodes[0].numpy())
+        np.testing.assert_allclose(p.confidence, pc.confidence[0].numpy(), atol=1e-5)
+    with pytest.raises(Exception, match="no confidence output"):
+        plain.set_confidence(None, True)
