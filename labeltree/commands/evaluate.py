@@ -83,6 +83,9 @@ def _eval_size(text: str) -> str | tuple[int, int]:
               help="A .pt checkpoint's moving average of the weights (train.ema_decay; its raw weights when it has "
                    "none) or its raw weights.")
 @click.option("--sliding-window", is_flag=True, help="With --checkpoint: crop-sized windows instead of whole images.")
+@click.option("--min-confidence", "min_confidence", type=float, default=None, metavar="T",
+              help="With --checkpoint: back off to the deepest node whose path confidence is at least T (0..1); a "
+                   "backed-off pixel counts as the dataset's class at that node, else its no-class value.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the results as JSON (an existing file only with --force).")
@@ -136,11 +139,14 @@ def evaluate_cmd(**kw: Any) -> None:
     if kw["checkpoint"] is not None:  # a .pt (torch) or an .onnx (ONNX Runtime, no torch)
         from labeltree.infer import open_model
 
-        predict = open_model(kw["checkpoint"], weights=kw["weights"]).predictor(
+        model = open_model(kw["checkpoint"], weights=kw["weights"]).set_confidence(kw["min_confidence"])
+        predict = model.predictor(
             kw["dataset"], kw["pred_space"], kw["sliding_window"], kw["hierarchy_ref"])
         hierarchy = predict.hierarchy  # the model's own tree (a .pt; an .onnx predicting tree nodes), else None
     elif kw["pred_dir"] is None:
         raise LabeltreeError("give PRED_DIR, the folder of prediction files (or --checkpoint)")
+    elif kw["min_confidence"] is not None:
+        raise LabeltreeError("--min-confidence needs --checkpoint (prediction files have no confidences)")
     rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"],
                           kw["drop"], paper_protocol=kw["paper_protocol"], min_pixels=kw["min_pixels"],
                           pixel_size=_gtsdb_size(kw["gtsdb_size"]), eval_size=_eval_size(kw["eval_size"]))

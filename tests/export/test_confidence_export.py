@@ -112,3 +112,20 @@ def test_onnx_without_confidence_is_todays_graph_and_scores_back_off_at_runtime(
         np.testing.assert_allclose(p.confidence, pc.confidence[0].numpy(), atol=1e-5)
     with pytest.raises(Exception, match="no confidence output"):
         plain.set_confidence(None, True)
+
+
+def test_evaluate_checkpoint_min_confidence(env: dict[str, Any], tmp_path: Path) -> None:
+    """T = 0 scores what today's evaluation scores; a high T backs pixels off (a different confusion)."""
+    import json
+
+    base = ["evaluate", "cityscapes", env["dir"] / "synth" / "cityscapes", "--checkpoint", env["hier"], "--split",
+            "train", "--workers", 1, "--quiet"]
+    res = {}
+    for name, extra in (("plain", []), ("zero", ["--min-confidence", "0"]), ("high", ["--min-confidence", "0.9"])):
+        cli(*base, *extra, "-o", tmp_path / f"{name}.json")
+        res[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert res["zero"] == res["plain"]
+    assert res["high"] != res["plain"]
+    out = cli("evaluate", "cityscapes", env["dir"] / "synth" / "cityscapes", tmp_path, "--min-confidence", "0.5",
+              code=2)
+    assert "needs --checkpoint" in out
