@@ -112,6 +112,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "evaluate": ("evaluate",),
     "train": ("train", "predict", "prepare"),
     "export": ("export",),
+    "calibrate": ("calibrate",),
     "annotate": ("annotate-extended",),
     "convert": ("convert",),
 }
