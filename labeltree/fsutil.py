@@ -152,7 +152,8 @@ def write_json(target: str | Path, data: Any) -> None:
     write_text(target, json.dumps(data, indent=2) + "\n")
 
 
-def write_png(target: str | Path, array: np.ndarray, palette: np.ndarray | None = None) -> None:
+def write_png(target: str | Path, array: np.ndarray, palette: np.ndarray | None = None,
+              compress_level: int | None = None) -> None:
     """Write a label/image array as PNG atomically (uint16 -> 16-bit grey, uint8 -> 8-bit grey or
     palette when `palette` (N x 3 uint8) is given, HxWx3 -> RGB)."""
     import numpy as np
@@ -165,8 +166,8 @@ def write_png(target: str | Path, array: np.ndarray, palette: np.ndarray | None 
         if palette is not None:
             im = im.convert("P") if im.mode != "L" else im
             im.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
-    with atomic_path(target) as tmp:
-        im.save(tmp, format="PNG")
+    with atomic_path(target) as tmp:  # compress_level: zlib's 0..9 (None: Pillow's default, 6)
+        im.save(tmp, format="PNG", **({} if compress_level is None else {"compress_level": compress_level}))
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -246,14 +247,14 @@ def refuse_replacing_inside(outputs: dict[str, str | Path | None], folders: Iter
                                      "writes over its inputs); choose a path outside it", out)
 
 
-def input_sparing_png_writer(inputs: Iterable[str | Path]) -> Callable[[str | Path, np.ndarray], None]:
+def input_sparing_png_writer(inputs: Iterable[str | Path]) -> Callable[..., None]:
     """`write_png` that refuses to replace any of `inputs`: a prediction folder may be the image folder."""
     sources = {os.path.realpath(p) for p in inputs}
 
-    def write(target: str | Path, arr: np.ndarray) -> None:
+    def write(target: str | Path, arr: np.ndarray, compress_level: int | None = None) -> None:
         if os.path.realpath(target) in sources:
             raise LabeltreeError("this output would replace an input image; choose another -o", target)
-        write_png(target, arr)
+        write_png(target, arr, compress_level=compress_level)
 
     return write
 

@@ -74,7 +74,7 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
 
 
 def write_confidence(base: Path, conf: np.ndarray, png: bool, npy: bool,
-                     write_png: Callable[[Path, np.ndarray], None]) -> list[Path]:
+                     write_png: Callable[..., None]) -> list[Path]:
     """`{base}.png` (uint16, round(conf x 65535)) and/or `{base}.npy` (float16), written atomically."""
     from labeltree.core.confidence import confidence_png
     from labeltree.fsutil import atomic_path
@@ -82,7 +82,7 @@ def write_confidence(base: Path, conf: np.ndarray, png: bool, npy: bool,
     written = []
     if png:
         written.append(base.with_suffix(".png"))
-        write_png(written[-1], confidence_png(conf))
+        write_png(written[-1], confidence_png(conf), compress_level=1)  # noise-like 16-bit data: level 6 is slow
     if npy:
         written.append(base.with_suffix(".npy"))
         with atomic_path(written[-1]) as tmp, open(tmp, "wb") as f:
