@@ -79,6 +79,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'labeltree' has no attribute {name!r}")
+    if name in _SHADOWED:  # importing the subpackage sets it here, as a _CallableModule
+        importlib.import_module(f"{__name__}.{name}")
+        return globals()[name]
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
@@ -89,18 +92,41 @@ def __dir__() -> list[str]:
 
 
 #: API functions named as a subpackage (labeltree.evaluate, .stats, .convert, .train)
-_SHADOWED = frozenset(n for n, m in _LAZY.items() if m == "labeltree.api")
+_SHADOWED = frozenset({"convert", "evaluate", "stats", "train"})
+
+
+def _api_function(module: types.ModuleType) -> Any:
+    return getattr(importlib.import_module("labeltree.api"), module.__name__.rpartition(".")[2])
+
+
+class _CallableModule(types.ModuleType):
+    """A subpackage named like an API function (`labeltree.evaluate`, `.stats`, `.convert`, `.train`):
+    calling it calls the function, so `lt.evaluate(...)` and `import labeltree.evaluate.folder as f` both
+    work whatever was imported first. Its docstring and signature are the function's."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _api_function(self)(*args, **kwargs)
+
+    @property
+    def __wrapped__(self) -> Any:  # inspect.signature(lt.evaluate) follows it
+        return _api_function(self)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return _api_function(self).__doc__
+
+    @__doc__.setter
+    def __doc__(self, value: str | None) -> None:
+        self.__dict__["__doc__"] = value
 
 
 class _Package(types.ModuleType):
-    """labeltree's module type. Importing `labeltree.evaluate.folder` makes the import system set the
-    attribute `labeltree.evaluate` to the subpackage; for the names of API functions that is skipped, so
-    `lt.evaluate` (`lt.stats`, `lt.convert`, `lt.train`) stays the function whatever was imported before.
-    The subpackages stay importable by their full names (`from labeltree.evaluate.folder import ...`)."""
+    """labeltree's module type: a subpackage set as an attribute under an API function's name becomes
+    a `_CallableModule`."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            return
+        if name in _SHADOWED and isinstance(value, types.ModuleType) and not isinstance(value, _CallableModule):
+            value.__class__ = _CallableModule
         super().__setattr__(name, value)
 
 

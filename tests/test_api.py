@@ -138,3 +138,15 @@ def test_lt_merge_stats_convert_equal_their_commands(data, tmp_path):
     files = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*.png"))
     assert files and files == sorted(p.relative_to(tmp_path / "api") for p in (tmp_path / "api").rglob("*.png"))
     assert all((tmp_path / "cli" / f).read_bytes() == (tmp_path / "api" / f).read_bytes() for f in files)
+
+
+def test_api_names_and_subpackages_coexist():
+    """`lt.evaluate` (`stats`, `convert`, `train`) is callable whatever was imported before, and
+    `import labeltree.evaluate.folder as f` works (both orders, in a fresh interpreter)."""
+    code = ("import inspect, labeltree as lt; a = callable(lt.evaluate) and callable(lt.stats); "
+            "import labeltree.train.loop as t, labeltree.stats.collect as s, labeltree.evaluate.folder as f; "
+            "import labeltree.convert as c; "
+            "print(a, all(callable(x) for x in (lt.evaluate, lt.stats, lt.convert, lt.train)), "
+            "'gt_root' in inspect.signature(lt.evaluate).parameters, t.__name__, f.__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["True", "True", "True", "labeltree.train.loop", "labeltree.evaluate.folder"]
