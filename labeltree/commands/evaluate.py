@@ -35,6 +35,26 @@ def _eval_size(text: str) -> str | tuple[int, int]:
     return wh[1], wh[0]
 
 
+def _risk_coverage(kw: dict[str, Any], inputs: list[Path]) -> None:
+    """`--risk-coverage PREFIX`: the selective-prediction sweep of a .pt (labeltree.infer.selective)."""
+    from labeltree.fsutil import check_outputs
+    from labeltree.infer.selective import area, selective_sweep, write_sweep
+
+    if kw["checkpoint"] is None or Path(kw["checkpoint"]).suffix.lower() == ".onnx":
+        raise LabeltreeError("--risk-coverage needs a .pt --checkpoint (the sweep runs the cascade at each threshold)")
+    prefix = Path(kw["risk_coverage"])
+    csv, png = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".png")
+    check_outputs({"--risk-coverage CSV": csv, "--risk-coverage PNG": png}, inputs, kw["force"])
+    rows = selective_sweep(kw["checkpoint"], kw["dataset"], kw["gt_root"], kw["split"])
+    write_sweep(rows, csv, png)
+    click.echo(f"{'T':>5} {'coverage':>9} {'acc@full':>9} {'coarse ok':>9} {'wrong':>7} {'sign@full':>10}")
+    for r in rows:
+        signs = f"{r['sign_full']}/{r['sign_pixels']}"
+        click.echo(f"{r['T']:>5g} {r['coverage']:>9.4f} {r['accuracy_full']:>9.4f} {r['coarse_right']:>9.4f} "
+                   f"{r['wrong']:>7.4f} {signs:>10}")
+    click.echo(f"risk-coverage area {area(rows):.4f}; wrote {csv} and {png}")
+
+
 @click.command("evaluate")
 @click.argument("dataset")
 @click.argument("gt_root", type=click.Path(path_type=Path))
@@ -86,6 +106,10 @@ def _eval_size(text: str) -> str | tuple[int, int]:
 @click.option("--min-confidence", "min_confidence", type=float, default=None, metavar="T",
               help="With --checkpoint: back off to the deepest node whose path confidence is at least T (0..1); a "
                    "backed-off pixel counts as the dataset's class at that node, else its no-class value.")
+@click.option("--risk-coverage", "risk_coverage", type=click.Path(path_type=Path), default=None, metavar="PREFIX",
+              help="With a .pt --checkpoint: sweep --min-confidence over 0..0.99 and write PREFIX.csv (coverage = "
+                   "share of pixels at full depth, their accuracy, correct-but-coarse vs wrong) and PREFIX.png (the "
+                   "risk-coverage curve, its area in the title) instead of the usual scores.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the results as JSON (an existing file only with --force).")
@@ -131,6 +155,9 @@ def evaluate_cmd(**kw: Any) -> None:
     from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
     inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
+    if kw["risk_coverage"] is not None:
+        _risk_coverage(kw, inputs)
+        return
     check_outputs({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]}, inputs, kw["force"])
     refuse_replacing_inside({"-o": kw["output"], "--plot-confusion": kw["plot_confusion"]},
                             [kw["gt_root"], kw["pred_dir"]])

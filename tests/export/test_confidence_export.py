@@ -181,3 +181,16 @@ def test_calibrate_lowers_val_nll_of_every_classifier_and_ece_not_worse_held_out
     assert (tmp_path / "a" / f"{stem}_tree.png").read_bytes() == (tmp_path / "b" / f"{stem}_tree.png").read_bytes()
     assert (tmp_path / "a" / f"{stem}_conf.png").read_bytes() != (tmp_path / "b" / f"{stem}_conf.png").read_bytes()
     cli("calibrate", env["hier"], fit_cfg, "-o", env["hier"], code=2)  # never over its input
+
+
+def test_evaluate_risk_coverage_writes_the_sweep(env: dict[str, Any], tmp_path: Path) -> None:
+    out = cli("evaluate", "cityscapes-extended", env["dir"] / "synth" / "cityscapes-extended", "--checkpoint",
+              env["hier"], "--split", "train", "--risk-coverage", tmp_path / "rc")
+    lines = (tmp_path / "rc.csv").read_text().splitlines()
+    assert lines[0].startswith("T,pixels,coverage") and len(lines) == 10
+    first, last = lines[1].split(","), lines[-1].split(",")
+    assert float(first[2]) == 1.0 and float(last[2]) <= 1.0  # T = 0: every pixel at full depth
+    assert (tmp_path / "rc.png").stat().st_size > 0 and "risk-coverage area" in out
+    bad = cli("evaluate", "cityscapes", env["dir"] / "synth" / "cityscapes", tmp_path, "--risk-coverage",
+              tmp_path / "x", code=2)
+    assert "needs a .pt --checkpoint" in bad
