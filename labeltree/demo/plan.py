@@ -26,8 +26,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PlanSettings(_Strict):
-    """One plan (`quick` or `full`): data sizes, steps and seed."""
+class Plan(_Strict):
+    """One plan (`quick` or `full` in configs/demo.yaml, options applied by make_plan): data sizes, steps, seed."""
 
     images: int
     gtsdb_images: int
@@ -39,8 +39,8 @@ class PlanSettings(_Strict):
 
 
 class Plans(_Strict):
-    quick: PlanSettings
-    full: PlanSettings
+    quick: Plan
+    full: Plan
 
 
 class Column(_Strict):
@@ -99,17 +99,6 @@ def demo_settings() -> DemoSettings:
     return load_model(config_dir() / "demo.yaml", DemoSettings, "demo settings")
 
 
-@dataclass(frozen=True)
-class Plan:
-    images: int
-    gtsdb_images: int
-    size: tuple[int, int]  # (W, H)
-    steps: int
-    seed: int = 0
-    gtsdb_signs: tuple[int, int] = GTSDB_SIGNS  # signs per GTSDB frame (lo, hi)
-    street_signs: tuple[int, int] | None = None  # sign posts per Cityscapes/Vistas frame; None = synth default
-
-
 @dataclass
 class DemoResult:
     out: Path
@@ -130,6 +119,4 @@ def make_plan(quick: bool, images: int | None = None, gtsdb_images: int | None =
         raise LabeltreeError("the demo needs at least 4 frames per dataset (6 for GTSDB) to have train and val splits")
     if p["steps"] < 1:
         raise LabeltreeError("--steps must be at least 1")
-    street = p.get("street_signs")
-    return Plan(int(p["images"]), int(p["gtsdb_images"]), tuple(p["size"]), int(p["steps"]), int(p["seed"]),
-                tuple(p.get("gtsdb_signs", GTSDB_SIGNS)), tuple(street) if street is not None else None)
+    return Plan.model_validate(p)

@@ -492,5 +492,5 @@ def test_demo_refuses_a_damaged_marker_in_its_data_folder(tmp_path: Path) -> Non
     (data / "cityscapes/data.txt").write_text("user data\n")
     before = snapshot(tmp_path)
     with pytest.raises(LabeltreeError, match="no earlier `labeltree synth` output"):
-        stage_synth(tmp_path, Plan(1, 1, (32, 32), 1), False, lambda _m: None)
+        stage_synth(tmp_path, Plan(images=1, gtsdb_images=1, size=(32, 32), steps=1), False, lambda _m: None)
     assert snapshot(tmp_path) == before
