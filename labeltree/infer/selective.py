@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from labeltree.core.confidence import check_min_confidence, confident_cascade
+from labeltree.evaluate.signs import sign_rule_nodes
 
 DEFAULT_SWEEP = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-SIGN_NODE = "Traffic Sign (Front)"  # sign pixels: ground truth at or below it
 
 
 @dataclass
@@ -69,7 +69,8 @@ def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, spli
     anc = np.zeros((len(h.nodes), len(h.nodes)), dtype=bool)  # anc[g, n]: n is g or an ancestor of g
     for g in range(len(h.nodes)):
         anc[g, h.ancestors(g)] = True
-    sign = set(h.descendants(h.index[SIGN_NODE])) if SIGN_NODE in h.index else set()
+    rule = sign_rule_nodes(h)  # sign pixels: ground truth at or below the node the box dataset hangs under
+    sign = set(h.descendants(rule[0])) if rule is not None else set()
     is_sign = np.isin(np.arange(len(h.nodes)), sorted(sign))
     owners = [c.node for c in h.classifiers]
     levels = [c.level for c in h.classifiers]
