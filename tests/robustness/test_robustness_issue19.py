@@ -139,8 +139,10 @@ READER_CASES: dict[str, tuple[Callable[[Path], list], list[str]]] = {
                             ["200 (128 px)", "'idd'"]),
     "stats bdd100k mask is a symlink loop": (lambda t: ["stats", "bdd100k", self_loop_mask(t), *Q],
                                              ["zz.png", "symbolic links"]),
-    "evaluate bdd100k prediction named wrong": (
-        lambda t: ["evaluate", "bdd100k", bdd(t / "b", "val"), pred(t, "zzz.png", Z), *W],
+    # the official protocol scores these as BDD100K's tool does (tests/evaluate/test_official_edges.py); the
+    # paper protocol keeps refusing them
+    "evaluate bdd100k prediction named wrong (paper protocol)": (
+        lambda t: ["evaluate", "bdd100k", bdd(t / "b", "val"), pred(t, "zzz.png", Z), *W, "--protocol", "paper"],
         ["no prediction: a1", "zzz.png", "named as its image"]),
     "evaluate idd prediction named wrong": (
         lambda t: ["evaluate", "idd", idd(t / "i", "val"), pred(t, "foo.png", Z), *W],
@@ -151,9 +153,9 @@ READER_CASES: dict[str, tuple[Callable[[Path], list], list[str]]] = {
     "evaluate idd two predictions of one frame": (
         lambda t: ["evaluate", "idd", idd(t / "i", "val"), pred(t, "0_005506.png", Z) and pred(t, "0/005506_x.png", Z),
                    *W], ["several predictions", "0_005506"]),
-    "evaluate bdd100k prediction value 77": (
+    "evaluate bdd100k prediction value 77 (paper protocol)": (
         lambda t: ["evaluate", "bdd100k", bdd(t / "b", "val"), pred(t, "a1.png", np.full((8, 16), 77, np.uint8)),
-                   *W], ["a1.png", "77"]),
+                   *W, "--protocol", "paper"], ["a1.png", "77"]),
     "convert bdd100k OUT = ROOT": (lambda t: ["convert", "bdd100k", bdd(t / "b"), t / "b", "--to", "cityscapes"],
                                    ["outside the dataset root"]),
     "convert bdd100k OUT inside ROOT": (lambda t: ["convert", "bdd100k", bdd(t / "b"), t / "b/labels/x", "--to",
