@@ -245,22 +245,9 @@ def build_graph(pred: Any, output: str = "leaves", layout: str = "nchw", min_con
     return graph, outs, tables
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves", size: tuple[int, int] | None = None,
-                batch: int | None = None, opset: int = DEFAULT_OPSET, layout: str = "nchw",
-                force: bool = False, weights: str = "ema", min_confidence: float = 0.0,
-                confidence: bool = False) -> ExportResult:
-    """Write `out` (atomically; an existing file only with `force`). size / batch None = dynamic.
-
-    `min_confidence`: the graph backs off to the deepest node whose path confidence is at least this;
-    `confidence`: a float32 `confidence` output. Calibrated temperatures of the checkpoint are in the graph."""
-    try:
-        import onnx
-    except ImportError:
-        raise LabeltreeError(f"the onnx package is not installed; install it with: {onnx_meta.INSTALL_HINT}") from None
-    from labeltree.train.data import mean_std
-    from labeltree.train.predict import load_predictor
-
-    out, checkpoint = Path(out), Path(checkpoint)
+def _check_options(out: Path, checkpoint: Path, output: str, layout: str, opset: int,
+                   size: tuple[int, int] | None, batch: int | None, force: bool, min_confidence: float) -> float:
+    """Every export option checked before the checkpoint is read: one line each (exit 2)."""
     parse_output(output)
     min_confidence = check_min_confidence(min_confidence)
     if out.suffix.lower() != ".onnx":
@@ -281,12 +268,61 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
         raise LabeltreeError("the output would overwrite the checkpoint; choose another file name", out)
     if out.exists() and not force:
         raise LabeltreeError("exists; pass --force to replace it", out)
+    return min_confidence
+
+
+def _metadata(pred: Any, output: str, outs: list[dict[str, Any]], layout: str, input_shape: list[int | str],
+              size: tuple[int, int] | None, batch: int | None, tables: dict[str, Any], checkpoint: Path,
+              min_confidence: float) -> dict[str, str]:
+    """The model's metadata_props (docs/deploy.md): what a runtime needs to read the outputs, validated on load."""
+    from labeltree.train.data import mean_std
+
+    cfg, h, flat = pred.cfg, pred.h, pred.flat
+    resize = {d.name: list(d.resize) for d in list(cfg.datasets) + list(cfg.eval_datasets) if d.resize}
+    return {
+        onnx_meta.K_FORMAT: onnx_meta.FORMAT,
+        onnx_meta.K_VERSION: __version__,
+        onnx_meta.K_TREE: h.name,
+        onnx_meta.K_TREE_HASH: tree_hash(h),
+        onnx_meta.K_MODEL: json.dumps({"kind": cfg.model.kind, "backbone": cfg.model.backbone,
+                                "classifiers": [c.name for c in h.classifiers] if flat is None else ["flat"]}),
+        onnx_meta.K_OUTPUT: output.strip(),
+        onnx_meta.K_OUTPUTS: json.dumps(outs),
+        onnx_meta.K_MEAN: json.dumps(list(mean_std(cfg.model.normalise)[0])),
+        onnx_meta.K_STD: json.dumps(list(mean_std(cfg.model.normalise)[1])),
+        onnx_meta.K_LAYOUT: layout,
+        onnx_meta.K_INPUT: json.dumps({"name": onnx_meta.INPUT, "dtype": "uint8", "shape": input_shape,
+                                "size": list(size) if size else None, "batch": batch,
+                                "normalise": "(x - 255 * mean) / (255 * std), RGB, per channel"}),
+        onnx_meta.K_RESIZE: json.dumps(resize),
+        onnx_meta.K_TABLES: json.dumps(tables, separators=(",", ":")),
+        onnx_meta.K_SOURCE: json.dumps({"checkpoint": checkpoint.name}),
+        onnx_meta.K_CONFIDENCE: json.dumps({"min_confidence": min_confidence, "temperatures": pred.temperatures}),
+    }
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves", size: tuple[int, int] | None = None,
+                batch: int | None = None, opset: int = DEFAULT_OPSET, layout: str = "nchw",
+                force: bool = False, weights: str = "ema", min_confidence: float = 0.0,
+                confidence: bool = False) -> ExportResult:
+    """Write `out` (atomically; an existing file only with `force`). size / batch None = dynamic.
+
+    `min_confidence`: the graph backs off to the deepest node whose path confidence is at least this;
+    `confidence`: a float32 `confidence` output. Calibrated temperatures of the checkpoint are in the graph."""
+    try:
+        import onnx
+    except ImportError:
+        raise LabeltreeError(f"the onnx package is not installed; install it with: {onnx_meta.INSTALL_HINT}") from None
+    from labeltree.train.predict import load_predictor
+
+    out, checkpoint = Path(out), Path(checkpoint)
+    min_confidence = _check_options(out, checkpoint, output, layout, opset, size, batch, force, min_confidence)
 
     with warnings.catch_warnings():  # the backbone's "no model.pretrained" notice: the weights are in the checkpoint
         warnings.simplefilter("ignore", UserWarning)
         pred = load_predictor(checkpoint, "cpu", weights)  # another tree's checkpoint: one line (heads differ)
     graph, outs, tables = build_graph(pred, output, layout, min_confidence, confidence)
-    h, flat = pred.h, pred.flat
+    h = pred.h
 
     H, W = size or TRACE_SIZE
     shape = (batch or 1, H, W, 3) if layout == "nhwc" else (batch or 1, 3, H, W)
@@ -313,28 +349,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, output: str = "leaves",
     _cast_outputs(model, outs)
 
     cfg = pred.cfg
-    resize = {d.name: list(d.resize) for d in list(cfg.datasets) + list(cfg.eval_datasets) if d.resize}
     input_shape: list[int | str] = [dyn.get(i, s) for i, s in enumerate(shape)]
-    meta = {
-        onnx_meta.K_FORMAT: onnx_meta.FORMAT,
-        onnx_meta.K_VERSION: __version__,
-        onnx_meta.K_TREE: h.name,
-        onnx_meta.K_TREE_HASH: tree_hash(h),
-        onnx_meta.K_MODEL: json.dumps({"kind": cfg.model.kind, "backbone": cfg.model.backbone,
-                                "classifiers": [c.name for c in h.classifiers] if flat is None else ["flat"]}),
-        onnx_meta.K_OUTPUT: output.strip(),
-        onnx_meta.K_OUTPUTS: json.dumps(outs),
-        onnx_meta.K_MEAN: json.dumps(list(mean_std(cfg.model.normalise)[0])),
-        onnx_meta.K_STD: json.dumps(list(mean_std(cfg.model.normalise)[1])),
-        onnx_meta.K_LAYOUT: layout,
-        onnx_meta.K_INPUT: json.dumps({"name": onnx_meta.INPUT, "dtype": "uint8", "shape": input_shape,
-                                "size": list(size) if size else None, "batch": batch,
-                                "normalise": "(x - 255 * mean) / (255 * std), RGB, per channel"}),
-        onnx_meta.K_RESIZE: json.dumps(resize),
-        onnx_meta.K_TABLES: json.dumps(tables, separators=(",", ":")),
-        onnx_meta.K_SOURCE: json.dumps({"checkpoint": checkpoint.name}),
-        onnx_meta.K_CONFIDENCE: json.dumps({"min_confidence": min_confidence, "temperatures": pred.temperatures}),
-    }
+    meta = _metadata(pred, output, outs, layout, input_shape, size, batch, tables, checkpoint, min_confidence)
     del model.metadata_props[:]
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
