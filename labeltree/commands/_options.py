@@ -74,4 +74,8 @@ def parse_size(text: str, option: str, allow_native: bool = False) -> tuple[int,
         raise LabeltreeError(f"{option}: expected WIDTHxHEIGHT like 1024x512{native}, got {text!r}") from None
     if w <= 0 or h <= 0:
         raise LabeltreeError(f"{option}: sizes must be positive, got {text!r}")
+    from labeltree.infer.onnx_meta import MAX_SIDE  # images beyond it exhaust memory before any check
+
+    if max(w, h) > MAX_SIDE:
+        raise LabeltreeError(f"{option}: at most {MAX_SIDE} pixels per side, got {text!r}")
     return w, h

@@ -28,13 +28,15 @@ def calibrate_cmd(checkpoint: Path, config: str, data_root: Path | None, out: Pa
     Example:
       labeltree calibrate runs/tiny/best.pt cpu-tiny --data-root data/synth -o runs/tiny/calibrated.pt
     """
-    from labeltree.fsutil import check_outputs
+    from labeltree.fsutil import check_outputs, refuse_replacing_inside
     from labeltree.train.calibrate import calibrate_checkpoint
 
     plot = plot or out.with_suffix(".png")
     if out.suffix.lower() != ".pt":
         raise LabeltreeError("-o: the calibrated checkpoint must end in .pt", out)
-    check_outputs({"-o": out, "--plot": plot}, [checkpoint], force)
+    config_file = [Path(config)] if Path(config).exists() else []  # a bundled config name is no file here
+    check_outputs({"-o": out, "--plot": plot}, [checkpoint, *config_file], force)
+    refuse_replacing_inside({"-o": out, "--plot": plot}, [data_root])
     rows = calibrate_checkpoint(checkpoint, config, out, data_root, plot, device)
     click.echo(f"{'classifier':<28} {'pixels':>9} {'T':>7} {'NLL before':>10} {'after':>7} {'ECE before':>10} "
                f"{'after':>7}")

@@ -42,10 +42,21 @@ def _risk_coverage(kw: dict[str, Any], inputs: list[Path]) -> None:
 
     if kw["checkpoint"] is None or Path(kw["checkpoint"]).suffix.lower() == ".onnx":
         raise LabeltreeError("--risk-coverage needs a .pt --checkpoint (the sweep runs the cascade at each threshold)")
+    unused = {"--min-confidence": kw["min_confidence"] is not None, "-o": kw["output"] is not None,
+              "--plot-confusion": kw["plot_confusion"] is not None, "--sliding-window": kw["sliding_window"],
+              "--levels": kw["levels"], "--format json": kw["fmt"] == "json",
+              "--eval-size": str(kw["eval_size"]).strip().lower() != "native"}
+    for opt, given in unused.items():  # the sweep would ignore them: a result the user did not ask for
+        if given:
+            raise LabeltreeError(f"--risk-coverage: {opt} does not apply to the sweep (it sweeps every threshold "
+                                 "over whole images at their own size, into PREFIX.csv and PREFIX.png); drop it")
     prefix = Path(kw["risk_coverage"])
+    if prefix.name in ("", ".", ".."):
+        raise LabeltreeError(f"--risk-coverage {str(prefix)!r}: expected a file prefix like runs/rc "
+                             "(writes runs/rc.csv and runs/rc.png)")
     csv, png = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".png")
     check_outputs({"--risk-coverage CSV": csv, "--risk-coverage PNG": png}, inputs, kw["force"])
-    rows = selective_sweep(kw["checkpoint"], kw["dataset"], kw["gt_root"], kw["split"])
+    rows = selective_sweep(kw["checkpoint"], kw["dataset"], kw["gt_root"], kw["split"], weights=kw["weights"])
     write_sweep(rows, csv, png)
     click.echo(f"{'T':>5} {'coverage':>9} {'acc@full':>9} {'coarse ok':>9} {'wrong':>7} {'sign@full':>10}")
     for r in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
     """
     from tqdm import tqdm
 
+    images = _distinct_stems(collect_images(inputs))  # refused before the model is loaded
     m = model if isinstance(model, Model) else open_model(model, device, weights)
     m.check_sliding(sliding)
     m.set_confidence(min_confidence, confidence or confidence_npy)
@@ -45,7 +47,6 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
         colour = False
     out = Path(out_dir)
     written: list[Path] = []
-    images = collect_images(inputs)
     check_output(out, "-o", folder=True)
     write_png = input_sparing_png_writer([*images, m.path])  # OUT is a prediction folder: never over an input
 
@@ -71,6 +72,22 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
                 written.append(out / f"{stem}_L{lvl}.png")
                 write_png(written[-1], m.colour(lv))
     return written
+
+
+def _distinct_stems(images: list[Path]) -> list[Path]:
+    """Each image once; two images of one stem (a/x.png, b/x.png) would write one {stem}_tree.png, the second
+    silently replacing the first, and evaluate matches predictions by that name: refused before any work."""
+    seen: dict[str, Path] = {}
+    kept: dict[str, Path] = {}
+    for p in images:
+        real = os.path.realpath(p)
+        if real in kept:
+            continue
+        if p.stem in seen:
+            raise LabeltreeError(f"{seen[p.stem]} and {p} have one name, so their predictions would replace each "
+                                 f"other in -o ({p.stem}_tree.png); predict them into separate -o folders", p)
+        seen[p.stem], kept[real] = p, p
+    return list(kept.values())
 
 
 def write_confidence(base: Path, conf: np.ndarray, png: bool, npy: bool,

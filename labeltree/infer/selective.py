@@ -43,20 +43,23 @@ class Counts:
                 "sign_wrong_full": self.sign["wrong_full"]}
 
 
-def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, split: str = "val",
+def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, split: str | None = None,
                     thresholds: tuple[float, ...] = DEFAULT_SWEEP, device: str | None = "cpu",
-                    limit: int | None = None) -> list[dict[str, Any]]:
-    """Rows per threshold: coverage, full-depth accuracy / risk, correct-but-coarse and wrong shares, signs."""
+                    limit: int | None = None, weights: str = "ema") -> list[dict[str, Any]]:
+    """Rows per threshold: coverage, full-depth accuracy / risk, correct-but-coarse and wrong shares, signs.
+
+    `split`: None = val, or test where the dataset has no val (as `labeltree evaluate`)."""
     import torch
 
     from labeltree.datasets.base import read_label
     from labeltree.datasets.registry import open_dataset
+    from labeltree.evaluate.folder import default_split
     from labeltree.infer.base import photo
     from labeltree.infer.pytorch import TorchModel
     from labeltree.train.predict import dataset_table
 
     ts = [check_min_confidence(t, "--risk-coverage thresholds") for t in thresholds]
-    model = TorchModel(checkpoint, device)
+    model = TorchModel(checkpoint, device, weights)
     h, net = model.net.h, model.net
     if net.flat is not None:
         from labeltree.errors import LabeltreeError
@@ -75,7 +78,8 @@ def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, spli
     owners = [c.node for c in h.classifiers]
     levels = [c.level for c in h.classifiers]
     counts = [Counts() for _ in ts]
-    samples = open_dataset(tax, root).samples(split)[:limit]
+    reader = open_dataset(tax, root)
+    samples = reader.samples(split or default_split(reader))[:limit]
     resize, mode = model.scale(key)
     for s in samples:
         img = photo(s)

@@ -194,3 +194,14 @@ def test_evaluate_risk_coverage_writes_the_sweep(env: dict[str, Any], tmp_path: 
     bad = cli("evaluate", "cityscapes", env["dir"] / "synth" / "cityscapes", tmp_path, "--risk-coverage",
               tmp_path / "x", code=2)
     assert "needs a .pt --checkpoint" in bad
+
+
+def test_risk_coverage_without_split_takes_evaluates_default_and_weights(env: dict[str, Any], tmp_path: Path) -> None:
+    """Found by the issue-29 rerun: without --split the sweep was a TypeError (split None), and --weights was
+    ignored. The synthetic set has only train: evaluate's default (val, else test, else the last split)."""
+    root = env["dir"] / "synth" / "cityscapes-extended"
+    cli("evaluate", "cityscapes-extended", root, "--checkpoint", env["hier"], "--split", "train", "--risk-coverage",
+        tmp_path / "a")
+    cli("evaluate", "cityscapes-extended", root, "--checkpoint", env["hier"], "--risk-coverage", tmp_path / "b",
+        "--weights", "raw")
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()  # no EMA: raw = the weights

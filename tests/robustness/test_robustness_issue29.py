@@ -556,3 +556,56 @@ def test_idd_to_idd_keeps_odd_names_and_lists_parse_back(tmp_path: Path) -> None
                        "ünï/005506_gtFine_labelTrainIds.png"]
     pairs = read_split_list(tmp_path / "o/train.txt")
     assert all(a.exists() and b.exists() for a, b in pairs) and len(pairs) == 3
+
+
+# -- found by the third rerun (newest commands): checked before the model or any file is read ----------------
+
+def _two_images_one_stem(t: Path) -> list[Path]:
+    for sub in ("a", "b"):
+        png(t / "img" / sub / "x.png", np.full((8, 16, 3), 90, np.uint8))
+    return [t / "img/a", t / "img/b"]
+
+
+def _junk_checkpoint(t: Path) -> Path:
+    (t / "m.pt").write_bytes(b"not read: the command is refused first")
+    return t / "m.pt"
+
+
+def _config(t: Path) -> Path:
+    (t / "c.yaml").write_text(CONFIG_TEXT)
+    return t / "c.yaml"
+
+
+CONFIG_TEXT = "datasets:\n  - {name: cityscapes, root: cs}\n"
+RC = ["evaluate", "cityscapes", "cs", "--checkpoint", "m.pt", "--risk-coverage", "rc"]
+RERUN3: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
+    "predict: two images of one name (a/x.png, b/x.png) into one -o": (
+        lambda t: ["predict", _junk_checkpoint(t), *_two_images_one_stem(t), "-o", t / "out"],
+        ("x.png", "separate -o")),
+    "calibrate --plot is the training config (--force)": (
+        lambda t: ["calibrate", _junk_checkpoint(t), _config(t), "-o", t / "c.pt", "--plot", t / "c.yaml", "--force"],
+        ("--plot", "input", "c.yaml")),
+    "calibrate --plot inside --data-root (--force)": (
+        lambda t: ["calibrate", _junk_checkpoint(t), _config(t), "--data-root", cs_root(t / "cs").parent, "-o",
+                   t / "c.pt", "--plot", t / CS_LABEL, "--force"], ("--plot", "inside the input folder")),
+    "evaluate --risk-coverage with --min-confidence": (lambda _t: RC + ["--min-confidence", "0.5"],
+                                                       ("--risk-coverage", "--min-confidence")),
+    "evaluate --risk-coverage with -o": (lambda _t: RC + ["-o", "e.json"], ("--risk-coverage", "-o")),
+    "evaluate --risk-coverage with --sliding-window": (lambda _t: RC + ["--sliding-window"], ("--sliding-window",)),
+    "evaluate --risk-coverage with --eval-size": (lambda _t: RC + ["--eval-size", "paper"], ("--eval-size",)),
+    "evaluate --risk-coverage with --format json": (lambda _t: RC + ["--format", "json"], ("--format json",)),
+    "evaluate --risk-coverage ''": (lambda _t: RC[:-1] + [""], ("--risk-coverage", "prefix")),
+    "evaluate --eval-size 100000x100000": (lambda _t: ["evaluate", "cityscapes", "cs", "p", "--eval-size",
+                                                      "100000x100000"], ("--eval-size", "8192")),
+    "evaluate --gtsdb-size 9000x10": (lambda _t: ["evaluate", "gtsdb", "g", "p", "--gtsdb-size", "9000x10"],
+                                      ("--gtsdb-size", "8192")),
+}
+
+
+@pytest.mark.parametrize("case", list(RERUN3))
+def test_rerun3_refusals(tmp_path: Path, case: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    build, needles = RERUN3[case]
+    args = build(tmp_path)
+    _junk_checkpoint(tmp_path)
+    refused(args, tmp_path, *needles)
