@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labeltree.fsutil import check_outputs, write_text
+from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
 _tree_help = "Tree (bundled name or .yaml)"
 _model_help = ("Trained model of that tree (.pt checkpoint or exported .onnx): adds the model's fingerprints, the "
@@ -69,6 +69,7 @@ def place_cmd(dataset: str, root: Path, tree: str, output: Path, crops: Path | N
 
     inputs = [p for p in (root, checkpoint, Path(dataset), Path(tree)) if p is not None and p.exists()]
     check_outputs({"-o": output, "--report": report, "--crops": crops}, inputs, force)
+    refuse_replacing_inside({"-o": output, "--report": report, "--crops": crops}, [root, base_root])
     r = place(dataset, root, tree, checkpoint, base_root, frames, base_frames)
     if crops is not None:
         from labeltree.place.crops import write_crops
@@ -100,6 +101,7 @@ def audit_cmd(dataset: str, root: Path, tree: str, checkpoint: Path | None, base
 
     inputs = [p for p in (root, checkpoint, Path(tree)) if p is not None and p.exists()]
     check_outputs({"--report": report}, inputs, force)
+    refuse_replacing_inside({"--report": report}, [root, base_root])
     r = audit(dataset, root, tree, checkpoint, base_root, frames, base_frames)
     _emit(render_audit(r), render_audit_json(r), render_audit(r, markdown=True), fmt, report)
 

@@ -208,6 +208,11 @@ def base_roots(h: Hierarchy, base_root: Path | None, model: NodeModel | None) ->
         found = next((p for p in tries if p.is_dir()), None)
         if found is not None:
             out[key] = found
+    if base_root is not None and not any(base_root / k in out.values() or base_root / h.mapping(k).taxonomy.name
+                                         in out.values() for k in h.datasets):
+        # a typo here silently dropped the strongest evidence but the names
+        raise LabeltreeError(f"--base-root: no folder of the tree's datasets here (expected {', '.join(h.datasets)} "
+                             "as <dataset>/, e.g. a `labeltree synth` output)", base_root)
     return out
 
 

@@ -597,6 +597,14 @@ RERUN3: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
     "evaluate --risk-coverage ''": (lambda _t: RC[:-1] + [""], ("--risk-coverage", "prefix")),
     "evaluate --eval-size 100000x100000": (lambda _t: ["evaluate", "cityscapes", "cs", "p", "--eval-size",
                                                       "100000x100000"], ("--eval-size", "8192")),
+    "place --report onto a label inside ROOT (--force)": (
+        lambda t: ["place", "idd", cs_root(t / "cs"), "-o", t / "e.yaml", "--report", t / CS_LABEL, "--force"],
+        ("--report", "inside the input folder")),
+    "audit --report onto a label inside --base-root (--force)": (
+        lambda t: ["audit", "idd", t, "--tree", "cityscapes+vistas+gtsdb+idd", "--base-root", cs_root(t / "cs").parent,
+                   "--report", t / CS_LABEL, "--force"], ("--report", "inside the input folder")),
+    "place --base-root that holds none of the tree's datasets": (
+        lambda t: ["place", "idd", t, "-o", t / "e.yaml", "--base-root", t / "nowhere"], ("--base-root", "nowhere")),
     "evaluate --gtsdb-size 9000x10": (lambda _t: ["evaluate", "gtsdb", "g", "p", "--gtsdb-size", "9000x10"],
                                       ("--gtsdb-size", "8192")),
 }
