@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from labeltree.cli import main
 from labeltree.extras import EXTRA_OF_MODULE
@@ -34,8 +35,9 @@ def _blocked(monkeypatch, *modules: str) -> None:
         for loaded in [k for k in sys.modules if k == m or k.startswith(m + ".")]:
             monkeypatch.delitem(sys.modules, loaded)
         monkeypatch.setitem(sys.modules, m, None)
-    for k in [k for k in sys.modules if k.startswith(("labeltree.train", "labeltree.export", "labeltree.demo",
-                                                      "labeltree.annotate.server"))]:
+    torch_users = ("labeltree.train", "labeltree.infer", "labeltree.export", "labeltree.demo",
+                   "labeltree.annotate.server")
+    for k in [k for k in sys.modules if k.startswith(torch_users)]:  # loaded by earlier tests: import them afresh
         monkeypatch.delitem(sys.modules, k)
 
 
@@ -47,6 +49,7 @@ def _blocked(monkeypatch, *modules: str) -> None:
 ])
 def test_missing_extra_is_one_line(monkeypatch, tmp_path, args, blocked, extra):
     (tmp_path / "m.pt").write_bytes(b"x")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")  # predict reaches the model
     _blocked(monkeypatch, *blocked)
     r = CliRunner().invoke(main, [a.format(tmp=tmp_path) for a in args])
     assert r.exit_code == 2, r.output
