@@ -193,6 +193,20 @@ def _writable_parent(p: Path) -> Path | None:
         q = q.parent
 
 
+def _refuse_bundled(path: Path, option: str) -> None:
+    """A bundled taxonomy, tree or config is an input of every command that names it (`merge cityscapes
+    -o .../taxonomies/cityscapes.yaml --force` broke every later command): never replaced, --force or not."""
+    from labeltree.resources import config_dir, taxonomy_dir
+
+    if not (path.exists() or path.is_symlink()):
+        return
+    real = Path(os.path.realpath(path))
+    for d in (taxonomy_dir(), config_dir()):
+        if real.is_relative_to(os.path.realpath(d)):
+            raise LabeltreeError(f"{option} would replace a file bundled with labeltree (it is read as a taxonomy, "
+                                 "tree or config); write to a path of your own", path)
+
+
 def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), force: bool = False,
                  folder: bool = False, lock: bool = True) -> None:
     """Refuse, before any work, an output that is an input, exists without --force, or cannot be written;
@@ -201,6 +215,7 @@ def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), for
         if same_file(path, i):
             raise LabeltreeError(f"{option} names an input of this command; choose another path "
                                  "(no command writes over its inputs)", path)
+    _refuse_bundled(path, option)
     try:
         is_dir, exists = path.is_dir(), path.exists() or path.is_symlink()
     except OSError as e:

@@ -617,3 +617,21 @@ def test_rerun3_refusals(tmp_path: Path, case: str, monkeypatch) -> None:
     args = build(tmp_path)
     _junk_checkpoint(tmp_path)
     refused(args, tmp_path, *needles)
+
+
+@pytest.mark.parametrize("command", ["merge", "place", "calibrate"])
+def test_no_output_replaces_a_bundled_file(tmp_path: Path, monkeypatch, command: str) -> None:
+    """Found by the third rerun: `merge cityscapes vistas -o <the bundled cityscapes.yaml> --force` replaced
+    it, and every later command failed on it. Here the bundled folder is a copy (a regression breaks no checkout)."""
+    from labeltree import resources
+
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    target = bundled / "mine.yaml"
+    target.write_text("name: mine\n")
+    monkeypatch.setattr(resources, "config_dir", lambda: bundled)
+    args = {"merge": ["merge", "cityscapes", "vistas", "-o", target, "--force"],
+            "place": ["place", "idd", tmp_path, "-o", target, "--force"],
+            "calibrate": ["calibrate", _junk_checkpoint(tmp_path), _config(tmp_path), "-o", tmp_path / "c.pt",
+                          "--plot", target, "--force"]}[command]
+    refused(args, tmp_path, "bundled with labeltree")
