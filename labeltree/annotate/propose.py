@@ -185,6 +185,27 @@ def _relative(path: Path | None, root: Path) -> str | None:
     return str(Path(path).resolve().relative_to(root))
 
 
+def _check_workdir(root: Path, workdir: Path) -> None:
+    """WORKDIR is this command's own folder: new, empty or holding its database; never inside the dataset."""
+    if workdir == root or workdir.is_relative_to(root):
+        raise LabeltreeError("WORKDIR is inside the Cityscapes root (no command writes into its inputs); give a "
+                             "folder outside it", workdir)
+    if workdir.is_dir() and not db.db_path(workdir).exists() and any(workdir.iterdir()):
+        raise LabeltreeError(f"WORKDIR holds other files and no {db.DB_NAME} (no earlier propose); give a new or "
+                             "empty folder", workdir)
+
+
+def _check_same_options(meta: dict[str, str], min_size: int, split: bool, rule: str, where: Path) -> None:
+    """A rerun adds images with the options the earlier ones were proposed with; other options would leave
+    one database of two rules (and its meta naming only the last): refused."""
+    now = {"rule": rule, "min_size": str(min_size), "split_touching": str(int(split))}
+    flags = {"rule": "--rule", "min_size": "--min-size", "split_touching": "--split-touching (1 = on)"}
+    for key, value in now.items():
+        if key in meta and meta[key] != value:
+            raise LabeltreeError(f"this WORKDIR's proposals were made with {flags[key]} {meta[key]}, not {value}; "
+                                 "rerun with the same options, or use a new WORKDIR", where)
+
+
 def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = None, min_size: int = 20,
             split: bool = False, workers: int | None = None, progress: bool = True,
             rule: str = "authors") -> ProposeReport:
@@ -210,6 +231,7 @@ def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = No
         if s not in available:
             raise LabeltreeError(f"no Cityscapes split '{s}' (searched {root / 'gtFine' / s}); found: "
                                  f"{', '.join(available) or 'none'}", root)
+    _check_workdir(root, workdir)
     space = sign_decisions()
     con = db.connect(workdir, create=True)
     try:
@@ -220,6 +242,7 @@ def propose(root: str | Path, workdir: str | Path, splits: list[str] | None = No
                                      "use a new WORKDIR for another dataset copy", db.db_path(workdir))
             if "root" not in meta:
                 db.set_meta(con, root=root, schema=db.SCHEMA_VERSION, sign_id=space.sign_id)
+            _check_same_options(meta, min_size, split, rule, db.db_path(workdir))
             db.set_meta(con, min_size=min_size, split_touching=int(split), rule=rule)
         known = {r["key"] for r in con.execute("SELECT key FROM images")}
         report = ProposeReport()

@@ -576,6 +576,13 @@ def _config(t: Path) -> Path:
     return t / "c.yaml"
 
 
+def _proposed(t: Path, rule: str) -> Path:
+    """A WORKDIR of an earlier propose with --rule `rule`."""
+    res = invoke(["annotate-extended", "propose", cs_root(t / "cs"), t / "work", "--rule", rule, "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    return t / "work"
+
+
 CONFIG_TEXT = "datasets:\n  - {name: cityscapes, root: cs}\n"
 RC = ["evaluate", "cityscapes", "cs", "--checkpoint", "m.pt", "--risk-coverage", "rc"]
 RERUN3: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
@@ -605,6 +612,15 @@ RERUN3: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
                    "--report", t / CS_LABEL, "--force"], ("--report", "inside the input folder")),
     "place --base-root that holds none of the tree's datasets": (
         lambda t: ["place", "idd", t, "-o", t / "e.yaml", "--base-root", t / "nowhere"], ("--base-root", "nowhere")),
+    "annotate-extended propose: WORKDIR inside the Cityscapes root": (
+        lambda t: ["annotate-extended", "propose", cs_root(t / "cs"), t / "cs/work", "--workers", "1"],
+        ("WORKDIR", "inside the Cityscapes root")),
+    "annotate-extended propose: WORKDIR is a folder of other files": (
+        lambda t: ["annotate-extended", "propose", cs_root(t / "cs"), _users_folder(t), "--workers", "1"],
+        ("WORKDIR", "no annotations.sqlite")),
+    "annotate-extended propose: a rerun with another --rule": (
+        lambda t: ["annotate-extended", "propose", cs_root(t / "cs"), _proposed(t, "connected"), "--rule", "authors",
+                   "--workers", "1"], ("--rule connected, not authors", "annotations.sqlite")),
     "evaluate --gtsdb-size 9000x10": (lambda _t: ["evaluate", "gtsdb", "g", "p", "--gtsdb-size", "9000x10"],
                                       ("--gtsdb-size", "8192")),
 }
