@@ -138,7 +138,8 @@ def stats(dataset: str, root: str | Path, splits: Sequence[str] | None = None, *
     from labeltree.stats.report import build_report
 
     h = resolve_hierarchy(tree, load_taxonomy(dataset))
-    groups = collect_stats(dataset, root, list(splits) if splits else None, hierarchy=h, workers=workers,
+    split_list = [splits] if isinstance(splits, str) else list(splits) if splits else None  # "train": one split
+    groups = collect_stats(dataset, root, split_list, hierarchy=h, workers=workers,
                            progress=progress, **options)
     return build_report(groups, h, DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels)
 
@@ -212,4 +213,5 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Pat
     """
     from labeltree.infer import predict_files  # torch only for a .pt
 
-    return predict_files(checkpoint, list(inputs), out, dataset=dataset, **options)
+    paths = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path, not its characters
+    return predict_files(checkpoint, paths, out, dataset=dataset, **options)

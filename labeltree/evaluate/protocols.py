@@ -221,6 +221,9 @@ def rules_for(rules: Rules | str, dataset: str, **overrides: Any) -> Rules:
     return rules
 
 
+MAX_SIDE = 8192  # as a model's largest side (labeltree.infer.onnx_meta.MAX_SIDE)
+
+
 def _size(size: Any) -> tuple[int, int] | None:
     if size is None:
         return None
@@ -230,4 +233,6 @@ def _size(size: Any) -> tuple[int, int] | None:
         raise LabeltreeError(f"pixel size must be (H, W) or None (native), not {size!r}") from None
     if h <= 0 or w <= 0:
         raise LabeltreeError(f"pixel size must be positive, not {size!r}")
+    if max(h, w) > MAX_SIDE:  # labels resized to it: (100000, 100000) is 18.6 GiB per array
+        raise LabeltreeError(f"pixel size must be at most {MAX_SIDE} per side, not {size!r}")
     return h, w

@@ -78,6 +78,15 @@ def parse_size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise LabeltreeError(f"size must look like 256x128 (width x height), got '{text}'") from None
+    return _check_size((w, h))
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of 32..8192 each: the library's own check (lt.synthesize), not only the CLI's."""
+    try:
+        w, h = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise LabeltreeError(f"size must be (width, height), got {size!r}") from None
     if not (32 <= w <= 8192 and 32 <= h <= 8192):
         raise LabeltreeError(f"size {w}x{h} is out of range: width and height must be 32..8192")
     return w, h
@@ -134,7 +143,7 @@ def synthesize(out: str | Path, images: int = 50, seed: int = 0, size: tuple[int
     for opt, r in (("--gtsdb-signs", gtsdb_signs), ("--street-signs", street_signs)):
         if r is not None and not 0 <= r[0] <= r[1] <= MAX_SIGNS:
             raise LabeltreeError(f"{opt} must be LO-HI with 0 <= LO <= HI <= {MAX_SIGNS}, got {r[0]}-{r[1]}")
-    width, height = size
+    width, height = _check_size(size)
     out = Path(out)
     n_gtsdb = min(images, GTSDB_TRAIN + GTSDB_TEST) if gtsdb_images is None else gtsdb_images
     frames_gtsdb = gtsdb_layout(n_gtsdb)

@@ -651,3 +651,40 @@ def test_no_output_replaces_a_bundled_file(tmp_path: Path, monkeypatch, command:
             "calibrate": ["calibrate", _junk_checkpoint(tmp_path), _config(tmp_path), "-o", tmp_path / "c.pt",
                           "--plot", target, "--force"]}[command]
     refused(args, tmp_path, "bundled with labeltree")
+
+
+# -- the Python API: numbers checked where they enter the library, not only in the CLI ------------------------
+
+API_CASES = {
+    "lt.evaluate eval_size (100000, 100000)": (lambda t: __import__("labeltree").evaluate(
+        "cityscapes", t / "cs", t / "p", eval_size=(100000, 100000)), "at most 8192"),
+    "lt.evaluate pixel_size (100000, 100000)": (lambda t: __import__("labeltree").evaluate(
+        "gtsdb", t / "g", t / "p", rules="paper", pixel_size=(100000, 100000)), "at most 8192"),
+    "lt.synthesize size (100000, 100000)": (lambda t: __import__("labeltree").synthesize(
+        t / "s", images=1, size=(100000, 100000)), "32..8192"),
+    "lt.synthesize size (0, 0)": (lambda t: __import__("labeltree").synthesize(t / "s", images=1, size=(0, 0)),
+                                  "32..8192"),
+}
+
+
+@pytest.mark.parametrize("case", list(API_CASES))
+def test_api_sizes_are_bounded(tmp_path: Path, case: str) -> None:
+    """Were a MemoryError (18.6 GiB arrays) or a ValueError from numpy: one LabeltreeError, nothing written."""
+    from hostile import snapshot
+
+    from labeltree.errors import LabeltreeError
+
+    call, words = API_CASES[case]
+    before = snapshot(tmp_path)
+    with pytest.raises(LabeltreeError, match=words.replace(".", r"\.")):
+        call(tmp_path)
+    assert snapshot(tmp_path) == before and not (tmp_path / "s").exists()
+
+
+def test_api_one_split_as_a_string_is_that_split(tmp_path: Path) -> None:
+    """lt.stats(..., splits="train") read the splits 't', 'r', ... (refused as 'no split t')."""
+    import labeltree as lt
+
+    root = cs_root(tmp_path / "cs")
+    one, listed = lt.stats("cityscapes", root, "train", workers=1), lt.stats("cityscapes", root, ["train"], workers=1)
+    assert one.summary == listed.summary and one.summary[0]["images"] == 1
