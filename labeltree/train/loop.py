@@ -173,12 +173,15 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         last, best_path = out / "last.pt", out / "best.pt"
         return RunResult(out, start, last=last if last.exists() else None,
                          best=best_path if best_path.exists() else None)
+    evals = eval_sources(cfg, h) if main and (cfg.train.eval_every or cfg.train.eval_at_end) else None  # a
+    # missing val split refused now, not after the last step (it was, and the run ended without a checkpoint)
     loss_fn = _loss_fn(cfg, h, names, flat, device, world, main, log)
     fwd = _wrap(cfg, model, device, world)
     amp = cfg.train.amp and device.type == "cuda"
     loader = build_loader(cfg, sources, start, rank, world, pin=cfg.train.pin_memory and device.type == "cuda")
     run = _Run(cfg, out, h, names, head_names(h, flat is not None), sizes, world, main, model, opt, sched,
                ema, _Writer(out, main), RunResult(out, start), Predictor(model, cfg, h, flat, device, amp), best)
+    run.evals = evals
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", disable=not (progress and main),
                dynamic_ncols=True)
     step = start

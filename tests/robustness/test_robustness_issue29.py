@@ -688,3 +688,16 @@ def test_api_one_split_as_a_string_is_that_split(tmp_path: Path) -> None:
     root = cs_root(tmp_path / "cs")
     one, listed = lt.stats("cityscapes", root, "train", workers=1), lt.stats("cityscapes", root, ["train"], workers=1)
     assert one.summary == listed.summary and one.summary[0]["images"] == 1
+
+
+def test_train_refuses_a_missing_val_split_before_the_first_step(tmp_path: Path) -> None:
+    """Found by the third rerun: `synth --images 4` has no Cityscapes val; train ran every step, then failed at
+    the final evaluation with no checkpoint written (hours lost on a real run). Now refused up front."""
+    import labeltree as lt
+
+    lt.synthesize(tmp_path / "d", images=4, size=(64, 32), workers=1)
+    config = Path(__file__).resolve().parents[2] / "configs" / "cpu-tiny.yaml"
+    res = invoke(["train", config, "--data-root", tmp_path / "d", "--out", tmp_path / "r", "--steps", "3"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "no Cityscapes split 'val'" in res.stderr
+    assert not (tmp_path / "r/train.jsonl").exists()  # no step was run
