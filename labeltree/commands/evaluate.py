@@ -194,6 +194,10 @@ def evaluate_cmd(**kw: Any) -> None:
                           hierarchy=hierarchy, pred_space=kw["pred_space"], levels=kw["levels"],
                           gtsdb_root=kw["gtsdb_root"], mask_mode=kw["gtsdb_mask"], workers=kw["workers"],
                           progress=kw["progress"] and not kw["quiet"])
+    if predict is not None:  # what made the predictions: two thresholds gave JSON files that could not be told apart
+        res.data["model"] = {"checkpoint": str(kw["checkpoint"]), "sliding_window": kw["sliding_window"],
+                             "min_confidence": getattr(model, "min_confidence", None),
+                             **({"weights": kw["weights"]} if Path(kw["checkpoint"]).suffix.lower() == ".pt" else {})}
     if kw["fmt"] == "json":
         click.echo(res.to_json())
     elif not kw["quiet"]:

@@ -126,6 +126,10 @@ def test_evaluate_checkpoint_min_confidence(env: dict[str, Any], tmp_path: Path)
         res[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert res["zero"] == res["plain"]
     assert res["high"] != res["plain"]
+    # the JSON says what made the predictions (issue-29 rerun: two thresholds' files could not be told apart)
+    assert res["high"]["model"] == {"checkpoint": str(env["hier"]), "sliding_window": False, "min_confidence": 0.9,
+                                    "weights": "ema"}
+    assert res["plain"]["model"]["min_confidence"] == 0.0
     out = cli("evaluate", "cityscapes", env["dir"] / "synth" / "cityscapes", tmp_path, "--min-confidence", "0.5",
               code=2)
     assert "needs --checkpoint" in out
