@@ -69,7 +69,10 @@ def convert_cmd(dataset: str, root: Path, out: Path, to: str, splits: tuple[str,
         raise LabeltreeError(f"--report must lie outside OUT {out} (convert fills OUT with labels and split lists "
                              "that could replace it); choose another path", report_path)
     if report_path is not None:  # an existing report needs --force; an input file never becomes the report
-        inputs = [p for p in (root, overrides, gt, hierarchy, dataset) if p is not None and Path(p).exists()]
+        from labeltree.core.tree_extends import tree_files
+
+        inputs = [p for p in (root, overrides, gt, hierarchy, dataset) if p is not None and Path(p).exists()] + \
+            tree_files(hierarchy)  # with its extends / include files
         check_output(report_path, "--report", inputs, force)
     if hierarchy is None:
         hierarchy = conversion_tree(dataset, to)

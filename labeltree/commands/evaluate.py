@@ -161,11 +161,13 @@ def evaluate_cmd(**kw: Any) -> None:
     name here never replaces the bundled one.
     """
     from labeltree.core.taxonomy import load_taxonomy
+    from labeltree.core.tree_extends import tree_files
     from labeltree.evaluate.folder import evaluate_folder, tree_for
     from labeltree.evaluate.protocols import resolve_rules
     from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
-    inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None]
+    inputs = [p for p in (kw["gt_root"], kw["pred_dir"], kw["checkpoint"]) if p is not None] + \
+        tree_files(kw["hierarchy_ref"])  # --tree with its extends / include files
     if kw["risk_coverage"] is not None:
         _risk_coverage(kw, inputs)
         return

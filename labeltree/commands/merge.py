@@ -39,11 +39,12 @@ def merge_cmd(datasets: tuple[str, ...], rules: Path | None, output: Path | None
       labeltree merge cityscapes my-bikelanes.yaml --rules my-rules.yaml -o tree.yaml
     """
     from labeltree.core.merge import merge
+    from labeltree.core.tree_extends import tree_files
     from labeltree.core.tree_file import write_hierarchy
     from labeltree.fsutil import check_outputs
     from labeltree.resources import is_path_ref
 
-    inputs = [Path(d) for d in datasets if is_path_ref(d)] + ([rules] if rules is not None else [])
+    inputs = [Path(d) for d in datasets if is_path_ref(d)] + tree_files(rules)  # with its extends / include files
     check_outputs({"-o": output}, inputs, force)
     result = merge(list(datasets), rules)
     if output is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from labeltree.core.tree_extends import tree_files
 from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
 _tree_help = "Tree (bundled name or .yaml)"
@@ -67,7 +68,8 @@ def place_cmd(dataset: str, root: Path, tree: str, output: Path, crops: Path | N
     from labeltree.place.propose import place
     from labeltree.place.report import render_json, render_markdown, render_table, write_extension
 
-    inputs = [p for p in (root, checkpoint, Path(dataset), Path(tree)) if p is not None and p.exists()]
+    inputs = [p for p in (root, checkpoint, Path(dataset), Path(tree)) if p is not None and p.exists()] + \
+        tree_files(tree)  # with its extends / include files
     check_outputs({"-o": output, "--report": report, "--crops": crops}, inputs, force)
     refuse_replacing_inside({"-o": output, "--report": report, "--crops": crops}, [root, base_root])
     r = place(dataset, root, tree, checkpoint, base_root, frames, base_frames)
@@ -99,7 +101,7 @@ def audit_cmd(dataset: str, root: Path, tree: str, checkpoint: Path | None, base
     """
     from labeltree.place.audit import audit, render_audit, render_audit_json
 
-    inputs = [p for p in (root, checkpoint, Path(tree)) if p is not None and p.exists()]
+    inputs = [p for p in (root, checkpoint, Path(tree)) if p is not None and p.exists()] + tree_files(tree)
     check_outputs({"--report": report}, inputs, force)
     refuse_replacing_inside({"--report": report}, [root, base_root])
     r = audit(dataset, root, tree, checkpoint, base_root, frames, base_frames)

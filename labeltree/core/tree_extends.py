@@ -181,3 +181,27 @@ def _included(ref: str, k: int, path: Path, seen: set[Path]) -> tuple[ExtensionF
         raise LabeltreeError(f"include: '{ref}' is not an extension without includes of its own (a tree "
                              "file with 'extends' and no 'include')", path, line_of(path, "include", k))
     return extension_spec(part, where), where
+
+
+def tree_files(ref: str | Path | None) -> list[Path]:
+    """The tree file `ref` (a path) and every file it reads through `extends:` and `include:`, before it is
+    loaded: all are inputs of the command, which no output may replace. Unreadable links are left to the
+    loader, which reports them with their line."""
+    from labeltree.resources import is_path_ref
+
+    if ref is None or not is_path_ref(ref) or not Path(ref).is_file():
+        return []
+    out: list[Path] = []
+    todo = [Path(ref)]
+    while todo and len(out) < 4 * MAX_EXTENDS:
+        path = todo.pop()
+        if any(path.resolve() == p.resolve() for p in out):
+            continue
+        out.append(path)
+        try:
+            data = load_any(path, "tree")
+            refs = [data.get("extends"), *(data.get("include") or [])] if isinstance(data, dict) else []
+            todo += [p for p in (tree_ref_path(r, path) for r in refs if isinstance(r, str)) if p.is_file()]
+        except (LabeltreeError, TypeError):
+            continue
+    return out

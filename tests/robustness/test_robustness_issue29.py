@@ -583,6 +583,19 @@ def _proposed(t: Path, rule: str) -> Path:
     return t / "work"
 
 
+def _extending(t: Path) -> Path:
+    """top.yaml: `extends: ./tree.yaml` (a copy of the bundled tree): tree.yaml is read, so it is an input."""
+    _tree_copy(t)
+    (t / "top.yaml").write_text("name: top\nextends: ./tree.yaml\n")
+    return t / "top.yaml"
+
+
+def _including(t: Path) -> Path:
+    (t / "inc.yaml").write_text("name: inc\nextends: cityscapes+vistas+gtsdb\n")
+    (t / "top2.yaml").write_text("name: top2\nextends: cityscapes+vistas+gtsdb\ninclude: [inc.yaml]\n")
+    return t / "top2.yaml"
+
+
 CONFIG_TEXT = "datasets:\n  - {name: cityscapes, root: cs}\n"
 RC = ["evaluate", "cityscapes", "cs", "--checkpoint", "m.pt", "--risk-coverage", "rc"]
 RERUN3: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
@@ -621,6 +634,21 @@ RERUN3: dict[str, tuple[Callable[[Path], list], tuple[str, ...]]] = {
     "annotate-extended propose: a rerun with another --rule": (
         lambda t: ["annotate-extended", "propose", cs_root(t / "cs"), _proposed(t, "connected"), "--rule", "authors",
                    "--workers", "1"], ("--rule connected, not authors", "annotations.sqlite")),
+    "merge -o is the file --rules extends (--force)": (
+        lambda t: ["merge", "cityscapes", "vistas", "gtsdb", "--rules", _extending(t), "-o", t / "tree.yaml",
+                   "--force"], ("-o", "input", "tree.yaml")),
+    "merge -o is the file --rules includes (--force)": (
+        lambda t: ["merge", "cityscapes", "vistas", "gtsdb", "--rules", _including(t), "-o", t / "inc.yaml",
+                   "--force"], ("-o", "input", "inc.yaml")),
+    "audit --report is the file --tree extends (--force)": (
+        lambda t: ["audit", "cityscapes", t / "cs", "--tree", _extending(t), "--report", t / "tree.yaml", "--force"],
+        ("--report", "names an input")),
+    "evaluate -o is the file --tree extends (--force)": (
+        lambda t: ["evaluate", "cityscapes", t / "cs", t / "p", "--tree", _extending(t), "-o", t / "tree.yaml",
+                   "--force"], ("-o", "names an input")),
+    "convert --report is the file --hierarchy includes (--force)": (
+        lambda t: ["convert", "cityscapes", cs_root(t / "cs"), t / "o", "--to", "tree", "--hierarchy",
+                   _including(t), "--report", t / "inc.yaml", "--force"] + CONV, ("--report", "input")),
     "evaluate --gtsdb-size 9000x10": (lambda _t: ["evaluate", "gtsdb", "g", "p", "--gtsdb-size", "9000x10"],
                                       ("--gtsdb-size", "8192")),
 }
