@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from labeltree.core.tree_extends import tree_files
 from labeltree.fsutil import check_outputs, refuse_replacing_inside, write_text
 
 _tree_help = "Tree (bundled name or .yaml)"
@@ -65,6 +64,7 @@ def place_cmd(dataset: str, root: Path, tree: str, output: Path, crops: Path | N
       labeltree place idd data/idd --tree cityscapes+vistas+gtsdb --checkpoint runs/tiny/last.pt -o idd-ext.yaml
       labeltree place my-dataset.yaml data/mine --base-root data/synth -o mine.yaml --report mine.md
     """
+    from labeltree.core.tree_extends import tree_files
     from labeltree.place.propose import place
     from labeltree.place.report import render_json, render_markdown, render_table, write_extension
 
@@ -99,6 +99,7 @@ def audit_cmd(dataset: str, root: Path, tree: str, checkpoint: Path | None, base
     Example:
       labeltree audit idd data/idd --tree cityscapes+vistas+gtsdb+idd --checkpoint runs/tiny/last.pt
     """
+    from labeltree.core.tree_extends import tree_files
     from labeltree.place.audit import audit, render_audit, render_audit_json
 
     inputs = [p for p in (root, checkpoint, Path(tree)) if p is not None and p.exists()] + tree_files(tree)
