@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from test_export import cli, make_checkpoint  # tests/export/test_export.py: the tiny random-weight checkpoint
 
@@ -19,14 +18,6 @@ from labeltree.infer.onnx import OnnxModel
 from labeltree.synth.runner import synthesize
 from labeltree.train.checkpoint import load_checkpoint, save_checkpoint
 from labeltree.train.predict import load_predictor
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Any:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -68,15 +68,6 @@ def make_checkpoint(path: Path, kind: str, images: list[np.ndarray], seed: int =
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Any:
-    """An oversubscribed OpenMP pool slows torch many times over on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     d = tmp_path_factory.mktemp("export")

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 import torch
-from test_trainer_run import quiet, read_jsonl, toy_cfg
+from test_trainer_run import quiet, read_jsonl, toy_cfg, train_killed_at
 from test_trainer_toydata import make_toy
 
-from labeltree.train import loop as train_mod
 from labeltree.train.checkpoint import load_checkpoint
 from labeltree.train.config import config_from_dict
 from labeltree.train.ema import WeightEMA
@@ -20,10 +19,6 @@ from labeltree.train.loop import train
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_toy(tmp_path_factory.mktemp("toy"), n=4, n_val=2)
-
-
-class Killed(RuntimeError):
-    pass
 
 
 def test_ema_in_the_checkpoint_exact_on_resume_and_used_for_evaluation(toy: Path, tmp_path: Path,
@@ -47,19 +42,7 @@ def test_ema_in_the_checkpoint_exact_on_resume_and_used_for_evaluation(toy: Path
     assert read_jsonl(tmp_path / "full" / "metrics.jsonl")[-1]["weights"] == "ema"
 
     # killed during step 4 (last.pt at step 2), resumed: the averages equal the uninterrupted run's, bit for bit
-    real_loss = train_mod.hierarchical_loss
-    calls = {"n": 0}
-
-    def dying_loss(*a: Any, **k: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise Killed("simulated kill")
-        return real_loss(*a, **k)
-
-    monkeypatch.setattr(train_mod, "hierarchical_loss", dying_loss)
-    with pytest.raises(Killed):
-        train(cfg, tmp_path / "cut", progress=False, log=quiet)
-    monkeypatch.setattr(train_mod, "hierarchical_loss", real_loss)
+    train_killed_at(4, cfg, tmp_path / "cut", monkeypatch)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["ema"]["updates"] == 2
     train(cfg, tmp_path / "cut", resume=True, progress=False, log=quiet)
     sb = load_checkpoint(tmp_path / "cut" / "last.pt")

@@ -135,6 +135,23 @@ class Killed(RuntimeError):
     pass
 
 
+def train_killed_at(step: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run `train` and kill it during step `step` (its loss raises), as a crash or kill -9 would."""
+    real_loss = train_mod.hierarchical_loss
+    calls = {"n": 0}
+
+    def dying_loss(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Killed("simulated kill")
+        return real_loss(*a, **k)
+
+    monkeypatch.setattr(train_mod, "hierarchical_loss", dying_loss)
+    with pytest.raises(Killed):
+        train(cfg, out, progress=False, log=quiet)
+    monkeypatch.setattr(train_mod, "hierarchical_loss", real_loss)
+
+
 @pytest.mark.parametrize("opt", [{"name": "sgd", "lr": 0.05}, {"name": "adamw", "lr": 0.002}])
 def test_resume_after_interrupt_reproduces_the_uninterrupted_run(toy: Path, tmp_path: Path, opt: dict[str, Any],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,19 +163,7 @@ def test_resume_after_interrupt_reproduces_the_uninterrupted_run(toy: Path, tmp_
 
     # same run, checkpoints every 3 steps, killed during step 6 (steps 1..5 were logged, last.pt is step 3)
     cfg = config_from_dict(toy_cfg(toy, optim=opt, steps=steps, checkpoint_every=3))
-    real_loss = train_mod.hierarchical_loss
-    calls = {"n": 0}
-
-    def dying_loss(*a: Any, **k: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise Killed("simulated kill")
-        return real_loss(*a, **k)
-
-    monkeypatch.setattr(train_mod, "hierarchical_loss", dying_loss)
-    with pytest.raises(Killed):
-        train(cfg, tmp_path / "cut", progress=False, log=quiet)
-    monkeypatch.setattr(train_mod, "hierarchical_loss", real_loss)
+    train_killed_at(6, cfg, tmp_path / "cut", monkeypatch)
     assert [r["step"] for r in read_jsonl(tmp_path / "cut" / "train.jsonl")] == [1, 2, 3, 4, 5]
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 3
 
