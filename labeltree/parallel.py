@@ -22,14 +22,22 @@ def default_workers() -> int:
 
 
 def check_workers(workers: int) -> int:
-    """`--workers N` within what protects memory: at most WORKERS_PER_CPU processes per CPU of this machine."""
+    """`--workers N` (or `workers=N` from Python) within what works and protects memory: a whole number of at
+    least 1 and at most WORKERS_PER_CPU processes per CPU of this machine."""
+    from labeltree.errors import LabeltreeError
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise LabeltreeError(f"workers={workers!r}: give a whole number of processes, at least 1 (1 runs in-process)")
     cap = WORKERS_PER_CPU * default_workers()
     if workers > cap:
-        from labeltree.errors import LabeltreeError
-
         raise LabeltreeError(f"--workers {workers}: at most {cap} here ({WORKERS_PER_CPU} per CPU); each worker is "
                              "a process with its own memory")
     return workers
+
+
+def resolve_workers(workers: int | None) -> int:
+    """The process count to use: all CPUs for None, else `workers` checked by check_workers."""
+    return default_workers() if workers is None else check_workers(workers)
 
 
 class _NoBar:
@@ -57,7 +65,7 @@ def pmap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, d
     `fn` must be a module-level function (picklable). Exceptions propagate to the caller.
     """
     items = list(items)
-    workers = default_workers() if workers is None else check_workers(max(1, workers))
+    workers = resolve_workers(workers)
     bar = _bar(len(items), desc, progress)
     try:
         if workers == 1 or len(items) <= 1:

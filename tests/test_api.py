@@ -150,3 +150,13 @@ def test_api_names_and_subpackages_coexist():
             "'gt_root' in inspect.signature(lt.evaluate).parameters, t.__name__, f.__name__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["True", "True", "True", "labeltree.train.loop", "labeltree.evaluate.folder"]
+
+
+@pytest.mark.parametrize("workers", [0, -2, 1.5, True])
+def test_lt_evaluate_and_stats_refuse_a_bad_worker_count(data, workers):
+    """`workers=` from Python is checked as `--workers` is: 0 was silently run in-process before."""
+    gt, pred = data / "data/synth/cityscapes", data / "preds/cityscapes"
+    with pytest.raises(LabeltreeError, match="workers="):
+        lt.evaluate("cityscapes", gt, pred, workers=workers)
+    with pytest.raises(LabeltreeError, match="workers="):
+        lt.stats("cityscapes", gt, ["train"], cache=False, workers=workers)

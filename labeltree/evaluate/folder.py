@@ -30,7 +30,7 @@ from labeltree.evaluate.predictor import SamplePredictor
 from labeltree.evaluate.protocols import Rules, rules_for
 from labeltree.evaluate.result import EvaluationResult
 from labeltree.fsutil import check_input
-from labeltree.parallel import default_workers, pmap
+from labeltree.parallel import pmap, resolve_workers
 
 if TYPE_CHECKING:  # the tree is passed in, never built here
     from labeltree.core.hierarchy import Hierarchy
@@ -192,7 +192,7 @@ def _count_files(ev: Evaluator, reader: Any, samples: Sequence[Sample], pred_dir
     pairs = match_predictions(samples, Path(pred_dir), reader.layout,
                               missing_ok=ev.rules.missing_ignored and ev.pred_space == "dataset")
     jobs = [_FileJob(ev.counter, s, p, mask_mode) for s, p in pairs]
-    nw = default_workers() if workers is None else max(1, workers)
+    nw = resolve_workers(workers)
     if nw > 1 and len(jobs) > 1:
         # The first image is counted here, before the pool forks: that loads the PNG decoders (pyspng,
         # PIL) once, and the forked workers inherit them instead of each importing them.

@@ -28,7 +28,7 @@ from labeltree.core.tree_file import default_tree, load_hierarchy
 from labeltree.datasets.base import Sample
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
-from labeltree.parallel import default_workers, pmap
+from labeltree.parallel import pmap, resolve_workers
 from labeltree.stats.cache import StatsCache, default_cache_dir, sample_key
 from labeltree.stats.groups import MAX_SHARDS, GroupStats
 from labeltree.stats.records import WorkerContext, cached_reader, record_task
@@ -129,7 +129,7 @@ def collect_stats(dataset: str | Path, root: str | Path, splits: Sequence[str] |
         info.cached += len(records)
         pending: list[tuple[str, dict]] = []
         tasks = [(ctx, mine[i]) for i in todo]
-        nw = default_workers() if workers is None else max(1, workers)
+        nw = resolve_workers(workers)
         first = []
         if nw > 1 and len(tasks) > 1:
             # The first file is counted here, before the pool forks: that loads the PNG decoders (pyspng,
