@@ -181,23 +181,26 @@ def synthesize(out: str | Path, images: int = 50, *, seed: int = 0, size: tuple[
 
 def train(config: str | Path, out: str | Path, *, data_root: str | Path | None = None,
           overrides: Sequence[str] = (), resume: bool = False, force: bool = False, progress: bool = True,
-          log: Any = print) -> RunResult:
+          log: Any = print, init: str | Path | None = None, init_weights: str | None = None) -> RunResult:
     """Train the hierarchical classifiers (`labeltree train`; needs torch, the `[train]` extra).
 
-    `config`: a bundled config name or YAML file; `overrides`: dotted "key=value" settings.
+    `config`: a bundled config name or YAML file; `overrides`: dotted "key=value" settings; `init`: fine-tune from
+    that checkpoint's weights (`init_weights`: "ema", the default, or "raw"; `train --init`).
 
     Example::
 
         run = lt.train("cpu-tiny", "runs/tiny", data_root="data/synth", overrides=["train.steps=20"])
         run.best    # path of the best checkpoint
     """
-    from labeltree.train.config import check_run_folder, load_config
+    from labeltree.train.config import check_init_options, check_run_folder, load_config
 
+    check_init_options(init, init_weights, resume, Path(out))
     cfg = load_config(config, list(overrides), data_root=data_root)
     check_run_folder(Path(out), resume, force)  # before torch is imported: a refusal takes no time
     from labeltree.train.loop import train as _train
 
-    return _train(cfg, out, resume=resume, force=force, progress=progress, log=log)
+    return _train(cfg, out, resume=resume, force=force, progress=progress, log=log, init=init,
+                  init_weights=init_weights or "ema")
 
 
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path, *, dataset: str | None = None,

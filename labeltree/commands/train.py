@@ -26,11 +26,17 @@ def _config(config: str, data_root: Path | None, sets: tuple[str, ...], steps: i
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT/last.pt.")
 @click.option("--force", is_flag=True, help="Start a new run in an OUT that holds one (its checkpoints and logs are "
                                             "replaced); without --resume or --force such an OUT is refused.")
+@click.option("--init", "init", type=click.Path(path_type=Path), metavar="CKPT.pt",
+              help="Fine-tune: start from this checkpoint's weights (not its optimiser, step or random state); it must "
+                   "be of the config's tree (labeltree migrate makes one of a grown tree).")
+@click.option("--init-weights", "init_weights", type=click.Choice(["ema", "raw"]),
+              help="With --init: the checkpoint's moving average of the weights (its raw weights when it has none; "
+                   "the default, as predict's) or its raw weights.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (dotted, YAML value), e.g. --set model.pretrained=r50.pth.")
 @progress_option()
 def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None, resume: bool, force: bool,
-              sets: tuple[str, ...], progress: bool) -> None:
+              init: Path | None, init_weights: str | None, sets: tuple[str, ...], progress: bool) -> None:
     """Train the hierarchical classifiers (or the flat baseline: --set model.kind=flat).
 
     CONFIG is a bundled name (paper, cpu-tiny) or a file (one with a slash or a .yaml suffix); a folder
@@ -42,16 +48,19 @@ def train_cmd(config: str, data_root: Path | None, out: Path, steps: int | None,
       labeltree synth data/synth
       labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 200
       labeltree train cpu-tiny --data-root data/synth --out runs/tiny --steps 400 --resume
+      labeltree train grown.yaml --data-root data/synth --out runs/grown --init grown.pt   (fine-tune)
     """
-    from labeltree.train.config import check_run_folder
+    from labeltree.train.config import check_init_options, check_run_folder
 
     if resume and force:
         raise LabeltreeError("--resume continues the run in --out, --force starts it over: give one of them")
+    check_init_options(init, init_weights, resume, Path(out))
     cfg = _config(config, data_root, sets, steps)
     check_run_folder(out, resume, force)  # before torch is imported: a refusal takes no time
     from labeltree.train.loop import train
 
-    r = train(cfg, out, resume=resume, force=force, progress=progress, log=click.echo)
+    r = train(cfg, out, resume=resume, force=force, progress=progress, log=click.echo, init=init,
+              init_weights=init_weights or "ema")
     if r.losses:
         last = r.losses[-1]
         heads = " ".join(f"{k}={v:.4f}" for k, v in last["heads"].items())

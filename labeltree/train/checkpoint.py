@@ -78,7 +78,8 @@ def tree_entry(h: Hierarchy) -> dict[str, Any]:
     return {"name": h.name, "sha256": tree_hash(h), **tree_signature(h)}
 
 
-def check_tree(state: dict[str, Any], h: Hierarchy, path: str | Path, context: str = "") -> None:
+def check_tree(state: dict[str, Any], h: Hierarchy, path: str | Path, context: str = "",
+               advice: str = "use the tree file it was trained with (or train again)") -> None:
     """Refuse a checkpoint whose tree differs from `h` (a logit would mean another node), naming what changed.
 
     A checkpoint written before trees were hashed has no `tree` entry: it is accepted when its classifier
@@ -90,5 +91,4 @@ def check_tree(state: dict[str, Any], h: Hierarchy, path: str | Path, context: s
     change = tree_change(saved, h) or "its content differs"
     was = saved.get("name", "?")
     what = f"tree '{was}'" if was == h.name else f"tree '{was}', not '{h.name}'"
-    raise LabeltreeError(f"{context}the checkpoint was trained with {what} as it was then: {change}; use the tree "
-                         "file it was trained with (or train again)", path)
+    raise LabeltreeError(f"{context}the checkpoint was trained with {what} as it was then: {change}; {advice}", path)

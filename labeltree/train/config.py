@@ -48,6 +48,19 @@ def check_run_folder(out: Path, resume: bool, force: bool) -> None:
                              "start over (its checkpoints and logs are replaced), or choose another --out", out)
 
 
+def check_init_options(init: str | Path | None, init_weights: str | None, resume: bool, out: Path) -> None:
+    """--init starts a run, --resume continues one; --init-weights says which weights of --init; the run never
+    replaces its --init checkpoint."""
+    if init is not None and resume:
+        raise LabeltreeError("--init starts a run from a checkpoint's weights, --resume continues the run in --out: "
+                             "give one of them (a run started with --init resumes with --resume alone)")
+    if init_weights is not None and init is None:
+        raise LabeltreeError("--init-weights says which weights of the --init checkpoint to start from; give --init")
+    if init is not None and Path(init).resolve() in {(Path(out) / n).resolve() for n in RUN_FILES}:
+        raise LabeltreeError("--init: the checkpoint is a file this run writes in --out; copy it elsewhere or "
+                             "choose another --out", init)
+
+
 def check_device(spec: str, option: str = "--device") -> str:
     """A device name torch understands (auto, cpu, cuda, cuda:N, mps), checked before torch sees it."""
     import re
@@ -143,6 +156,9 @@ class OptimCfg(_Strict):
     # weight decay only on weights of convolutions (and linear layers): not on normalisation layers' scale and
     # shift, nor on biases. The authors' regulariser skips BatchNorm (feature_extractor.py:27, resnet_arg_scope)
     no_decay_norm_bias: bool = False
+    # fine-tuning (`train --init`, train/finetune.py): the learning rate of what `labeltree migrate` added (new
+    # classifiers, new rows of existing ones) is this many times `lr`; 1 = the same as the rest
+    new_head_lr_mult: float = Field(1.0, gt=0.0, le=1e4)
 
 
 class ClassWeightsCfg(_Strict):
@@ -183,6 +199,8 @@ class TrainCfg(_Strict):
     # and predict / evaluate / export by default, use the averages; the checkpoint keeps them beside the raw weights
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     jitter_on_device: bool = False  # colour jitter / authors' augmentation on the batch after the transfer (fastload)
+    # fine-tuning (train/finetune.py): the backbone gets no update, its BatchNorm in eval mode, in steps 1..N
+    freeze_backbone_steps: int = Field(0, ge=0, le=10**9)
 
     @model_validator(mode="after")
     def _check(self) -> TrainCfg:

@@ -27,6 +27,7 @@ from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_text
+from labeltree.train import finetune
 from labeltree.train.checkpoint import (
     check_tree,
     load_checkpoint,
@@ -36,14 +37,16 @@ from labeltree.train.checkpoint import (
     tree_entry,
 )
 from labeltree.train.class_weights import load_class_weights
-from labeltree.train.config import RUN_FILES, Config, EvalDatasetCfg, OptimCfg, check_run_folder
+from labeltree.train.config import RUN_FILES, Config, EvalDatasetCfg, check_init_options, check_run_folder
 from labeltree.train.data import Source, batches, build_loader, build_sources, check_labels, normalise
 from labeltree.train.ema import KEY as EMA_KEY
 from labeltree.train.ema import WeightEMA
 from labeltree.train.evaluation import evaluate_sources
 from labeltree.train.fastload import apply_jitter
+from labeltree.train.finetune import Init, Tuning
 from labeltree.train.loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
 from labeltree.train.model import build_model
+from labeltree.train.optim import make_optimizer
 from labeltree.train.predict import Predictor
 
 
@@ -146,24 +149,31 @@ def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
-          log: Any = print, force: bool = False) -> RunResult:
-    """Train (or continue with `resume`, or start over in a used folder with `force`) into run folder `out`.
+          log: Any = print, force: bool = False, init: str | Path | None = None,
+          init_weights: str = "ema") -> RunResult:
+    """Train (or continue with `resume`, or start over in a used folder with `force`) into run folder `out`;
+    `init`: start from that checkpoint's weights (`init_weights`: its ema or raw ones; train/finetune.py).
 
     The steps, in the order their random draws and files depend on: device, label space, restore,
     run folder and sources, build (model, optimizer, schedule), loss, then the loop: step, log,
     evaluate, checkpoint.
     """
-    rank, world, local_rank = _dist_env()
     out = Path(out)
+    check_init_options(init, None, resume, out)
+    rank, world, local_rank = _dist_env()
     main = rank == 0
     if main:
         check_run_folder(out, resume, force)
     device = _setup_device(cfg, world, local_rank)
     h, names, flat, sizes = _label_space(cfg)
     state = _restore(cfg, out / "last.pt", sizes, world, h) if resume else None
+    start_from = finetune.start_from(init, init_weights, state, h)
     sources = _prepare(cfg, out, h, sources_only=not main, fresh=state is None, world=world, progress=progress,
                        log=log)
-    model, opt, ema, sched = _build(cfg, sizes, sources, world, device)
+    model, opt, ema, sched, tune = _build(cfg, sizes, sources, world, device, h, start_from)
+    if main:
+        for line in finetune.setup_log(cfg, h, start_from, tune.new):
+            log(line)
     start, best = 0, -math.inf
     if state is not None:
         start, best, ema = _load_state(model, opt, ema, sched, state, out, main, log)
@@ -180,7 +190,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     amp = cfg.train.amp and device.type == "cuda"
     loader = build_loader(cfg, sources, start, rank, world, pin=cfg.train.pin_memory and device.type == "cuda")
     run = _Run(cfg, out, h, names, head_names(h, flat is not None), sizes, world, main, model, opt, sched,
-               ema, _Writer(out, main), RunResult(out, start), Predictor(model, cfg, h, flat, device, amp), best)
+               ema, _Writer(out, main), RunResult(out, start), Predictor(model, cfg, h, flat, device, amp), best,
+               init=start_from.record if start_from is not None else None)
     run.evals = evals
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", disable=not (progress and main),
                dynamic_ncols=True)
@@ -189,7 +200,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     run.t_last = time.perf_counter()
     try:
         for batch in batches(loader):
-            loss, per_head = _step(cfg, batch, device, fwd, loss_fn, opt, sched, ema, model, amp)
+            tune.before_step(step)
+            loss, per_head = _step(cfg, batch, device, fwd, loss_fn, opt, sched, ema, model, amp, tune)
             step += 1
             if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                 _log_step(run, step, loss, per_head, bar)
@@ -231,6 +243,7 @@ class _Run:
     result: RunResult
     predictor: Predictor
     best: float = -math.inf
+    init: dict[str, Any] | None = None  # what a fine-tuning run started from (train/finetune.py), in its checkpoints
     evals: list[Source] | None = None  # built at the first evaluation
     t_last: float = 0.0
 
@@ -298,18 +311,25 @@ def _prepare(cfg: Config, out: Path, h: Hierarchy, *, sources_only: bool, fresh:
     return sources
 
 
-def _build(cfg: Config, sizes: list[int], sources: list[Source], world: int,
-           device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, WeightEMA | None, Any]:
-    """Model (seeded), optimizer, the weights' moving average (train.ema_decay) and step schedule."""
+def _build(cfg: Config, sizes: list[int], sources: list[Source], world: int, device: torch.device, h: Hierarchy,
+           init: Init | None) -> tuple[torch.nn.Module, torch.optim.Optimizer, WeightEMA | None, Any, Tuning]:
+    """Model (seeded; a fine-tuning run's start weights loaded), optimizer, the weights' moving average
+    (train.ema_decay), step schedule and the fine-tuning steps (frozen backbone, new parameters' rate)."""
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
-    model = build_model(cfg.model, sizes).to(device)
+    model = build_model(cfg.model, sizes)
+    if init is not None and init.weights is not None:  # step 0 of a run started with --init
+        finetune.load_init_weights(model, init)
+    model = model.to(device)
     if device.type == "cuda" and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(cfg.optim, model)
+    mult = cfg.optim.new_head_lr_mult
+    new = finetune.new_params(h, init) if cfg.model.kind == "hierarchical" else None
+    opt = make_optimizer(cfg.optim, model, finetune.new_head_param_ids(model, new, mult), mult)
     ema = WeightEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones_in_steps(cfg, sources, world), gamma=cfg.optim.gamma)
-    return model, opt, ema, sched
+    tune = Tuning(model, cfg.train.freeze_backbone_steps, new, mult, toggle_grad=world == 1 and not cfg.train.compile)
+    return model, opt, ema, sched, tune
 
 
 def _load_state(model: torch.nn.Module, opt: torch.optim.Optimizer, ema: WeightEMA | None, sched: Any,
@@ -381,8 +401,9 @@ def _wrap(cfg: Config, model: torch.nn.Module, device: torch.device, world: int)
 
 def _step(cfg: Config, batch: dict[str, torch.Tensor], device: torch.device, fwd: Any, loss_fn: LossFn,
           opt: torch.optim.Optimizer, sched: Any, ema: WeightEMA | None, model: torch.nn.Module,
-          amp: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One optimisation step on one mixed batch: forward, loss, backward, update (and the weights' average)."""
+          amp: bool, tune: Tuning) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One optimisation step on one mixed batch: forward, loss, backward, update (frozen backbone and new rows'
+    rate: train/finetune.py) and the weights' average."""
     images = batch["image"].to(device, non_blocking=True)
     labels = batch["label"].to(device, non_blocking=True)
     ds = batch["ds"].to(device, non_blocking=True)
@@ -396,7 +417,9 @@ def _step(cfg: Config, batch: dict[str, torch.Tensor], device: torch.device, fwd
     loss, per_head = loss_fn(logits, labels, ds)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    tune.before_update()
     opt.step()
+    tune.after_update()
     sched.step()
     if ema is not None:
         ema.update(model)
@@ -448,31 +471,16 @@ def _evaluate(run: _Run, step: int, bar: Any) -> None:
 
 
 def _checkpoint(run: _Run, step: int, path: Path) -> Path:
-    save_checkpoint(path, _state(run.cfg, run.model, run.opt, run.sched, step, run.best, run.sizes, run.heads,
-                                 run.world, run.ema, tree_entry(run.h)))
+    state = _state(run.cfg, run.model, run.opt, run.sched, step, run.best, run.sizes, run.heads, run.world, run.ema,
+                   tree_entry(run.h))
+    if run.init is not None:
+        state[finetune.KEY] = run.init
+    save_checkpoint(path, state)
     return path
 
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
-
-
-def param_groups(o: OptimCfg, model: torch.nn.Module) -> list[dict[str, Any]]:
-    """One group with `weight_decay`, or with `no_decay_norm_bias` two: conv / linear weights decayed, the rest
-    (normalisation layers' scale and shift, biases: every parameter of < 2 dimensions) with decay 0."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not o.no_decay_norm_bias:
-        return [{"params": params, "weight_decay": o.weight_decay}]
-    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": o.weight_decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-
-
-def make_optimizer(o: OptimCfg, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper) or AdamW, whose first-moment decay is `momentum`."""
-    groups = param_groups(o, model)
-    if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def _state(cfg: Config, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, step: int, best: float,
