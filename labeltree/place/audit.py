@@ -21,7 +21,7 @@ from labeltree.core.class_names import affinity, box_only, ignored_names, node_t
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
 from labeltree.place.base import MIN_PIXELS, node_evidence
-from labeltree.place.evidence import scan
+from labeltree.place.evidence import ClassEvidence, scan
 from labeltree.place.model import open_node_model
 from labeltree.place.placement import js_distance
 from labeltree.place.propose import _Ctx, base_roots, class_candidates
@@ -38,7 +38,8 @@ class Finding:
     better: str
     gap: float
     pixels: int
-    frames: list[str] = field(default_factory=list)
+    frames: list[str] = field(default_factory=list)  # where it shows most (see `disagreement_frames`)
+    frame_pixels: list[int] = field(default_factory=list)  # per frame: the class's pixels predicted off its node
 
     @property
     def flagged(self) -> bool:
@@ -46,7 +47,8 @@ class Finding:
 
     def to_json(self) -> dict[str, Any]:
         return {"class": self.cls, "mapped": self.mapped, "kind": self.kind, "better": self.better,
-                "gap": round(self.gap, 3), "pixels": self.pixels, "flagged": self.flagged, "frames": self.frames}
+                "gap": round(self.gap, 3), "pixels": self.pixels, "flagged": self.flagged, "frames": self.frames,
+                "frame_pixels": self.frame_pixels}
 
 
 @dataclass
@@ -98,13 +100,25 @@ def audit(dataset: str, root: str | Path, tree: str, checkpoint: str | Path | No
         if best.node != h.nodes[node].name:
             b = h.index[str(best.node)]
             kind = "too-fine" if b in h.ancestors(node) else "too-coarse" if node in h.ancestors(b) else "wrong-node"
+        keys, off = disagreement_frames(ev, slot, h.descendants(node))
         findings.append(Finding(c.display, h.nodes[node].name, kind, best.label(), max(0.0, best.score - here),
-                                int(ev.pixels[slot]), ev.examples.get(slot, [])))
+                                int(ev.pixels[slot]), keys, off))
     findings.sort(key=lambda f: (-round(f.gap, 2), -f.pixels))
     policy = _policy(h, m.dataset, ev, scans) if model is not None else []
     info = {"frames": ev.frames, "base": {k: str(r) for k, r in roots.items()},
             "model": str(checkpoint) if checkpoint else None, "seconds": round(time.perf_counter() - t0, 2)}
     return AuditResult(h.name, tax.name, findings, policy, info)
+
+
+def disagreement_frames(ev: ClassEvidence, slot: int, subtree: list[int], n: int = 3) -> tuple[list[str], list[int]]:
+    """The frames where a mapping shows most: most of the class's pixels predicted outside the mapped node's
+    subtree (stride grid), most first, frames with none left out; without a model, where the class is largest."""
+    if ev.frame_pred is None:
+        return ev.examples.get(slot, [])[:n], []
+    rows = ev.frame_pred[:, slot, :]
+    off = rows.sum(1) - rows[:, subtree].sum(1)
+    order = [int(f) for f in np.argsort(-off, kind="stable")[:n] if off[f] > 0]
+    return [ev.frame_keys[f] for f in order], [int(off[f]) for f in order]
 
 
 def _without(h: Any, key: str) -> Any:
@@ -141,7 +155,7 @@ def render_audit(r: AuditResult, markdown: bool = False) -> str:
             f"(score gap > {THRESHOLD}), {r.info.get('frames')} frames, {r.info.get('seconds')} s")
     cols = ["class", "mapped", "kind", "better", "gap", "pixels", "frames"]
     rows = [[f.cls, f.mapped, f.kind if f.flagged else "ok", f.better, f"{f.gap:.2f}", str(f.pixels),
-             ", ".join(f.frames[:2])] for f in r.findings]
+             _frames(f)] for f in r.findings]
     if markdown:
         out = [f"# {head}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         out += ["| " + " | ".join(x.replace("|", "/") for x in row) + " |" for row in rows]
@@ -156,6 +170,13 @@ def render_audit(r: AuditResult, markdown: bool = False) -> str:
         out += ["", "same node, different pixels (annotation policies):"]
         out += [f"  {p['node']}: {p['class']} vs {p['other']} (distance {p['distance']})" for p in r.policy[:20]]
     return "\n".join(out)
+
+
+def _frames(f: Finding) -> str:
+    """The first two frames, with the pixels predicted off the node where a model counted them."""
+    if not f.frame_pixels:
+        return ", ".join(f.frames[:2])
+    return ", ".join(f"{k} ({n} px off)" for k, n in zip(f.frames[:2], f.frame_pixels, strict=False))
 
 
 def render_audit_json(r: AuditResult) -> str:

@@ -27,7 +27,7 @@ from labeltree.resources import user_cache_dir
 
 ROWS = 8  # bins of the vertical profile
 MAX_PIXELS = 16384  # pixels per frame on the stride grid
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -46,6 +46,8 @@ class ClassEvidence:
     examples: dict[int, list[str]]  # slot -> frame keys where it covers most
     root: Path | None = None
     samples: dict[str, Sample] = field(default_factory=dict)  # the example frames, by key (for crops)
+    frame_keys: list[str] = field(default_factory=list)  # every frame read, in order
+    frame_pred: np.ndarray | None = None  # [F, K, n_nodes] `pred` per frame (audit: where a mapping fails most)
 
     @property
     def size(self) -> np.ndarray:
@@ -97,13 +99,17 @@ def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None 
                        np.zeros((k, ROWS), np.int64), np.zeros(k), np.zeros((k, k), np.int64),
                        np.zeros((k, n_nodes), np.int64) if model is not None else None, {})
     best: dict[int, list[tuple[float, str]]] = {}
+    per_frame = []
     for s in samples:
         full = reader.read_label(s)
         nodes = model.nodes(reader.read_image(s)) if model is not None else None
         stride = max(1, int(np.ceil(np.sqrt(full.size / MAX_PIXELS))))
         lab, nodes = _frame(full, nodes, stride)
         slots = np.where(lab < len(lut), lut[np.minimum(lab, len(lut) - 1)], -1)
-        _add_frame(ev, slots, nodes, n_nodes, best, s.key)
+        per_frame.append(_add_frame(ev, slots, nodes, n_nodes, best, s.key))
+    ev.frame_keys = [s.key for s in samples]
+    if ev.pred is not None:
+        ev.frame_pred = np.stack([f for f in per_frame if f is not None]).astype(np.int32)
     ev.examples = {i: [key for _, key in sorted(v, reverse=True)[:3]] for i, v in best.items()}
     keep = {k for keys in ev.examples.values() for k in keys}
     ev.root, ev.samples = Path(root), {s.key: s for s in samples if s.key in keep}
@@ -145,7 +151,8 @@ def _load(key: str, tax: Taxonomy, samples: list[Sample]) -> ClassEvidence | Non
             examples = {int(k): list(v) for k, v in json.loads(str(z["examples"])).items()}
             keep = {k for keys in examples.values() for k in keys}
             return ClassEvidence("", tax, int(z["frames"]), z["pixels"], z["images"], z["rows"], z["share"],
-                                 z["touch"], z["pred"], examples, None, {s.key: s for s in samples if s.key in keep})
+                                 z["touch"], z["pred"], examples, None, {s.key: s for s in samples if s.key in keep},
+                                 [s.key for s in samples], z["frame_pred"])
     except (OSError, ValueError, KeyError):  # a damaged cache file is recomputed
         return None
 
@@ -153,14 +160,16 @@ def _load(key: str, tax: Taxonomy, samples: list[Sample]) -> ClassEvidence | Non
 def _save(key: str, ev: ClassEvidence) -> None:
     try:
         with atomic_path(_path(key)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, frames=ev.frames, pixels=ev.pixels, images=ev.images, rows=ev.rows, share=ev.share,
-                     touch=ev.touch, pred=ev.pred, examples=json.dumps({str(k): v for k, v in ev.examples.items()}))
+            np.savez_compressed(f, frames=ev.frames, pixels=ev.pixels, images=ev.images, rows=ev.rows,
+                                share=ev.share, touch=ev.touch, pred=ev.pred, frame_pred=ev.frame_pred,
+                                examples=json.dumps({str(k): v for k, v in ev.examples.items()}))
     except (OSError, LabeltreeError):  # no cache is no error
         pass
 
 
 def _add_frame(ev: ClassEvidence, slots: np.ndarray, nodes: np.ndarray | None, n_nodes: int,
-               best: dict[int, list[tuple[float, str]]], key: str) -> None:
+               best: dict[int, list[tuple[float, str]]], key: str) -> np.ndarray | None:
+    """Add one frame's counts; returns its [K, n_nodes] prediction histogram (None without a model)."""
     k = len(ev.pixels)
     ok = slots >= 0
     counts = np.bincount(slots[ok], minlength=k)
@@ -174,8 +183,11 @@ def _add_frame(ev: ClassEvidence, slots: np.ndarray, nodes: np.ndarray | None, n
         m = (a >= 0) & (b >= 0) & (a != b)
         pair = np.bincount(a[m] * k + b[m], minlength=k * k).reshape(k, k)
         ev.touch += pair + pair.T
-    if nodes is not None and ev.pred is not None:
-        m = ok & (nodes >= 0) & (nodes < n_nodes)
-        ev.pred += np.bincount(slots[m] * n_nodes + nodes[m], minlength=k * n_nodes).reshape(k, n_nodes)
     for i in np.flatnonzero(present):
         best.setdefault(int(i), []).append((float(counts[i]), key))
+    if nodes is None or ev.pred is None:
+        return None
+    m = ok & (nodes >= 0) & (nodes < n_nodes)
+    hist = np.bincount(slots[m] * n_nodes + nodes[m], minlength=k * n_nodes).reshape(k, n_nodes)
+    ev.pred += hist
+    return hist

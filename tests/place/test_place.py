@@ -15,6 +15,7 @@ from labeltree.cli import main
 from labeltree.core.tree_file import bundled_hierarchies, load_hierarchy
 from labeltree.datasets.registry import open_dataset
 from labeltree.errors import LabeltreeError
+from labeltree.place import audit as audit_mod
 from labeltree.place import propose
 from labeltree.place.audit import audit
 from labeltree.place.base import NodeEvidence
@@ -176,3 +177,31 @@ def test_place_idd_with_model_fingerprints(world: Path, monkeypatch: pytest.Monk
     again = place("idd", world / "idd", BASE, checkpoint=world / "oracle.pt", frames=6, base_frames=6)
     assert calls == []  # every pass came from the cache
     assert [p.to_json() for p in again.placements] == [p.to_json() for p in r.placements]
+
+
+def test_audit_frames_where_the_mapping_fails_most(world: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """The frames audit lists for a class are those where the model puts most of its pixels off the mapped
+    node, not those where the class is largest: a model that calls the cars of the frame with the fewest car
+    pixels 'Bus' (and is right everywhere else) points at that frame alone."""
+    model = _oracle(world, ["cityscapes", "vistas", "gtsdb", "idd"])
+    tax = load_hierarchy(f"{BASE}+idd").mapping("idd").taxonomy
+    reader = open_dataset(tax, world / "idd")
+    car = tax.stored_value(next(c.id for c in tax.classes if c.name == "car"))
+    samples = {s.key: s for s in reader.all_samples()}
+    counts = {k: int((reader.read_label(s) == car).sum()) for k, s in samples.items()}
+    ranked = sorted((k for k in counts if counts[k]), key=lambda k: -counts[k])
+    assert len(ranked) >= 2 and counts[ranked[0]] > counts[ranked[-1]]
+    wrong = reader.read_image(samples[ranked[-1]]).tobytes()
+    base = load_hierarchy(BASE)
+    right = model.predict
+    model.predict = lambda img: np.where((right(img) == base.index["Car"]) & (img.tobytes() == wrong),
+                                         base.index["Bus"], right(img))
+    monkeypatch.setattr(audit_mod, "open_node_model", lambda _path: model)
+    monkeypatch.setenv("LABELTREE_CACHE", str(tmp_path))
+    r = audit("idd", world / "idd", f"{BASE}+idd", checkpoint=world / "oracle.pt", frames=50, base_frames=6)
+    f = next(f for f in r.findings if f.cls == "car")
+    assert (f.frames, f.frame_pixels) == ([ranked[-1]], [counts[ranked[-1]]])
+    assert next(f for f in r.findings if f.cls == "road").frames == []  # never predicted off its node
+    plain = audit("idd", world / "idd", f"{BASE}+idd", base_root=world, frames=50, base_frames=6)
+    assert next(f for f in plain.findings if f.cls == "car").frames[0] == ranked[0]  # no model: where it is largest
