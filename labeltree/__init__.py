@@ -28,8 +28,8 @@ _LAZY: dict[str, str] = {
     "Rules": "labeltree.evaluate.protocols",
     "resolve_rules": "labeltree.evaluate.protocols",
     "EvaluationResult": "labeltree.evaluate.result",
-    **{name: "labeltree.api" for name in ("convert", "evaluate", "load_tree", "merge", "open_dataset", "predict",
-                                          "read_label", "stats", "synthesize", "train")},
+    **{name: "labeltree.api" for name in ("convert", "evaluate", "load_tree", "merge", "migrate", "open_dataset",
+                                          "predict", "read_label", "stats", "synthesize", "train", "tree_diff")},
 }
 
 __all__ = [  # = the keys of _LAZY
@@ -44,6 +44,7 @@ __all__ = [  # = the keys of _LAZY
     "load_taxonomy",
     "load_tree",
     "merge",
+    "migrate",
     "open_dataset",
     "predict",
     "read_label",
@@ -51,6 +52,7 @@ __all__ = [  # = the keys of _LAZY
     "stats",
     "synthesize",
     "train",
+    "tree_diff",
 ]
 
 if TYPE_CHECKING:
@@ -59,12 +61,14 @@ if TYPE_CHECKING:
         evaluate,
         load_tree,
         merge,
+        migrate,
         open_dataset,
         predict,
         read_label,
         stats,
         synthesize,
         train,
+        tree_diff,
     )
     from labeltree.core.hierarchy import Hierarchy
     from labeltree.core.taxonomy import Taxonomy, load_taxonomy

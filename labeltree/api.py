@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     from labeltree.core.hierarchy import Hierarchy
     from labeltree.core.merge import MergeResult
     from labeltree.core.taxonomy import Taxonomy
+    from labeltree.core.tree_diff import TreeDiff
     from labeltree.datasets.base import DatasetReader, Sample
     from labeltree.evaluate.protocols import Rules
     from labeltree.evaluate.result import EvaluationResult
     from labeltree.stats.report import Report
     from labeltree.synth.runner import SynthResult
     from labeltree.train.loop import RunResult
+    from labeltree.train.migrate import Migration
 
 __all__ = ["convert", "evaluate", "load_tree", "merge", "open_dataset", "predict", "read_label", "stats",
            "synthesize", "train"]
@@ -218,3 +220,40 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Pat
 
     paths = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path, not its characters
     return predict_files(checkpoint, paths, out, dataset=dataset, **options)
+
+
+def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, *, rename: Sequence[str] = (),
+            drop: Sequence[str] = (), seed: int = 0, force: bool = False) -> Migration:
+    """Map a trained checkpoint onto an edited tree by node names (`labeltree migrate`; needs torch): old
+    predictions stay, new classifiers and rows are ready to fine-tune. `rename`: "OLD=NEW" node names; `drop`:
+    old nodes whose logits go. The result records what is new under "migration" (new_heads, new_rows).
+
+    Example::
+
+        m = lt.migrate("runs/paper/best.pt", "cityscapes+vistas+gtsdb+idd", "runs/idd/init.pt")
+        print(m.table(), m.record["new_rows"])
+    """
+    from labeltree.core.tree_extends import tree_files
+    from labeltree.fsutil import check_output
+
+    check_output(Path(out), "out", [checkpoint, *tree_files(tree)], force)
+    from labeltree.train.migrate import migrate as _migrate
+
+    return _migrate(checkpoint, tree, out, rename=list(rename), drop=list(drop), seed=seed)
+
+
+def tree_diff(old: str | Path | Hierarchy, new: str | Path | Hierarchy) -> TreeDiff:
+    """Per dataset of two trees: which classes keep their node and which moved (`labeltree tree-diff`), so that
+    you know which evaluation numbers stay comparable across the change.
+
+    Example::
+
+        d = lt.tree_diff("cityscapes+vistas+gtsdb", "cityscapes+vistas-v2.0+gtsdb")
+        print(d.table(), d.to_json()["removed_datasets"])
+    """
+    from labeltree.core.hierarchy import Hierarchy
+    from labeltree.core.tree_diff import tree_diff as _diff
+    from labeltree.core.tree_file import load_hierarchy
+
+    a, b = (t if isinstance(t, Hierarchy) else load_hierarchy(t) for t in (old, new))
+    return _diff(a, b)

@@ -113,6 +113,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("train", "predict", "prepare"),
     "export": ("export",),
     "calibrate": ("calibrate",),
+    "migrate": ("migrate", "tree-diff"),
     "annotate": ("annotate-extended",),
     "convert": ("convert",),
 }
