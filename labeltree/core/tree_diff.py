@@ -94,15 +94,18 @@ def node_paths(signature: dict[str, Any]) -> tuple[dict[str, str], set[str]]:
 
 
 def class_names(h: Hierarchy) -> dict[str, dict[int, str]]:
-    """Per dataset (taxonomy name, as the signature keys it): stored value -> class name."""
-    return {m.taxonomy.name: {m.taxonomy.stored_value(c): m.taxonomy.by_id(c).name for c in m.to_node if c >= 0}
+    """Per dataset (taxonomy name, as the signature keys it): stored value -> class name (readable where it has one)."""
+    return {m.taxonomy.name: {m.taxonomy.stored_value(c): m.taxonomy.by_id(c).display for c in m.to_node if c >= 0}
             for m in h.mappings.values()}
 
 
 def diff_signatures(old: dict[str, Any], new: dict[str, Any], names: dict[str, dict[int, str]] | None = None,
-                    old_name: str = "old", new_name: str = "new") -> TreeDiff:
-    """Compare two `tree_signature`s per dataset; `names`: dataset -> stored value -> class name (else 'value N')."""
+                    old_name: str = "old", new_name: str = "new", renames: dict[str, str] | None = None) -> TreeDiff:
+    """Compare two `tree_signature`s per dataset; `names`: dataset -> stored value -> class name (else 'value N');
+    `renames`: old node name -> its name in the new tree (`migrate --rename`: a renamed node is the same node)."""
     names = names or {}
+    if renames:
+        old = rename_nodes(old, renames)
     old_paths, old_inner = node_paths(old)
     new_paths, new_inner = node_paths(new)
     a, b = old.get("datasets", {}), new.get("datasets", {})
@@ -129,6 +132,15 @@ def diff_signatures(old: dict[str, Any], new: dict[str, Any], names: dict[str, d
                         d.refined.append(cls)
         diffs.append(d)
     return TreeDiff(old_name, new_name, diffs, [d for d in b if d not in a], [d for d in a if d not in b])
+
+
+def rename_nodes(signature: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """A signature with nodes renamed (old name -> new name)."""
+    def r(n: Any) -> Any:
+        return renames.get(n, n) if isinstance(n, str) else n
+
+    return {**signature, "nodes": [[r(n), r(p)] for n, p in signature.get("nodes", [])],
+            "datasets": {d: [[v, r(n)] for v, n in rows] for d, rows in signature.get("datasets", {}).items()}}
 
 
 def tree_diff(old: Hierarchy, new: Hierarchy) -> TreeDiff:

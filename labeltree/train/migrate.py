@@ -107,7 +107,7 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, rename: l
     result["migration"] = record
     net.load_state_dict(result["model"])  # strict: it loads as predict will load it
     save_checkpoint(out, result)
-    diff = diff_signatures(old_sig, tree_signature(new), class_names(new), old_name, new.name)
+    diff = diff_signatures(old_sig, tree_signature(new), class_names(new), old_name, new.name, p.renamed)
     return Migration(Path(out), p, diff, record, [n for _, n in temps] if temps else None, notes + temp_notes)
 
 
