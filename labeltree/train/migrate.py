@@ -144,7 +144,7 @@ def _old_tree(state: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> t
                              f"'{name}' ({names}); it was not written for that tree", path)
     if not _heads_match(state["model"], sizes):
         raise LabeltreeError(f"the checkpoint's weights do not fit its tree '{name}' ({sizes} classes per "
-                             "classifier); was the tree file changed after training?", path)
+                             "classifier); migrate a checkpoint written by `labeltree train`", path)
     return sig, name, len(heads)
 
 

@@ -272,3 +272,17 @@ def test_migrated_checkpoint_opens_and_exports(env: dict[str, Path], tmp_path: P
         for ds in ("cityscapes", "gtsdb"):
             np.testing.assert_array_equal(m.dataset_values(m.predict_array(img, ds), ds),
                                           old.dataset_values(old.predict_array(img, ds), ds))
+
+
+def test_checkpoint_without_a_saved_tree_and_flat_models(env: dict[str, Path], tmp_path: Path) -> None:
+    state = load_checkpoint(env["old"])
+    del state["tree"]  # written before trees were saved: its tree file says what the logits mean
+    save_checkpoint(tmp_path / "legacy.pt", state)
+    m = lt.migrate(tmp_path / "legacy.pt", f"{PAPER}+idd", tmp_path / "idd.pt")
+    assert m.record["from_tree_hash"] == load_checkpoint(env["old"])["tree"]["sha256"]
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("heads.4.")}
+    save_checkpoint(tmp_path / "short.pt", state)
+    assert "do not fit" in refused("migrate", tmp_path / "short.pt", "--tree", PAPER, "-o", tmp_path / "x.pt")
+    state["config"]["model"]["kind"] = "flat"
+    save_checkpoint(tmp_path / "flat.pt", state)
+    assert "flat model" in refused("migrate", tmp_path / "flat.pt", "--tree", PAPER, "-o", tmp_path / "x.pt")
