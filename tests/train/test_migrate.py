@@ -286,3 +286,24 @@ def test_checkpoint_without_a_saved_tree_and_flat_models(env: dict[str, Path], t
     state["config"]["model"]["kind"] = "flat"
     save_checkpoint(tmp_path / "flat.pt", state)
     assert "flat model" in refused("migrate", tmp_path / "flat.pt", "--tree", PAPER, "-o", tmp_path / "x.pt")
+
+
+def test_a_migrated_checkpoint_fine_tunes_with_train_init(tmp_path: Path) -> None:
+    """migrate -> `train --init` (train/finetune.py) reads the migration record: the new rows get the multiplier."""
+    from test_trainer_run import quiet, toy_cfg
+    from test_trainer_toydata import make_toy
+
+    from labeltree.train.loop import train
+
+    toy = make_toy(tmp_path / "toy", n=2, n_val=1)
+    base = train(config_from_dict(toy_cfg(toy, steps=1, check_labels=False)), tmp_path / "base", progress=False,
+                 log=quiet).last
+    m = lt.migrate(base, f"{PAPER}+idd", tmp_path / "idd.pt")
+    assert m.record["new_rows"] == {"root": ["Autorickshaw", "Vehicle Fallback", "Obs-Str-Bar Fallback"]}
+    cfg = toy_cfg(toy, optim={"new_head_lr_mult": 10.0}, steps=2, check_labels=False)
+    lines: list[str] = []
+    run = train(config_from_dict({**cfg, "hierarchy": f"{PAPER}+idd"}), tmp_path / "ft", progress=False,
+                log=lines.append, init=tmp_path / "idd.pt")
+    assert "optim.new_head_lr_mult 10 applies to: root: 3 new row(s) (Autorickshaw, Vehicle Fallback, " \
+           "Obs-Str-Bar Fallback)" in lines
+    assert [x["step"] for x in run.losses] == [1, 2] and all(np.isfinite(x["loss"]) for x in run.losses)
