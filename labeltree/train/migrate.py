@@ -69,7 +69,7 @@ class Migration:
         for r in self.rows():
             lines.append(f"{r['classifier'][:28]:<28} {r['status']:<9} {len(r['kept']):>5} {len(r['added']):>5}  "
                          f"{r['initialised']}")
-            if r["added"] and r["status"] != "new":
+            if r["added"]:
                 lines.append(f"  + {', '.join(r['added'])}")
             if r["dropped"]:
                 lines.append(f"  - {', '.join(r['dropped'])}")
