@@ -57,18 +57,37 @@ def confident_cascade(probs: Sequence[Any], owners: Sequence[int], children: Seq
             conf = torch.where(ok, step, conf)
             per_level[lvl - 1] = torch.where(at, p, per_level[lvl - 1])
         return PathConfidence(cur, conf, per_level)
+    return back_off(decide(probs, children), owners, levels, min_confidence)
+
+
+def decide(probs: Sequence[Any], children: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """Numpy: per classifier, (the child node its argmax picks, that probability) per pixel; a classifier not
+    asked (an int table) picks that node with probability 1. Independent of the threshold, so a sweep over
+    thresholds decides once (`back_off` per T)."""
     import numpy as np
 
+    first = probs[0]
     shape = first.shape[:-3] + first.shape[-2:]
+    out = []
+    for s, table in zip(probs, children, strict=True):
+        if isinstance(table, int):
+            out.append((np.full(shape, table, dtype=np.int64), np.ones(shape, dtype=np.float32)))
+        else:
+            pick = np.asarray(table, dtype=np.int64)[np.argmax(s, axis=-3)]
+            out.append((pick, np.max(s, axis=-3).astype(np.float32)))
+    return out
+
+
+def back_off(decided: Sequence[tuple[Any, Any]], owners: Sequence[int], levels: Sequence[int],
+             min_confidence: float = 0.0) -> PathConfidence:
+    """Numpy: the cascade over `decide`'s choices, stopping where the path confidence would fall below T."""
+    import numpy as np
+
+    shape = decided[0][0].shape
     cur = np.zeros(shape, dtype=np.int64)
     conf = np.ones(shape, dtype=np.float32)
-    per_level = [np.ones(shape, dtype=np.float32) for _ in range(depth)]
-    for s, owner, table, lvl in zip(probs, owners, children, levels, strict=True):
-        if isinstance(table, int):
-            cand, p = np.full(shape, table, dtype=np.int64), np.ones(shape, dtype=np.float32)
-        else:
-            cand = np.asarray(table, dtype=np.int64)[np.argmax(s, axis=-3)]
-            p = np.max(s, axis=-3).astype(np.float32)
+    per_level = [np.ones(shape, dtype=np.float32) for _ in range(max(levels) if levels else 0)]
+    for (cand, p), owner, lvl in zip(decided, owners, levels, strict=True):
         at = cur == owner
         step = (conf * p).astype(np.float32)
         ok = at & (step >= np.float32(min_confidence))

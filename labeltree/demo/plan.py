@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from labeltree.core.yamlio import load_model
 from labeltree.errors import LabeltreeError
@@ -62,6 +62,15 @@ class ReportLayout(_Strict):
     trained_on: str
     table4: Table4Layout
     per_class_panels: list[tuple[str, str]]  # (dataset, metric)
+    risk_coverage: tuple[float, ...]  # back-off thresholds T of the selective-prediction table, from 0, rising
+
+    @field_validator("risk_coverage")
+    @classmethod
+    def _thresholds(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        """T = 0 first (the figures are relative to the plain cascade), rising, each a probability."""
+        if not v or v[0] != 0 or any(not 0 <= t <= 1 for t in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("expected rising thresholds between 0 and 1, the first 0")
+        return v
 
 
 class Score(_Strict):
@@ -105,6 +114,7 @@ class DemoResult:
     plan: Plan
     metrics: dict[str, dict[str, dict[str, Any]]]  # model -> dataset -> evaluate result
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
+    risk_coverage: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset -> selective_sweep rows
     report: Path | None = None
 
 

@@ -59,6 +59,8 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
     lines.append("")
     lines += _scores_table(result.metrics, "hierarchical", "table3_hierarchical", "Table III: hierarchical classifiers")
     lines += _table4(result.metrics, h)
+    if result.risk_coverage:
+        lines += risk_coverage_section(result.risk_coverage, h)
     lines.extend(["## Evaluation rules", "", *rules_note(result.metrics)])
     lines.extend(["## Verdict", "", *verdict(result.metrics, chance_level(h)), ""])
     lines.extend(["## Figures", "",
@@ -168,6 +170,78 @@ def _table4(m: dict[str, dict[str, dict[str, Any]]], h: Any) -> list[str]:
     return lines
 
 
+RC_HEAD = ["T", "coverage", "accuracy at full depth", "correct but coarse", "wrong", "sign pixels at full depth",
+           "wrong sign answers removed"]
+
+
+def risk_coverage_section(rc: dict[str, list[dict[str, Any]]], h: Any) -> list[str]:
+    """The hierarchical model's selective-prediction table (`labeltree.infer.selective` rows per dataset, the
+    first at T = 0) and what its sign figures say about the issue-28 criterion, in words from the numbers."""
+    from labeltree.evaluate.signs import sign_rule_nodes
+    from labeltree.infer.selective import sign_back_off
+
+    rule = sign_rule_nodes(h)
+    sign = h.nodes[rule[0]].name if rule is not None else "the sign node"
+    lines = ["## Selective prediction: backing off when unsure (hierarchical model)", "",
+             "The cascade stops at the deepest node whose path confidence is at least T (`--min-confidence T`; "
+             "T = 0 is the plain cascade). On each dataset's val split (GTSDB: test), in % of the labelled pixels: "
+             "coverage = answered at the dataset's full depth, then the accuracy of those, correct but coarse = "
+             "backed off to a true ancestor, wrong = the rest. Sign pixels (ground truth at or under "
+             f"{sign}): the share still answered at full depth, and the share of T = 0's wrong full-depth answers "
+             "on them that backing off removes (pixel counts in parentheses). The same numbers as `labeltree "
+             "evaluate DATASET ROOT --checkpoint runs/hierarchical/last.pt --risk-coverage PREFIX`.", "",
+             _row("dataset", RC_HEAD), _row("---", ["---"] * len(RC_HEAD))]
+    for d, rows in rc.items():
+        for r, sg in zip(rows, sign_back_off(rows), strict=True):
+            lines.append(_row(d, [f"{r['T']:g}", pct(r["coverage"]), pct(r["accuracy_full"]) if r["coverage"] else "-",
+                                  pct(r["coarse_right"]), pct(r["wrong"]),
+                                  f"{pct(sg['kept'])} ({sg['sign_full']}/{sg['sign_pixels']})",
+                                  f"{pct(sg['removed'])} ({sg['removed_pixels']}/{sg['wrong0']})"]))
+    lines += ["", *back_off_verdict(rc), "",
+              "The flat model has no ancestors to fall back on (its one classifier answers a class or nothing), so "
+              "backing off does not apply to it: no rows.", ""]
+    return lines
+
+
+def back_off_verdict(rc: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Per dataset, whether backing off removes at least half of the wrong sign answers while keeping most sign
+    pixels (more than half) at full depth, at which T, or what the table shows instead."""
+    from labeltree.infer.selective import sign_back_off
+
+    out, held, judged = [], [], 0
+    for d, rows in rc.items():
+        s0, *shares = sign_back_off(rows)
+        if not s0["sign_pixels"] or not s0["wrong0"]:
+            out.append(f"- {d}: {'no sign pixels' if not s0['sign_pixels'] else 'no wrong sign answers at T = 0'}: "
+                       "nothing to judge.")
+            continue
+        judged += 1
+        meets = [s for s in shares if s["removed"] >= 0.5 and s["kept"] > 0.5]
+        if meets:
+            held.append(d)
+            s, ts = meets[0], ", ".join(f"{m['T']:g}" for m in meets)
+            out.append(f"- {d}: at T = {s['T']:g} backing off removes {pct(s['removed'])}% of the wrong sign answers "
+                       f"and keeps {pct(s['kept'])}% of the sign pixels at full depth: the criterion holds (at T = "
+                       f"{ts}).")
+            continue
+        keep = [s for s in shares if s["kept"] > 0.5]
+        half = [s for s in shares if s["removed"] >= 0.5]
+        parts = []
+        if keep:
+            b = max(keep, key=lambda s: s["removed"])
+            parts.append(f"while most sign pixels stay at full depth it removes at most {pct(b['removed'])}% of the "
+                         f"wrong sign answers (T = {b['T']:g}, {pct(b['kept'])}% kept)")
+        if half:
+            parts.append(f"removing at least half (T = {half[0]['T']:g}: {pct(half[0]['removed'])}%) keeps only "
+                         f"{pct(half[0]['kept'])}% at full depth")
+        out.append(f"- {d}: the criterion does not hold: " + ("; ".join(parts) or "no threshold of the table "
+                   "removes half of the wrong sign answers") + ".")
+    out.append(f"- The criterion (at least half of the wrong sign answers removed, most sign pixels kept at full "
+               f"depth) holds on {len(held)} of the {judged} datasets with wrong sign answers"
+               + (f" ({', '.join(held)})." if held else "."))
+    return out
+
+
 def _cityscapes_sign_names(h: Any) -> list[str]:
     """Names of the Cityscapes class(es) on the sign node (the L1 'traffic sign' of Table IV)."""
     from labeltree.evaluate.signs import sign_rule_nodes
@@ -249,8 +323,7 @@ def tables_text(result: DemoResult) -> str:
     text = result.report.read_text() if result.report else ""
     keep, on = [], False
     for line in text.splitlines():
-        if line.startswith("## Table II") or line.startswith("## Table III") or line.startswith("## Table IV") \
-                or line.startswith("## Verdict"):
+        if line.startswith(("## Table II", "## Table III", "## Table IV", "## Selective prediction", "## Verdict")):
             on = True
         elif line.startswith("## "):
             on = False

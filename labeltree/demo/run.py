@@ -23,6 +23,7 @@ from labeltree.demo.stages import (
     evaluate_model,
     side_by_side,
     stage_merge,
+    stage_risk_coverage,
     stage_stats,
     stage_synth,
     stage_train,
@@ -73,7 +74,14 @@ def run_demo(out: str | Path, quick: bool = False, *, images: int | None = None,
     plot_losses(out / "losses.png", runs)
     seconds["evaluation"] = time.perf_counter() - t
 
-    result = DemoResult(out, plan, metrics, seconds)
+    t = time.perf_counter()
+    layout = settings.report
+    log(f"[5/5] risk-coverage of the hierarchical model: back-off thresholds {list(layout.risk_coverage)}")
+    risk = stage_risk_coverage(runs["hierarchical"], data, [c.dataset for c in layout.columns], layout.risk_coverage)
+    write_json(out / "eval" / "risk_coverage.json", risk)
+    seconds["risk-coverage"] = time.perf_counter() - t
+
+    result = DemoResult(out, plan, metrics, seconds, risk)
     device = ("CUDA GPU" if torch.cuda.is_available() else
               f"CPU, {os.cpu_count()} cores (the two models trained side by side)" if side_by_side() else "CPU, 1 core")
     write_text(out / "report.md", render_report(result, summary, h, device))

@@ -192,3 +192,12 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
         if not samples[dataset]:  # no frame shows a sign: show the first one
             samples[dataset].append(sample)
     return results, samples
+
+
+def stage_risk_coverage(checkpoint: Path, data: Path, datasets: list[str],
+                        thresholds: tuple[float, ...]) -> dict[str, list[dict[str, Any]]]:
+    """{dataset: rows}: the hierarchical model's selective-prediction sweep on each dataset's default split,
+    by the one implementation `labeltree evaluate --checkpoint CK --risk-coverage` runs."""
+    from labeltree.infer.selective import selective_sweep
+
+    return {d: selective_sweep(checkpoint, d, data / d, thresholds=thresholds) for d in datasets}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from labeltree.core.confidence import check_min_confidence, confident_cascade
+from labeltree.core.confidence import back_off, check_min_confidence, decide
 from labeltree.evaluate.signs import sign_rule_nodes
 
 DEFAULT_SWEEP = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -86,10 +86,10 @@ def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, spli
         with torch.no_grad():
             probs = [p[0].cpu().numpy() for p in net.scores(net.input(img, resize, mode))]
         gt = tables.nodes_of(read_label(s, tax))
+        decided = decide(probs, h.child_table)  # the argmaxes once; the cascade per T
         leaf = None
         for t, c in zip(ts, counts, strict=True):
-            n = confident_cascade(probs, owners, h.child_table, levels, t).nodes
-            n = _to_size(n, gt.shape)
+            n = _to_size(back_off(decided, owners, levels, t).nodes, gt.shape)
             if leaf is None:
                 leaf = n
             _count(c, n, leaf, gt, gt >= 0, values, anc, is_sign)
@@ -118,6 +118,24 @@ def _count(c: Counts, n: np.ndarray, leaf: np.ndarray, gt: np.ndarray, ok: np.nd
     c.sign["pixels"] += int(sg.sum())
     c.sign["full"] += int((sg & full).sum())
     c.sign["wrong_full"] += int((sg & full & ~right).sum())
+
+
+def sign_back_off(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row of a sweep (its first row T = 0): the issue's two sign figures as counts and shares.
+
+    `kept` = sign pixels still at full depth / sign pixels; `removed` = the wrong full-depth sign answers of T = 0
+    that are no longer wrong at full depth / those of T = 0 (a full-depth answer at T is the T = 0 answer, so
+    backing off only removes). A share is None where its denominator is 0."""
+    if not rows or rows[0]["T"] != 0.0:
+        raise ValueError("sign_back_off: the sweep must start at T = 0")
+    wrong0 = rows[0]["sign_wrong_full"]
+    out = []
+    for r in rows:
+        removed = wrong0 - r["sign_wrong_full"]
+        out.append({"T": r["T"], "sign_pixels": r["sign_pixels"], "sign_full": r["sign_full"],
+                    "kept": r["sign_full"] / r["sign_pixels"] if r["sign_pixels"] else None,
+                    "wrong0": wrong0, "removed_pixels": removed, "removed": removed / wrong0 if wrong0 else None})
+    return out
 
 
 def area(rows: list[dict[str, Any]]) -> float:

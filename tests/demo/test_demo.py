@@ -53,7 +53,7 @@ def test_every_stage_wrote_its_files(demo_run):
     for png in ("predictions.png", "per_class.png", "losses.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
-    for title in ("Table I", "Table II", "Table III", "Table IV", "Verdict"):
+    for title in ("Table I", "Table II", "Table III", "Table IV", "Selective prediction", "Verdict"):
         assert f"## {title}" in report
     assert "![predictions](predictions.png)" in report
     assert "## Table III" in output and "report:" in output
@@ -102,3 +102,37 @@ def test_rerun_continues_instead_of_starting_over(demo_run):
     assert res.exit_code == 0, res.output
     assert "reusing" in res.output
     assert (out / "runs" / "hierarchical" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_risk_coverage_table_is_evaluates_sweep(demo_run, tmp_path):
+    """The report's selective-prediction rows are, dataset by dataset, those of `labeltree evaluate --checkpoint
+    runs/hierarchical/last.pt --risk-coverage` at the demo's thresholds (its sweep holds them), and the flat
+    model is said to have no ancestors to fall back on."""
+    from labeltree.demo.plan import demo_settings
+    from labeltree.demo.report import risk_coverage_section
+
+    out, _ = demo_run
+    report = (out / "report.md").read_text()
+    section = report.split("## Selective prediction")[1].split("\n## ")[0]
+    assert "The flat model has no ancestors to fall back on" in section
+    assert "- The criterion (at least half of the wrong sign answers removed" in section
+    h = load_hierarchy("cityscapes+vistas+gtsdb")
+    ts = demo_settings().report.risk_coverage
+    saved = json.loads((out / "eval" / "risk_coverage.json").read_text())
+    datasets = [c.dataset for c in demo_settings().report.columns]
+    assert list(saved) == datasets
+    for d in datasets:
+        res = CliRunner().invoke(main, ["evaluate", d, str(out / "data" / d), "--checkpoint",
+                                        str(out / "runs" / "hierarchical" / "last.pt"), "--risk-coverage",
+                                        str(tmp_path / d)])
+        assert res.exit_code == 0, res.output
+        head, *lines = (tmp_path / f"{d}.csv").read_text().splitlines()
+        rows = [{k: (int(v) if k in ("pixels", "sign_pixels", "sign_full", "sign_wrong_full") else float(v))
+                 for k, v in zip(head.split(","), ln.split(","), strict=True)} for ln in lines]
+        rows = [r for r in rows if r["T"] in ts]
+        assert [r["T"] for r in rows] == list(ts)
+        for got, want in zip(saved[d], rows, strict=True):
+            assert got == pytest.approx(want, abs=1e-5)  # the CSV holds 6 significant digits
+        ours = [ln for ln in section.splitlines() if ln.startswith(f"| {d} |")]
+        theirs = [ln for ln in risk_coverage_section({d: rows}, h) if ln.startswith(f"| {d} |")]
+        assert ours == theirs and len(ours) == len(ts)

@@ -41,3 +41,37 @@ def test_the_report_says_which_rules_produced_its_numbers():
     text = "\n".join(rules_note({"hierarchical": {"cityscapes": r}}))
     assert "- cityscapes: protocol paper (Meletis & Dubbelman 2018, authors' code): classes all" in text
     assert "the authors' decision path" in text and "(the authors: 512x706)" in text and "one seed" in text
+
+
+def _rows(ts: list[float], sign: list[tuple[int, int]], pixels: int = 100) -> list[dict]:
+    """Sweep rows as labeltree.infer.selective gives them; `sign`: (sign_full, sign_wrong_full) per T, 40 sign px."""
+    return [{"T": t, "pixels": pixels, "coverage": 1.0 - i / 10, "accuracy_full": 0.5 + i / 20,
+             "risk": 0.5 - i / 20, "coarse_right": i / 20, "wrong": 0.5 - i / 10, "sign_pixels": 40, "sign_full": f,
+             "sign_wrong_full": w} for i, (t, (f, w)) in enumerate(zip(ts, sign, strict=True))]
+
+
+def test_risk_coverage_table_and_its_words_come_from_the_numbers():
+    from labeltree.core.tree_file import load_hierarchy
+    from labeltree.demo.report import back_off_verdict, risk_coverage_section
+
+    ts = [0.0, 0.5, 0.9]
+    rc = {"gtsdb": _rows(ts, [(40, 20), (30, 9), (10, 1)]),  # T = 0.5: 11/20 removed, 30/40 kept: holds
+          "cityscapes-extended": _rows(ts, [(40, 20), (24, 12), (16, 4)]),  # 40% at 60% kept; 80% at 40% kept
+          "vistas": _rows(ts, [(0, 0), (0, 0), (0, 0)])}
+    for r in rc["vistas"]:
+        r["sign_pixels"] = 0
+    words = back_off_verdict(rc)
+    assert words == [
+        "- gtsdb: at T = 0.5 backing off removes 55.0% of the wrong sign answers and keeps 75.0% of the sign pixels "
+        "at full depth: the criterion holds (at T = 0.5).",
+        "- cityscapes-extended: the criterion does not hold: while most sign pixels stay at full depth it removes "
+        "at most 40.0% of the wrong sign answers (T = 0.5, 60.0% kept); removing at least half (T = 0.9: 80.0%) "
+        "keeps only 40.0% at full depth.",
+        "- vistas: no sign pixels: nothing to judge.",
+        "- The criterion (at least half of the wrong sign answers removed, most sign pixels kept at full depth) "
+        "holds on 1 of the 2 datasets with wrong sign answers (gtsdb)."]
+    text = "\n".join(risk_coverage_section(rc, load_hierarchy("cityscapes+vistas+gtsdb")))
+    assert "| gtsdb | 0.5 | 90.0 | 55.0 | 5.0 | 40.0 | 75.0 (30/40) | 55.0 (11/20) |" in text
+    assert "| vistas | 0 | 100.0 | 50.0 | 0.0 | 50.0 | - (0/0) | - (0/0) |" in text
+    assert "ground truth at or under Traffic Sign (Front)" in text
+    assert "The flat model has no ancestors to fall back on" in text
