@@ -21,15 +21,17 @@ from labeltree.errors import LabeltreeError
 def calibrate_cmd(checkpoint: Path, config: str, data_root: Path | None, out: Path, plot: Path | None, device: str,
                   force: bool) -> None:
     """Fit one temperature per classifier (logits / T) on the val splits of CONFIG: the NLL over the pixels
-    that supervise that classifier in training. Prints NLL and 15-bin ECE per classifier before and after;
-    predict, evaluate --checkpoint and export use the temperatures of OUT (path confidence, --min-confidence).
+    that supervise that classifier in training (one with too few such pixels keeps T = 1). Prints NLL and
+    15-bin ECE per classifier before and after with its pixel count, and a note where the pixels are too few for
+    the numbers to mean much; predict, evaluate --checkpoint and export use the temperatures of OUT (path
+    confidence, --min-confidence).
 
     \b
     Example:
       labeltree calibrate runs/tiny/best.pt cpu-tiny --data-root data/synth -o runs/tiny/calibrated.pt
     """
     from labeltree.fsutil import check_outputs, refuse_replacing_inside
-    from labeltree.train.calibrate import calibrate_checkpoint
+    from labeltree.train.calibrate import calibrate_checkpoint, row_note
 
     plot = plot or out.with_suffix(".png")
     if out.suffix.lower() != ".pt":
@@ -39,10 +41,10 @@ def calibrate_cmd(checkpoint: Path, config: str, data_root: Path | None, out: Pa
     refuse_replacing_inside({"-o": out, "--plot": plot}, [data_root])
     rows = calibrate_checkpoint(checkpoint, config, out, data_root, plot, device)
     click.echo(f"{'classifier':<28} {'pixels':>9} {'T':>7} {'NLL before':>10} {'after':>7} {'ECE before':>10} "
-               f"{'after':>7}")
+               f"{'after':>7}  note")
     for r in rows:
         click.echo(f"{r['classifier'][:28]:<28} {r['pixels']:>9} {r['temperature']:>7.3f} {r['nll_before']:>10.4f} "
-                   f"{r['nll_after']:>7.4f} {r['ece_before']:>10.4f} {r['ece_after']:>7.4f}")
+                   f"{r['nll_after']:>7.4f} {r['ece_before']:>10.4f} {r['ece_after']:>7.4f}  {row_note(r)}".rstrip())
     click.echo(f"wrote {out} and {plot}")
 
 

@@ -24,6 +24,15 @@ from labeltree.train.predict import Predictor
 
 ECE_BINS = 15
 MAX_PIXELS = 200_000  # per classifier: a fixed-seed sample of the supervising pixels (memory and time bound)
+#: A classifier with fewer supervising val pixels keeps T = 1 (not fitted). A temperature from a handful of
+#: pixels is that handful's: on a random net Rider's 9 val pixels, all wrong, drove T to the search limit
+#: (e^4, a uniform softmax), and its held-out 15-bin ECE rose from 0.25 to 0.56 on 63 pixels.
+MIN_FIT_PIXELS = 100
+#: Below this many pixels a 15-bin ECE is not a measurement: even a perfectly calibrated classifier's ECE from
+#: n independent pixels is up to sqrt(2/pi) * sqrt(ECE_BINS / (4 n)) = 1.55 / sqrt(n) from sampling alone (per
+#: bin E|mean - p| = sqrt(2 p (1 - p) / (pi n_b)), summed by Cauchy-Schwarz), 0.05 at 1000 pixels, 0.2 at 63;
+#: neighbouring pixels are not independent, so the true spread is wider still. Reports flag such rows.
+ECE_MIN_PIXELS = 1000
 
 
 @dataclass
@@ -89,8 +98,9 @@ def ece(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, b
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """The temperature minimising the NLL: golden-section search over log T in [-4, 4] (NLL is unimodal there)."""
-    if not len(targets):
+    """The temperature minimising the NLL: golden-section search over log T in [-4, 4] (NLL is unimodal there);
+    1 (not fitted) with fewer than MIN_FIT_PIXELS pixels."""
+    if len(targets) < MIN_FIT_PIXELS:
         return 1.0
     lo, hi = -4.0, 4.0
     g = (math.sqrt(5) - 1) / 2
@@ -109,26 +119,38 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def calibrate_stats(names: list[str], stats: list[HeadStats], limit: int = MAX_PIXELS) -> list[dict[str, Any]]:
-    """Per classifier: pixels, temperature, NLL and ECE before (T = 1) and after."""
-    rows = []
-    for name, s in zip(names, stats, strict=True):
-        x, y = s.arrays(limit)
-        t = fit_temperature(x, y)
-        rows.append({"classifier": name, "pixels": len(y), "temperature": t,
-                     "nll_before": nll(x, y), "nll_after": nll(x, y, t),
-                     "ece_before": ece(x, y), "ece_after": ece(x, y, t)})
+    """Per classifier: pixels, temperature (fitted on these pixels), NLL and ECE before (T = 1) and after, and
+    `fitted` (False: fewer than MIN_FIT_PIXELS pixels, T = 1 kept)."""
+    temps = [fit_temperature(*s.arrays(limit)) for s in stats]
+    rows = evaluate_temperatures(names, stats, temps, limit)
+    for r in rows:
+        r["fitted"] = r["pixels"] >= MIN_FIT_PIXELS
     return rows
 
 
 def evaluate_temperatures(names: list[str], stats: list[HeadStats], temps: list[float],
                           limit: int = MAX_PIXELS) -> list[dict[str, Any]]:
-    """NLL / ECE of given temperatures on other pixels (a held-out split)."""
+    """NLL / ECE of given temperatures on these pixels (the fitting split, or a held-out one), and
+    `ece_reliable`: at least ECE_MIN_PIXELS pixels (else the ECE is sampling noise)."""
     rows = []
     for name, s, t in zip(names, stats, temps, strict=True):
         x, y = s.arrays(limit)
         rows.append({"classifier": name, "pixels": len(y), "temperature": t, "nll_before": nll(x, y),
-                     "nll_after": nll(x, y, t), "ece_before": ece(x, y), "ece_after": ece(x, y, t)})
+                     "nll_after": nll(x, y, t), "ece_before": ece(x, y), "ece_after": ece(x, y, t),
+                     "ece_reliable": len(y) >= ECE_MIN_PIXELS})
     return rows
+
+
+def row_note(row: dict[str, Any]) -> str:
+    """What a report row's numbers can bear, in words ('' = all of them)."""
+    if not row.get("fitted", True):  # a fitting row: why its temperature is 1
+        return f"{row['pixels']} < {MIN_FIT_PIXELS} px: T = 1 kept"
+    if not row["pixels"]:
+        return "no pixels"
+    notes = [] if row["ece_reliable"] else [f"ECE from < {ECE_MIN_PIXELS} px: noise"]
+    if abs(math.log(row["temperature"])) > 3.99:
+        notes.append("T at the search limit")
+    return "; ".join(notes)
 
 
 def reliability_png(path: Path, names: list[str], stats: list[HeadStats], temps: list[float],

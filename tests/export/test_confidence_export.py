@@ -139,11 +139,13 @@ def _calib_config(path: Path, synth: Path) -> Path:
     return path
 
 
-def test_calibrate_lowers_val_nll_of_every_classifier_and_ece_not_worse_held_out(env: dict[str, Any],
-                                                                                 tmp_path: Path) -> None:
-    """The x4 logits of the fixture's net are over-confident: each classifier's fitted temperature lowers its
-    NLL on the fitting split; on frames of another seed (held out) the NLL and the 15-bin ECE do not rise."""
-    from labeltree.train.calibrate import collect, evaluate_temperatures, val_sources
+def test_calibrate_command_on_a_random_net_fits_what_has_pixels_and_says_what_has_too_few(env: dict[str, Any],
+                                                                                           tmp_path: Path) -> None:
+    """The x4 logits of the fixture's net are over-confident: each classifier fitted (enough val pixels) lowers
+    its NLL on the fitting split; Rider has 9 there and keeps T = 1 (fitted on them, T went to the search limit
+    and its held-out ECE from 0.25 to 0.56). Held out (frames of another seed), the ECE is not worse where it is
+    a measurement (ECE_MIN_PIXELS) nor pixel-weighted. The trained model's case: tests/train/test_calibrate.py."""
+    from labeltree.train.calibrate import ECE_MIN_PIXELS, MIN_FIT_PIXELS, collect, evaluate_temperatures, val_sources
     from labeltree.train.config import load_config
 
     held = env["dir"] / "held"
@@ -152,6 +154,8 @@ def test_calibrate_lowers_val_nll_of_every_classifier_and_ece_not_worse_held_out
     fit_cfg = _calib_config(tmp_path / "fit.yaml", env["dir"] / "synth")
     out = cli("calibrate", env["hier"], fit_cfg, "-o", tmp_path / "cal.pt")
     assert (tmp_path / "cal.png").stat().st_size > 0 and "NLL before" in out
+    rider = next(ln for ln in out.splitlines() if ln.startswith("Rider "))
+    assert rider.split()[1] == "9" and rider.endswith(f"9 < {MIN_FIT_PIXELS} px: T = 1 kept"), rider
     state = load_checkpoint(tmp_path / "cal.pt")
     temps = state["temperatures"]
     pred = load_predictor(env["hier"], "cpu")
@@ -159,13 +163,15 @@ def test_calibrate_lowers_val_nll_of_every_classifier_and_ece_not_worse_held_out
     assert len(temps) == len(names)
     fit = evaluate_temperatures(names, collect(pred, val_sources(load_config(fit_cfg), pred.h)), temps)
     for r in fit:
-        assert r["pixels"] > 0 and r["nll_after"] < r["nll_before"], r
+        if r["pixels"] >= MIN_FIT_PIXELS:
+            assert r["nll_after"] < r["nll_before"], r
+        else:
+            assert r["temperature"] == 1.0, r
     cfg = load_config(_calib_config(tmp_path / "held.yaml", held))
     rows = evaluate_temperatures(names, collect(pred, val_sources(cfg, pred.h)), temps)
-    # held out: ECE not worse on every classifier with >= 100 pixels there (this untrained net's Rider head
-    # has 63 held-out pixels, where one temperature fitted on a few hundred others is noise), nor pixel-weighted
+    assert [r["classifier"] for r in rows if r["pixels"] >= ECE_MIN_PIXELS] == ["root", "Driveable"]
     for r in rows:
-        if r["pixels"] >= 100:
+        if r["ece_reliable"]:
             assert r["ece_after"] <= r["ece_before"], r
     weighted = [sum(r["pixels"] * r[k] for r in rows if r["pixels"]) for k in ("ece_after", "ece_before")]
     assert weighted[0] <= weighted[1]

@@ -16,6 +16,7 @@ from labeltree.core.taxonomy import load_taxonomy
 from labeltree.datasets.registry import open_dataset
 
 H, W = 48, 96
+RIDERS = ["Bicyclist", "Motorcyclist", "Other Rider"]  # Vistas' rider kinds: the tree's Rider classifier
 
 
 @cache
@@ -54,8 +55,11 @@ def _scene(rng: np.random.Generator, names: list[str], sign: tuple[int, int, int
     return np.clip(img, 0, 255).astype(np.uint8), regions
 
 
-def make_toy(root: Path, n: int = 4, seed: int = 0, n_val: int = 2) -> Path:
-    """cityscapes/, vistas/, gtsdb/, cityscapes-extended/ under `root` with n train + n_val val images."""
+def make_toy(root: Path, n: int = 4, seed: int = 0, n_val: int = 2, riders: bool = False) -> Path:
+    """cityscapes/, vistas/, gtsdb/, cityscapes-extended/ under `root` with n train + n_val val images.
+
+    `riders`: each Vistas frame also shows a rider (Bicyclist / Motorcyclist / Other Rider in turn), so that every
+    classifier of the tree has pixels (the calibration tests); without it the frames are as they always were."""
     rng = np.random.default_rng(seed)
     gt_lines: list[str] = []
     gt_test_start = 600  # GTSDB's test split starts at frame 00600
@@ -86,9 +90,13 @@ def make_toy(root: Path, n: int = 4, seed: int = 0, n_val: int = 2) -> Path:
             vnames = ["Sky", "Building", "Road", "Car", "Traffic Sign (Front)"]
             img, reg = _scene(rng, ["sky", "building", "road", "car", "traffic sign"], (6, 20, 15, 29), "vsign")
             reg = np.where((reg == 2) & (np.arange(W)[None, :] % 24 < 4), 5, reg)  # lane markings
-            vids = np.array([_cid("vistas", c) for c in vnames + ["Lane Marking - General"]])
+            rider = RIDERS[i % len(RIDERS)]
+            vids = np.array([_cid("vistas", c) for c in vnames + ["Lane Marking - General", rider]])
             colour = np.array(_colour("Lane Marking - General"), dtype=np.int16)
             img = np.where((reg == 5)[..., None], colour, img).astype(np.uint8)
+            if riders:
+                reg[14:34, 84:92] = 6
+                img[14:34, 84:92] = np.clip(_colour(rider) + rng.integers(-8, 9, size=(20, 8, 3)), 0, 255)
             vl = Image.fromarray(vids[reg].astype(np.uint8), mode="L").convert("P")
             vl.putpalette([c for cl in _tax("vistas").classes for c in cl.color])
             vs = {"train": "training", "val": "validation"}[split]
