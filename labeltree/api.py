@@ -205,21 +205,31 @@ def train(config: str | Path, out: str | Path, *, data_root: str | Path | None =
                   init_weights=init_weights or "ema")
 
 
-def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path, *, dataset: str | None = None,
-            **options: Any) -> list[Path]:
-    """Segment images with a `.pt` checkpoint (torch) or an exported `.onnx` model (`labeltree predict`).
+def predict(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], out: str | Path, *,
+            dataset: str | None = None, overlay: bool = False, sliding: bool = False, levels: bool = False,
+            colour: bool = True, device: str | None = None, weights: str = "ema", confidence: bool = False,
+            confidence_npy: bool = False, min_confidence: float | None = None, progress: bool = True) -> list[Path]:
+    """Segment images with a `.pt` checkpoint (torch) or an exported `.onnx` model (`labeltree predict`: the same
+    files, byte for byte); returns the paths written.
 
-    Writes per image the tree-colour PNG and, with `dataset`, the dataset's ids as `out/{dataset}/{stem}.png`
-    (ready for `lt.evaluate`). Options: overlay, sliding, levels, colour, device.
+    Per image the tree-colour `{stem}_tree.png`; with `dataset` the dataset's ids as `out/{dataset}/{stem}.png`
+    (ready for `lt.evaluate`); `overlay`, `levels` (`{stem}_L{k}.png`), `sliding` windows, `colour=False` (ids
+    only), `weights` ("ema" or "raw", a `.pt`). Confidence (issue 28): `confidence` writes `{stem}_conf.png`, the
+    path confidence per pixel (16-bit, 0..65535 = 0..1), `confidence_npy` `{stem}_conf.npy` (float16);
+    `min_confidence` T backs each pixel off to the deepest node at least T sure (None: 0 for a `.pt`, an `.onnx`'s
+    exported threshold). A checkpoint written by `labeltree calibrate` applies its temperatures, as the command does.
 
     Example::
 
         lt.predict("runs/tiny/best.pt", ["data/synth/cityscapes/leftImg8bit/val"], "preds", dataset="cityscapes")
+        lt.predict("runs/tiny/calibrated.pt", "photo.png", "out", confidence=True, min_confidence=0.8)
     """
     from labeltree.infer import predict_files  # torch only for a .pt
 
     paths = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path, not its characters
-    return predict_files(checkpoint, paths, out, dataset=dataset, **options)
+    return predict_files(checkpoint, paths, out, dataset=dataset, overlay=overlay, sliding=sliding, levels=levels,
+                         colour=colour, device=device, weights=weights, confidence=confidence,
+                         confidence_npy=confidence_npy, min_confidence=min_confidence, progress=progress)
 
 
 def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, *, rename: Sequence[str] = (),

@@ -206,3 +206,28 @@ def test_risk_coverage_without_split_takes_evaluates_default_and_weights(env: di
     cli("evaluate", "cityscapes-extended", root, "--checkpoint", env["hier"], "--risk-coverage", tmp_path / "b",
         "--weights", "raw")
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()  # no EMA: raw = the weights
+
+
+@pytest.mark.parametrize("which", ["cal", "onnx"])
+def test_lt_predict_writes_the_commands_files_byte_for_byte(env: dict[str, Any], tmp_path: Path, which: str) -> None:
+    """lt.predict with the confidence options = `labeltree predict --confidence --confidence-npy --min-confidence`:
+    the calibrated checkpoint's temperatures applied, or an .onnx with its exported threshold and confidence."""
+    import labeltree as lt
+
+    model, opts, flags = env["cal"], {"min_confidence": 0.5}, ["--min-confidence", "0.5"]
+    if which == "onnx":
+        model = export_onnx(env["cal"], tmp_path / "m.onnx", min_confidence=0.5, confidence=True).path
+        opts, flags = {}, []
+    cli("predict", model, *env["images"], "-o", tmp_path / "cli", "--dataset", "cityscapes", "--levels",
+        "--confidence", "--confidence-npy", *flags)
+    written = lt.predict(model, env["images"], tmp_path / "api", dataset="cityscapes", levels=True, confidence=True,
+                         confidence_npy=True, progress=False, **opts)
+    api = files(tmp_path / "api")
+    assert api == files(tmp_path / "cli")
+    assert sorted(str(p.relative_to(tmp_path / "api")) for p in written) == sorted(api)
+    stems = [p.stem for p in env["images"]]
+    assert sum(k.endswith("_conf.png") or k.endswith("_conf.npy") for k in api) == 2 * len(stems)
+    # the temperatures count: the uncalibrated net's confidences differ
+    lt.predict(env["hier"], env["images"][0], tmp_path / "raw", confidence=True, min_confidence=0.5, progress=False)
+    conf = f"{stems[0]}_conf.png"
+    assert (tmp_path / "raw" / conf).read_bytes() != api[conf]
