@@ -197,15 +197,23 @@ def risk_coverage_section(rc: dict[str, list[dict[str, Any]]], h: Any) -> list[s
                                   pct(r["coarse_right"]), pct(r["wrong"]),
                                   f"{pct(sg['kept'])} ({sg['sign_full']}/{sg['sign_pixels']})",
                                   f"{pct(sg['removed'])} ({sg['removed_pixels']}/{sg['wrong0']})"]))
-    lines += ["", *back_off_verdict(rc), "",
+    classes = [d for d in rc if rule is not None and _sign_classes(h, d, rule[0]) > 1]
+    lines += ["", *back_off_verdict(rc, classes), "",
               "The flat model has no ancestors to fall back on (its one classifier answers a class or nothing), so "
               "backing off does not apply to it: no rows.", ""]
     return lines
 
 
-def back_off_verdict(rc: dict[str, list[dict[str, Any]]]) -> list[str]:
+def _sign_classes(h: Any, dataset: str, sign: int) -> int:
+    """How many of the dataset's classes lie at or under the sign node (1: the sign class alone)."""
+    under = set(h.descendants(sign))
+    return sum(1 for c, n in h.mapping(dataset).to_node.items() if c >= 0 and n in under)
+
+
+def back_off_verdict(rc: dict[str, list[dict[str, Any]]], sign_classes: list[str] | None = None) -> list[str]:
     """Per dataset, whether backing off removes at least half of the wrong sign answers while keeping most sign
-    pixels (more than half) at full depth, at which T, or what the table shows instead."""
+    pixels (more than half) at full depth, at which T, or what the table shows instead; then the count, overall
+    and over `sign_classes` (the datasets whose sign pixels carry sign classes, where the issue asks it)."""
     from labeltree.infer.selective import sign_back_off
 
     out, held, judged = [], [], 0
@@ -236,9 +244,14 @@ def back_off_verdict(rc: dict[str, list[dict[str, Any]]]) -> list[str]:
                          f"{pct(half[0]['kept'])}% at full depth")
         out.append(f"- {d}: the criterion does not hold: " + ("; ".join(parts) or "no threshold of the table "
                    "removes half of the wrong sign answers") + ".")
-    out.append(f"- The criterion (at least half of the wrong sign answers removed, most sign pixels kept at full "
-               f"depth) holds on {len(held)} of the {judged} datasets with wrong sign answers"
-               + (f" ({', '.join(held)})." if held else "."))
+    line = (f"- The criterion (at least half of the wrong sign answers removed, most sign pixels kept at full "
+            f"depth) holds on {len(held)} of the {judged} datasets with wrong sign answers"
+            + (f" ({', '.join(held)})" if held else ""))
+    if sign_classes:
+        both = [d for d in held if d in sign_classes]
+        line += (f"; on {len(both)} of the {len(sign_classes)} whose sign pixels carry sign classes "
+                 f"({', '.join(sign_classes)})")
+    out.append(line + ".")
     return out
 
 

@@ -60,7 +60,7 @@ def test_risk_coverage_table_and_its_words_come_from_the_numbers():
           "vistas": _rows(ts, [(0, 0), (0, 0), (0, 0)])}
     for r in rc["vistas"]:
         r["sign_pixels"] = 0
-    words = back_off_verdict(rc)
+    words = back_off_verdict(rc, ["gtsdb", "cityscapes-extended"])
     assert words == [
         "- gtsdb: at T = 0.5 backing off removes 55.0% of the wrong sign answers and keeps 75.0% of the sign pixels "
         "at full depth: the criterion holds (at T = 0.5).",
@@ -69,9 +69,12 @@ def test_risk_coverage_table_and_its_words_come_from_the_numbers():
         "keeps only 40.0% at full depth.",
         "- vistas: no sign pixels: nothing to judge.",
         "- The criterion (at least half of the wrong sign answers removed, most sign pixels kept at full depth) "
-        "holds on 1 of the 2 datasets with wrong sign answers (gtsdb)."]
+        "holds on 1 of the 2 datasets with wrong sign answers (gtsdb); on 1 of the 2 whose sign pixels carry sign "
+        "classes (gtsdb, cityscapes-extended)."]
+    assert back_off_verdict(rc)[-1].endswith("with wrong sign answers (gtsdb).")
     text = "\n".join(risk_coverage_section(rc, load_hierarchy("cityscapes+vistas+gtsdb")))
     assert "| gtsdb | 0.5 | 90.0 | 55.0 | 5.0 | 40.0 | 75.0 (30/40) | 55.0 (11/20) |" in text
     assert "| vistas | 0 | 100.0 | 50.0 | 0.0 | 50.0 | - (0/0) | - (0/0) |" in text
     assert "ground truth at or under Traffic Sign (Front)" in text
     assert "The flat model has no ancestors to fall back on" in text
+    assert text.count("whose sign pixels carry sign classes (gtsdb, cityscapes-extended)") == 1  # not vistas
