@@ -18,6 +18,8 @@ VAGUE = frozenset({"other", "ambiguous", "general", "fallback", "misc", "the", "
                    "group"})
 IGNORE_WORDS = frozenset({"unlabeled", "unlabelled", "void", "background", "ignore", "none", "rectification",
                           "border", "roi"})
+# Words that say a class is of a group but not which kind of it ('Lane Marking - Ambiguous', 'Person Group').
+UNSPECIFIC = frozenset({"ambiguous", "group"})
 EXACT = 1.0  # the same normalised name
 SOFT = 0.7  # the same words (up to spelling, plurals and vague words): at most this much
 
@@ -31,7 +33,7 @@ def texts(c: ClassDef) -> list[str]:
 def tokens(text: str) -> list[str]:
     out = []
     for w in normalise_name(text).split():
-        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us")):  # 'ambiguous' stays
             w = w[:-1]
         out.append(w)
     return out
@@ -57,6 +59,8 @@ def similarity(a: str, b: str) -> float:
         return 0.0
     if na == nb or na.replace(" ", "") == nb.replace(" ", ""):
         return EXACT
+    if "--" in a or "--" in b:  # a machine path ('construction--flat--road') is a name only as a whole
+        return 0.0
     ta, tb = tokens(na), tokens(nb)
     s = SOFT * soft_overlap(ta, tb)
     if ("non" in ta) != ("non" in tb):
@@ -87,6 +91,15 @@ def kind_of(child: str, parent: str) -> int:
 def is_ambiguous(c: ClassDef) -> bool:
     """'Lane Marking - Ambiguous': says which group, not which kind (stays on the group's node)."""
     return "ambiguous" in tokens(c.display) or "ambiguous" in tokens(c.name)
+
+
+def class_path(c: ClassDef) -> list[str] | None:
+    """A machine name that spells what the class is a kind of ('construction--barrier--concrete-block':
+    category--group--kind, as Vistas names its classes), from its name or a synonym; None without one."""
+    for n in (c.name, *c.synonyms):
+        if "--" in n:
+            return [seg for seg in n.split("--") if seg]
+    return None
 
 
 def is_void(c: ClassDef) -> bool:

@@ -40,6 +40,7 @@ class Candidate:
     score: float
     evidence: dict[str, float] = field(default_factory=dict)
     why: list[str] = field(default_factory=list)
+    shares: bool = False  # a kind (or 'of this group') of the node: may share it with the node's own class
 
     def label(self) -> str:
         return {"node": f"{self.node}", "inner": f"{self.node} (inner node)",

@@ -27,6 +27,7 @@ from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
 from labeltree.place.base import MIN_PIXELS, NodeEvidence, level_histogram, node_evidence, top_level
 from labeltree.place.evidence import ClassEvidence, scan
+from labeltree.place.kinds import Hint, cross_kinds, kind_hints
 from labeltree.place.model import NodeModel, open_node_model
 from labeltree.place.placement import WEIGHTS, Candidate, Placement, model_scores, stats_scores
 
@@ -59,6 +60,15 @@ class _Ctx:
     ignored_names: list[str]  # base classes that base datasets ignore
     model: bool
     neighbours: np.ndarray | None = None  # [K, N] per slot: its neighbours as level-1 nodes (second pass)
+    hints: dict[int, Hint] = field(default_factory=dict)  # per slot: what its taxonomy path says (kinds.py)
+    parents: dict[int, np.ndarray] = field(default_factory=dict)  # per slot: where its category's classes sit
+    cross: set[tuple[int, int]] = field(default_factory=set)  # (slot, node): kinds across siblings (kinds.py)
+    memo: dict[int, tuple[np.ndarray, list[str]]] = field(default_factory=dict)  # name scores per slot
+
+    def names(self, c: ClassDef, slot: int) -> tuple[np.ndarray, list[str]]:
+        if slot not in self.memo:
+            self.memo[slot] = name_scores(c, self.h, self.texts, self.skip)
+        return self.memo[slot]
 
 
 def _combine(parts: dict[str, float]) -> float:
@@ -72,7 +82,7 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
     if c.id in ev.taxonomy.ignore_ids or names.is_void(c):
         return [Candidate("ignore", None, 1.0, {"names": 1.0}, ["the taxonomy ignores it" if c.id in
                                                                  ev.taxonomy.ignore_ids else "a void name"])]
-    nm, nwhy = name_scores(c, h, ctx.texts, ctx.skip)
+    nm, nwhy = ctx.names(c, slot)
     exact = float(nm.max()) >= 0.9 * names.EXACT
     has_data = int(ev.pixels[slot]) >= MIN_PIXELS
     parts: dict[str, np.ndarray] = {"names": nm}
@@ -105,6 +115,24 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
     out.sort(key=lambda x: -x.score)
     best = out[0].score if out else 0.0
     out = out[:KEEP]
+    out.append(_new_node(c, slot, nm, parts, (resid, deepest, covers, best), ctx))
+    if slot in ctx.hints:
+        out.append(_hinted(ctx.hints[slot], h, parts))
+    if not exact:
+        out += _children(c, slot, h, parts, ctx)
+    ign, what = names.best_text_score(c, ctx.ignored_names)
+    if ign > 0:
+        out.append(Candidate("ignore", None, 0.9 * ign, {"names": ign}, [f"base datasets ignore '{what}'"]))
+    out.sort(key=lambda x: -x.score)
+    return out
+
+
+def _new_node(c: ClassDef, slot: int, nm: np.ndarray, parts: dict[str, np.ndarray],
+              model: tuple[float, int, int | None, float], ctx: _Ctx) -> Candidate:
+    """A new node, under the node the model puts the class in, the lowest node its `includes` cover, or
+    (names only) the parent its category's base classes share and its closest-named node has."""
+    h = ctx.h
+    resid, deepest, covers, best = model
     new_parts = {"names": NO_NAME * (1.0 - float(nm.max()))}  # no name matching is weak evidence
     if "model" in parts:
         new_parts["model"] = float(resid)
@@ -116,18 +144,28 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
         new_why.append(f"includes {', '.join(c.includes)}: nodes with no common parent but the root")
     elif covers is not None:
         parent = covers
-    out.append(Candidate("new", h.nodes[parent].name, new_score, new_parts, new_why))
-    out += _children(c, h, parts, ctx)
-    ign, what = names.best_text_score(c, ctx.ignored_names)
-    if ign > 0:
-        out.append(Candidate("ignore", None, 0.9 * ign, {"names": ign}, [f"base datasets ignore '{what}'"]))
-    out.sort(key=lambda x: -x.score)
-    return out
+    elif "model" not in parts and slot in ctx.parents:
+        votes = 0.6 * ctx.parents[slot]
+        if nm.max() >= 0.2:  # a word of its name names a node: a sibling of it ('Parking Aisle' beside Parking)
+            votes[h.nodes[int(np.argmax(nm))].parent] += 0.25
+        parent = int(np.argmax(votes))
+        new_why.append(f"beside the classes of its category and its closest name, under '{h.nodes[parent].name}'")
+    return Candidate("new", h.nodes[parent].name, new_score, new_parts, new_why)
 
 
-def _children(c: ClassDef, h: Hierarchy, parts: dict[str, np.ndarray], ctx: _Ctx) -> list[Candidate]:
+def _hinted(x: Hint, h: Hierarchy, parts: dict[str, np.ndarray]) -> Candidate:
+    """What the class's taxonomy path says (kinds.py), scored with the other evidence on that node."""
+    ev = {key: float(v[x.node]) for key, v in parts.items() if key != "names"}
+    ev["names"] = x.strength
+    kind = "inner" if x.kind == "node" and h.nodes[x.node].children else x.kind
+    return Candidate(kind, h.nodes[x.node].name, _combine(ev), ev, [x.why], shares=True)
+
+
+def _children(c: ClassDef, slot: int, h: Hierarchy, parts: dict[str, np.ndarray], ctx: _Ctx) -> list[Candidate]:
     """A kind of a node by its name ('Traffic Light - Pedestrians'): a new child of a leaf, or the inner
-    node itself (it has a classifier over its kinds already); the more of the node's words, the better."""
+    node itself (it has a classifier over its kinds already); the more of the node's words, the better.
+    A kind of no kind ('- Ambiguous') or one across siblings ('- Direction (Back)' beside '- Direction
+    (Front)') is the node itself."""
     out = []
     for i in range(1, len(h.nodes)):
         k = names.kind_of(c.display, h.nodes[i].name)
@@ -136,9 +174,12 @@ def _children(c: ClassDef, h: Hierarchy, parts: dict[str, np.ndarray], ctx: _Ctx
         ev_i = {key: float(v[i]) for key, v in parts.items() if key != "names"}
         ev_i["names"] = min(1.0, 0.8 + 0.05 * k)
         leaf = not h.nodes[i].children
-        kind = "children" if leaf and not names.is_ambiguous(c) else "inner" if not leaf else "node"
-        out.append(Candidate(kind, h.nodes[i].name, _combine(ev_i), ev_i, [f"its name makes it a kind of "
-                                                                        f"'{h.nodes[i].name}'"]))
+        across = (slot, i) in ctx.cross
+        kind = "inner" if not leaf else "node" if names.is_ambiguous(c) or across else "children"
+        why = [f"its name makes it a kind of '{h.nodes[i].name}'"]
+        if across:
+            why.append("the same kind words qualify a sibling in another class: an attribute, no finer node")
+        out.append(Candidate(kind, h.nodes[i].name, _combine(ev_i), ev_i, why, shares=True))
     return out
 
 
@@ -153,11 +194,10 @@ def settle(placements: list[Placement], h: Hierarchy, dataset: str) -> None:
                    key=lambda t: (-t[0], t[1], t[2]))
     for _score, i, k in pairs:  # greedy by score: a node goes to the class that fits it best
         cand = placements[i].candidates[k]
-        if i in chosen or (cand.kind in ("node", "inner") and cand.node in taken
-                           and not any("kind of" in w for w in cand.why)):
+        if i in chosen or (cand.kind in ("node", "inner") and cand.node in taken and not cand.shares):
             continue
         chosen[i] = k
-        if cand.kind in ("node", "inner"):
+        if cand.kind in ("node", "inner") and not cand.shares:
             taken.add(str(cand.node))
     for i, k in chosen.items():
         p = placements[i]
@@ -169,14 +209,15 @@ def settle(placements: list[Placement], h: Hierarchy, dataset: str) -> None:
         if p.chosen.kind == "children":
             kids.setdefault(str(p.chosen.node), []).append(p)
     for leaf, group in kids.items():
-        if len(group) == 1:
+        own = [p for p in placements if p.chosen.kind == "node" and p.chosen.node == leaf and not p.chosen.shares]
+        if len(group) == 1 and not own:
             cand = group[0].chosen
             group[0].candidates[0] = Candidate("node", leaf, cand.score, cand.evidence,
                                                cand.why + ["the only kind of it in this dataset"])
             continue
         for p in placements:  # the leaf's own class is one of the kinds now, unless it says 'ambiguous'
-            if p.chosen.kind == "node" and p.chosen.node == leaf and not names.is_ambiguous(p.cls):
-                c = p.chosen
+            c = p.chosen
+            if c.kind == "node" and c.node == leaf and not c.shares and not names.is_ambiguous(p.cls):
                 p.candidates[0] = Candidate("children", leaf, c.score, c.evidence, c.why + ["the leaf gets kinds"])
     have = {n.name for n in h.nodes}
     for p in placements:
@@ -242,6 +283,9 @@ def place(dataset: str, root: str | Path, tree: str = "cityscapes+vistas+gtsdb",
     dense = tax.annotation != "boxes"
     skip = box_only(h) if dense else outside_boxes(h)
     ctx = _Ctx(h, base, node_texts(h, dense, affinity(h, tax.classes)), skip, ignored_names(h), model is not None)
+    exact = {slot for slot, c in enumerate(tax.classes) if float(ctx.names(c, slot)[0].max()) >= 0.9 * names.EXACT}
+    ctx.hints, ctx.parents = kind_hints(h, tax.classes, skip, exact)
+    ctx.cross = cross_kinds(h, tax.classes)
     first = [class_candidates(c, slot, ev, ctx)[0] for slot, c in enumerate(tax.classes)]
     if base is not None:  # second pass: neighbours, through the other classes' first placements
         top = top_level(h)
