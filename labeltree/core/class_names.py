@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 import numpy as np
 
@@ -31,14 +32,21 @@ def texts(c: ClassDef) -> list[str]:
 
 
 def tokens(text: str) -> list[str]:
+    """A name's words, normalised, a plural's s dropped."""
+    return list(_tokens(text))
+
+
+@lru_cache(maxsize=65536)  # pure, and placing one dataset compares the same few hundred names ~10^5 times
+def _tokens(text: str) -> tuple[str, ...]:
     out = []
     for w in normalise_name(text).split():
         if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us")):  # 'ambiguous' stays
             w = w[:-1]
         out.append(w)
-    return out
+    return tuple(out)
 
 
+@lru_cache(maxsize=65536)
 def _word_match(a: str, b: str) -> bool:
     return a == b or (min(len(a), len(b)) >= 4 and SequenceMatcher(None, a, b).ratio() >= 0.85)
 
@@ -52,6 +60,7 @@ def soft_overlap(a: list[str], b: list[str]) -> float:
     return hit / (len(wa) + len(wb) - hit)
 
 
+@lru_cache(maxsize=65536)
 def similarity(a: str, b: str) -> float:
     """1 for the same normalised name, <= SOFT for the same words; 'non-X' never matches 'X'."""
     na, nb = normalise_name(a), normalise_name(b)

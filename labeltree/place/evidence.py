@@ -27,7 +27,7 @@ from labeltree.resources import user_cache_dir
 
 ROWS = 8  # bins of the vertical profile
 MAX_PIXELS = 16384  # pixels per frame on the stride grid
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -88,25 +88,26 @@ def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None 
     if max_frames and len(samples) > max_frames:
         pick = np.linspace(0, len(samples) - 1, max_frames).round().astype(int)
         samples = [samples[i] for i in sorted(set(pick.tolist()))]
-    key = _cache_key(dataset, tax, samples, model, n_nodes) if model is not None else None
+    key = _cache_key(dataset, tax, samples, model) if model is not None else None
     cached = _load(key, tax, samples) if key else None
     if cached is not None:
         cached.dataset, cached.root = dataset, Path(root)
-        return cached
+        return _in_tree(cached, model, n_nodes)
     lut = slot_table(tax)
     k = len(tax.classes)
+    m_nodes = len(model.node_names) if model is not None else 0  # the pass counts the model's own node ids
     ev = ClassEvidence(dataset, tax, len(samples), np.zeros(k, np.int64), np.zeros(k, np.int64),
                        np.zeros((k, ROWS), np.int64), np.zeros(k), np.zeros((k, k), np.int64),
-                       np.zeros((k, n_nodes), np.int64) if model is not None else None, {})
+                       np.zeros((k, m_nodes), np.int64) if model is not None else None, {})
     best: dict[int, list[tuple[float, str]]] = {}
     per_frame = []
     for s in samples:
         full = reader.read_label(s)
-        nodes = model.nodes(reader.read_image(s)) if model is not None else None
+        nodes = model.predict(reader.read_image(s)) if model is not None else None
         stride = max(1, int(np.ceil(np.sqrt(full.size / MAX_PIXELS))))
         lab, nodes = _frame(full, nodes, stride)
         slots = np.where(lab < len(lut), lut[np.minimum(lab, len(lut) - 1)], -1)
-        per_frame.append(_add_frame(ev, slots, nodes, n_nodes, best, s.key))
+        per_frame.append(_add_frame(ev, slots, nodes, m_nodes, best, s.key))
     ev.frame_keys = [s.key for s in samples]
     if ev.pred is not None:
         ev.frame_pred = np.stack([f for f in per_frame if f is not None]).astype(np.int32)
@@ -115,6 +116,23 @@ def scan(dataset: str, tax: Taxonomy, root: str | Path, model: NodeModel | None 
     ev.root, ev.samples = Path(root), {s.key: s for s in samples if s.key in keep}
     if key:
         _save(key, ev)
+    return _in_tree(ev, model, n_nodes)
+
+
+def _in_tree(ev: ClassEvidence, model: NodeModel | None, n_nodes: int) -> ClassEvidence:
+    """The model's node ids -> the tree's (`NodeModel.remap`, by node name). The pass and its cache keep the
+    model's own ids, so one pass serves every tree the model is read in (place against the base tree, then
+    audit of the extension: no second pass over the base datasets)."""
+    if model is None or ev.pred is None:
+        return ev
+    m_nodes = len(model.node_names)
+    remap = model.remap[:m_nodes] if model.remap is not None else np.arange(m_nodes)
+    onto = np.zeros((m_nodes, n_nodes), np.int64)
+    ok = (remap >= 0) & (remap < n_nodes)
+    onto[np.flatnonzero(ok), remap[ok]] = 1
+    ev.pred = ev.pred @ onto
+    if ev.frame_pred is not None:
+        ev.frame_pred = (ev.frame_pred.astype(np.int64) @ onto).astype(np.int32)
     return ev
 
 
@@ -130,10 +148,9 @@ def _sig(p: Path | None) -> list[Any]:
     return [str(p.resolve()), st.st_size, st.st_mtime_ns]
 
 
-def _cache_key(dataset: str, tax: Taxonomy, samples: list[Sample], model: NodeModel, n_nodes: int) -> str:
-    """Digest of the model file, the tree's node names, the taxonomy and every frame read (path, size, mtime)."""
-    parts = [CACHE_VERSION, dataset, tax.model_dump_json(), _sig(model.path), model.node_names, n_nodes, MAX_PIXELS,
-             [None if model.remap is None else model.remap.tolist()],
+def _cache_key(dataset: str, tax: Taxonomy, samples: list[Sample], model: NodeModel) -> str:
+    """Digest of the model file, its node names, the taxonomy and every frame read (path, size, mtime)."""
+    parts = [CACHE_VERSION, dataset, tax.model_dump_json(), _sig(model.path), model.node_names, MAX_PIXELS,
              [[s.key, *_sig(s.label), *_sig(s.image), repr(s.boxes)] for s in samples]]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
 
 from labeltree.core.taxonomy import ClassDef
 from labeltree.place.base import NodeEvidence
@@ -96,6 +95,8 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
 def decompose(fp: np.ndarray, base: NodeEvidence, skip: set[int]) -> tuple[np.ndarray, float]:
     """Coverage per node (share of the class's mass inside the node's subtree) and the share that
     the atoms' fingerprints cannot explain."""
+    from scipy.optimize import nnls  # 0.6 s to import: only runs with a model
+
     h = base.h
     assert base.fingerprint is not None
     atoms = base.atoms_without(skip)
