@@ -197,10 +197,11 @@ def risk_coverage_section(rc: dict[str, list[dict[str, Any]]], h: Any) -> list[s
                                   pct(r["coarse_right"]), pct(r["wrong"]),
                                   f"{pct(sg['kept'])} ({sg['sign_full']}/{sg['sign_pixels']})",
                                   f"{pct(sg['removed'])} ({sg['removed_pixels']}/{sg['wrong0']})"]))
+    lines.append(_row("flat model", ["no ancestors to fall back on", *["-"] * (len(RC_HEAD) - 1)]))
     classes = [d for d in rc if rule is not None and _sign_classes(h, d, rule[0]) > 1]
     lines += ["", *back_off_verdict(rc, classes), "",
               "The flat model has no ancestors to fall back on (its one classifier answers a class or nothing), so "
-              "backing off does not apply to it: no rows.", ""]
+              "backing off does not apply to it.", ""]
     return lines
 
 

@@ -77,4 +77,5 @@ def test_risk_coverage_table_and_its_words_come_from_the_numbers():
     assert "| vistas | 0 | 100.0 | 50.0 | 0.0 | 50.0 | - (0/0) | - (0/0) |" in text
     assert "ground truth at or under Traffic Sign (Front)" in text
     assert "The flat model has no ancestors to fall back on" in text
+    assert "| flat model | no ancestors to fall back on | - | - | - | - | - | - |" in text
     assert text.count("whose sign pixels carry sign classes (gtsdb, cityscapes-extended)") == 1  # not vistas
