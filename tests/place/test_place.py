@@ -179,6 +179,9 @@ def test_place_idd_with_model_fingerprints(world: Path, monkeypatch: pytest.Monk
     again = place("idd", world / "idd", BASE, checkpoint=world / "oracle.pt", frames=6, base_frames=6)
     assert calls == []  # every pass came from the cache
     assert [p.to_json() for p in again.placements] == [p.to_json() for p in r.placements]
+    monkeypatch.setattr(audit_mod, "open_node_model", lambda _path: model)
+    checked = audit("idd", world / "idd", f"{BASE}+idd", checkpoint=world / "oracle.pt", frames=6, base_frames=6)
+    assert calls == [] and [f.cls for f in checked.findings if f.flagged] == []  # the passes serve the add-on's tree
 
 
 def test_audit_frames_where_the_mapping_fails_most(world: Path, monkeypatch: pytest.MonkeyPatch,
