@@ -91,7 +91,9 @@ def model_weights(state: dict[str, Any], weights: str = "ema") -> tuple[dict[str
 
     Returns (state dict, which one: "ema" | "raw")."""
     if weights not in WEIGHTS:
-        raise ValueError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        from labeltree.errors import LabeltreeError
+
+        raise LabeltreeError(f"--weights {weights!r}: give one of {', '.join(WEIGHTS)}")
     if weights == "ema" and isinstance(state.get(KEY), dict):
         return state[KEY]["state"], "ema"
     return state["model"], "raw"

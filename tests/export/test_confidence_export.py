@@ -231,3 +231,13 @@ def test_lt_predict_writes_the_commands_files_byte_for_byte(env: dict[str, Any],
     lt.predict(env["hier"], env["images"][0], tmp_path / "raw", confidence=True, min_confidence=0.5, progress=False)
     conf = f"{stems[0]}_conf.png"
     assert (tmp_path / "raw" / conf).read_bytes() != api[conf]
+
+
+def test_lt_predict_refuses_unknown_weights_with_one_line(env, tmp_path):
+    """`weights=` from Python gets the same one-line error as `--weights` (it was a bare ValueError)."""
+    import labeltree as lt
+    from labeltree.errors import LabeltreeError
+
+    with pytest.raises(LabeltreeError, match="give one of"):
+        lt.predict(env["hier"], env["images"][0], tmp_path / "x", weights="best", progress=False)
+    assert not (tmp_path / "x").exists()
