@@ -35,6 +35,7 @@ class Hint:
     node: int
     strength: float  # 0..1, as a name score
     why: str
+    catch_all: bool = False  # from a category's catch-all (its node stands for the category once it is split)
 
 
 @dataclass
@@ -47,8 +48,10 @@ class _Base:
 
 
 def _key(path: list[str]) -> tuple[str, ...]:
-    """Segments as their informative words ('marking-only' -> 'marking', 'other-barrier' -> 'barrier')."""
-    return tuple(" ".join(w for w in tokens(seg.replace("-", " ")) if w not in VAGUE) for seg in path)
+    """Segments as words; the categories' without vague words ('marking-only' -> 'marking'), the kind's all
+    of them ('other-vehicle' and 'vehicle-group' are two classes)."""
+    cats = [" ".join(w for w in tokens(seg.replace("-", " ")) if w not in VAGUE) for seg in path[:-1]]
+    return (*cats, " ".join(tokens(path[-1].replace("-", " "))))
 
 
 def _base_paths(h: Hierarchy, skip: set[int]) -> list[_Base]:
@@ -85,9 +88,11 @@ def _prefix_hint(h: Hierarchy, path: list[str], base: list[_Base]) -> Hint | Non
                                                      f"{own[0].dataset} '{'--'.join(own[0].raw)}'")
         catch = [b for b in base if b.key[:-1] == pre and CATCH_ALL & set(tokens(b.raw[-1].replace("-", " ")))]
         if catch:
-            return _hint(h, path, catch[0].node, 0.85, f"a new kind in {catch[0].dataset}'s category "
-                                                       f"'{'--'.join(catch[0].raw[:-1])}', whose catch-all "
-                                                       f"'{catch[0].raw[-1]}' held every unlisted kind")
+            x = _hint(h, path, catch[0].node, 0.85, f"a new kind in {catch[0].dataset}'s category "
+                                                    f"'{'--'.join(catch[0].raw[:-1])}', whose catch-all "
+                                                    f"'{catch[0].raw[-1]}' held every unlisted kind")
+            x.catch_all = True
+            return x
     return None
 
 
@@ -135,6 +140,9 @@ def kind_hints(h: Hierarchy, classes: list[ClassDef], skip: set[int], exact: set
     if not base or not paths:
         return {}, {}
     hints = {i: x for i, p in paths.items() if (x := _prefix_hint(h, p, base)) is not None}
+    split = {x.node for x in hints.values() if x.kind != "node"}
+    # 'of this group' on a catch-all that no new kind splits: the catch-all's node is no node of the category
+    hints = {i: x for i, x in hints.items() if not (x.catch_all and x.kind == "node" and x.node not in split)}
     free = set(paths) - set(hints)
     hints.update(_group_hints(h, classes, paths, free, base, {x.node for x in hints.values()}))
     parents = {}

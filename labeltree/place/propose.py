@@ -124,7 +124,21 @@ def class_candidates(c: ClassDef, slot: int, ev: ClassEvidence, ctx: _Ctx) -> li
     if ign > 0:
         out.append(Candidate("ignore", None, 0.9 * ign, {"names": ign}, [f"base datasets ignore '{what}'"]))
     out.sort(key=lambda x: -x.score)
-    return out
+    return _distinct(out)
+
+
+def _distinct(cands: list[Candidate]) -> list[Candidate]:
+    """One candidate per placement (the best scored), with the reasons of all that proposed it: two sources
+    of one placement are no alternative to it."""
+    out: dict[tuple[str, str | None], Candidate] = {}
+    for x in cands:
+        have = out.get((x.kind, x.node))
+        if have is None:
+            out[(x.kind, x.node)] = x
+        else:
+            have.shares = have.shares or x.shares
+            have.why += [w for w in x.why if w not in have.why]
+    return list(out.values())
 
 
 def _new_node(c: ClassDef, slot: int, nm: np.ndarray, parts: dict[str, np.ndarray],
