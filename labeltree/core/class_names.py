@@ -12,7 +12,8 @@ from functools import lru_cache
 import numpy as np
 
 from labeltree.core.hierarchy import Hierarchy
-from labeltree.core.taxonomy import ClassDef, normalise_name
+from labeltree.core.taxonomy import ClassDef
+from labeltree.core.taxonomy import normalise_name as _normalise_name
 
 # Words that say nothing about what a class is (IDD's 'drivable fallback' is drivable ground).
 VAGUE = frozenset({"other", "ambiguous", "general", "fallback", "misc", "the", "of", "and", "or", "only", "kind",
@@ -23,6 +24,11 @@ IGNORE_WORDS = frozenset({"unlabeled", "unlabelled", "void", "background", "igno
 UNSPECIFIC = frozenset({"ambiguous", "group"})
 EXACT = 1.0  # the same normalised name
 SOFT = 0.7  # the same words (up to spelling, plurals and vague words): at most this much
+
+
+@lru_cache(maxsize=65536)  # pure; the same few hundred names are normalised ~10^5 times per placement
+def normalise_name(name: str) -> str:
+    return _normalise_name(name)
 
 
 def texts(c: ClassDef) -> list[str]:
@@ -48,7 +54,12 @@ def _tokens(text: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=65536)
 def _word_match(a: str, b: str) -> bool:
-    return a == b or (min(len(a), len(b)) >= 4 and SequenceMatcher(None, a, b).ratio() >= 0.85)
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 4:
+        return False
+    m = SequenceMatcher(None, a, b)  # the quick ratios bound ratio() from above: most pairs stop there
+    return m.real_quick_ratio() >= 0.85 and m.quick_ratio() >= 0.85 and m.ratio() >= 0.85
 
 
 def soft_overlap(a: list[str], b: list[str]) -> float:
@@ -172,15 +183,17 @@ def box_only(h: Hierarchy) -> set[int]:
     return {i for i in range(1, len(h.nodes)) if i not in dense}
 
 
-def name_scores(c: ClassDef, h: Hierarchy, texts: list[list[tuple[str, float]]], skip: set[int],
+def name_scores(c: ClassDef, h: Hierarchy, nodes: list[list[tuple[str, float]]], skip: set[int],
                 ) -> tuple[np.ndarray, list[str]]:
+    """Per node the best weighted similarity of the class's names to the node's texts (`node_texts`)."""
     out = np.zeros(len(h.nodes))
     why = [""] * len(h.nodes)
+    own = texts(c)
     for i in range(1, len(h.nodes)):
         if i in skip:
             continue
-        for t, w in texts[i]:
-            s, _ = best_text_score(c, [t])
+        for t, w in nodes[i]:
+            s = max(similarity(x, t) for x in own)
             if s * w > out[i]:
                 out[i], why[i] = s * w, f"name ~ '{t}'"
     return out, why
