@@ -170,8 +170,7 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
     The flat model is scored on the Cityscapes Extended signs with the paper's second-choice rule
     (docs/design.md §2.6): its generic "traffic sign" class sits beside the sign subclasses.
     """
-    from labeltree.train.evaluation import evaluate_sources
-    from labeltree.train.loop import eval_sources
+    from labeltree.train.evaluation import eval_sets, evaluate_sources
     from labeltree.train.predict import load_predictor
 
     pred = load_predictor(checkpoint)
@@ -187,7 +186,7 @@ def evaluate_model(checkpoint: Path, plan: Plan, data: Path, progress: bool = Fa
         if len(kept) < keep and signs[gt_nodes(pred.h, dataset, lab)].any():
             kept.append(sample)
 
-    results = evaluate_sources(pred, eval_sources(cfg, pred.h), on_image=keep_some, progress=progress)
+    results = evaluate_sources(pred, eval_sets(cfg, pred.h), on_image=keep_some, progress=progress)
     for dataset, sample in first.items():
         if not samples[dataset]:  # no frame shows a sign: show the first one
             samples[dataset].append(sample)

@@ -70,6 +70,9 @@ PAPER_PIXEL_SIZE = (512, 850)
 PAPER_EVAL_SIZE = (512, 706)
 #: named evaluation sizes: native = each label's own size
 EVAL_SIZES = {"native": None, "paper": PAPER_EVAL_SIZE}
+#: each protocol's evaluation size when none is named (`--eval-size`, a training config's `eval.size`): the paper
+#: protocol scores at the authors' network size, the official tools at the labels' own size
+DEFAULT_EVAL_SIZE = {"official": "native", "paper": "paper"}
 #: fields of Rules that say how the paper's pixel rule is counted, not what the numbers are: not in as_dict()
 _RULE_INPUTS = ("dataset", "min_pixels", "pixel_size", "given")
 #: drop rules: which predictions are neither errors nor in any union

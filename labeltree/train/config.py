@@ -209,6 +209,25 @@ class TrainCfg(_Strict):
         return self
 
 
+class EvalCfg(_Strict):
+    """The rules of the evaluation during training: the same `Rules` as `labeltree evaluate --protocol P
+    --eval-size S` (labeltree.evaluate.protocols), so that metrics.jsonl equals that command on a checkpoint."""
+
+    protocol: Literal["official", "paper"] = "official"  # as `labeltree evaluate`'s default
+    # native (each label's own size; the network at the dataset's training scale), paper (the authors' 512x706) or
+    # [H, W]; None: the protocol's (paper -> paper, official -> native)
+    size: Literal["native", "paper"] | tuple[Side, Side] | None = None
+    # the paper's class rule (GTSDB, Cityscapes Extended): gt pixels a class needs in both GTSDB splits (--min-pixels)
+    min_pixels: int = Field(1000, ge=0, le=10**12)
+
+    @property
+    def size_rule(self) -> str | tuple[int, int]:
+        """The size as `resolve_rules`' eval_size: a name, or (H, W)."""
+        from labeltree.evaluate.protocols import DEFAULT_EVAL_SIZE
+
+        return DEFAULT_EVAL_SIZE[self.protocol] if self.size is None else self.size
+
+
 class Config(_Strict):
     hierarchy: str = "cityscapes+vistas+gtsdb"
     datasets: list[DatasetCfg] = Field(min_length=1)
@@ -217,6 +236,7 @@ class Config(_Strict):
     optim: OptimCfg = Field(default_factory=OptimCfg)
     loss: LossCfg = Field(default_factory=LossCfg)
     train: TrainCfg = Field(default_factory=TrainCfg)
+    eval: EvalCfg = Field(default_factory=EvalCfg)
     data_root: str | None = None
 
     @model_validator(mode="after")

@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.tree_file import load_hierarchy
-from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_text
 from labeltree.train import finetune
@@ -37,11 +36,11 @@ from labeltree.train.checkpoint import (
     tree_entry,
 )
 from labeltree.train.class_weights import load_class_weights
-from labeltree.train.config import RUN_FILES, Config, EvalDatasetCfg, check_init_options, check_run_folder
+from labeltree.train.config import RUN_FILES, Config, check_init_options, check_run_folder
 from labeltree.train.data import Source, batches, build_loader, build_sources, check_labels, normalise
 from labeltree.train.ema import KEY as EMA_KEY
 from labeltree.train.ema import WeightEMA
-from labeltree.train.evaluation import evaluate_sources
+from labeltree.train.evaluation import EvalSet, eval_sets, evaluate_sources
 from labeltree.train.fastload import apply_jitter
 from labeltree.train.finetune import Init, Tuning
 from labeltree.train.loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
@@ -132,22 +131,6 @@ def _truncate_jsonl(path: Path, step: int) -> None:
     write_text(path, "".join(ln + "\n" for ln in keep))
 
 
-def eval_sources(cfg: Config, h: Hierarchy) -> list[Source]:
-    """Each training dataset's val split, plus the evaluation-only datasets (Cityscapes Extended)."""
-    box_mode = DEFAULT_MASK_MODE  # evaluation scores the shape masks, whatever the training masks
-    out = []
-    for d in cfg.datasets:
-        if d.val_split:
-            e = EvalDatasetCfg(name=d.name, root=d.root, split=d.val_split, resize=d.resize,
-                               resize_mode=d.resize_mode, max_samples=None)
-            out.append(Source(e, cfg.resolve_root(d.root), d.val_split, h, box_mode))
-    for e in cfg.eval_datasets:
-        if e.images:
-            e = e.model_copy(update={"images": str(cfg.resolve_root(e.images))})
-        out.append(Source(e, cfg.resolve_root(e.root), e.split, h, box_mode))
-    return out
-
-
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
           log: Any = print, force: bool = False, init: str | Path | None = None,
           init_weights: str = "ema") -> RunResult:
@@ -183,7 +166,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         last, best_path = out / "last.pt", out / "best.pt"
         return RunResult(out, start, last=last if last.exists() else None,
                          best=best_path if best_path.exists() else None)
-    evals = eval_sources(cfg, h) if main and (cfg.train.eval_every or cfg.train.eval_at_end) else None  # a
+    evals = eval_sets(cfg, h) if main and (cfg.train.eval_every or cfg.train.eval_at_end) else None  # a
     # missing val split refused now, not after the last step (it was, and the run ended without a checkpoint)
     loss_fn = _loss_fn(cfg, h, names, flat, device, world, main, log)
     fwd = _wrap(cfg, model, device, world)
@@ -244,7 +227,7 @@ class _Run:
     predictor: Predictor
     best: float = -math.inf
     init: dict[str, Any] | None = None  # what a fine-tuning run started from (train/finetune.py), in its checkpoints
-    evals: list[Source] | None = None  # built at the first evaluation
+    evals: list[EvalSet] | None = None  # built before the first step
     t_last: float = 0.0
 
 
@@ -453,7 +436,7 @@ def _log_step(run: _Run, step: int, loss: torch.Tensor, per_head: list[torch.Ten
 def _evaluate(run: _Run, step: int, bar: Any) -> None:
     """Every evaluation dataset scored (train/evaluation.py) to metrics.jsonl; best.pt when the mean mIoU
     over the training datasets improves."""
-    run.evals = run.evals if run.evals is not None else eval_sources(run.cfg, run.h)
+    run.evals = run.evals if run.evals is not None else eval_sets(run.cfg, run.h)
     if not run.evals:
         return
     with run.ema.applied(run.model) if run.ema is not None else contextlib.nullcontext():

@@ -40,7 +40,7 @@ def test_the_report_says_which_rules_produced_its_numbers():
                         classes="all", drop="none")
     text = "\n".join(rules_note({"hierarchical": {"cityscapes": r}}))
     assert "- cityscapes: protocol paper (Meletis & Dubbelman 2018, authors' code): classes all" in text
-    assert "the authors' decision path" in text and "(the authors: 512x706)" in text and "one seed" in text
+    assert "the authors' decision path" in text and "(the authors: 706x512)" in text and "one seed" in text
 
 
 def _rows(ts: list[float], sign: list[tuple[int, int]], pixels: int = 100) -> list[dict]:

@@ -73,18 +73,22 @@ def test_a_short_training_on_all_five_evaluates_each(data: Path, tmp_path: Path)
     cfg["model"]["tiny_channels"] = [8, 16, 24, 32]
     cfg["train"].update({"steps": 2, "crop": [H, W], "workers": 0, "threads": 1, "eval_every": 100,
                          "eval_at_end": True, "checkpoint_every": 100})
+    # the official tools' rules: after 2 steps the paper's (the config's) drop nearly every prediction of these
+    # datasets as of classes they lack; official keeps them, so every dense dataset has numbers to compare
+    cfg["eval"] = {"protocol": "official"}
     res = train(config_from_dict(cfg), tmp_path / "R", progress=False, log=lambda *_: None)
     assert [r["step"] for r in res.losses] == [1, 2]
     assert all(math.isfinite(r["loss"]) for r in res.losses)
     rec = [json.loads(ln) for ln in (tmp_path / "R" / "metrics.jsonl").read_text().splitlines()][-1]
     assert list(rec["datasets"]) == ["cityscapes", "vistas-v2.0", "gtsdb", "bdd100k", "idd", "cityscapes-extended"]
-    for ds, r in rec["datasets"].items():
-        assert 0.0 <= r["mIoU"] <= 1.0 and r["pixels"] > 0, ds
+    for ds, r in rec["datasets"].items():  # the sign datasets use the paper's rules (no official tool)
+        assert (r["mIoU"] is None and ds in ("gtsdb", "cityscapes-extended")) or 0.0 <= r["mIoU"] <= 1.0, ds
+        assert r["pixels"] > 0 or ds in ("gtsdb", "cityscapes-extended"), ds
     # the checkpoint evaluates each new dataset on its own through the CLI, as the in-training evaluation
     for ds in ("bdd100k", "idd"):
         out = tmp_path / f"{ds}.json"
         r = CliRunner().invoke(main, ["evaluate", ds, str(data / ds), "--checkpoint", str(res.last), "--split", "val",
-                                      "-o", str(out)])
+                                      "--protocol", "official", "--eval-size", "native", "-o", str(out)])
         assert r.exit_code == 0, r.output
         got = json.loads(out.read_text())
-        assert got["pixels"] == rec["datasets"][ds]["pixels"], ds
+        assert got["pixels"] == rec["datasets"][ds]["pixels"] and got["mIoU"] == rec["datasets"][ds]["mIoU"], ds

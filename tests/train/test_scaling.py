@@ -12,7 +12,7 @@ from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
 from labeltree.train.config import config_from_dict
 from labeltree.train.data import MixedDataset, build_sources, prepare_cache
-from labeltree.train.loop import eval_sources
+from labeltree.train.evaluation import eval_sets
 from labeltree.train.scaling import scaled_size
 
 H = load_hierarchy("cityscapes+vistas+gtsdb")
@@ -86,9 +86,11 @@ def test_aspect_kept_through_prepare_and_crops(tmp_path: Path) -> None:
         im, lb, _ = ds[(0, i, 123 + i)]
         assert tuple(im.shape) == (3, 48, 64) and tuple(lb.shape) == (48, 64)
         assert not (lb == cached.pad_value).any()
-    # evaluation scales the same way
-    (ev,) = eval_sources(cfg, H)
-    assert sorted(ev.load(i)[1].shape for i in range(len(ev))) == [(48, 85), (85, 64)]
+    # evaluation reads the labels at their own size and runs the network at the training scale (as evaluate
+    # --checkpoint does under --eval-size native)
+    (ev,) = eval_sets(cfg, H)
+    assert sorted(ev.source.load(i)[1].shape for i in range(len(ev.source))) == [(80, 60), (90, 160)]
+    assert ev.scale == ((48, 64), "cover")
     # a cache prepared another way is refused
     with pytest.raises(LabeltreeError, match="rerun `labeltree prepare`"):
         build_sources(_cfg(root, mode="short", cache=str(tmp_path / "cache")), H)

@@ -105,26 +105,26 @@ def test_predict_then_evaluate_equals_in_training_evaluation(overfit: RunResult,
               "vistas": [toy / "vistas" / "validation" / "images"],
               "gtsdb": sorted((toy / "gtsdb").glob("006*.ppm")),  # GTSDB test split = frames 600..899
               "cityscapes-extended": [toy / "cityscapes" / "leftImg8bit" / "val"]}
-    classes = {"cityscapes": "paper", "vistas": "paper", "gtsdb": "all", "cityscapes-extended": "paper"}
     preds = tmp_path / "P"
     for ds, inputs in images.items():
         cli("predict", ck, *inputs, "-o", preds, "--dataset", ds)
         files = sorted(p.name for p in (preds / ds).iterdir())
         assert len(files) == 2, files
-        # training evaluation = the paper protocol with nodes the dataset lacks counted as errors (--drop none);
-        # Cityscapes Extended: its sign classes (the pixel rule with --min-pixels 0)
-        extra = ["--gtsdb-root", toy / "gtsdb", "--min-pixels", 0] if ds == "cityscapes-extended" else []
-        cli("evaluate", ds, toy / ds, preds / ds, "--protocol", "paper", "--drop", "none", "--classes", classes[ds],
+        # training evaluation = the config's rules (eval: official at native size, the defaults), as `evaluate`;
+        # Cityscapes Extended's pixel rule counts the config's GTSDB (--gtsdb-root)
+        extra = ["--gtsdb-root", toy / "gtsdb"] if ds == "cityscapes-extended" else []
+        cli("evaluate", ds, toy / ds, preds / ds, "--protocol", "official", "--eval-size", "native",
             "--workers", 1, "--quiet", "-o", tmp_path / f"{ds}.json", *extra)
         got = json.loads((tmp_path / f"{ds}.json").read_text())
         assert got["mIoU"] == in_training[ds]["mIoU"], ds
+        assert got["rules"] == in_training[ds]["rules"], ds
         assert {c: v["IoU"] for c, v in got["classes"].items()} == \
             {c: v["IoU"] for c, v in in_training[ds]["classes"].items()}, ds
     # tree-colour PNGs: one per input image, at the image's size
     tree = sorted(preds.glob("*_tree.png"))
     assert len(tree) == 6  # 2 Cityscapes (twice, same names), 2 Vistas, 2 GTSDB
     # and straight from the checkpoint
-    cli("evaluate", "cityscapes", toy / "cityscapes", "--checkpoint", ck, "--classes", "paper", "--workers", 1,
+    cli("evaluate", "cityscapes", toy / "cityscapes", "--checkpoint", ck, "--protocol", "official", "--workers", 1,
         "--quiet", "-o", tmp_path / "ck.json")
     assert json.loads((tmp_path / "ck.json").read_text())["mIoU"] == in_training["cityscapes"]["mIoU"]
 
