@@ -35,7 +35,7 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d{1,3}|mps)$"
 
 
-RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl")
+RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl", "last2_mean.json")
 
 
 def check_run_folder(out: Path, resume: bool, force: bool) -> None:

@@ -2,7 +2,8 @@
 evaluation every N steps and `best`/`last` checkpoints.
 
 Run folder: config.yaml (resolved), train.jsonl (one line per logged step: loss per head),
-metrics.jsonl (one line per evaluation), last.pt, best.pt, tb/ (when tensorboard is installed).
+metrics.jsonl (one line per evaluation), last2_mean.json (the mean of the last two evaluations, the paper's
+number: train/last_mean.py), last.pt, best.pt, tb/ (when tensorboard is installed).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from labeltree.train.ema import WeightEMA
 from labeltree.train.evaluation import EvalSet, eval_sets, evaluate_sources
 from labeltree.train.fastload import apply_jitter
 from labeltree.train.finetune import Init, Tuning
+from labeltree.train.last_mean import write_last_mean
 from labeltree.train.loss import LabelMapper, flat_loss, flat_space, gating_chain, hierarchical_loss
 from labeltree.train.model import build_model
 from labeltree.train.optim import make_optimizer
@@ -333,6 +335,7 @@ def _load_state(model: torch.nn.Module, opt: torch.optim.Optimizer, ema: WeightE
     if main:
         _truncate_jsonl(out / "train.jsonl", start)
         _truncate_jsonl(out / "metrics.jsonl", start)
+        write_last_mean(out)  # as the evaluations up to the checkpoint give it
         log(f"resuming from {out / 'last.pt'} at step {start}")
     return start, best, ema
 
@@ -444,6 +447,7 @@ def _evaluate(run: _Run, step: int, bar: Any) -> None:
     rec = {"step": step, "weights": "ema" if run.ema is not None else "raw", "datasets": metrics}
     run.result.metrics.append(rec)
     run.writer.jsonl("metrics.jsonl", rec)
+    write_last_mean(run.out)
     trained = [m["mIoU"] for d, m in metrics.items() if d in run.names and m["mIoU"] is not None]
     score = float(np.mean(trained)) if trained else -math.inf
     run.writer.scalars("eval", {f"{d}/mIoU": m["mIoU"] for d, m in metrics.items()}, step)

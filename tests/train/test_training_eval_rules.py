@@ -74,3 +74,24 @@ def test_eval_section_validated_where_it_enters(toy: Path) -> None:
     assert config_from_dict({**toy_cfg(toy), "eval": {"protocol": "paper"}}).eval.size_rule == "paper"
     assert config_from_dict(toy_cfg(toy)).eval.size_rule == "native"  # official at the labels' own size
 
+
+def test_last2_mean_is_the_mean_of_the_last_two_evaluations(toy: Path, tmp_path: Path) -> None:
+    from labeltree.train.last_mean import LAST_MEAN_FILE, write_last_mean
+
+    run = _run(toy, tmp_path / "run", "hierarchical", {"protocol": "paper", "size": "native"}, eval_every=2)
+    a, b = read_jsonl(run.out / "metrics.jsonl")
+    assert (a["step"], b["step"]) == (2, 4)
+    mean = json.loads((run.out / LAST_MEAN_FILE).read_text())
+    assert mean["steps"] == [2, 4] and mean["weights"] == "raw"
+    for ds in ("cityscapes", "vistas"):
+        m, x, y = mean["datasets"][ds], a["datasets"][ds], b["datasets"][ds]
+        assert m["protocol"] == "paper" and m["rules"] == y["rules"]
+        for key in ("mIoU", "mPA", "pixel_accuracy"):
+            assert m[key] == (x[key] + y[key]) / 2, (ds, key)
+        for name, c in m["classes"].items():
+            i, j = x["classes"][name]["IoU"], y["classes"][name]["IoU"]
+            assert c["IoU"] == (None if i is None or j is None else (i + j) / 2), name
+            assert c["pixels"] == y["classes"][name]["pixels"]
+    # one evaluation only: no mean yet (the file goes, as on a resume cut back before the second evaluation)
+    (run.out / "metrics.jsonl").write_text(json.dumps(a) + "\n")
+    assert write_last_mean(run.out) is None and not (run.out / LAST_MEAN_FILE).exists()
