@@ -99,7 +99,8 @@ def evaluate(dataset: str, gt_root: str | Path, predictions: str | Path | None =
     """Evaluate a folder of predictions on one split, as `labeltree evaluate` does (the same numbers).
 
     `rules`: a protocol name ("official" = the dataset's tool, "paper" = the authors' rules) with
-    single `overrides` (classes, mean_over, drop, sign_rule, min_pixels, pixel_size), or a `Rules`
+    single `overrides` (classes, mean_over, drop, sign_rule, min_pixels, pixel_size, eval_size: default the
+    protocol's, "paper" under paper and "native" under official, as the command), or a `Rules`
     object from `labeltree.evaluate.protocols.resolve_rules`. `tree`: where one is needed and none is
     given, the smallest bundled tree mapping the dataset. Returns the numbers (`.miou`, `.classes`,
     `.levels`), `.table()` (the printed table) and `.to_json()` (the `-o` file).
@@ -112,9 +113,11 @@ def evaluate(dataset: str, gt_root: str | Path, predictions: str | Path | None =
     from labeltree.core.hierarchy import Hierarchy
     from labeltree.core.taxonomy import load_taxonomy
     from labeltree.evaluate.folder import evaluate_folder, tree_for
-    from labeltree.evaluate.protocols import rules_for
+    from labeltree.evaluate.protocols import DEFAULT_EVAL_SIZE, rules_for
 
     name = load_taxonomy(dataset).name
+    if isinstance(rules, str) and overrides.get("eval_size") is None:  # the protocol's size, as the command's
+        overrides["eval_size"] = DEFAULT_EVAL_SIZE.get(rules, "native")
     resolved = rules_for(rules, name, **overrides)
     h = tree if isinstance(tree, Hierarchy) else tree_for(resolved, dataset, tree, pred_space, levels)
     return evaluate_folder(dataset, gt_root, predictions, split, rules=resolved, hierarchy=h, pred_space=pred_space,

@@ -15,7 +15,7 @@ import click
 
 from labeltree.commands._options import parse_size, progress_option, split_names, tree_option
 from labeltree.errors import LabeltreeError
-from labeltree.evaluate.protocols import DROPS, PROTOCOLS
+from labeltree.evaluate.protocols import DEFAULT_EVAL_SIZE, DROPS, PROTOCOLS
 from labeltree.vocab import DEFAULT_MASK_MODE, DEFAULT_MIN_PIXELS, MODES
 
 
@@ -25,8 +25,11 @@ def _gtsdb_size(text: str) -> tuple[int, int] | None:
     return None if wh is None else (wh[1], wh[0])
 
 
-def _eval_size(text: str) -> str | tuple[int, int]:
-    """--eval-size: 'native', 'paper' or WIDTHxHEIGHT -> the rules' name or (height, width)."""
+def _eval_size(text: str | None, protocol: str = "official") -> str | tuple[int, int]:
+    """--eval-size: 'native', 'paper' or WIDTHxHEIGHT -> the rules' name or (height, width); none given: the
+    protocol's (paper: the authors' network size, official: native)."""
+    if text is None:
+        return DEFAULT_EVAL_SIZE[protocol]
     t = text.strip().lower()
     if t in ("native", "paper"):
         return t
@@ -45,7 +48,7 @@ def _risk_coverage(kw: dict[str, Any], inputs: list[Path]) -> None:
     unused = {"--min-confidence": kw["min_confidence"] is not None, "-o": kw["output"] is not None,
               "--plot-confusion": kw["plot_confusion"] is not None, "--sliding-window": kw["sliding_window"],
               "--levels": kw["levels"], "--format json": kw["fmt"] == "json",
-              "--eval-size": str(kw["eval_size"]).strip().lower() != "native"}
+              "--eval-size": kw["eval_size"] is not None and str(kw["eval_size"]).strip().lower() != "native"}
     for opt, given in unused.items():  # the sweep would ignore them: a result the user did not ask for
         if given:
             raise LabeltreeError(f"--risk-coverage: {opt} does not apply to the sweep (it sweeps every threshold "
@@ -100,9 +103,10 @@ def _risk_coverage(kw: dict[str, Any], inputs: list[Path]) -> None:
 @click.option("--gtsdb-size", default="850x512", show_default=True, metavar="WxH",
               help="--classes paper on GTSDB: frame size WIDTHxHEIGHT at which the >= --min-pixels rule is "
                    "counted (the authors train on GTSDB resized to 850 wide, 512 high; 'native' = no resize).")
-@click.option("--eval-size", default="native", show_default=True, metavar="native|paper|WxH",
+@click.option("--eval-size", default=None, metavar="native|paper|WxH",
               help="Size gt and predictions are scored at: native (each label's own), paper (706x512, the authors' "
-                   "network size: photos resized to it, labels nearest-resized, aspect not kept) or WIDTHxHEIGHT.")
+                   "network size: photos resized to it, labels nearest-resized, aspect not kept) or WIDTHxHEIGHT. "
+                   "Default: paper under --protocol paper, native under official; the table and JSON say which.")
 @click.option("--min-pixels", type=click.IntRange(min=0), default=DEFAULT_MIN_PIXELS, show_default=True,
               help="--classes paper on GTSDB: pixels a class needs in both splits.")
 @click.option("--gtsdb-mask", type=click.Choice(MODES), default=DEFAULT_MASK_MODE, show_default=True,
@@ -189,7 +193,8 @@ def evaluate_cmd(**kw: Any) -> None:
         raise LabeltreeError("--min-confidence needs --checkpoint (prediction files have no confidences)")
     rules = resolve_rules(kw["protocol"], load_taxonomy(kw["dataset"]).name, kw["classes"], kw["mean_over"],
                           kw["drop"], paper_protocol=kw["paper_protocol"], min_pixels=kw["min_pixels"],
-                          pixel_size=_gtsdb_size(kw["gtsdb_size"]), eval_size=_eval_size(kw["eval_size"]))
+                          pixel_size=_gtsdb_size(kw["gtsdb_size"]),
+                          eval_size=_eval_size(kw["eval_size"], kw["protocol"]))
     if hierarchy is None:
         hierarchy = tree_for(rules, kw["dataset"], kw["hierarchy_ref"], kw["pred_space"], kw["levels"])
     res = evaluate_folder(kw["dataset"], kw["gt_root"], kw["pred_dir"], kw["split"], rules=rules, predict=predict,

@@ -38,7 +38,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.evaluate.classes import resolve_classes
 from labeltree.evaluate.counting import PairCounter
 from labeltree.evaluate.metrics import fold, group_iou, per_class, summarize
-from labeltree.evaluate.protocols import Rules, rules_for
+from labeltree.evaluate.protocols import Rules, eval_size_name, rules_for
 from labeltree.evaluate.signs import sign_rule_nodes
 from labeltree.evaluate.space import OTHER_NAME, LabelSpace
 
@@ -258,7 +258,7 @@ class Evaluator:
                                "classes_evaluated": self.classes if isinstance(self.classes, str)
                                else [int(c) for c in self.classes],
                                "protocol": self.rules.protocol, "rules": self.rules.as_dict(),
-                               "mean_over": self.mean_over}
+                               "eval_size": eval_size_name(self.rules.eval_size), "mean_over": self.mean_over}
         out.update(_scores(cm, names, self.mean_over, self.rules.absent_zero))
         cats = self.category_iou()
         if any(not math.isnan(v) for v in cats.values()):

@@ -73,6 +73,14 @@ EVAL_SIZES = {"native": None, "paper": PAPER_EVAL_SIZE}
 #: each protocol's evaluation size when none is named (`--eval-size`, a training config's `eval.size`): the paper
 #: protocol scores at the authors' network size, the official tools at the labels' own size
 DEFAULT_EVAL_SIZE = {"official": "native", "paper": "paper"}
+
+
+def eval_size_name(size: Sequence[int] | None) -> str:
+    """How an output names the size it was scored at: 'native' or WIDTHxHEIGHT (+ ' (paper)' for the authors')."""
+    if size is None:
+        return "native"
+    h, w = (int(v) for v in size)
+    return f"{w}x{h}" + (" (paper)" if (h, w) == PAPER_EVAL_SIZE else "")
 #: fields of Rules that say how the paper's pixel rule is counted, not what the numbers are: not in as_dict()
 _RULE_INPUTS = ("dataset", "min_pixels", "pixel_size", "given")
 #: drop rules: which predictions are neither errors nor in any union
@@ -130,6 +138,7 @@ class Rules:
             d.pop(k)
         d["classes"] = self.classes if isinstance(self.classes, str) else list(self.classes)
         d["overrides"] = list(self.overrides)
+        d["eval_size"] = list(self.eval_size) if self.eval_size else None  # as the JSON holds it
         return d
 
     def describe(self) -> str:

@@ -56,7 +56,8 @@ def format_table(res: dict[str, Any]) -> str:
     """Per-class IoU / PA / pixels, then the summary numbers (percent): what `labeltree evaluate` prints."""
     width = max([len(n) for n in res["classes"]] + [14])
     lines = [f"{res['dataset']} ({res.get('split', '')}, {res.get('images', '?')} images, classes: "
-             f"{res['classes_evaluated']}, protocol: {res['protocol']})"]
+             f"{res['classes_evaluated']}, protocol: {res['protocol']}"
+             + (f", scored at {res['eval_size']})" if res.get("eval_size") else ")")]
     if res.get("rules"):
         lines.append(Rules(**{**res["rules"], "overrides": tuple(res["rules"]["overrides"])}).describe())
     rule = "-" * (width + 32)
