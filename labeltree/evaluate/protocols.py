@@ -18,8 +18,11 @@
   counted; a prediction of 255 on an evaluated pixel falls into the tool's extra 'ignored' column, so it
   is a false negative of that pixel's class and nobody's false positive; the mean runs over the classes
   present in the gt (`gt_id_set`); a class absent from both gt and prediction is reported as 0.0 (its
-  `per_class_iou` of an all-zero row), not in the mean. Predicted values 19..254 are 'ignored' too, and a
-  ground-truth image without a prediction file is scored as all 'ignored' (a warning names how many).
+  `per_class_iou` of an all-zero row), not in the mean. Its per-class "Acc" is TP / predicted pixels (a
+  precision; `per_class_acc` sums the columns), where labeltree's PA is TP / gt pixels: mPA is not its mAcc
+  (IoU, mIoU and pixel accuracy are; tests/evaluate/test_conformance_bdd100k.py runs the tool itself).
+  Predicted values 19..254 are 'ignored' too, and a ground-truth image without a prediction file is scored as
+  all 'ignored' (a warning names how many).
 - IDD (level 3): `evaluation/evaluate_mIoU.py` of github.com/AutoNUE/public-code at commit
   5d9a93beb176b03dd32c79ce050d0fbddc9acd00: gt 255 is no pixel of any class, a prediction of 255
   (or above 25) on a class pixel is that class's false negative and nobody's false positive, IoU

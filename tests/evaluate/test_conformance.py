@@ -5,7 +5,8 @@ tests/cityscapesscripts_env.py builds once and caches (~/.cache/labeltree-tests/
 the evaluator uses np.in1d, gone in numpy 2.4). It needs PyPI the first time; without it the test
 says skipped and why.
 Mapillary Vistas: its script is no package on PyPI, so its rules (re-derived from the source, commit
-in labeltree/evaluate/protocols.py) are checked on hand-computed edge cases.
+in labeltree/evaluate/protocols.py) are checked on hand-computed edge cases. BDD100K: its own evaluation runs in
+test_conformance_bdd100k.py.
 """
 
 from __future__ import annotations

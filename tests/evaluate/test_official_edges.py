@@ -2,8 +2,8 @@
 prediction; predicted values that are no class, counted as Vistas', BDD100K's and IDD's tools count them.
 
 Hand-computed on tiny arrays; the rules are those read from each tool's source (evaluate/protocols.py).
-The tools themselves do not run here (the Vistas script and bdd100k's eval are no installable packages of
-this environment)."""
+BDD100K's own evaluation runs on the same kinds of cases in test_conformance_bdd100k.py (a cached venv); the
+Vistas script is no installable package here (see there)."""
 
 from __future__ import annotations
 
