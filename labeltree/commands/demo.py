@@ -19,9 +19,12 @@ from labeltree.commands._options import progress_option
 @click.option("--gtsdb-images", type=click.IntRange(min=6, max=900), default=None, help="GTSDB frames.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
               help="Seed of the data and of both runs.")
+@click.option("--seeds", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Train both models with this many training seeds (seed, seed+1, ...) and call a winner only "
+                   "where the difference exceeds how far the numbers move between seeds (N times the training).")
 @progress_option()
 def demo_cmd(out: Path, quick: bool, steps: int | None, images: int | None, gtsdb_images: int | None,
-             seed: int | None, progress: bool) -> None:
+             seed: int | None, seeds: int, progress: bool) -> None:
     """Run the paper in miniature on synthetic data and write OUT/report.md.
 
     Generates Cityscapes-, Vistas- and GTSDB-format data, merges the taxonomies, prints the class
@@ -33,12 +36,13 @@ def demo_cmd(out: Path, quick: bool, steps: int | None, images: int | None, gtsd
     Example:
       labeltree demo --quick --out runs/demo
       labeltree demo --out runs/demo-full      # under 20 minutes on 2 cores
+      labeltree demo --quick --seeds 3         # the seed spread: the verdict's noise level
     """
     from labeltree.demo.report import tables_text
     from labeltree.demo.run import run_demo
 
     res = run_demo(out, quick, images=images, gtsdb_images=gtsdb_images, steps=steps, seed=seed,
-                   progress=progress, log=click.echo)
+                   seeds=seeds, progress=progress, log=click.echo)
     click.echo("")
     click.echo(tables_text(res))
     click.echo(f"\nreport: {res.report}")

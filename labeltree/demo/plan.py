@@ -116,6 +116,9 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
     risk_coverage: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset -> selective_sweep rows
     report: Path | None = None
+    # how far each number moves between seeds (metric -> column -> fraction), with --seeds N > 1; None: not measured
+    spread: dict[str, dict[str, float]] | None = None
+    seeds: list[int] = field(default_factory=list)  # the training seeds the spread is over
 
 
 def make_plan(quick: bool, images: int | None = None, gtsdb_images: int | None = None, steps: int | None = None,

@@ -62,7 +62,8 @@ def render_report(result: DemoResult, summary: list[dict[str, Any]], h: Any, dev
     if result.risk_coverage:
         lines += risk_coverage_section(result.risk_coverage, h)
     lines.extend(["## Evaluation rules", "", *rules_note(result.metrics)])
-    lines.extend(["## Verdict", "", *verdict(result.metrics, chance_level(h)), ""])
+    lines.extend(["## Verdict", "", *_spread_note(result), *verdict(result.metrics, chance_level(h), result.spread),
+                  ""])
     lines.extend(["## Figures", "",
                   "Predictions next to ground truth (tree colours; black = no class / ignored):", "",
                   "![predictions](predictions.png)", "",
@@ -310,6 +311,16 @@ def verdict(m: dict[str, dict[str, dict[str, Any]]], chance: float,
                    f"model is {'above' if ext > chance else 'not above'} chance"
                    + (f" by {ext / chance:.1f}x." if chance and ext > chance else "."))
     return out
+
+
+def _spread_note(result: DemoResult) -> list[str]:
+    """Which seeds the verdict's noise level comes from, and the level itself (points)."""
+    if not result.spread:
+        return ["Seed spread: not measured (one training seed; `labeltree demo --seeds N` trains both models with "
+                "N seeds and calls a winner only where the difference exceeds how far the numbers move).", ""]
+    rows = [f"{m} " + ", ".join(f"{c} {100 * v:.1f}" for c, v in cols.items()) for m, cols in result.spread.items()]
+    return [f"Seed spread over training seeds {', '.join(map(str, result.seeds))} (largest max - min of either "
+            f"model, points): {'; '.join(rows)}.", ""]
 
 
 def rules_note(m: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

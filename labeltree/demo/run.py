@@ -21,6 +21,7 @@ from labeltree.demo.plan import DemoResult, demo_settings, make_plan
 from labeltree.demo.report import render_report
 from labeltree.demo.stages import (
     evaluate_model,
+    seed_spread,
     side_by_side,
     stage_merge,
     stage_risk_coverage,
@@ -29,14 +30,22 @@ from labeltree.demo.stages import (
     stage_train,
     train_config,
 )
+from labeltree.errors import LabeltreeError
 from labeltree.fsutil import write_json, write_text
+
+MAX_SEEDS = 10
 
 # -- entry point ------------------------------------------------------------------------------------
 
 def run_demo(out: str | Path, quick: bool = False, *, images: int | None = None, gtsdb_images: int | None = None,
-             steps: int | None = None, seed: int | None = None, progress: bool = True,
+             steps: int | None = None, seed: int | None = None, seeds: int = 1, progress: bool = True,
              log: Callable[[str], None] = print) -> DemoResult:
+    """The demo into `out`; `seeds` > 1 trains both models with that many training seeds to measure how far the
+    numbers move between seeds (the verdict's noise level; without it no winner is called)."""
     import torch
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise LabeltreeError(f"--seeds must be a whole number from 1 to {MAX_SEEDS}, not {seeds!r}")
 
     from labeltree.core.tree_file import load_hierarchy
 
@@ -81,7 +90,15 @@ def run_demo(out: str | Path, quick: bool = False, *, images: int | None = None,
     write_json(out / "eval" / "risk_coverage.json", risk)
     seconds["risk-coverage"] = time.perf_counter() - t
 
-    result = DemoResult(out, plan, metrics, seconds, risk)
+    spread = None
+    if seeds > 1:
+        t = time.perf_counter()
+        spread = seed_spread(out, plan, data, seeds, metrics, progress, log)
+        write_json(out / "eval" / "seed_spread.json", {"seeds": list(range(plan.seed, plan.seed + seeds)),
+                                                        "spread": spread})
+        seconds["seed spread"] = time.perf_counter() - t
+    result = DemoResult(out, plan, metrics, seconds, risk, spread=spread,
+                        seeds=list(range(plan.seed, plan.seed + seeds)))
     device = ("CUDA GPU" if torch.cuda.is_available() else
               f"CPU, {os.cpu_count()} cores (the two models trained side by side)" if side_by_side() else "CPU, 1 core")
     write_text(out / "report.md", render_report(result, summary, h, device))

@@ -85,12 +85,12 @@ def train_config(plan: Plan, data: Path, kind: str, threads: int | None = None) 
 
 
 def _train_one(kind: str, plan: Plan, data: Path, run: Path, progress: bool, threads: int | None = None) -> Path:
-    """Train (or resume) one model into `run`; its resolved config and messages go to run/../KIND.log."""
+    """Train (or resume) one model into `run`; its resolved config and messages go to run/../RUN.log."""
     from labeltree.train.loop import train
 
     cfg = train_config(plan, data, kind, threads)
     run.parent.mkdir(parents=True, exist_ok=True)
-    with open(run.parent / f"{kind}.log", "a") as f:
+    with open(run.parent / f"{run.name}.log", "a") as f:
         def quiet(msg: str) -> None:
             f.write(msg + "\n")
             f.flush()
@@ -119,12 +119,13 @@ def side_by_side() -> bool:
     return not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2
 
 
-def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable[[str], None]) -> dict[str, Path]:
-    """Both models, side by side or one after the other (`side_by_side`)."""
+def stage_train(out: Path, plan: Plan, data: Path, progress: bool, log: Callable[[str], None],
+                suffix: str = "") -> dict[str, Path]:
+    """Both models, side by side or one after the other (`side_by_side`), into out/runs/KIND{suffix}."""
     cores = os.cpu_count() or 1
     together = side_by_side()
     cfg = train_config(plan, data, MODELS[0])
-    runs = {kind: out / "runs" / kind for kind in MODELS}
+    runs = {kind: out / "runs" / f"{kind}{suffix}" for kind in MODELS}
     for i, kind in enumerate(MODELS):
         log(f"[4/5] training the {kind} model ({i + 1}/2): {plan.steps} steps, backbone {cfg.model.backbone}, "
             f"batch {cfg.batch_size} ({', '.join(f'{d.name} {d.share}' for d in cfg.datasets)})"
@@ -200,3 +201,34 @@ def stage_risk_coverage(checkpoint: Path, data: Path, datasets: list[str],
     from labeltree.infer.selective import selective_sweep
 
     return {d: selective_sweep(checkpoint, d, data / d, thresholds=thresholds) for d in datasets}
+
+
+def seed_spread(out: Path, plan: Plan, data: Path, seeds: int, first: dict[str, dict[str, dict[str, Any]]],
+                progress: bool, log: Callable[[str], None]) -> dict[str, dict[str, float]]:
+    """How far each number moves between training seeds: both models trained again with seeds plan.seed + 1 ..
+    plan.seed + seeds - 1 (same data) into runs/KIND-seedS and evaluated; per metric and column the largest
+    max - min over the seeds of either model (`first`: the plan seed's numbers). The verdict calls a model
+    better only where the difference between the models exceeds it."""
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}  # model -> metric -> column -> values
+
+    def note(metrics: dict[str, dict[str, dict[str, Any]]]) -> None:
+        for model, by_ds in metrics.items():
+            for ds, res in by_ds.items():
+                for metric in ("mIoU", "mPA"):
+                    if res.get(metric) is not None:
+                        values.setdefault(model, {}).setdefault(metric, {}).setdefault(ds, []).append(res[metric])
+
+    note(first)
+    for s in range(plan.seed + 1, plan.seed + seeds):
+        log(f"[4/5] seed spread: both models again with training seed {s} ({s - plan.seed + 1}/{seeds})")
+        seeded = plan.model_copy(update={"seed": s})
+        runs = stage_train(out, seeded, data, progress, log, suffix=f"-seed{s}")
+        note({model: evaluate_model(ck, seeded, data, progress)[0] for model, ck in runs.items()})
+    spread: dict[str, dict[str, float]] = {}
+    for by_metric in values.values():
+        for metric, by_ds in by_metric.items():
+            for ds, v in by_ds.items():
+                if len(v) == seeds:
+                    cur = spread.setdefault(metric, {}).get(ds, 0.0)
+                    spread[metric][ds] = max(cur, max(v) - min(v))
+    return spread

@@ -79,3 +79,41 @@ def test_risk_coverage_table_and_its_words_come_from_the_numbers():
     assert "The flat model has no ancestors to fall back on" in text
     assert "| flat model | no ancestors to fall back on | - | - | - | - | - | - |" in text
     assert text.count("whose sign pixels carry sign classes (gtsdb, cityscapes-extended)") == 1  # not vistas
+
+
+def test_seed_spread_is_the_largest_move_of_either_model(tmp_path, monkeypatch):
+    """`demo --seeds N`: both models trained again per extra seed; the spread per metric and column is the largest
+    max - min over the seeds of either model, and the report says it (here on stand-in runs)."""
+    import pytest
+    from click.testing import CliRunner
+
+    from labeltree.cli import main
+    from labeltree.demo import stages
+    from labeltree.demo.plan import DemoResult, make_plan
+    from labeltree.demo.report import _spread_note
+
+    scores = {0: {"hierarchical": 0.30, "flat": 0.20}, 1: {"hierarchical": 0.34, "flat": 0.19},
+              2: {"hierarchical": 0.31, "flat": 0.26}}
+    trained = []
+
+    def fake_train(_out, plan, _data, _progress, _log, suffix=""):
+        trained.append((plan.seed, suffix))
+        return {kind: (kind, plan.seed) for kind in ("hierarchical", "flat")}
+
+    def fake_eval(ck, _plan, _data, _progress):
+        kind, seed = ck
+        return {"vistas": {"mIoU": scores[seed][kind], "mPA": 0.5}}, {}
+
+    monkeypatch.setattr(stages, "stage_train", fake_train)
+    monkeypatch.setattr(stages, "evaluate_model", fake_eval)
+    plan = make_plan(True)
+    first = {kind: fake_eval((kind, 0), plan, None, False)[0] for kind in ("hierarchical", "flat")}
+    spread = stages.seed_spread(tmp_path, plan, tmp_path, 3, first, False, lambda *_: None)
+    assert trained == [(1, "-seed1"), (2, "-seed2")]
+    assert spread["mIoU"]["vistas"] == pytest.approx(0.07)  # flat 0.19 .. 0.26 (hierarchical moves 0.04)
+    assert spread["mPA"]["vistas"] == 0.0
+    note = _spread_note(DemoResult(tmp_path, plan, {}, spread=spread, seeds=[0, 1, 2]))[0]
+    assert note.startswith("Seed spread over training seeds 0, 1, 2") and "mIoU vistas 7.0" in note
+    assert "not measured" in _spread_note(DemoResult(tmp_path, plan, {}))[0]
+    bad = CliRunner().invoke(main, ["demo", "--seeds", "0", "--out", str(tmp_path / "d")])
+    assert bad.exit_code == 2 and "--seeds" in bad.output
