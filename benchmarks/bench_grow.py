@@ -16,8 +16,10 @@ Run by hand (minutes; not part of the test suite):
 6. `labeltree evaluate --checkpoint` (each dataset's official protocol, val; GTSDB: test, every sign class,
    nothing dropped) of every model.
 
-Prints the table (mIoU in points) and the issue's two checks: the old datasets' mIoU of the grown model within
-2 points of the original's, and its IDD mIoU at least 90% of the scratch model's; writes WORK/results.json.
+Prints the table (mIoU in points) and the issue's checks: the migrated model scores the old datasets as the
+original; no old dataset's mIoU of the grown model is more than 2 points below the original's (more is no
+forgetting: they stay in the mix); its IDD mIoU is at least 90% of the scratch model's. Writes WORK/results.json;
+exit status 1 when a check fails. N = 400 takes about 16 minutes on a shared 2-core machine.
 """
 
 from __future__ import annotations
