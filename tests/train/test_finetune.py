@@ -15,8 +15,10 @@ from click.testing import CliRunner
 from test_trainer_run import quiet, read_jsonl, toy_cfg
 from test_trainer_toydata import make_toy
 
+import labeltree as lt
 from labeltree.cli import main
 from labeltree.core.tree_file import load_hierarchy
+from labeltree.errors import LabeltreeError
 from labeltree.train import finetune
 from labeltree.train import loop as train_mod
 from labeltree.train.checkpoint import load_checkpoint, save_checkpoint
@@ -112,8 +114,12 @@ def test_init_refuses_another_tree_resume_and_misplaced_options(toy: Path, base:
     assert load_checkpoint(base)["step"] == 2  # not replaced
     line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", run, "--init", tmp_path / "none.pt"))
     assert "checkpoint not found" in line
-    with pytest.raises(Exception, match="--resume continues the run"):
+    with pytest.raises(LabeltreeError, match="--resume continues the run"):
         train(config_from_dict(cfg), run, resume=True, init=base, progress=False, log=quiet)
+    with pytest.raises(LabeltreeError, match="--resume continues the run"):  # the Python API refuses the same
+        lt.train(tmp_path / "c.yaml", run, resume=True, init=base)
+    with pytest.raises(LabeltreeError, match="give --init"):
+        lt.train(tmp_path / "c.yaml", run, init_weights="raw")
 
 
 @pytest.mark.parametrize("key,value", [("optim.new_head_lr_mult", "-1"), ("optim.new_head_lr_mult", "0"),
