@@ -252,7 +252,7 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, *, rename
     check_output(Path(out), "out", [checkpoint, *tree_files(tree)], force)
     from labeltree.train.migrate import migrate as _migrate
 
-    return _migrate(checkpoint, tree, out, rename=list(rename), drop=list(drop), seed=seed)
+    return _migrate(checkpoint, tree, out, rename=rename, drop=drop, seed=seed)
 
 
 def tree_diff(old: str | Path | Hierarchy, new: str | Path | Hierarchy) -> TreeDiff:

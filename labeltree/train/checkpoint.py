@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch
 from labeltree.core.hierarchy import Hierarchy, tree_change, tree_hash, tree_signature
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import MAX_MODEL_BYTES, atomic_path, check_input
+
+if TYPE_CHECKING:
+    from labeltree.train.config import Config
 
 FORMAT = "labeltree-checkpoint-1"
 
@@ -67,10 +70,41 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except LabeltreeError:
         raise
     except Exception as e:  # noqa: BLE001 - corrupt or foreign file
-        raise LabeltreeError(f"cannot read checkpoint ({type(e).__name__}: {str(e)[:200]})", p) from None
+        first = str(e).split(". ")[0].splitlines()[0][:120] if str(e).strip() else "empty or cut short"
+        raise LabeltreeError(f"cannot read checkpoint ({type(e).__name__}: {first}); the file is damaged or no "
+                             "torch checkpoint: give one written by `labeltree train`", p) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise LabeltreeError("not a labeltree checkpoint (written by `labeltree train`)", p)
     return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
+    """The checkpoint's training config, validated: a hand-made or damaged file is one line naming it."""
+    from labeltree.train.config import config_from_dict
+
+    cfg = state.get("config")
+    if not isinstance(cfg, dict):
+        raise LabeltreeError("the checkpoint has no training config; give one written by `labeltree train`", path)
+    try:
+        return config_from_dict(cfg)
+    except LabeltreeError as e:
+        raise LabeltreeError(f"the checkpoint's config: {e.message}; give one written by `labeltree train`",
+                             path) from None
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], weights: Any) -> str | None:
+    """Why `weights` (a checkpoint's state dict) does not load into a network with state dict `expected`:
+    a missing or extra key, a value that is no tensor, or another shape; None when it loads."""
+    if not isinstance(weights, dict):
+        return "no state dict of weights"
+    for k in sorted(set(expected) | set(weights), key=str):
+        if k not in weights or k not in expected:
+            return f"'{k}' is {'missing' if k not in weights else 'not in the network its config builds'}"
+        v = weights[k]
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(expected[k].shape):
+            what = list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            return f"'{k}' is {what}, the network has {list(expected[k].shape)}"
+    return None
 
 
 def tree_entry(h: Hierarchy) -> dict[str, Any]:

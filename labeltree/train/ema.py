@@ -95,5 +95,15 @@ def model_weights(state: dict[str, Any], weights: str = "ema") -> tuple[dict[str
 
         raise LabeltreeError(f"--weights {weights!r}: give one of {', '.join(WEIGHTS)}")
     if weights == "ema" and isinstance(state.get(KEY), dict):
-        return state[KEY]["state"], "ema"
-    return state["model"], "raw"
+        return _state_dict(state[KEY].get("state"), "averaged weights ('ema')"), "ema"
+    return _state_dict(state.get("model"), "weights ('model')"), "raw"
+
+
+def _state_dict(sd: Any, what: str) -> dict[str, Any]:
+    """A checkpoint's state dict: names -> tensors (a hand-made or damaged file is one line, not a KeyError)."""
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        from labeltree.errors import LabeltreeError
+
+        raise LabeltreeError(f"the checkpoint's {what} are no state dict of tensors; give a checkpoint written by "
+                             "`labeltree train`")
+    return sd

@@ -26,8 +26,15 @@ from labeltree.core.hierarchy import Hierarchy, tree_hash, tree_signature
 from labeltree.core.tree_diff import TreeDiff, class_names, diff_signatures
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
-from labeltree.train.checkpoint import load_checkpoint, save_checkpoint, tree_entry
+from labeltree.train.checkpoint import (
+    checkpoint_config,
+    load_checkpoint,
+    save_checkpoint,
+    tree_entry,
+    weights_mismatch,
+)
 from labeltree.train.config import config_from_dict
+from labeltree.train.ema import model_weights
 from labeltree.train.migrate_plan import Plan, old_classifiers, parse_renames, plan, signature_nodes
 from labeltree.train.model import _bilinear_kernel, build_model
 
@@ -81,10 +88,17 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, rename: l
     """Map `checkpoint` onto `tree` (a bundled name or a tree file) and write the result to `out` (atomic).
 
     `rename`: 'OLD=NEW' node names; `drop`: old nodes whose logits are removed; `seed`: new heads' init."""
+    if Path(out).suffix.lower() != ".pt":
+        raise LabeltreeError("the migrated checkpoint must end in .pt", out)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise LabeltreeError(f"seed {seed!r}: expected an integer 0..2147483647")
+    rename, drop = _names("rename", rename), _names("drop", drop)
     state = load_checkpoint(checkpoint)
-    renames = parse_renames(list(rename))
+    renames = parse_renames(rename)
     cfg_dict = _config(state, checkpoint)
-    old_sig, old_name, n_old = _old_tree(state, cfg_dict, checkpoint)
+    old_sig, old_name, old_sizes = _old_tree(state, cfg_dict, checkpoint)
+    n_old = len(old_sizes)
+    old_model = _old_weights(state, "raw", old_sizes, checkpoint)
     new = load_hierarchy(tree)
     p = plan(signature_nodes(old_sig), new, renames, list(dict.fromkeys(drop)))
     cfg, notes = _new_config(cfg_dict, new, tree)
@@ -93,11 +107,12 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, rename: l
     net = _fresh_model(cfg, sizes, seed)
     fresh = net.state_dict()
     result: dict[str, Any] = {
-        "config": cfg, "model": migrate_weights(state["model"], p, fresh, temps),
+        "config": cfg, "model": migrate_weights(old_model, p, fresh, temps),
         "head_sizes": sizes, "head_names": [c.name for c in new.classifiers], "tree": tree_entry(new)}
     ema = state.get("ema")
-    if isinstance(ema, dict) and isinstance(ema.get("state"), dict):
-        result["ema"] = {**ema, "state": migrate_weights(ema["state"], p, fresh, temps)}
+    if isinstance(ema, dict):
+        ema_sd = _old_weights(state, "ema", old_sizes, checkpoint)
+        result["ema"] = {**ema, "state": migrate_weights(ema_sd, p, fresh, temps)}
     if temps is not None:
         result["temperatures"] = [t for t, _ in temps]
     record = {"from_tree_hash": str(old_sig["sha256"]),
@@ -111,20 +126,43 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, rename: l
     return Migration(Path(out), p, diff, record, [n for _, n in temps] if temps else None, notes + temp_notes)
 
 
+def _names(option: str, values: Any) -> list[str]:
+    """--rename / --drop values: a list of texts (one text alone is one value)."""
+    values = [values] if isinstance(values, str) else values
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise LabeltreeError(f"{option}: expected a list of node names (texts), got {values!r}")
+    return list(values)
+
+
 def _config(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    cfg = state.get("config")
-    if not isinstance(cfg, dict) or not isinstance(state.get("model"), dict):
-        raise LabeltreeError("the checkpoint has no config or weights; migrate a checkpoint written by "
-                             "`labeltree train`", path)
-    if (cfg.get("model") or {}).get("kind") == "flat":
+    """The checkpoint's config (validated), of a hierarchical model with weights."""
+    cfg = checkpoint_config(state, path)
+    if not isinstance(state.get("model"), dict):
+        raise LabeltreeError("the checkpoint has no weights; migrate a checkpoint written by `labeltree train`", path)
+    if cfg.model.kind == "flat":
         raise LabeltreeError("a flat model has one classifier over its datasets' classes, not the tree's; "
                              "migrate a hierarchical model", path)
-    return cfg
+    return cfg.model_dump(mode="json")
 
 
-def _old_tree(state: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], str, int]:
+def _old_weights(state: dict[str, Any], which: str, sizes: list[int], path: str | Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's raw or averaged weights, checked against the network of its own config and tree."""
+    try:
+        sd = model_weights(state, "ema")[0] if which == "ema" else state["model"]
+    except LabeltreeError as e:
+        raise LabeltreeError(e.message, path) from None
+    net = _fresh_model(checkpoint_config(state, path).model_dump(mode="json"), sizes, 0)
+    why = weights_mismatch(net.state_dict(), sd)
+    if why:
+        raise LabeltreeError(f"the checkpoint's {'averaged ' if which == 'ema' else ''}weights do not fit its tree "
+                             f"({sizes} classes per classifier) and model config: {why}; migrate a checkpoint "
+                             "written by `labeltree train`", path)
+    return sd
+
+
+def _old_tree(state: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], str, list[int]]:
     """The tree the checkpoint's logits mean: its saved `tree` entry (a checkpoint from before trees were saved:
-    its tree file), checked against its heads (names and sizes). Returns (signature, name, number of heads)."""
+    its tree file), checked against its heads (names and sizes). Returns (signature, name, classes per head)."""
     saved = state.get("tree")
     if isinstance(saved, dict):
         sig, name = saved, str(saved.get("name", "?"))
@@ -135,22 +173,15 @@ def _old_tree(state: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> t
         heads = old_classifiers(signature_nodes(sig))
         if not isinstance(sig.get("sha256"), str):
             raise ValueError("no hash")
-    except (ValueError, TypeError):
+        diff_signatures(sig, sig)  # its dataset maps: {dataset: [[value, node]]}
+    except (ValueError, TypeError, AttributeError):
         raise LabeltreeError("the checkpoint's saved tree is unreadable; migrate a checkpoint written by "
                              "`labeltree train`", path) from None
     names, sizes = [o for o, _ in heads], [len(c) for _, c in heads]
-    if list(state.get("head_names") or names) != names or list(state.get("head_sizes") or sizes) != sizes:
-        raise LabeltreeError(f"the checkpoint's classifiers {state.get('head_names')} are not those of its own tree "
-                             f"'{name}' ({names}); it was not written for that tree", path)
-    if not _heads_match(state["model"], sizes):
-        raise LabeltreeError(f"the checkpoint's weights do not fit its tree '{name}' ({sizes} classes per "
-                             "classifier); migrate a checkpoint written by `labeltree train`", path)
-    return sig, name, len(heads)
-
-
-def _heads_match(model: dict[str, Any], sizes: list[int]) -> bool:
-    return all(f"heads.{j}.logits.bias" in model and model[f"heads.{j}.logits.bias"].shape[0] == n
-               for j, n in enumerate(sizes)) and f"heads.{len(sizes)}.logits.bias" not in model
+    if (state.get("head_names") or names) != names or (state.get("head_sizes") or sizes) != sizes:
+        raise LabeltreeError(f"the checkpoint's classifiers {state.get('head_names')!r} are not those of its own "
+                             f"tree '{name}' ({names}); it was not written for that tree", path)
+    return sig, name, sizes
 
 
 def _new_config(cfg: dict[str, Any], new: Hierarchy, tree: str | Path) -> tuple[dict[str, Any], list[str]]:

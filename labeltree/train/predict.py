@@ -19,8 +19,8 @@ from labeltree.core.hierarchy import Hierarchy
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.datasets.resize import nearest_resize, resize_photo
 from labeltree.errors import LabeltreeError
-from labeltree.train.checkpoint import check_tree, load_checkpoint
-from labeltree.train.config import Config, check_device, config_from_dict
+from labeltree.train.checkpoint import check_tree, checkpoint_config, load_checkpoint, weights_mismatch
+from labeltree.train.config import Config, check_device
 from labeltree.train.data import normalise
 from labeltree.train.ema import model_weights
 from labeltree.train.loss import FlatSpace, flat_space
@@ -170,7 +170,7 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise LabeltreeError(f"--device {device}: no CUDA device is available; use --device cpu")
     state = load_checkpoint(checkpoint)
-    cfg = config_from_dict(state["config"])
+    cfg = checkpoint_config(state, checkpoint)
     cfg.model.pretrained = None  # the weights are in the checkpoint
     h = load_hierarchy(cfg.hierarchy)
     names = [d.name for d in cfg.datasets]
@@ -189,8 +189,12 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
     model = build_model(cfg.model, sizes)
     try:
         chosen, _ = model_weights(state, weights)
-    except ValueError as e:
-        raise LabeltreeError(str(e)) from None
+    except LabeltreeError as e:
+        raise LabeltreeError(e.message, checkpoint) from None
+    why = weights_mismatch(model.state_dict(), chosen)
+    if why:
+        raise LabeltreeError(f"the checkpoint's weights do not fit the network of its own config ({why}); give a "
+                             "checkpoint written by `labeltree train`", checkpoint)
     model.load_state_dict(chosen)
     model.to(dev).eval()
     if dev.type == "cuda":

@@ -201,6 +201,31 @@ def test_predict_device_banana(tmp_path: Path) -> None:
             tmp_path, "--device", "banana")
 
 
+
+def test_predict_hand_made_checkpoints(tmp_path: Path) -> None:
+    """Torch files that load but are no checkpoint of `labeltree train` (predict, calibrate, evaluate
+    --checkpoint, place and audit read them through load_predictor): a KeyError traceback before; and a
+    random file's message advised loading it with weights_only=False."""
+    import torch
+
+    from labeltree.train.checkpoint import FORMAT
+
+    png(tmp_path / "img.png", np.zeros((8, 8, 3), np.uint8))
+    cfg = {"datasets": [{"name": "cityscapes", "root": "x"}],
+           "model": {"backbone": "tiny", "width": 8, "bottleneck": 8, "tiny_channels": [8, 8, 8, 8]}}
+    cases = {"no config": ({"format": FORMAT}, "no training config"),
+             "bad config": ({"format": FORMAT, "config": {"model": "x"}}, "the checkpoint's config"),
+             "no weights": ({"format": FORMAT, "config": cfg}, "no state dict of tensors"),
+             "short weights": ({"format": FORMAT, "config": cfg, "model": {"a": torch.zeros(1)}}, "do not fit")}
+    for name, (state, needle) in cases.items():
+        torch.save(state, tmp_path / f"{name}.pt")
+        refused(["predict", tmp_path / f"{name}.pt", tmp_path / "img.png", "-o", tmp_path / "o"], tmp_path,
+                f"{name}.pt", needle)
+    (tmp_path / "rand.pt").write_bytes(bytes(range(256)) * 8)
+    line = refused(["predict", tmp_path / "rand.pt", tmp_path / "img.png", "-o", tmp_path / "o"], tmp_path,
+                   "rand.pt", "damaged or no torch checkpoint")
+    assert "weights_only" not in line
+
 def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

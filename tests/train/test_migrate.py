@@ -307,3 +307,39 @@ def test_a_migrated_checkpoint_fine_tunes_with_train_init(tmp_path: Path) -> Non
     assert "optim.new_head_lr_mult 10 applies to: root: 3 new row(s) (Autorickshaw, Vehicle Fallback, " \
            "Obs-Str-Bar Fallback)" in lines
     assert [x["step"] for x in run.losses] == [1, 2] and all(np.isfinite(x["loss"]) for x in run.losses)
+
+
+HAND_MADE = {  # a torch file that loads but is no checkpoint `labeltree train` wrote: what of it is damaged
+    "config model": lambda s: s["config"].__setitem__("model", "x"),
+    "config datasets": lambda s: s["config"].__setitem__("datasets", ["cityscapes"]),
+    "config optim": lambda s: s["config"].__setitem__("optim", "sgd"),
+    "head names": lambda s: s.__setitem__("head_names", 5),
+    "bias": lambda s: s["model"].__setitem__("heads.0.logits.bias", "x"),
+    "upsampler": lambda s: s["model"].__setitem__("heads.0.up.weight", torch.zeros(2, 2, 4, 4)),
+    "ema": lambda s: s["ema"]["state"].__setitem__("heads.0.logits.bias", 3),
+    "tree maps": lambda s: s["tree"].__setitem__("datasets", {"cityscapes": [[1]]}),
+}
+
+
+@pytest.mark.parametrize("case", list(HAND_MADE))
+def test_hand_made_checkpoints_are_one_line(env: dict[str, Path], tmp_path: Path, case: str) -> None:
+    """Before: TypeError / AttributeError / IndexError / KeyError tracebacks (exit 1) for these."""
+    state = load_checkpoint(env["calibrated"])
+    HAND_MADE[case](state)
+    save_checkpoint(tmp_path / "bad.pt", state)
+    assert "bad.pt" in refused("migrate", tmp_path / "bad.pt", "--tree", f"{PAPER}+idd", "-o", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_api_arguments_are_checked(env: dict[str, Path], tmp_path: Path) -> None:
+    """lt.migrate: a seed past int64 was a ValueError, a non-text rename an AttributeError, a text rename was
+    split into letters, and an output not ending in .pt was written."""
+    for kw, match in (({"seed": 2**70}, "seed"), ({"seed": True}, "seed"), ({"rename": [3]}, "rename"),
+                      ({"rename": "Rider=Riders"}, "'Riders'")):
+        with pytest.raises(lt.LabeltreeError, match=match):
+            lt.migrate(env["old"], PAPER, tmp_path / "x.pt", **kw)
+    with pytest.raises(lt.LabeltreeError, match=r"end in \.pt"):
+        lt.migrate(env["old"], PAPER, tmp_path / "x.yaml")
+    assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
+    m = lt.migrate(env["old"], f"{PAPER}+idd", tmp_path / "d.pt", drop="Bird")  # one name as a text
+    assert m.record["dropped"] == ["Bird"]
