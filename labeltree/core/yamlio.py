@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
 
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import MAX_TEXT_BYTES, read_input
@@ -24,6 +24,26 @@ MAX_DEPTH = 100
 
 M = TypeVar("M", bound=BaseModel)
 
+
+class NoBoolNumbers(BaseModel):
+    """A settings model whose numbers refuse YAML true / false (pydantic reads `steps: true` as 1, `[0, true]`
+    as [0, 1.0]): a typo or a wrong key's value, never a number someone meant."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_number(cls, v: Any, info: ValidationInfo) -> Any:
+        items = v if isinstance(v, list | tuple) else [v]
+        if any(isinstance(x, bool) for x in items) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number, not true / false")
+        return v
+
+
+def _numeric(annotation: Any) -> bool:
+    """Does the field hold numbers (int / float, alone or in a list, tuple or union) and never a bool?"""
+    args = typing.get_args(annotation)
+    if annotation in (bool, Any) or any(a in (bool, Any) for a in args):
+        return False
+    return annotation in (int, float) or any(_numeric(a) for a in args)
 
 def read_text_file(path: Path, what: str) -> str:
     if not path.exists():

@@ -12,9 +12,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
-from labeltree.core.yamlio import load_model
+from labeltree.core.yamlio import NoBoolNumbers, load_model
 from labeltree.errors import LabeltreeError
 from labeltree.resources import config_dir
 from labeltree.vocab import GTSDB_SIGNS
@@ -22,7 +22,7 @@ from labeltree.vocab import GTSDB_SIGNS
 MODELS = ("hierarchical", "flat")
 
 
-class _Strict(BaseModel):
+class _Strict(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from labeltree.core.yamlio import model_error, parse_yaml
+from labeltree.core.yamlio import NoBoolNumbers, model_error, parse_yaml
 from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import MAX_TEXT_BYTES, check_output, read_input
@@ -21,7 +21,7 @@ from labeltree.resources import config_dir, is_path_ref
 from labeltree.train.scaling import ResizeMode
 
 
-class _Strict(BaseModel):
+class _Strict(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # nan / inf / 1e400 never reach training
 
 

@@ -32,3 +32,15 @@ def test_bundled_settings_load_and_a_misspelt_key_is_refused(tmp_path: Path):
     with pytest.raises(LabeltreeError) as e:
         load_model(bad, DemoSettings, "demo settings")
     assert "imagez" in str(e.value) and f"{bad}:{line}" in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["[0, true]", "[0, .nan]", "[0, 1.5]", "[0.5, 0.6]", "[0, 0.7, 0.6]", "0.5", "[]"])
+def test_malformed_risk_coverage_is_one_error_naming_its_line(tmp_path: Path, value: str):
+    """report.risk_coverage of a user's demo settings: [0, true] was read as [0, 1.0] before."""
+    text = (config_dir() / "demo.yaml").read_text()
+    bad = tmp_path / "demo.yaml"
+    bad.write_text(text.replace("  risk_coverage: [0, 0.5, 0.6, 0.7, 0.8, 0.9]", f"  risk_coverage: {value}"))
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  risk_coverage:"))
+    with pytest.raises(LabeltreeError) as e:
+        load_model(bad, DemoSettings, "demo settings")
+    assert "risk_coverage" in str(e.value) and f"{bad}:{line}" in str(e.value)

@@ -10,8 +10,8 @@ from torch import nn
 
 from labeltree.train.config import ModelCfg, OptimCfg, load_config
 from labeltree.train.data import mean_std, normalise
-from labeltree.train.loop import make_optimizer, param_groups
 from labeltree.train.model import Head, build_model
+from labeltree.train.optim import make_optimizer, param_groups
 
 
 def test_normalise_imagenet_and_symmetric() -> None:

@@ -124,7 +124,10 @@ def test_init_refuses_another_tree_resume_and_misplaced_options(toy: Path, base:
 
 @pytest.mark.parametrize("key,value", [("optim.new_head_lr_mult", "-1"), ("optim.new_head_lr_mult", "0"),
                                        ("optim.new_head_lr_mult", ".nan"), ("train.freeze_backbone_steps", "-1"),
-                                       ("train.freeze_backbone_steps", ".nan"), ("train.freeze_backbone_steps", "1.5")])
+                                       ("train.freeze_backbone_steps", ".nan"), ("train.freeze_backbone_steps", "1.5"),
+                                       ("train.freeze_backbone_steps", "1e20"), ("optim.new_head_lr_mult", "1e308"),
+                                       # YAML true was read as 1 before (pydantic's bool -> number)
+                                       ("train.freeze_backbone_steps", "true"), ("optim.new_head_lr_mult", "true")])
 def test_fine_tuning_keys_are_validated(toy: Path, tmp_path: Path, key: str, value: str) -> None:
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(toy_cfg(toy)))
     line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", tmp_path / "run", "--set", f"{key}={value}"))
