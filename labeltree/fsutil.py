@@ -108,12 +108,26 @@ def _mkdir_parent(target: Path) -> None:
         raise output_error(target, e) from None
 
 
+def special_file(path: str | Path) -> str | None:
+    """What `path` (links followed) is when it is a device, FIFO or socket; None for a file or nothing. An output
+    is renamed over its target: that would put a file where /dev/null (a pipe, a socket) was, --force or not."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+        "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path next to `target`; on success rename it onto `target`, else delete it."""
     target = Path(target)
     if target.is_dir():
         raise LabeltreeError("the output path is a folder; give a file name", target)
+    what = special_file(target)
+    if what:
+        raise LabeltreeError(f"the output path is {what}, not a file (it would be replaced); give a file name", target)
     _mkdir_parent(target)
     key = (os.getpid(), str(target.parent))
     if key not in _cleaned:
@@ -226,6 +240,10 @@ def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), for
     else:
         if is_dir:
             raise LabeltreeError(f"{option} is a folder; give a file name", path)
+        what = special_file(path)
+        if what:
+            raise LabeltreeError(f"{option} is {what}, not a file: writing the output would replace it (--force or "
+                                 "not); give a file name", path)
         if exists and not force:
             raise LabeltreeError(f"{option}: the file exists; pass --force to replace it", path)
     parent = path if folder and is_dir else _writable_parent(path)

@@ -138,6 +138,20 @@ def test_atomic_write_into_a_folder_path_raises_labeltree_error(tmp_path: Path) 
     assert snapshot(tmp_path) == {"f": b"x"}
 
 
+
+def test_a_fifo_or_a_link_to_a_device_is_never_replaced(tmp_path: Path) -> None:
+    """`--report /dev/null --force` renamed a JSON file over /dev/null (as root); a FIFO became a file too."""
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "null.json").symlink_to("/dev/null")
+    for name, what in (("fifo.json", "a FIFO"), ("null.json", "a device")):
+        for force in ([], ["--force"]):
+            refused(["merge", "cityscapes", "vistas", "-o", tmp_path / name, *force], tmp_path, name, what)
+        with pytest.raises(LabeltreeError, match=what):
+            fsutil.write_text(tmp_path / name, "x")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo.json").st_mode)
+    assert os.readlink(tmp_path / "null.json") == "/dev/null"
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
 def test_symlink_loop_as_input_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     refused(["merge", "cityscapes", tmp_path / "loop"], tmp_path, "loop")
