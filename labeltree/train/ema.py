@@ -86,7 +86,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(inner, "_orig_mod", inner)
 
 
-def model_weights(state: dict[str, Any], weights: str = "ema") -> tuple[dict[str, Any], str]:
+def model_weights(state: dict[str, Any], weights: str = "ema", path: Any = None) -> tuple[dict[str, Any], str]:
     """The state dict to run from a checkpoint: the averages when asked for and present, else the raw weights.
 
     Returns (state dict, which one: "ema" | "raw")."""
@@ -95,15 +95,15 @@ def model_weights(state: dict[str, Any], weights: str = "ema") -> tuple[dict[str
 
         raise LabeltreeError(f"--weights {weights!r}: give one of {', '.join(WEIGHTS)}")
     if weights == "ema" and isinstance(state.get(KEY), dict):
-        return _state_dict(state[KEY].get("state"), "averaged weights ('ema')"), "ema"
-    return _state_dict(state.get("model"), "weights ('model')"), "raw"
+        return _state_dict(state[KEY].get("state"), "averaged weights ('ema')", path), "ema"
+    return _state_dict(state.get("model"), "weights ('model')", path), "raw"
 
 
-def _state_dict(sd: Any, what: str) -> dict[str, Any]:
+def _state_dict(sd: Any, what: str, path: Any) -> dict[str, Any]:
     """A checkpoint's state dict: names -> tensors (a hand-made or damaged file is one line, not a KeyError)."""
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         from labeltree.errors import LabeltreeError
 
         raise LabeltreeError(f"the checkpoint's {what} are no state dict of tensors; give a checkpoint written by "
-                             "`labeltree train`")
+                             "`labeltree train`", path)
     return sd

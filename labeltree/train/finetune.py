@@ -62,7 +62,7 @@ def read_init(path: str | Path, h: Hierarchy, weights: str = "ema") -> Init:
     state = load_checkpoint(path)
     check_tree(state, h, path, "--init: ", advice=f"map it onto this tree first (labeltree migrate {path.name} "
                f"--tree {h.path or h.name} -o NEW.pt) and --init from NEW.pt")
-    sd, which = model_weights(state, weights)
+    sd, which = model_weights(state, weights, path)
     migration = state.get(MIGRATION_KEY)
     if migration is not None:
         _check_migration(migration, h, path)

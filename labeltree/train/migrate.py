@@ -147,10 +147,7 @@ def _config(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
 
 def _old_weights(state: dict[str, Any], which: str, sizes: list[int], path: str | Path) -> dict[str, torch.Tensor]:
     """The checkpoint's raw or averaged weights, checked against the network of its own config and tree."""
-    try:
-        sd = model_weights(state, "ema")[0] if which == "ema" else state["model"]
-    except LabeltreeError as e:
-        raise LabeltreeError(e.message, path) from None
+    sd = model_weights(state, "ema", path)[0] if which == "ema" else state["model"]
     net = _fresh_model(checkpoint_config(state, path).model_dump(mode="json"), sizes, 0)
     why = weights_mismatch(net.state_dict(), sd)
     if why:

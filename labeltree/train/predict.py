@@ -187,10 +187,7 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
     auto = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device) if device and device != "auto" else auto
     model = build_model(cfg.model, sizes)
-    try:
-        chosen, _ = model_weights(state, weights)
-    except LabeltreeError as e:
-        raise LabeltreeError(e.message, checkpoint) from None
+    chosen, _ = model_weights(state, weights, checkpoint)
     why = weights_mismatch(model.state_dict(), chosen)
     if why:
         raise LabeltreeError(f"the checkpoint's weights do not fit the network of its own config ({why}); give a "

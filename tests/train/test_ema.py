@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from labeltree.errors import LabeltreeError
 from labeltree.train.ema import WeightEMA, model_weights
 
 
@@ -57,10 +58,13 @@ def test_resume_is_exact_and_weights_choice() -> None:
         b.update(net)
     assert b.updates == a.updates == 6 and b.decay == 0.9
     assert all(torch.equal(a.shadow[k], b.shadow[k]) for k in a.shadow)
-    ckpt = {"model": {"w": 1}, "ema": a.state_dict()}
-    assert model_weights(ckpt)[1] == "ema" and model_weights(ckpt, "raw") == ({"w": 1}, "raw")
-    assert model_weights({"model": {"w": 1}})[1] == "raw"  # trained without EMA: the raw weights
-    with pytest.raises(ValueError, match="--weights"):
+    raw = {"w": torch.ones(1)}
+    ckpt = {"model": raw, "ema": a.state_dict()}
+    assert model_weights(ckpt)[1] == "ema" and model_weights(ckpt, "raw") == (raw, "raw")
+    assert model_weights({"model": raw})[1] == "raw"  # trained without EMA: the raw weights
+    with pytest.raises(LabeltreeError, match=r"ck\.pt: the checkpoint's weights \('model'\) are no state dict"):
+        model_weights({"model": {"w": 1}}, "raw", "ck.pt")  # a hand-made file: one line naming it, not a KeyError
+    with pytest.raises(LabeltreeError, match="--weights"):
         model_weights(ckpt, "average")
     copy = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     a.copy_to(copy)

@@ -122,6 +122,18 @@ def test_init_refuses_another_tree_resume_and_misplaced_options(toy: Path, base:
         lt.train(tmp_path / "c.yaml", run, init_weights="raw")
 
 
+
+def test_init_from_a_torch_file_without_weights_names_it(toy: Path, tmp_path: Path) -> None:
+    """A checkpoint-format dict without 'model' (or an 'ema' without 'state'): a KeyError traceback before."""
+    from labeltree.train.checkpoint import FORMAT
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(toy_cfg(toy)))
+    torch.save({"format": FORMAT}, tmp_path / "bare.pt")
+    torch.save({"format": FORMAT, "model": {}, "ema": {"decay": 0.5}}, tmp_path / "ema.pt")
+    for name, what in (("bare.pt", "weights ('model')"), ("ema.pt", "averaged weights ('ema')")):
+        line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", tmp_path / "run", "--init", tmp_path / name))
+        assert name in line and what in line, line
+
 @pytest.mark.parametrize("key,value", [("optim.new_head_lr_mult", "-1"), ("optim.new_head_lr_mult", "0"),
                                        ("optim.new_head_lr_mult", ".nan"), ("train.freeze_backbone_steps", "-1"),
                                        ("train.freeze_backbone_steps", ".nan"), ("train.freeze_backbone_steps", "1.5"),
