@@ -227,8 +227,15 @@ def predict(checkpoint: str | Path, inputs: str | Path | Sequence[str | Path], o
         lt.predict("runs/tiny/best.pt", ["data/synth/cityscapes/leftImg8bit/val"], "preds", dataset="cityscapes")
         lt.predict("runs/tiny/calibrated.pt", "photo.png", "out", confidence=True, min_confidence=0.8)
     """
+    from labeltree.core.confidence import check_min_confidence
+    from labeltree.errors import LabeltreeError
     from labeltree.infer import predict_files  # torch only for a .pt
 
+    for name, flag in (("confidence", confidence), ("confidence_npy", confidence_npy)):
+        if not isinstance(flag, bool):  # confidence="no" wrote the confidence files
+            raise LabeltreeError(f"{name}={flag!r}: expected True or False")
+    if min_confidence is not None:
+        check_min_confidence(min_confidence)  # before any model or image is read
     paths = [inputs] if isinstance(inputs, str | Path) else list(inputs)  # one path, not its characters
     return predict_files(checkpoint, paths, out, dataset=dataset, overlay=overlay, sliding=sliding, levels=levels,
                          colour=colour, device=device, weights=weights, confidence=confidence,

@@ -160,3 +160,12 @@ def test_lt_evaluate_and_stats_refuse_a_bad_worker_count(data, workers):
         lt.evaluate("cityscapes", gt, pred, workers=workers)
     with pytest.raises(LabeltreeError, match="workers="):
         lt.stats("cityscapes", gt, ["train"], cache=False, workers=workers)
+
+
+def test_lt_predict_checks_its_confidence_options(tmp_path):
+    """min_confidence="0.5" was a TypeError, confidence="no" wrote the confidence files; nothing is read or written."""
+    for kw, match in (({"min_confidence": "0.5"}, "--min-confidence"), ({"confidence": "no"}, "confidence="),
+                      ({"confidence_npy": 1}, "confidence_npy=")):
+        with pytest.raises(LabeltreeError, match=match):
+            lt.predict(tmp_path / "none.pt", tmp_path / "none.png", tmp_path / "out", progress=False, **kw)
+    assert not (tmp_path / "out").exists()

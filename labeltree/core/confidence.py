@@ -12,6 +12,7 @@ into the exported graph), like `cascade`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,8 +102,8 @@ def check_min_confidence(value: float, option: str = "--min-confidence") -> floa
     """A back-off threshold is a probability: 0 <= T <= 1 (0: never back off)."""
     from labeltree.errors import LabeltreeError
 
-    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
-        raise LabeltreeError(f"{option}: expected a probability between 0 and 1 (0 = never back off), got {value}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:  # NaN fails
+        raise LabeltreeError(f"{option}: expected a probability between 0 and 1 (0 = never back off), got {value!r}")
     return float(value)
 
 

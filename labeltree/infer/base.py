@@ -63,7 +63,7 @@ class Model(ABC):
         The flat model has no ancestors to fall back on: a threshold above 0 is refused for it."""
         from labeltree.core.confidence import check_min_confidence
 
-        min_confidence = check_min_confidence(min_confidence or 0.0)
+        min_confidence = check_min_confidence(0.0 if min_confidence is None else min_confidence)
         if min_confidence > 0 and self.is_flat:
             raise LabeltreeError("--min-confidence: a flat model has no ancestors to back off to (its classes are "
                                  "leaves only); use a hierarchical model, or --confidence alone", self.path)

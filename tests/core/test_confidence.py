@@ -78,7 +78,7 @@ def test_backed_off_node_in_dataset_ids() -> None:
 
 
 def test_threshold_and_png_scale() -> None:
-    for bad in (-0.1, 1.5, float("nan")):
+    for bad in (-0.1, 1.5, float("nan"), "0.5", True, [0.5], None):  # lt.predict(min_confidence="0.5"): TypeError
         with pytest.raises(LabeltreeError, match="--min-confidence"):
             check_min_confidence(bad)
     assert confidence_png(np.array([0.0, 0.5, 1.0])).tolist() == [0, 32768, 65535]
