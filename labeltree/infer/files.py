@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
         colour = False
     out = Path(out_dir)
     written: list[Path] = []
+    _refuse_inputs_as_outputs(images, out, key, [s for s, on in (("_tree.png", colour or not key), (
+        "_overlay.png", overlay), ("_conf.png", confidence), ("_conf.npy", confidence_npy)) if on], levels)
     check_output(out, "-o", folder=True)
     write_png = input_sparing_png_writer([*images, m.path])  # OUT is a prediction folder: never over an input
 
@@ -72,6 +75,24 @@ def predict_files(model: str | Path | Model, inputs: list[str | Path], out_dir: 
                 written.append(out / f"{stem}_L{lvl}.png")
                 write_png(written[-1], m.colour(lv))
     return written
+
+
+def _refuse_inputs_as_outputs(images: list[Path], out: Path, key: str | None, suffixes: list[str],
+                              levels: bool) -> None:
+    """An input image at a name this run writes (OUT is the image folder, and an earlier run's x_tree.png is
+    among the inputs): refused before the first file is written, not after some of them."""
+    sources = {os.path.realpath(p): p for p in images}
+    stems = {p.stem for p in images}
+    real_out = os.path.realpath(out)
+    for p in images:
+        names = [os.path.join(real_out, p.stem + s) for s in suffixes]
+        names += [os.path.join(real_out, key, p.stem + ".png")] if key else []
+        hit = next((sources[n] for n in names if n in sources), None)
+        level = re.fullmatch(r"(.+)_L\d+", p.stem) if levels and p.suffix.lower() == ".png" else None
+        if level and level.group(1) in stems and os.path.dirname(os.path.realpath(p)) == real_out:
+            hit = p
+        if hit is not None:
+            raise LabeltreeError("this output would replace an input image; choose another -o", hit)
 
 
 def _distinct_stems(images: list[Path]) -> list[Path]:

@@ -406,3 +406,19 @@ def test_onnx_predict_never_writes_over_an_input_image(env: dict[str, Any], tmp_
     out = cli("predict", m, src, "-o", src, code=2)
     assert "would replace an input image" in out and "Traceback" not in out
     assert {p.name: p.read_bytes() for p in src.iterdir() if p.name in before} == before
+
+
+@pytest.mark.parametrize("name,flag", [("a_conf.png", "--confidence"), ("a_L1.png", "--levels"),
+                                       ("a_tree.png", "--overlay")])
+def test_predict_over_an_input_image_writes_nothing(env: dict[str, Any], tmp_path: Path, name: str,
+                                                    flag: str) -> None:
+    """Before: a_tree.png (and the rest of the first images' files) were written, then the run stopped at the
+    output that was an input; now it is refused before the first file, so the folder is as it was."""
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for n in ("a.png", name):
+        (src / n).write_bytes(env["images"][0].read_bytes())
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    out = cli("predict", env["hier"], src, "-o", src, flag, code=2)
+    assert "would replace an input image" in out and name in out and "Traceback" not in out
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
