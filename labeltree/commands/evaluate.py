@@ -57,6 +57,9 @@ def _risk_coverage(kw: dict[str, Any], inputs: list[Path]) -> None:
     if prefix.name in ("", ".", ".."):
         raise LabeltreeError(f"--risk-coverage {str(prefix)!r}: expected a file prefix like runs/rc "
                              "(writes runs/rc.csv and runs/rc.png)")
+    if prefix.is_dir():
+        raise LabeltreeError(f"--risk-coverage {str(prefix)!r} is a folder; give a file prefix inside it like "
+                             f"{prefix / 'rc'} (writes rc.csv and rc.png there)")
     csv, png = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".png")
     check_outputs({"--risk-coverage CSV": csv, "--risk-coverage PNG": png}, inputs, kw["force"])
     rows = selective_sweep(kw["checkpoint"], kw["dataset"], kw["gt_root"], kw["split"], weights=kw["weights"])

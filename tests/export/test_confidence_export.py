@@ -195,6 +195,9 @@ def test_evaluate_risk_coverage_writes_the_sweep(env: dict[str, Any], tmp_path: 
     bad = cli("evaluate", "cityscapes", env["dir"] / "synth" / "cityscapes", tmp_path, "--risk-coverage",
               tmp_path / "x", code=2)
     assert "needs a .pt --checkpoint" in bad
+    bad = cli("evaluate", "cityscapes-extended", env["dir"] / "synth" / "cityscapes-extended", "--checkpoint",
+              env["hier"], "--risk-coverage", f"{tmp_path}/", code=2)  # a folder: wrote {tmp_path}.csv beside it
+    assert "is a folder" in bad and not tmp_path.with_suffix(".csv").exists()
 
 
 def test_risk_coverage_without_split_takes_evaluates_default_and_weights(env: dict[str, Any], tmp_path: Path) -> None:
