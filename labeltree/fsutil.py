@@ -248,7 +248,8 @@ def check_output(path: Path, option: str, inputs: Iterable[str | Path] = (), for
             raise LabeltreeError(f"{option}: the file exists; pass --force to replace it", path)
     parent = path if folder and is_dir else _writable_parent(path)
     if parent is None:
-        raise LabeltreeError(f"{option}: a part of the path is a file, not a folder; choose another path", path)
+        raise LabeltreeError(f"{option}: a part of the path is a file (or a broken or looping link), not a folder; "
+                             "choose another path", path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LabeltreeError(f"{option}: no permission to write in {parent} (read-only?); choose another path", path)
     if lock:

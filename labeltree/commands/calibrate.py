@@ -39,6 +39,8 @@ def calibrate_cmd(checkpoint: Path, config: str, data_root: Path | None, out: Pa
     config_file = [Path(config)] if Path(config).exists() else []  # a bundled config name is no file here
     check_outputs({"-o": out, "--plot": plot}, [checkpoint, *config_file], force)
     refuse_replacing_inside({"-o": out, "--plot": plot}, [data_root])
+    if plot.suffix.lower() != ".png":
+        raise LabeltreeError("--plot: the reliability diagram is a PNG; give a name ending in .png", plot)
     rows = calibrate_checkpoint(checkpoint, config, out, data_root, plot, device)
     click.echo(f"{'classifier':<28} {'pixels':>9} {'T':>7} {'NLL before':>10} {'after':>7} {'ECE before':>10} "
                f"{'after':>7}  note")

@@ -182,6 +182,8 @@ def test_calibrate_command_on_a_random_net_fits_what_has_pixels_and_says_what_ha
     assert (tmp_path / "a" / f"{stem}_tree.png").read_bytes() == (tmp_path / "b" / f"{stem}_tree.png").read_bytes()
     assert (tmp_path / "a" / f"{stem}_conf.png").read_bytes() != (tmp_path / "b" / f"{stem}_conf.png").read_bytes()
     cli("calibrate", env["hier"], fit_cfg, "-o", env["hier"], code=2)  # never over its input
+    bad = cli("calibrate", env["hier"], fit_cfg, "-o", tmp_path / "c2.pt", "--plot", tmp_path / "p.txt", code=2)
+    assert "--plot" in bad and ".png" in bad and not (tmp_path / "p.txt").exists()  # a PNG named .txt before
 
 
 def test_evaluate_risk_coverage_writes_the_sweep(env: dict[str, Any], tmp_path: Path) -> None:
