@@ -265,6 +265,7 @@ def _restore(cfg: Config, last_path: Path, sizes: list[int], world: int, h: Hier
     if not last_path.exists():
         raise LabeltreeError(f"--resume: no checkpoint to resume from (searched {last_path})", last_path.parent)
     state = load_checkpoint(last_path)
+    _check_resumable(state, last_path)
     if state["config"]["model"] != cfg.model_dump(mode="json")["model"] or list(state["head_sizes"]) != sizes:
         raise LabeltreeError("--resume: the model section of the config differs from the checkpoint's; "
                              "resume with the same model settings", last_path)
@@ -274,6 +275,21 @@ def _restore(cfg: Config, last_path: Path, sizes: list[int], world: int, h: Hier
                              f"and seed {state['sampler']['seed']}; resume with the same to continue exactly",
                              last_path)
     return state
+
+
+#: what a run's last.pt holds to be continued (and of what type)
+RESUME_KEYS = {"config": dict, "model": dict, "optimizer": dict, "scheduler": dict, "step": int, "head_sizes": list,
+               "sampler": dict, "rng": dict}
+
+
+def _check_resumable(state: dict[str, Any], path: Path) -> None:
+    """A hand-made or foreign last.pt is one line, not a KeyError in the middle of the restore."""
+    bad = [k for k, t in RESUME_KEYS.items() if not isinstance(state.get(k), t) or isinstance(state.get(k), bool)]
+    bad += [] if bad or isinstance(state["config"].get("model"), dict) else ["config.model"]
+    bad += [] if bad or all(isinstance(state["sampler"].get(k), int) for k in ("world", "seed")) else ["sampler"]
+    if bad:
+        raise LabeltreeError(f"--resume: the checkpoint has no valid '{bad[0]}': it is no last.pt that `labeltree "
+                             "train` wrote; start the run again with --force", path)
 
 
 def _prepare(cfg: Config, out: Path, h: Hierarchy, *, sources_only: bool, fresh: bool, world: int,

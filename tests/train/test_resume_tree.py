@@ -42,3 +42,25 @@ def test_resume_refuses_swapped_siblings_in_the_runs_tree_file(tmp_path: Path) -
     assert "--resume: the checkpoint was trained with tree 'cityscapes+vistas+gtsdb'" in line and "last.pt" in line
     assert f"node {h.index['Building']} was 'Building' (under 'root'), now 'Sky'" in line
     assert load_checkpoint(run / "last.pt")["step"] == 1  # nothing trained on
+
+
+def test_resume_from_a_hand_made_last_pt_is_one_line(tmp_path: Path) -> None:
+    """A last.pt that loads but lacks what a run keeps (config, optimiser, ...): a KeyError traceback before."""
+    import torch
+
+    from labeltree.train.checkpoint import FORMAT
+
+    toy = make_toy(tmp_path / "toy", n=2, n_val=1)
+    cfg = toy_cfg(toy, steps=1, check_labels=False)
+    run = tmp_path / "run"
+    train(config_from_dict(cfg), run, progress=False, log=quiet)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    good = load_checkpoint(run / "last.pt")
+    for state, key in (({"format": FORMAT}, "'config'"), ({**good, "config": {}}, "'config.model'"),
+                       ({k: v for k, v in good.items() if k != "optimizer"}, "'optimizer'"),
+                       ({**good, "sampler": {"world": "1"}}, "'sampler'"), ({**good, "step": True}, "'step'")):
+        torch.save(state, run / "last.pt")
+        res = CliRunner().invoke(main, ["train", str(tmp_path / "c.yaml"), "--out", str(run), "--steps", "2",
+                                        "--resume"])
+        assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+        assert key in res.output and "--force" in res.output
