@@ -88,7 +88,7 @@ def _check_migration(m: Any, h: Hierarchy, path: Path) -> None:
                              "write it again with labeltree migrate", path)
     classifiers = {c.name: c for c in h.classifiers}
     for name in [*m.get("new_heads", []), *m.get("new_rows", {})]:
-        if name not in classifiers:
+        if not isinstance(name, str) or name not in classifiers:
             raise LabeltreeError(f"{where} names classifier {name!r}, which tree '{h.name}' does not have; "
                                  "write it again with labeltree migrate", path)
     for name, rows in m.get("new_rows", {}).items():
@@ -96,7 +96,7 @@ def _check_migration(m: Any, h: Hierarchy, path: Path) -> None:
         if not isinstance(rows, list):
             raise LabeltreeError(f"{where}: new_rows of {name!r} is not a list of node names; write it again with "
                                  "labeltree migrate", path)
-        bad = [r for r in rows if r not in children]
+        bad = [r for r in rows if not isinstance(r, str) or r not in children]
         if bad:
             raise LabeltreeError(f"{where} names {bad[0]!r} as a new child of {name!r}, which it is not in tree "
                                  f"'{h.name}'; write it again with labeltree migrate", path)

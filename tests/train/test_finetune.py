@@ -123,6 +123,21 @@ def test_init_refuses_another_tree_resume_and_misplaced_options(toy: Path, base:
 
 
 
+
+@pytest.mark.parametrize("record,needle", [({"new_heads": [["Rider"]]}, "names classifier ['Rider']"),
+                                           ({"new_rows": {"root": [["Sky"]]}}, "names ['Sky'] as a new child"),
+                                           ({"new_rows": {"root": "Sky"}}, "not a list"),
+                                           ({"new_heads": "Rider"}, "not a mapping with new_heads (a list)")])
+def test_a_malformed_migration_record_is_one_line(toy: Path, base: Path, tmp_path: Path, record: dict,
+                                                  needle: str) -> None:
+    """Lists where names belong were a TypeError (unhashable type) traceback before."""
+    state = load_checkpoint(base)
+    state["migration"] = record
+    torch.save(state, tmp_path / "m.pt")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(toy_cfg(toy)))
+    line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", tmp_path / "run", "--init", tmp_path / "m.pt"))
+    assert "migration record" in line and needle in line, line
+
 def test_init_from_a_torch_file_without_weights_names_it(toy: Path, tmp_path: Path) -> None:
     """A checkpoint-format dict without 'model' (or an 'ema' without 'state'): a KeyError traceback before."""
     from labeltree.train.checkpoint import FORMAT
