@@ -45,7 +45,8 @@ def open_node_model(path: str | Path) -> NodeModel:
     """A .pt checkpoint (torch) or .onnx model (ONNX Runtime) opened by labeltree.infer, as a NodeModel."""
     p = Path(path)
     if not p.is_file():
-        raise LabeltreeError("--checkpoint: model file not found", p)
+        what = "a folder, not a model file (.pt or .onnx)" if p.is_dir() else "model file not found"
+        raise LabeltreeError(f"--checkpoint: {what}", p)
     if p.suffix.lower() not in (".pt", ".onnx"):
         raise LabeltreeError("--checkpoint: give a PyTorch checkpoint (.pt) or an exported model (.onnx)", p)
     from labeltree.infer import open_model

@@ -122,6 +122,10 @@ def test_bad_input_one_line_exit_2(world: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
     r = run(main, ["place", "idd", str(world / "idd"), "--tree", f"{BASE}+idd", "-o", str(tmp_path / "x.yaml")])
     assert r.exit_code == 2 and "already maps idd" in r.output
+    (tmp_path / "m.onnx").mkdir()  # a folder was 'model file not found'
+    r = run(main, ["place", "idd", str(world / "idd"), "--checkpoint", str(tmp_path / "m.onnx"), "-o",
+                   str(tmp_path / "x.yaml")])
+    assert r.exit_code == 2 and "a folder, not a model file" in r.output and "Traceback" not in r.output
     other = NodeModel(tmp_path / "m.pt", ["root", "A", "B"], lambda img: np.zeros(img.shape[:2], int))
     with pytest.raises(LabeltreeError, match="trained on another tree"):
         other.check_tree(load_hierarchy(BASE))
