@@ -102,10 +102,30 @@ def _check_migration(m: Any, h: Hierarchy, path: Path) -> None:
                                  f"'{h.name}'; write it again with labeltree migrate", path)
 
 
+def check_init_fits(init: Init | None, cfg: Config, sizes: list[int]) -> None:
+    """The init weights fit the config's network, checked before the run folder is touched: a refusal after
+    `--force` had cleared it lost the old run's last.pt for nothing."""
+    if init is None or init.weights is None:
+        return
+    import warnings
+
+    from labeltree.train.model import build_model
+
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 'no model.pretrained': the init weights replace them
+        net = build_model(cfg.model.model_copy(update={"pretrained": None}), sizes)
+    _check_fits(net.state_dict(), init)
+
+
 def load_init_weights(model: nn.Module, init: Init) -> None:
     """The checkpoint's weights into `model`, refused (one line) when the networks differ."""
     assert init.weights is not None
-    own = model.state_dict()
+    _check_fits(model.state_dict(), init)
+    model.load_state_dict(init.weights)
+
+
+def _check_fits(own: dict[str, torch.Tensor], init: Init) -> None:
+    assert init.weights is not None
     path = init.record["checkpoint"]
     for k in sorted(set(own) | set(init.weights)):
         if k not in own or k not in init.weights:
@@ -116,7 +136,6 @@ def load_init_weights(model: nn.Module, init: Init) -> None:
             raise LabeltreeError(f"--init: the checkpoint's network differs from the config's model section ({k}: "
                                  f"{list(init.weights[k].shape)} in the checkpoint, {list(own[k].shape)} in the "
                                  "config's); fine-tune with the model settings it was trained with", path)
-    model.load_state_dict(init.weights)
 
 
 @dataclass

@@ -153,6 +153,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     h, names, flat, sizes = _label_space(cfg)
     state = _restore(cfg, out / "last.pt", sizes, world, h) if resume else None
     start_from = finetune.start_from(init, init_weights, state, h)
+    finetune.check_init_fits(start_from, cfg, sizes)
     sources = _prepare(cfg, out, h, sources_only=not main, fresh=state is None, world=world, progress=progress,
                        log=log)
     model, opt, ema, sched, tune = _build(cfg, sizes, sources, world, device, h, start_from)

@@ -138,6 +138,20 @@ def test_a_malformed_migration_record_is_one_line(toy: Path, base: Path, tmp_pat
     line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", tmp_path / "run", "--init", tmp_path / "m.pt"))
     assert "migration record" in line and needle in line, line
 
+
+def test_a_refused_init_leaves_the_forced_run_folder_as_it_was(toy: Path, base: Path, tmp_path: Path) -> None:
+    """`train --force --init` with weights of another network: the refusal came after --force had removed the
+    old run's last.pt and train.jsonl; now before the folder is touched."""
+    run = tmp_path / "run"
+    shutil.copytree(base.parent, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    cfg = toy_cfg(toy, steps=1, check_labels=False)
+    cfg["model"] = {**cfg["model"], "width": 16}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", run, "--force", "--init", base, "--no-progress"))
+    assert "differs from the config's model section" in line, line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
 def test_init_from_a_torch_file_without_weights_names_it(toy: Path, tmp_path: Path) -> None:
     """A checkpoint-format dict without 'model' (or an 'ema' without 'state'): a KeyError traceback before."""
     from labeltree.train.checkpoint import FORMAT
