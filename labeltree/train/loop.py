@@ -154,8 +154,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     state = _restore(cfg, out / "last.pt", sizes, world, h) if resume else None
     start_from = finetune.start_from(init, init_weights, state, h)
     finetune.check_init_fits(start_from, cfg, sizes)
-    sources = _prepare(cfg, out, h, sources_only=not main, fresh=state is None, world=world, progress=progress,
-                       log=log)
+    sources = _prepare(cfg, out, h, sources_only=not main, fresh=state is None, world=world, progress=progress)
     model, opt, ema, sched, tune = _build(cfg, sizes, sources, world, device, h, start_from)
     if main:
         for line in finetune.setup_log(cfg, h, start_from, tune.new):
@@ -175,6 +174,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     fwd = _wrap(cfg, model, device, world)
     amp = cfg.train.amp and device.type == "cuda"
     loader = build_loader(cfg, sources, start, rank, world, pin=cfg.train.pin_memory and device.type == "cuda")
+    if main:
+        _start_folder(cfg, out, state is None, log)
     run = _Run(cfg, out, h, names, head_names(h, flat is not None), sizes, world, main, model, opt, sched,
                ema, _Writer(out, main), RunResult(out, start), Predictor(model, cfg, h, flat, device, amp), best,
                init=start_from.record if start_from is not None else None)
@@ -294,23 +295,28 @@ def _check_resumable(state: dict[str, Any], path: Path) -> None:
 
 
 def _prepare(cfg: Config, out: Path, h: Hierarchy, *, sources_only: bool, fresh: bool, world: int,
-             progress: bool, log: Any) -> list[Source]:
-    """The training sources; on rank 0 also the run folder (resolved config, a fresh run's old files
-    removed) and, for a fresh run, the label-value check."""
+             progress: bool) -> list[Source]:
+    """The training sources; on rank 0 also the run folder and, for a fresh run, the label-value check."""
     sources = build_sources(cfg, h)
     if not sources_only:
         out.mkdir(parents=True, exist_ok=True)
-        text = cfg.to_yaml()
-        write_text(out / "config.yaml", text)
-        log(f"# resolved config (saved to {out / 'config.yaml'})\n{text}")
-        if fresh:
-            for n in RUN_FILES:  # a fresh run (--force): no old history appended to, no old best.pt left beside it
-                (out / n).unlink(missing_ok=True)
-            if cfg.train.check_labels:
-                check_labels(sources, workers=cfg.train.workers or 1, progress=progress)
+        if fresh and cfg.train.check_labels:
+            check_labels(sources, workers=cfg.train.workers or 1, progress=progress)
     if world > 1:
         dist.barrier()
     return sources
+
+
+def _start_folder(cfg: Config, out: Path, fresh: bool, log: Any) -> None:
+    """The resolved config into the run folder and, for a fresh run (--force), the old run's files removed (no
+    old history appended to, no old best.pt beside it): only once everything that can refuse the run has run,
+    so that a refused `train --force` leaves the old run as it was."""
+    text = cfg.to_yaml()
+    write_text(out / "config.yaml", text)
+    log(f"# resolved config (saved to {out / 'config.yaml'})\n{text}")
+    if fresh:
+        for n in RUN_FILES:
+            (out / n).unlink(missing_ok=True)
 
 
 def _build(cfg: Config, sizes: list[int], sources: list[Source], world: int, device: torch.device, h: Hierarchy,

@@ -140,8 +140,9 @@ def test_a_malformed_migration_record_is_one_line(toy: Path, base: Path, tmp_pat
 
 
 def test_a_refused_init_leaves_the_forced_run_folder_as_it_was(toy: Path, base: Path, tmp_path: Path) -> None:
-    """`train --force --init` with weights of another network: the refusal came after --force had removed the
-    old run's last.pt and train.jsonl; now before the folder is touched."""
+    """`train --force --init` with weights of another network, or a missing class-weights file: the refusal
+    came after --force had removed the old run's last.pt and train.jsonl (and replaced its config.yaml); now
+    the folder is touched only once nothing can refuse the run."""
     run = tmp_path / "run"
     shutil.copytree(base.parent, run)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -151,6 +152,11 @@ def test_a_refused_init_leaves_the_forced_run_folder_as_it_was(toy: Path, base: 
     line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", run, "--force", "--init", base, "--no-progress"))
     assert "differs from the config's model section" in line, line
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    cfg["model"] = toy_cfg(toy)["model"]  # a refusal of the config itself, after the labels were read: the same
+    cfg["loss"] = {"class_weights": {"stats": str(tmp_path / "none.json")}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    line = _one_line(_invoke("train", tmp_path / "c.yaml", "--out", run, "--force", "--no-progress"))
+    assert "none.json" in line and {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 def test_init_from_a_torch_file_without_weights_names_it(toy: Path, tmp_path: Path) -> None:
     """A checkpoint-format dict without 'model' (or an 'ema' without 'state'): a KeyError traceback before."""
