@@ -20,6 +20,7 @@ from labeltree.resources import config_dir
 from labeltree.vocab import GTSDB_SIGNS
 
 MODELS = ("hierarchical", "flat")
+MAX_THRESHOLDS = 100  # report.risk_coverage: a table row each
 
 
 class _Strict(NoBoolNumbers):
@@ -70,6 +71,8 @@ class ReportLayout(_Strict):
         """T = 0 first (the figures are relative to the plain cascade), rising, each a probability."""
         if not v or v[0] != 0 or any(not 0 <= t <= 1 for t in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
             raise ValueError("expected rising thresholds between 0 and 1, the first 0")
+        if len(v) > MAX_THRESHOLDS:  # each one is a pass of the back-off over every evaluated pixel
+            raise ValueError(f"{len(v)} thresholds; give at most {MAX_THRESHOLDS}")
         return v
 
 

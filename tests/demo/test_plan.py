@@ -34,9 +34,11 @@ def test_bundled_settings_load_and_a_misspelt_key_is_refused(tmp_path: Path):
     assert "imagez" in str(e.value) and f"{bad}:{line}" in str(e.value)
 
 
-@pytest.mark.parametrize("value", ["[0, true]", "[0, .nan]", "[0, 1.5]", "[0.5, 0.6]", "[0, 0.7, 0.6]", "0.5", "[]"])
+@pytest.mark.parametrize("value", ["[0, true]", "[0, .nan]", "[0, 1.5]", "[0.5, 0.6]", "[0, 0.7, 0.6]", "0.5", "[]",
+                                   str([i / 1000 for i in range(1000)])])
 def test_malformed_risk_coverage_is_one_error_naming_its_line(tmp_path: Path, value: str):
-    """report.risk_coverage of a user's demo settings: [0, true] was read as [0, 1.0] before."""
+    """report.risk_coverage of a user's demo settings: [0, true] was read as [0, 1.0] before, and 1000
+    thresholds (1000 back-off passes over every pixel, 1000 table rows) were taken."""
     text = (config_dir() / "demo.yaml").read_text()
     bad = tmp_path / "demo.yaml"
     bad.write_text(text.replace("  risk_coverage: [0, 0.5, 0.6, 0.7, 0.8, 0.9]", f"  risk_coverage: {value}"))
