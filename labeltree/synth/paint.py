@@ -342,6 +342,74 @@ def _car(cv: _Canvas, st: _Street, rng: np.random.Generator, N: dict[str, int], 
     cv.put(y0, x0, mask, N[kind], cv.new_serial(), pic)
 
 
+def _wheels(pic: np.ndarray, mask: np.ndarray, wh: int, ww: int) -> None:
+    """Dark wheels in the bottom `wh` rows at both sides and the gap between them left unpainted."""
+    ph, pw = mask.shape
+    pic[ph - wh:, :ww] = (20, 20, 20)
+    pic[ph - wh:, pw - ww:] = (20, 20, 20)
+    if pw - 2 * ww > 0:
+        mask[ph - wh:, ww:pw - ww] = False
+
+
+def _autorickshaw(cv: _Canvas, st: _Street, rng: np.random.Generator, node: int, X: float, Z: float) -> None:
+    """IDD's three-wheeler seen from behind: black rounded canopy over a yellow or green body."""
+    y0, x0, ph, pw = st.box(X, Z, 1.4, 1.75)
+    mask = _rect(ph, pw)
+    cap = max(1, int(round(ph * 0.45)))
+    mask[:cap] = shape_mask("circle", 2 * cap, pw)[:cap] | (np.arange(cap)[:, None] >= cap // 2)
+    pic = np.empty((ph, pw, 3), dtype=np.float32)
+    pic[:cap] = _jitter(rng, (28, 28, 30), 6)
+    pic[cap:] = _jitter(rng, (225, 185, 30) if rng.random() < 0.6 else (40, 140, 70), 15)
+    pic[cap:cap + max(1, ph // 8), pw // 5:max(pw // 5 + 1, 4 * pw // 5)] = (60, 55, 50)  # rear opening
+    _wheels(pic, mask, max(1, int(round(ph * 0.14))), max(1, int(round(pw * 0.18))))
+    cv.put(y0, x0, mask, node, cv.new_serial(), pic)
+
+
+def _vehicle_fallback(cv: _Canvas, st: _Street, rng: np.random.Generator, node: int, X: float, Z: float) -> None:
+    """A vehicle of no other kind (tractor trailer, cart, caravan): a slatted box on big wheels."""
+    y0, x0, ph, pw = st.box(X, Z, 2.2, 2.1)
+    mask = _rect(ph, pw)
+    pic = np.empty((ph, pw, 3), dtype=np.float32)
+    pic[:] = _jitter(rng, [(200, 110, 40), (60, 90, 150), (120, 85, 55)][rng.integers(3)], 15)
+    slat = max(2, ph // 6)
+    pic[(np.arange(ph) % slat) == 0] *= 0.55
+    _wheels(pic, mask, max(1, int(round(ph * 0.25))), max(1, int(round(pw * 0.22))))
+    cv.put(y0, x0, mask, node, cv.new_serial(), pic)
+
+
+def _barrier(cv: _Canvas, st: _Street, rng: np.random.Generator, node: int, X: float, Z: float) -> None:
+    """A roadside barrier: a striped board (red/white or yellow/black) on two legs."""
+    y0, x0, ph, pw = st.box(X, Z, rng.uniform(1.2, 2.8), rng.uniform(0.9, 1.2))
+    mask = _rect(ph, pw)
+    a, b = ((215, 40, 35), (235, 235, 230)) if rng.random() < 0.6 else ((230, 190, 30), (30, 30, 30))
+    stripe = max(2, ph // 2)
+    yy, xx = np.mgrid[0:ph, 0:pw]
+    pic = np.where((((xx + yy) // stripe) % 2 == 0)[..., None], _jitter(rng, a, 8), _jitter(rng, b, 8))
+    legs = int(round(ph * 0.4))
+    leg_w = max(1, pw // 10)
+    if legs > 0 and pw > 2 * leg_w:
+        mask[ph - legs:, leg_w:pw - leg_w] = False
+        pic[ph - legs:] = (110, 110, 115)
+    cv.put(y0, x0, mask, node, cv.new_serial(), pic.astype(np.float32))
+
+
+def _idd_objects(N: dict[str, int], st: _Street, rng: np.random.Generator,
+                 add: Callable[..., None]) -> None:
+    """IDD frames only (their own random draws): autorickshaws, other vehicles and roadside barriers,
+    each where the tree has its node (IDD's add-on root nodes)."""
+    rh = st.road_half
+    if "Autorickshaw" in N:
+        for _ in range(rng.poisson(1.2)):
+            lane = rng.choice([-1.0, 1.0]) * (rh / 2 if rng.random() < 0.6 else rh - 0.8)
+            add(rng.uniform(5, 45), _autorickshaw, N["Autorickshaw"], lane + rng.uniform(-0.3, 0.3))
+    if "Vehicle Fallback" in N and rng.random() < 0.5:
+        add(rng.uniform(8, 50), _vehicle_fallback, N["Vehicle Fallback"], rng.choice([-1.0, 1.0]) * rh / 2)
+    if "Obs-Str-Bar Fallback" in N:
+        for _ in range(rng.integers(0, 3)):
+            s = -1.0 if rng.random() < 0.5 else 1.0
+            add(rng.uniform(5, 35), _barrier, N["Obs-Str-Bar Fallback"], s * (rh - rng.uniform(0.3, 0.9)))
+
+
 def _person_mask(ph: int, pw: int) -> tuple[np.ndarray, int, int]:
     """Silhouette: round head, torso, two legs; returns mask, head rows, torso end row."""
     mask = np.zeros((ph, pw), dtype=bool)
@@ -528,6 +596,8 @@ def render_scene(dataset: str, seed: int, index: int, width: int, height: int,
         add(rng.uniform(8, 50), _street_light, N, rng.choice([-1.0, 1.0]) * (rh + 0.3))
     if rng.random() < 0.35:
         add(rng.uniform(10, 40), _traffic_light, N, rng.choice([-1.0, 1.0]) * (rh + 0.4))
+    if world.layout[dataset] == "idd":  # IDD frames only: other datasets' frames draw nothing more
+        _idd_objects(world.idd_node, st, rng, add)
     for _z, fn in sorted(objects, key=lambda o: -o[0]):
         fn()
 

@@ -34,6 +34,9 @@ WORLD_NODES = ("Sky", "Building", "Vegetation", "Terrain", "Road", "Sidewalk", "
                "Lane Marking - Crosswalk", "Crosswalk - Plain", "Bike Lane", "Manhole", "Catch Basin", "Pole",
                "Street Light", "Traffic Light", "Traffic Sign (Back)", "Car", "Truck", "Bus", "Person",
                "Bicyclist", "Motorcyclist", "Bicycle", "Motorcycle", "Ego Vehicle")
+# Tree nodes painted in IDD frames only, where the tree has them (IDD's add-on root nodes): a tree without
+# one simply gets no such object, so the paper's tree and its frames are unchanged.
+IDD_NODES = ("Autorickshaw", "Vehicle Fallback", "Obs-Str-Bar Fallback")
 
 
 # -- the world's vocabulary -----------------------------------------------------------------------
@@ -54,6 +57,7 @@ class World:
             raise LabeltreeError(f"the synthetic street needs tree nodes {', '.join(missing)}, which tree "
                                  f"'{h.name}' does not have", h.path)
         self.node = {n: h.index[n] for n in WORLD_NODES}
+        self.idd_node = {n: h.index[n] for n in IDD_NODES if n in h.index}  # optional: painted where present
         self.datasets: list[str] = list(h.mappings)
         self.tax: dict[str, Taxonomy] = {}
         self.layout: dict[str, str] = {}
