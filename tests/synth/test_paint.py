@@ -57,3 +57,22 @@ def test_styles_differ_between_datasets(synth: Path) -> None:
     vi = open_dataset("vistas", synth / "vistas")
     ego_v = load_taxonomy("vistas").find("Ego Vehicle").id
     assert not any((vi.read_label(s) == ego_v).any() for s in vi.all_samples())
+
+
+def test_idd_add_on_kinds_painted_in_idd_frames_only() -> None:
+    """IDD frames paint the tree's IDD add-on nodes (autorickshaw, vehicle fallback, roadside barrier); the other
+    datasets' frames are the same pictures as under the paper's tree, which has none of these nodes."""
+    from labeltree.synth.paint import render_scene
+    from labeltree.synth.world import get_world
+
+    w, paper = get_world("cityscapes+vistas+gtsdb+idd"), get_world()
+    assert paper.idd_node == {}
+    frames = {n: [i for i in range(8) if (render_scene("idd", 1, i, 128, 64, world=w).nodes == v).any()]
+              for n, v in w.idd_node.items()}
+    assert frames == {"Autorickshaw": [1, 2, 3, 4, 5, 6, 7], "Vehicle Fallback": [0, 3, 5, 7],
+                      "Obs-Str-Bar Fallback": [0, 1, 2, 3]}
+    for ds in ("cityscapes", "vistas", "gtsdb"):
+        for i in range(4):
+            a, b = render_scene(ds, 1, i, 128, 64, world=w), render_scene(ds, 1, i, 128, 64, world=paper)
+            assert np.array_equal(a.rgb, b.rgb)
+            assert not np.isin(a.nodes, list(w.idd_node.values())).any()
