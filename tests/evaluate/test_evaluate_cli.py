@@ -148,8 +148,11 @@ def test_protocols_named_in_table_and_json(cs_set, tmp_path):
     assert o["n_classes"] == 19 and o["mean_over"] == "defined" and o["rules"]["drop"] == "none"
     assert p["n_classes"] == 27 and p["mean_over"] == "gt" and p["rules"]["drop"] == "foreign"
     assert "cityscapesScripts" in o["rules"]["tool"]
-    # the paper drops Cityscapes' no-class value (0, what `labeltree predict` writes for nodes it lacks)
-    ref = Evaluator("cityscapes", hierarchy=load_hierarchy("cityscapes+vistas+gtsdb"), protocol="paper")
+    # the paper drops Cityscapes' no-class value (0, what `labeltree predict` writes for nodes it lacks), and
+    # scores at the authors' network size by default
+    assert p["eval_size"] != "native" and o["eval_size"] == "native"
+    rules = resolve_rules("paper", "cityscapes", eval_size="paper")
+    ref = Evaluator("cityscapes", hierarchy=load_hierarchy("cityscapes+vistas+gtsdb"), protocol=rules)
     for key in gts:
         ref.add(gts[key], preds[key])
     assert p["classes"] == ref.result()["classes"]
