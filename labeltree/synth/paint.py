@@ -378,19 +378,13 @@ def _vehicle_fallback(cv: _Canvas, st: _Street, rng: np.random.Generator, node: 
 
 
 def _barrier(cv: _Canvas, st: _Street, rng: np.random.Generator, node: int, X: float, Z: float) -> None:
-    """A roadside barrier: a striped board (red/white or yellow/black) on two legs."""
-    y0, x0, ph, pw = st.box(X, Z, rng.uniform(1.2, 2.8), rng.uniform(0.9, 1.2))
-    mask = _rect(ph, pw)
+    """A roadside barrier at the kerb: a low, wide board striped red/white or yellow/black, down to the ground."""
+    y0, x0, ph, pw = st.box(X, Z, rng.uniform(1.8, 3.6), rng.uniform(0.7, 1.0))
     a, b = ((215, 40, 35), (235, 235, 230)) if rng.random() < 0.6 else ((230, 190, 30), (30, 30, 30))
     stripe = max(2, ph // 2)
     yy, xx = np.mgrid[0:ph, 0:pw]
     pic = np.where((((xx + yy) // stripe) % 2 == 0)[..., None], _jitter(rng, a, 8), _jitter(rng, b, 8))
-    legs = int(round(ph * 0.4))
-    leg_w = max(1, pw // 10)
-    if legs > 0 and pw > 2 * leg_w:
-        mask[ph - legs:, leg_w:pw - leg_w] = False
-        pic[ph - legs:] = (110, 110, 115)
-    cv.put(y0, x0, mask, node, cv.new_serial(), pic.astype(np.float32))
+    cv.put(y0, x0, _rect(ph, pw), node, cv.new_serial(), pic.astype(np.float32))
 
 
 def _idd_objects(N: dict[str, int], st: _Street, rng: np.random.Generator,
@@ -407,7 +401,7 @@ def _idd_objects(N: dict[str, int], st: _Street, rng: np.random.Generator,
     if "Obs-Str-Bar Fallback" in N:
         for _ in range(rng.integers(0, 3)):
             s = -1.0 if rng.random() < 0.5 else 1.0
-            add(rng.uniform(5, 35), _barrier, N["Obs-Str-Bar Fallback"], s * (rh - rng.uniform(0.3, 0.9)))
+            add(rng.uniform(5, 35), _barrier, N["Obs-Str-Bar Fallback"], s * (rh + rng.uniform(0.1, 0.5)))
 
 
 def _person_mask(ph: int, pw: int) -> tuple[np.ndarray, int, int]:
