@@ -7,7 +7,10 @@ where the reader looks for it.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -49,3 +52,28 @@ def cityscapes_frame(root: Path, split: str, city: str, seq: int, label: np.ndar
     if image is not None:
         save_png(cityscapes.image_path(root, split, city, key), image)
     return key
+
+
+def run_cli(*args: Any, code: int = 0) -> str:
+    """`labeltree ARGS` in-process: its output, after checking the exit status and that no traceback leaked."""
+    from click.testing import CliRunner
+
+    from labeltree.cli import main
+
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    return res.output
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread: an oversubscribed OpenMP pool slows torch many times over on a busy 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

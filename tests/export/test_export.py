@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from builders import run_cli
 from click.testing import CliRunner
 
 import labeltree
@@ -84,10 +85,7 @@ def preds(env: dict[str, Any]) -> dict[str, Predictor]:
     return {k: load_predictor(env[k], "cpu") for k in ("hier", "flat")}
 
 
-def cli(*args: Any, code: int = 0) -> str:
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == code, res.output
-    return res.output
+cli = run_cli
 
 
 _REFS: dict[tuple[int, int, tuple[int, ...], tuple[int, int] | None], Any] = {}

@@ -13,10 +13,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
+from builders import run_cli
 from PIL import Image
 
-from labeltree.cli import main
 from labeltree.core.hierarchy import tree_hash
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.export.graph import export_onnx
@@ -49,11 +48,7 @@ def make_checkpoint(path: Path, tree: Path, with_tree: bool = True) -> Path:
     return path
 
 
-def cli(*args: Any, code: int = 0) -> str:
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    return res.output
+cli = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from builders import one_torch_thread, run_cli
 from PIL import Image
 
 import labeltree as lt
-from labeltree.cli import main
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.infer import open_model
 from labeltree.train.checkpoint import check_tree, load_checkpoint, save_checkpoint, tree_entry
@@ -30,11 +29,9 @@ PAPER_FILE = REPO / "taxonomies" / "hierarchies" / f"{PAPER}.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
 
 
 def tiny_checkpoint(path: Path, ema: bool = False, temperatures: bool = False) -> Path:
@@ -74,11 +71,7 @@ def tiny_checkpoint(path: Path, ema: bool = False, temperatures: bool = False) -
     return path
 
 
-def cli(*args: Any, code: int = 0) -> str:
-    res = CliRunner().invoke(main, [str(a) for a in args])
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    return res.output
+cli = run_cli
 
 
 def refused(*args: Any) -> str:
