@@ -86,13 +86,16 @@ def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, spli
         with torch.no_grad():
             probs = [p[0].cpu().numpy() for p in net.scores(net.input(img, resize, mode))]
         gt = tables.nodes_of(read_label(s, tax))
+        ok = gt >= 0
+        g = gt[ok]  # the labelled pixels' ground truth, its values and sign flags: once per image, not per T
+        vg, sg = values[g], is_sign[g]
         decided = decide(probs, h.child_table)  # the argmaxes once; the cascade per T
-        leaf = None
+        v0 = None  # the values at T = 0 (the leaf), the first threshold
         for t, c in zip(ts, counts, strict=True):
-            n = _to_size(back_off(decided, owners, levels, t).nodes, gt.shape)
-            if leaf is None:
-                leaf = n
-            _count(c, n, leaf, gt, gt >= 0, values, anc, is_sign)
+            n = _to_size(back_off(decided, owners, levels, t).nodes, gt.shape)[ok]
+            if v0 is None:
+                v0 = values[n]
+            _count(c, n, values[n], v0, g, vg, sg, anc)
     return [c.row(t) for t, c in zip(ts, counts, strict=True)]
 
 
@@ -102,10 +105,10 @@ def _to_size(n: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
     return nearest_resize(n, (int(size[0]), int(size[1])))
 
 
-def _count(c: Counts, n: np.ndarray, leaf: np.ndarray, gt: np.ndarray, ok: np.ndarray, values: np.ndarray,
-           anc: np.ndarray, is_sign: np.ndarray) -> None:
-    g, n, leaf = gt[ok], n[ok], leaf[ok]
-    v, v0, vg = values[n], values[leaf], values[g]
+def _count(c: Counts, n: np.ndarray, v: np.ndarray, v0: np.ndarray, g: np.ndarray, vg: np.ndarray,
+           sg: np.ndarray, anc: np.ndarray) -> None:
+    """Add one image at one T: over its labelled pixels, the node n_T, its value v, the leaf's value v0, the
+    ground truth g, its value vg and whether it is a sign pixel sg."""
     full = v == v0
     right = full & (v == vg)
     coarse = ~full & anc[g, n]
@@ -114,7 +117,6 @@ def _count(c: Counts, n: np.ndarray, leaf: np.ndarray, gt: np.ndarray, ok: np.nd
     c.full_right += int(right.sum())
     c.coarse_right += int(coarse.sum())
     c.wrong += int((~right & ~coarse).sum())
-    sg = is_sign[g]
     c.sign["pixels"] += int(sg.sum())
     c.sign["full"] += int((sg & full).sum())
     c.sign["wrong_full"] += int((sg & full & ~right).sum())

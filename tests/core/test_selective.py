@@ -22,7 +22,7 @@ def test_counts_by_hand() -> None:
     leaf = np.array([3, 4, 3, 2, 2])     # right, wrong, wrong, right, wrong
     backed = np.array([3, 1, 3, 0, 2])  # full right, coarse (A), full wrong, coarse (root), full wrong
     c = Counts()
-    _count(c, backed, leaf, gt, np.ones(5, bool), values, anc, is_sign)
+    _count(c, backed, values[backed], values[leaf], gt, values[gt], is_sign[gt], anc)  # every pixel labelled
     assert (c.pixels, c.full, c.full_right, c.coarse_right, c.wrong) == (5, 3, 1, 2, 2)
     assert c.sign == {"pixels": 4, "full": 3, "wrong_full": 2}
     row = c.row(0.5)
