@@ -13,7 +13,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,6 +23,7 @@ from labeltree.errors import LabeltreeError
 from labeltree.fsutil import atomic_path
 from labeltree.place.model import NodeModel
 from labeltree.resources import user_cache_dir
+from labeltree.stats.cache import file_sig
 
 ROWS = 8  # bins of the vertical profile
 MAX_PIXELS = 16384  # pixels per frame on the stride grid
@@ -138,20 +138,10 @@ def _in_tree(ev: ClassEvidence, model: NodeModel | None, n_nodes: int) -> ClassE
 
 # -- cache: a model's pass over a dataset is the slow part; `place` and `audit` against one model reuse it --
 
-def _sig(p: Path | None) -> list[Any]:
-    if p is None:
-        return [None]
-    try:
-        st = p.stat()
-    except OSError:
-        return [str(p)]
-    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
-
-
 def _cache_key(dataset: str, tax: Taxonomy, samples: list[Sample], model: NodeModel) -> str:
     """Digest of the model file, its node names, the taxonomy and every frame read (path, size, mtime)."""
-    parts = [CACHE_VERSION, dataset, tax.model_dump_json(), _sig(model.path), model.node_names, MAX_PIXELS,
-             [[s.key, *_sig(s.label), *_sig(s.image), repr(s.boxes)] for s in samples]]
+    parts = [CACHE_VERSION, dataset, tax.model_dump_json(), file_sig(model.path), model.node_names, MAX_PIXELS,
+             [[s.key, file_sig(s.label), file_sig(s.image), repr(s.boxes)] for s in samples]]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
 
 

@@ -75,7 +75,8 @@ class StatsCache:
         self.db.close()
 
 
-def _file_sig(p: Path | None) -> str:
+def file_sig(p: Path | None) -> str:
+    """A file as a cache key sees it: resolved path, size and mtime (a changed file is another key)."""
     if p is None:
         return "-"
     try:
@@ -86,10 +87,10 @@ def _file_sig(p: Path | None) -> str:
 
 
 def sample_key(ctx: WorkerContext, s: Sample, tax_digest: str) -> str:
-    parts = [STATS_VERSION, tax_digest, ctx.unknown, _file_sig(s.label)]
+    parts = [STATS_VERSION, tax_digest, ctx.unknown, file_sig(s.label)]
     if s.label is None:  # box datasets: the frame, its boxes and the mask mode define the record
-        parts += [_file_sig(s.image), ctx.mask_mode, [(b.x0, b.y0, b.x1, b.y1, b.class_id) for b in s.boxes],
+        parts += [file_sig(s.image), ctx.mask_mode, [(b.x0, b.y0, b.x1, b.y1, b.class_id) for b in s.boxes],
                   list(s.size) if getattr(s, "size", None) else None]
     if ctx.instances and s.instances is not None:
-        parts.append(_file_sig(s.instances))
+        parts.append(file_sig(s.instances))
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
