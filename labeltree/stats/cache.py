@@ -10,13 +10,7 @@ from pathlib import Path
 
 from labeltree.datasets.base import Sample, warn
 from labeltree.errors import LabeltreeError
-from labeltree.resources import user_cache_dir
 from labeltree.stats.records import STATS_VERSION, WorkerContext
-
-
-def default_cache_dir() -> Path:
-    """$LABELTREE_CACHE, else $XDG_CACHE_HOME/labeltree, else ~/.cache/labeltree (never under the dataset root)."""
-    return user_cache_dir()
 
 
 class StatsCache:

@@ -29,7 +29,8 @@ from labeltree.datasets.base import Sample
 from labeltree.datasets.boxmask import DEFAULT_MASK_MODE
 from labeltree.errors import LabeltreeError
 from labeltree.parallel import pmap, resolve_workers
-from labeltree.stats.cache import StatsCache, default_cache_dir, sample_key
+from labeltree.resources import user_cache_dir
+from labeltree.stats.cache import StatsCache, sample_key
 from labeltree.stats.groups import MAX_SHARDS, GroupStats
 from labeltree.stats.records import WorkerContext, cached_reader, record_task
 
@@ -121,7 +122,7 @@ def collect_stats(dataset: str | Path, root: str | Path, splits: Sequence[str] |
     ctx = WorkerContext(tax_ref, str(Path(root)), unknown, mask_mode, instances)
     tax_digest = hashlib.sha1(tax.model_dump_json().encode()).hexdigest()[:16]
     keys = [sample_key(ctx, s, tax_digest) for s in mine]
-    store = StatsCache(cache_dir or default_cache_dir()) if cache else None
+    store = StatsCache(cache_dir or user_cache_dir()) if cache else None
     try:
         hits = store.get(keys) if store else {}
         todo = [i for i, k in enumerate(keys) if k not in hits]
