@@ -187,16 +187,14 @@ def reliability_png(path: Path, names: list[str], stats: list[HeadStats], temps:
     plt.close(fig)
 
 
-def save_calibrated(checkpoint: str | Path, out: str | Path, temps: list[float]) -> None:
-    """A copy of the checkpoint with `temperatures` (atomic; never over the checkpoint itself)."""
+def save_calibrated(state: dict[str, Any], checkpoint: str | Path, out: str | Path, temps: list[float]) -> None:
+    """A copy of the checkpoint (its loaded `state`) with `temperatures` (atomic; never over the checkpoint itself)."""
     from labeltree.fsutil import same_file
-    from labeltree.train.checkpoint import load_checkpoint, save_checkpoint
+    from labeltree.train.checkpoint import save_checkpoint
 
     if same_file(checkpoint, out):
         raise LabeltreeError("-o would overwrite the checkpoint; choose another file name", out)
-    state = load_checkpoint(checkpoint)
-    state["temperatures"] = [float(t) for t in temps]
-    save_checkpoint(out, state)
+    save_checkpoint(out, {**state, "temperatures": [float(t) for t in temps]})
 
 
 def val_sources(cfg: Any, h: Any, split: str | None = None) -> list[Source]:
@@ -222,14 +220,14 @@ def calibrate_checkpoint(checkpoint: str | Path, config: str | Path, out: str | 
     """Fit one temperature per classifier on the config's val splits; write `out` (the checkpoint with them) and
     the reliability diagram `plot`; return the per-classifier report rows."""
     from labeltree.train.config import load_config
-    from labeltree.train.predict import load_predictor
+    from labeltree.train.predict import load_predictor_state
 
     cfg = load_config(config, data_root=data_root)
-    pred = load_predictor(checkpoint, device)
+    pred, state = load_predictor_state(checkpoint, device)
     stats = collect(pred, val_sources(cfg, pred.h))
     names = [c.name for c in pred.h.classifiers]
     rows = calibrate_stats(names, stats)
-    save_calibrated(checkpoint, out, [r["temperature"] for r in rows])
+    save_calibrated(state, checkpoint, out, [r["temperature"] for r in rows])
     if plot is not None:
         reliability_png(Path(plot), names, stats, [r["temperature"] for r in rows])
     return rows

@@ -165,6 +165,12 @@ def model_tables(h: Hierarchy, flat: FlatSpace | None) -> dict[str, Any]:
 def load_predictor(checkpoint: str | Path, device: str | torch.device | None = None, weights: str = "ema") -> Predictor:
     """The checkpoint's network on `device`, refused (one line) when its tree changed since training; `weights`: its
     moving average of the weights (`train.ema_decay`) when it has one (else its raw weights), or its raw weights."""
+    return load_predictor_state(checkpoint, device, weights)[0]
+
+
+def load_predictor_state(checkpoint: str | Path, device: str | torch.device | None = None,
+                         weights: str = "ema") -> tuple[Predictor, dict[str, Any]]:
+    """`load_predictor` and the checkpoint's state it read: a caller that writes a copy reads the file once."""
     if isinstance(device, str) and device != "auto":  # checked before torch sees it (a RuntimeError otherwise)
         check_device(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -197,7 +203,7 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device | None = N
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return Predictor(model, cfg, h, flat, dev, amp=cfg.train.amp,
-                     temperatures=checked_temperatures(state.get("temperatures"), len(sizes), checkpoint))
+                     temperatures=checked_temperatures(state.get("temperatures"), len(sizes), checkpoint)), state
 
 
 def checked_temperatures(value: Any, n: int, path: str | Path) -> list[float] | None:
