@@ -98,7 +98,8 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, rename: l
     cfg_dict = _config(state, checkpoint)
     old_sig, old_name, old_sizes = _old_tree(state, cfg_dict, checkpoint)
     n_old = len(old_sizes)
-    old_model = _old_weights(state, "raw", old_sizes, checkpoint)
+    old_net = _fresh_model(cfg_dict, old_sizes, 0).state_dict()  # the network of its own config and tree
+    old_model = _old_weights(state, "raw", old_net, old_sizes, checkpoint)
     new = load_hierarchy(tree)
     p = plan(signature_nodes(old_sig), new, renames, list(dict.fromkeys(drop)))
     cfg, notes = _new_config(cfg_dict, new, tree)
@@ -111,7 +112,7 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, rename: l
         "head_sizes": sizes, "head_names": [c.name for c in new.classifiers], "tree": tree_entry(new)}
     ema = state.get("ema")
     if isinstance(ema, dict):
-        ema_sd = _old_weights(state, "ema", old_sizes, checkpoint)
+        ema_sd = _old_weights(state, "ema", old_net, old_sizes, checkpoint)
         result["ema"] = {**ema, "state": migrate_weights(ema_sd, p, fresh, temps)}
     if temps is not None:
         result["temperatures"] = [t for t, _ in temps]
@@ -145,11 +146,12 @@ def _config(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
-def _old_weights(state: dict[str, Any], which: str, sizes: list[int], path: str | Path) -> dict[str, torch.Tensor]:
-    """The checkpoint's raw or averaged weights, checked against the network of its own config and tree."""
+def _old_weights(state: dict[str, Any], which: str, expected: dict[str, torch.Tensor], sizes: list[int],
+                 path: str | Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's raw or averaged weights, checked against `expected`, the state dict of the network of its
+    own config and tree (`sizes` classes per classifier)."""
     sd = model_weights(state, "ema", path)[0] if which == "ema" else state["model"]
-    net = _fresh_model(checkpoint_config(state, path).model_dump(mode="json"), sizes, 0)
-    why = weights_mismatch(net.state_dict(), sd)
+    why = weights_mismatch(expected, sd)
     if why:
         raise LabeltreeError(f"the checkpoint's {'averaged ' if which == 'ema' else ''}weights do not fit its tree "
                              f"({sizes} classes per classifier) and model config: {why}; migrate a checkpoint "
