@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from labeltree.core.hierarchy import Hierarchy, tree_hash, tree_signature
+from labeltree.core.hierarchy import Hierarchy, tree_signature
 from labeltree.core.tree_diff import TreeDiff, class_names, diff_signatures
 from labeltree.core.tree_file import load_hierarchy
 from labeltree.errors import LabeltreeError
@@ -167,7 +167,7 @@ def _old_tree(state: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> t
         sig, name = saved, str(saved.get("name", "?"))
     else:
         h = load_hierarchy(cfg.get("hierarchy") or "cityscapes+vistas+gtsdb")
-        sig, name = {"sha256": tree_hash(h), **tree_signature(h)}, h.name
+        sig, name = tree_entry(h), h.name
     try:
         heads = old_classifiers(signature_nodes(sig))
         if not isinstance(sig.get("sha256"), str):
