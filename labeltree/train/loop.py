@@ -462,8 +462,7 @@ def _log_step(run: _Run, step: int, loss: torch.Tensor, per_head: list[torch.Ten
 def _evaluate(run: _Run, step: int, bar: Any) -> None:
     """Every evaluation dataset scored (train/evaluation.py) to metrics.jsonl; best.pt when the mean mIoU
     over the training datasets improves."""
-    run.evals = run.evals if run.evals is not None else eval_sets(run.cfg, run.h)
-    if not run.evals:
+    if not run.evals:  # built before the first step (train) whenever an evaluation is due
         return
     with run.ema.applied(run.model) if run.ema is not None else contextlib.nullcontext():
         metrics = evaluate_sources(run.predictor, run.evals)
