@@ -18,6 +18,7 @@ from labeltree.datasets.boxmask import MaskMode
 from labeltree.errors import LabeltreeError
 from labeltree.fsutil import MAX_TEXT_BYTES, check_output, read_input
 from labeltree.resources import config_dir, is_path_ref
+from labeltree.train.last_mean import LAST_MEAN_FILE
 from labeltree.train.scaling import ResizeMode
 
 
@@ -35,7 +36,7 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d{1,3}|mps)$"
 
 
-RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl", "last2_mean.json")
+RUN_FILES = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl", LAST_MEAN_FILE)
 
 
 def check_run_folder(out: Path, resume: bool, force: bool) -> None:
