@@ -175,13 +175,17 @@ class OnnxModel(Model):
             res.extend({k: v[j] for k, v in out.items()} for j in range(len(chunk)))
         return res
 
-    def cascade(self, scores: list[np.ndarray]) -> np.ndarray:
-        """Tree nodes from a `scores` model's probabilities (labeltree.core.hierarchy.cascade; flat: its table)."""
+    def _check_scores(self, scores: list[np.ndarray]) -> None:
+        """A `scores` model's probabilities against its metadata (an edited graph: one line)."""
         for s, c in zip(scores, self.classifiers if self.flat_nodes is None else [None], strict=True):
             want = len(self.flat_nodes) if c is None else len(c["children"])  # type: ignore[arg-type]
             if s.ndim != 3 or s.shape[0] != want:
                 raise LabeltreeError(f"a score output has shape {s.shape}, its metadata {want} classes; re-export "
                                      "the model with `labeltree export`", self.path)
+
+    def cascade(self, scores: list[np.ndarray]) -> np.ndarray:
+        """Tree nodes from a `scores` model's probabilities (labeltree.core.hierarchy.cascade; flat: its table)."""
+        self._check_scores(scores)
         if self.flat_nodes is not None:
             return self.flat_nodes[np.argmax(scores[0], axis=-3)]
         return cascade(scores, [c["node"] for c in self.classifiers], [c["children"] for c in self.classifiers])
@@ -193,9 +197,10 @@ class OnnxModel(Model):
         confidence = raw[self.by_kind["confidence"][0]["name"]] if "confidence" in self.by_kind else None
         if "scores" in self.by_kind:
             scores = [raw[o["name"]] for o in self.by_kind["scores"]]
-            nodes = self.cascade(scores)
-            if self.confidence or self.min_confidence > 0:
+            if self.confidence or self.min_confidence > 0:  # the cascade with its confidences, not again without
                 nodes, confidence = self.confident(scores)
+            else:
+                nodes = self.cascade(scores)
         if "level" in self.by_kind:
             levels = [self._nodes(raw[o["name"]]) for o in self.by_kind["level"]]
             nodes = levels[-1]
@@ -213,6 +218,7 @@ class OnnxModel(Model):
 
     def confident(self, scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(nodes, path confidence) from a `scores` model's probabilities, backing off below `min_confidence`."""
+        self._check_scores(scores)
         if self.flat_nodes is not None:
             return self.flat_nodes[np.argmax(scores[0], axis=-3)], np.max(scores[0], axis=-3).astype(np.float32)
         owners = [c["node"] for c in self.classifiers]
