@@ -198,9 +198,11 @@ def stage_risk_coverage(checkpoint: Path, data: Path, datasets: list[str],
                         thresholds: tuple[float, ...]) -> dict[str, list[dict[str, Any]]]:
     """{dataset: rows}: the hierarchical model's selective-prediction sweep on each dataset's default split,
     by the one implementation `labeltree evaluate --checkpoint CK --risk-coverage` runs."""
+    from labeltree.infer.pytorch import TorchModel
     from labeltree.infer.selective import selective_sweep
 
-    return {d: selective_sweep(checkpoint, d, data / d, thresholds=thresholds) for d in datasets}
+    model = TorchModel(checkpoint, "cpu")  # loaded once for every dataset
+    return {d: selective_sweep(model, d, data / d, thresholds=thresholds) for d in datasets}
 
 
 def seed_spread(out: Path, plan: Plan, data: Path, seeds: int, first: dict[str, dict[str, dict[str, Any]]],

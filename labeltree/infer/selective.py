@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from labeltree.core.confidence import back_off, check_min_confidence, decide
 from labeltree.evaluate.signs import sign_rule_nodes
+
+if TYPE_CHECKING:  # torch only when a sweep runs
+    from labeltree.infer.pytorch import TorchModel
 
 DEFAULT_SWEEP = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -43,12 +46,13 @@ class Counts:
                 "sign_wrong_full": self.sign["wrong_full"]}
 
 
-def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, split: str | None = None,
+def selective_sweep(checkpoint: str | Path | TorchModel, dataset: str, root: str | Path, split: str | None = None,
                     thresholds: tuple[float, ...] = DEFAULT_SWEEP, device: str | None = "cpu",
                     limit: int | None = None, weights: str = "ema") -> list[dict[str, Any]]:
     """Rows per threshold: coverage, full-depth accuracy / risk, correct-but-coarse and wrong shares, signs.
 
-    `split`: None = val, or test where the dataset has no val (as `labeltree evaluate`)."""
+    `checkpoint`: a `.pt`, or a TorchModel already open (one load for several datasets; `device` and `weights`
+    then unused). `split`: None = val, or test where the dataset has no val (as `labeltree evaluate`)."""
     import torch
 
     from labeltree.datasets.base import read_label
@@ -59,13 +63,13 @@ def selective_sweep(checkpoint: str | Path, dataset: str, root: str | Path, spli
     from labeltree.train.predict import dataset_table
 
     ts = [check_min_confidence(t, "--risk-coverage thresholds") for t in thresholds]
-    model = TorchModel(checkpoint, device, weights)
+    model = checkpoint if isinstance(checkpoint, TorchModel) else TorchModel(checkpoint, device, weights)
     h, net = model.net.h, model.net
     if net.flat is not None:
         from labeltree.errors import LabeltreeError
 
         raise LabeltreeError("the flat model has no ancestors to fall back on: selective prediction needs a "
-                             "hierarchical model", checkpoint)
+                             "hierarchical model", model.path)
     key = h.mapping(dataset).dataset
     tables, tax = h.tables(key), h.mapping(dataset).taxonomy
     values = np.asarray(dataset_table(h, key)["values"], dtype=np.int64)
