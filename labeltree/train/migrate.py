@@ -98,7 +98,8 @@ def migrate(checkpoint: str | Path, tree: str | Path, out: str | Path, rename: l
     cfg_dict = _config(state, checkpoint)
     old_sig, old_name, old_sizes = _old_tree(state, cfg_dict, checkpoint)
     n_old = len(old_sizes)
-    old_net = _fresh_model(cfg_dict, old_sizes, 0).state_dict()  # the network of its own config and tree
+    with torch.device("meta"):  # the network of its own config and tree: its keys and shapes only
+        old_net = _fresh_model(cfg_dict, old_sizes, 0).state_dict()
     old_model = _old_weights(state, "raw", old_net, old_sizes, checkpoint)
     new = load_hierarchy(tree)
     p = plan(signature_nodes(old_sig), new, renames, list(dict.fromkeys(drop)))
