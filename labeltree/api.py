@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from labeltree.train.loop import RunResult
     from labeltree.train.migrate import Migration
 
-__all__ = ["convert", "evaluate", "load_tree", "merge", "open_dataset", "predict", "read_label", "stats",
-           "synthesize", "train"]
+__all__ = ["convert", "evaluate", "load_tree", "merge", "migrate", "open_dataset", "predict", "read_label", "stats",
+           "synthesize", "train", "tree_diff"]
 
 
 def load_tree(ref: str | Path = "cityscapes+vistas+gtsdb") -> Hierarchy:
